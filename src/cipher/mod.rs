@@ -1,0 +1,193 @@
+//! Symmetric primitives: AES-256-GCM in place, key wrapping, HKDF-SHA256, SHA-256.
+//!
+//! Two interchangeable [`Backend`]s implement the primitives, chosen at compile
+//! time:
+//!
+//! * [`AwsLc`] (feature `aws-lc`, default) on aws-lc-rs — the fast one;
+//! * [`RustCrypto`] (feature `rustcrypto`) on RustCrypto `aes-gcm`, `hkdf`
+//!   and `sha2` — pure Rust, for targets where a C toolchain is unwelcome.
+//!
+//! When both are compiled in, [`DefaultBackend`] is `AwsLc`; the other stays
+//! available by name, so tests prove the two byte-identical. Everything above
+//! this module uses [`Aes256Gcm`], [`KeyWrapper`], [`hkdf_sha256`] and
+//! [`sha256`], which run on the default backend unless a type parameter names
+//! another.
+//!
+//! This module owns primitives only: no formats beyond the wrapped-key blob, no
+//! I/O, no key management.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use zeroize::Zeroize;
+
+use crate::secret::{SecretKey, KEY_LEN};
+use crate::{Error, Result};
+
+#[cfg(feature = "aws-lc")]
+mod aws_lc;
+#[cfg(feature = "rustcrypto")]
+mod rustcrypto;
+mod wrap;
+
+#[cfg(feature = "aws-lc")]
+pub use aws_lc::AwsLc;
+#[cfg(feature = "rustcrypto")]
+pub use rustcrypto::RustCrypto;
+pub use wrap::{KeyWrapper, WRAPPED_KEY_LEN, WRAP_FORMAT_VERSION, WRAP_LIMIT};
+
+/// The backend used when no other is named: aws-lc-rs if compiled in,
+/// otherwise RustCrypto.
+#[cfg(feature = "aws-lc")]
+pub type DefaultBackend = AwsLc;
+/// The backend used when no other is named: aws-lc-rs if compiled in,
+/// otherwise RustCrypto.
+#[cfg(all(not(feature = "aws-lc"), feature = "rustcrypto"))]
+pub type DefaultBackend = RustCrypto;
+
+/// AES-GCM nonce length in bytes (96 bits).
+pub const NONCE_LEN: usize = 12;
+/// AES-GCM tag length in bytes (128 bits).
+pub const TAG_LEN: usize = 16;
+/// SHA-256 output length in bytes.
+pub const SHA256_LEN: usize = 32;
+/// Largest HKDF-SHA256 output (255 blocks of 32 bytes, RFC 5869).
+pub const HKDF_SHA256_MAX_LEN: usize = 255 * SHA256_LEN;
+
+/// A 96-bit AES-GCM nonce.
+pub type Nonce = [u8; NONCE_LEN];
+/// A detached 128-bit AES-GCM tag.
+pub type Tag = [u8; TAG_LEN];
+
+/// A set of primitive implementations. Implemented by [`AwsLc`] and
+/// [`RustCrypto`]; not meant to be implemented outside this crate.
+pub trait Backend: Send + Sync + 'static {
+    /// Human-readable name, for benchmarks and diagnostics.
+    const NAME: &'static str;
+    /// An AES-256-GCM key with its schedule expanded, ready for many calls.
+    type AeadKey: Send + Sync;
+
+    /// Expands a 256-bit key.
+    fn aead_key(key: &[u8; KEY_LEN]) -> Self::AeadKey;
+    /// Encrypts `in_out` in place and returns the tag; `None` if the message
+    /// is longer than AES-GCM allows.
+    fn seal(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8]) -> Option<Tag>;
+    /// Verifies `tag` and decrypts `in_out` in place; `false` if the tag does
+    /// not verify (then `in_out` may hold garbage: callers wipe it).
+    fn open(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8], tag: &Tag)
+        -> bool;
+    /// HKDF-SHA256 (RFC 5869) extract-then-expand into `out`; `false` if
+    /// `out` is longer than [`HKDF_SHA256_MAX_LEN`].
+    fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) -> bool;
+    /// SHA-256 of the concatenation of `parts`.
+    fn sha256(parts: &[&[u8]]) -> [u8; SHA256_LEN];
+}
+
+/// An AES-256-GCM key for sealing and opening in place with a detached tag.
+///
+/// Opening never releases plaintext that failed authentication: on failure
+/// the buffer is wiped before the error is returned.
+///
+/// The caller owns nonce uniqueness: never seal twice with one (key, nonce).
+pub struct Aes256Gcm<B: Backend = DefaultBackend> {
+    key: B::AeadKey,
+    _backend: PhantomData<B>,
+}
+
+impl<B: Backend> Aes256Gcm<B> {
+    /// Expands `key` for use.
+    pub fn new(key: &SecretKey) -> Self {
+        Self {
+            key: B::aead_key(key.expose_secret()),
+            _backend: PhantomData,
+        }
+    }
+
+    /// Encrypts `in_out` in place, authenticating it and `aad`; returns the tag.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] if `in_out` is longer than AES-GCM allows
+    /// (2^36 − 32 bytes).
+    #[inline]
+    pub fn seal_in_place(&self, nonce: &Nonce, aad: &[u8], in_out: &mut [u8]) -> Result<Tag> {
+        B::seal(&self.key, nonce, aad, in_out).ok_or(Error::LimitExceeded {
+            what: "AES-GCM message length in bytes",
+            limit: (1 << 36) - 32,
+        })
+    }
+
+    /// Verifies `tag` over `in_out` and `aad`, then decrypts `in_out` in place.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if the tag does not verify; `in_out` is then all
+    /// zeros.
+    #[inline]
+    pub fn open_in_place(
+        &self,
+        nonce: &Nonce,
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &Tag,
+    ) -> Result<()> {
+        if B::open(&self.key, nonce, aad, in_out, tag) {
+            Ok(())
+        } else {
+            in_out.zeroize();
+            Err(Error::Integrity {
+                what: "AES-GCM ciphertext",
+            })
+        }
+    }
+}
+
+impl<B: Backend> fmt::Debug for Aes256Gcm<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Aes256Gcm<{}>([REDACTED])", B::NAME)
+    }
+}
+
+/// HKDF-SHA256 (RFC 5869) on the default backend: fills `out` from input key
+/// material `ikm`, `salt` and `info`.
+///
+/// # Errors
+/// [`Error::LimitExceeded`] if `out` is longer than [`HKDF_SHA256_MAX_LEN`].
+pub fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) -> Result<()> {
+    hkdf_sha256_with::<DefaultBackend>(ikm, salt, info, out)
+}
+
+/// [`hkdf_sha256`] on a named backend.
+///
+/// # Errors
+/// [`Error::LimitExceeded`] if `out` is longer than [`HKDF_SHA256_MAX_LEN`].
+pub fn hkdf_sha256_with<B: Backend>(
+    ikm: &[u8],
+    salt: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<()> {
+    if out.len() <= HKDF_SHA256_MAX_LEN && B::hkdf_sha256(ikm, salt, info, out) {
+        Ok(())
+    } else {
+        out.zeroize();
+        Err(Error::LimitExceeded {
+            what: "HKDF-SHA256 output length in bytes",
+            limit: HKDF_SHA256_MAX_LEN as u64,
+        })
+    }
+}
+
+/// SHA-256 of the concatenation of `parts`, on the default backend.
+pub fn sha256(parts: &[&[u8]]) -> [u8; SHA256_LEN] {
+    DefaultBackend::sha256(parts)
+}
+
+/// Fills `buf` from the operating system's CSPRNG (nonces, salts).
+///
+/// # Errors
+/// [`Error::Random`] if the operating system cannot provide randomness.
+pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|_| Error::Random)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! The crate's one error type.
+//!
+//! Every variant names a condition a caller can act on: retry later
+//! ([`Error::ProviderUnreachable`], [`Error::Throttled`]), alert an operator
+//! ([`Error::KeyUnavailable`], [`Error::AccessDenied`]), quarantine data
+//! ([`Error::Integrity`]), reject input ([`Error::Malformed`]). Messages name
+//! keys by their reference, never by their bytes: no variant can hold key
+//! material.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::provider::KeyState;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in cmek.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Authenticated decryption failed: the data was modified, truncated,
+    /// moved, or opened with the wrong key or associated data. No plaintext
+    /// from the rejected input was released.
+    #[error("integrity check failed: {what}")]
+    Integrity {
+        /// What failed to authenticate (e.g. "wrapped key").
+        what: &'static str,
+    },
+
+    /// The root key exists but cannot be used in its current state
+    /// (disabled, pending deletion, not found, ...).
+    #[error("key {key} is unavailable: {state}")]
+    KeyUnavailable {
+        /// The key's reference, as `provider:region:id`.
+        key: String,
+        /// The state that makes it unusable.
+        state: KeyState,
+    },
+
+    /// The provider refused the operation for lack of permission.
+    #[error("access denied: {operation} on key {key}")]
+    AccessDenied {
+        /// The key's reference, as `provider:region:id`.
+        key: String,
+        /// The refused operation (e.g. "unwrap").
+        operation: &'static str,
+    },
+
+    /// The provider could not be reached or did not answer in time. The key
+    /// may be perfectly healthy: this is not a revocation.
+    #[error("key provider {provider} unreachable: {reason}")]
+    ProviderUnreachable {
+        /// Which provider (e.g. "local", "aws-kms").
+        provider: String,
+        /// Why, in words (no key material).
+        reason: String,
+    },
+
+    /// The provider rejected the call because of a request-rate limit.
+    #[error("key provider {provider} throttled the request")]
+    Throttled {
+        /// Which provider.
+        provider: String,
+    },
+
+    /// Input that does not parse: a bad header, file, length or version.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being parsed (e.g. "wrapped key", "local key file").
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A configured or cryptographic usage limit was reached.
+    #[error("limit exceeded: {what} (limit {limit})")]
+    LimitExceeded {
+        /// Which limit.
+        what: &'static str,
+        /// Its value.
+        limit: u64,
+    },
+
+    /// The caller asked for something that cannot be done as asked
+    /// (an unknown key id, a duplicate, a mismatched provider).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// An operating-system I/O error, with the path it concerned if any.
+    #[error("I/O error{}: {source}", .path.as_ref().map(|p| format!(" on {}", p.display())).unwrap_or_default())]
+    Io {
+        /// The file or directory concerned, when known.
+        path: Option<PathBuf>,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Random,
+}
+
+impl Error {
+    /// Builds an [`Error::Malformed`].
+    pub(crate) fn malformed(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Malformed {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds an [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: Some(path.into()),
+            source,
+        }
+    }
+
+    /// True for failures that may succeed if retried later (unreachable,
+    /// throttled), as opposed to definitive answers.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::ProviderUnreachable { .. } | Error::Throttled { .. }
+        )
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(source: io::Error) -> Self {
+        Error::Io { path: None, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_names_its_path() {
+        let e = Error::io("/data/keys", io::Error::from(io::ErrorKind::PermissionDenied));
+        let msg = e.to_string();
+        assert!(msg.contains("/data/keys"), "{msg}");
+        let e: Error = io::Error::from(io::ErrorKind::NotFound).into();
+        assert!(!e.to_string().contains(" on "), "{e}");
+    }
+
+    #[test]
+    fn transient_errors_are_only_unreachable_and_throttled() {
+        assert!(Error::Throttled {
+            provider: "mock".into()
+        }
+        .is_transient());
+        assert!(Error::ProviderUnreachable {
+            provider: "mock".into(),
+            reason: "timeout".into()
+        }
+        .is_transient());
+        assert!(!Error::Integrity { what: "x" }.is_transient());
+        assert!(!Error::KeyUnavailable {
+            key: "k".into(),
+            state: KeyState::Disabled
+        }
+        .is_transient());
+    }
+}

@@ -1,0 +1,135 @@
+//! Crash-safe file replacement.
+//!
+//! [`write_atomic`] writes a temporary file beside the target, syncs it,
+//! renames it over the target and syncs the directory, so that after a crash
+//! the target holds either the old contents or the new, never a mix, and the
+//! old stays in place until the new is durable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Replaces `path` with `contents` atomically and durably. On Unix the new
+/// file gets permission bits `mode` (e.g. `0o600`) from its creation on, so
+/// the contents are never readable by others, even briefly.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let dir = parent_dir(path);
+    let tmp = temp_path(path)?;
+    let result = write_synced(&tmp, contents, mode)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)))
+        .and_then(|()| sync_dir(&dir));
+    if result.is_err() {
+        // Best effort: a leftover temp file is harmless but untidy.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates `path` with `contents`, failing if it already exists; durable like
+/// [`write_atomic`].
+pub(crate) fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut file = open_new(path, mode)?;
+    file.write_all(contents).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    sync_dir(&parent_dir(path))
+}
+
+fn write_synced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut file = open_new(path, mode)?;
+    file.write_all(contents).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+fn open_new(path: &Path, mode: u32) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path).map_err(|e| Error::io(path, e))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let mut nonce = [0u8; 8];
+    crate::cipher::fill_random(&mut nonce)?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", u64::from_be_bytes(nonce)));
+    Ok(parent_dir(path).join(tmp_name))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_contents_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the target remains");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        create_new(&path, b"x", 0o600).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        write_atomic(&path, b"y", 0o600).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(create_new(&path, b"z", 0o600).is_err(), "never overwrites");
+    }
+
+    #[test]
+    fn failed_write_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        write_atomic(&path, b"old", 0o600).unwrap();
+        // A target that is a directory cannot be replaced by rename.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("inner"), b"x").unwrap();
+        assert!(write_atomic(&blocked, b"new", 0o600).is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "temp file removed after failure");
+    }
+}

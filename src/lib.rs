@@ -1,0 +1,48 @@
+//! # cmek — envelope encryption at rest with customer-managed keys
+//!
+//! `cmek` is a library for storage engines that must keep data encrypted at rest
+//! under keys their customers control. It implements a three-level envelope
+//! hierarchy:
+//!
+//! ```text
+//! KMS key (the customer's; never leaves the KMS)
+//!   └─ wraps ─> EZK  encryption-zone key, one per zone (database, cluster, tenant)
+//!                 └─ wraps ─> DEK  data encryption key, one per segment (file, object)
+//!                               └─ encrypts ─> segment data, AES-256-GCM chunks
+//! ```
+//!
+//! The KMS is slow and rate-limited, so it is called when a zone is opened,
+//! rotated or re-checked — never per segment.
+//!
+//! ## Layers
+//!
+//! Each module owns one layer; lower layers never import higher ones.
+//!
+//! * [`secret`] — key material: zeroized on drop, redacted `Debug`, constant-time
+//!   equality.
+//! * [`cipher`] — AES-256-GCM in place, key wrapping, HKDF-SHA256, on one of two
+//!   interchangeable backends (aws-lc-rs or RustCrypto).
+//! * [`provider`] — the [`KeyProvider`](provider::KeyProvider) trait implemented by
+//!   every root of trust, and the local key-file provider.
+//! * [`testing`] (feature `testing`) — an in-memory provider that counts calls and
+//!   injects faults.
+//!
+//! Errors from every layer are one enum, [`Error`], whose variants a caller can
+//! act on.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
+compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
+
+pub mod cipher;
+mod error;
+mod fsutil;
+pub mod provider;
+pub mod secret;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use error::{Error, Result};
+pub use provider::{EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey};
+pub use secret::SecretKey;

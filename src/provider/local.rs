@@ -1,0 +1,520 @@
+//! The local key-file provider: root keys kept in one file on disk.
+//!
+//! The embedded default for demos, tests and single-node deployments. The
+//! file holds root keys in the clear (protected by owner-only permissions,
+//! `0600`), so it gives key *management* — named keys, disable, re-enable,
+//! crypto-shredding by deleting the file — but not the separation a KMS gives.
+//! Its layout is versioned and checksummed (docs/FORMAT.md); every change is
+//! written atomically (temp file, fsync, rename, fsync of the directory).
+//!
+//! Wrapping uses [`KeyWrapper`] with associated data binding the root key id
+//! and the encryption context. Each key's wrap count is persisted with it, so
+//! the wrap limit holds across restarts.
+//!
+//! Calls do blocking file I/O only when the file changes (adding a key,
+//! changing a state, wrapping); unwrap and describe never touch the disk.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use super::{check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey};
+use crate::cipher::{sha256, KeyWrapper, SHA256_LEN};
+use crate::fsutil;
+use crate::secret::{SecretKey, KEY_LEN};
+use crate::{Error, Result};
+
+/// Provider kind of [`LocalKeyProvider`] in a [`KeyRef`].
+pub const LOCAL_PROVIDER: &str = "local";
+
+const MAGIC: &[u8; 8] = b"CMEK-LKF";
+const FILE_VERSION: u16 = 1;
+const FILE_MODE: u32 = 0o600;
+const MAX_ID_LEN: usize = 256;
+const MAX_REGION_LEN: usize = 64;
+/// Keys one file may hold; far above any sensible use, it bounds parsing.
+const MAX_KEYS: usize = 4096;
+
+const WHAT: &str = "local key file";
+
+/// Root keys in a key file on disk. See the [module docs](self).
+///
+/// ```
+/// use cmek::provider::LocalKeyProvider;
+/// use cmek::{EncryptionContext, KeyProvider, SecretKey};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cmek::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local")?;
+/// let root = provider.add_key("root-1")?;
+/// let ctx = EncryptionContext::new().with("zone", "orders");
+/// let ezk = SecretKey::generate()?;
+/// let wrapped = provider.wrap_key(&root, &ezk, &ctx).await?;
+/// assert_eq!(provider.unwrap_key(&root, &wrapped, &ctx).await?, ezk);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LocalKeyProvider {
+    path: PathBuf,
+    region: String,
+    keys: RwLock<BTreeMap<String, LocalKey>>,
+}
+
+#[derive(Debug)]
+struct LocalKey {
+    material: SecretKey,
+    state: KeyState,
+    created_unix: u64,
+    wraps: u64,
+}
+
+impl LocalKey {
+    fn duplicate(&self) -> Self {
+        Self {
+            material: self.material.duplicate(),
+            state: self.state,
+            created_unix: self.created_unix,
+            wraps: self.wraps,
+        }
+    }
+}
+
+/// A summary of one root key, without its material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalKeyInfo {
+    /// The key's reference.
+    pub key: KeyRef,
+    /// Its state.
+    pub state: KeyState,
+    /// When it was created, in seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// How many wraps it has performed.
+    pub wraps: u64,
+}
+
+impl LocalKeyProvider {
+    /// Creates a new, empty key file at `path` (owner-only permissions) for
+    /// keys in `region`. Fails if the file exists.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file exists or cannot be written;
+    /// [`Error::InvalidArgument`] for an empty or overlong region.
+    pub fn create(path: impl AsRef<Path>, region: &str) -> Result<Self> {
+        check_name("region", region, MAX_REGION_LEN)?;
+        let provider = Self {
+            path: path.as_ref().to_path_buf(),
+            region: region.to_owned(),
+            keys: RwLock::new(BTreeMap::new()),
+        };
+        let bytes = encode(&provider.region, &BTreeMap::new());
+        fsutil::create_new(&provider.path, &bytes, FILE_MODE)?;
+        tracing::info!(path = %provider.path.display(), region, "created local key file");
+        Ok(provider)
+    }
+
+    /// Opens an existing key file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be read; [`Error::Malformed`] if it is
+    /// truncated, corrupted, of an unknown version or not a key file at all.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let bytes = Zeroizing::new(fs::read(&path).map_err(|e| Error::io(&path, e))?);
+        warn_if_readable_by_others(&path);
+        let (region, keys) = decode(&bytes)?;
+        Ok(Self {
+            path,
+            region,
+            keys: RwLock::new(keys),
+        })
+    }
+
+    /// Opens the key file at `path`, creating an empty one for `region` if
+    /// there is none. An existing file keeps its own region.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open) and [`create`](Self::create).
+    pub fn open_or_create(path: impl AsRef<Path>, region: &str) -> Result<Self> {
+        match Self::open(&path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Self::create(path, region)
+            }
+            other => other,
+        }
+    }
+
+    /// The key file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The region every key of this file lives in.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The reference of key `id` (whether or not it exists).
+    pub fn key_ref(&self, id: &str) -> KeyRef {
+        KeyRef::new(LOCAL_PROVIDER, id, &self.region)
+    }
+
+    /// Generates a new enabled root key named `id` and persists it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a duplicate or invalid id;
+    /// [`Error::LimitExceeded`] past 4096 keys; [`Error::Io`] if the file
+    /// cannot be written (the key is then not added).
+    pub fn add_key(&self, id: &str) -> Result<KeyRef> {
+        check_name("key id", id, MAX_ID_LEN)?;
+        let material = SecretKey::generate()?;
+        self.update(|keys| {
+            if keys.contains_key(id) {
+                return Err(Error::InvalidArgument(format!(
+                    "local key {id:?} already exists"
+                )));
+            }
+            if keys.len() >= MAX_KEYS {
+                return Err(Error::LimitExceeded {
+                    what: "keys in one local key file",
+                    limit: MAX_KEYS as u64,
+                });
+            }
+            keys.insert(
+                id.to_owned(),
+                LocalKey {
+                    material,
+                    state: KeyState::Enabled,
+                    created_unix: now_unix(),
+                    wraps: 0,
+                },
+            );
+            Ok(())
+        })?;
+        tracing::info!(key = id, "added local root key");
+        Ok(self.key_ref(id))
+    }
+
+    /// Disables key `id`: wrap and unwrap fail until it is re-enabled.
+    ///
+    /// # Errors
+    /// [`Error::KeyUnavailable`] (not found) for an unknown id; [`Error::Io`].
+    pub fn disable_key(&self, id: &str) -> Result<()> {
+        self.set_state(id, KeyState::Disabled)
+    }
+
+    /// Re-enables key `id` (from disabled or pending deletion).
+    ///
+    /// # Errors
+    /// As [`disable_key`](Self::disable_key).
+    pub fn enable_key(&self, id: &str) -> Result<()> {
+        self.set_state(id, KeyState::Enabled)
+    }
+
+    /// Marks key `id` pending deletion: unusable, but still recoverable with
+    /// [`enable_key`](Self::enable_key). The material stays in the file; to
+    /// destroy it, use [`destroy_key`](Self::destroy_key).
+    ///
+    /// # Errors
+    /// As [`disable_key`](Self::disable_key).
+    pub fn schedule_key_deletion(&self, id: &str) -> Result<()> {
+        self.set_state(id, KeyState::PendingDeletion)
+    }
+
+    /// Removes key `id` and its material from the file for good. Every key
+    /// wrapped under it becomes unrecoverable (crypto-shredding).
+    ///
+    /// # Errors
+    /// As [`disable_key`](Self::disable_key).
+    pub fn destroy_key(&self, id: &str) -> Result<()> {
+        self.update(|keys| {
+            keys.remove(id).map(drop).ok_or_else(|| not_found(&self.key_ref(id)))
+        })?;
+        tracing::warn!(key = id, "destroyed local root key");
+        Ok(())
+    }
+
+    /// Every key, in id order, without material.
+    pub fn list_keys(&self) -> Vec<LocalKeyInfo> {
+        self.read_keys()
+            .iter()
+            .map(|(id, k)| LocalKeyInfo {
+                key: self.key_ref(id),
+                state: k.state,
+                created_unix: k.created_unix,
+                wraps: k.wraps,
+            })
+            .collect()
+    }
+
+    fn set_state(&self, id: &str, state: KeyState) -> Result<()> {
+        self.update(|keys| {
+            let key = keys.get_mut(id).ok_or_else(|| not_found(&self.key_ref(id)))?;
+            key.state = state;
+            Ok(())
+        })?;
+        tracing::info!(key = id, %state, "changed local root key state");
+        Ok(())
+    }
+
+    /// Applies `change` to a copy of the keys, persists the copy, and only
+    /// then makes it current: a failed write changes nothing.
+    fn update<T>(&self, change: impl FnOnce(&mut BTreeMap<String, LocalKey>) -> Result<T>) -> Result<T> {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut next: BTreeMap<String, LocalKey> =
+            keys.iter().map(|(id, k)| (id.clone(), k.duplicate())).collect();
+        let out = change(&mut next)?;
+        let bytes = Zeroizing::new(encode(&self.region, &next));
+        fsutil::write_atomic(&self.path, &bytes, FILE_MODE)?;
+        *keys = next;
+        Ok(out)
+    }
+
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, LocalKey>> {
+        // A panic while holding the lock cannot leave the map half-changed
+        // (changes swap in a complete copy), so a poisoned lock is safe to use.
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks up an enabled key for `root` and runs `f` on it.
+    fn with_usable_key<T>(&self, root: &KeyRef, f: impl FnOnce(&LocalKey) -> Result<T>) -> Result<T> {
+        self.check_ref(root)?;
+        let keys = self.read_keys();
+        let key = keys.get(root.key_id()).ok_or_else(|| not_found(root))?;
+        if !key.state.is_usable() {
+            return Err(Error::KeyUnavailable {
+                key: root.to_string(),
+                state: key.state,
+            });
+        }
+        f(key)
+    }
+
+    fn check_ref(&self, root: &KeyRef) -> Result<()> {
+        check_kind(LOCAL_PROVIDER, root)?;
+        if root.region() != self.region {
+            return Err(Error::InvalidArgument(format!(
+                "key {root} is not in this key file's region {:?}",
+                self.region
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyProvider for LocalKeyProvider {
+    fn kind(&self) -> &str {
+        LOCAL_PROVIDER
+    }
+
+    async fn wrap_key(
+        &self,
+        root: &KeyRef,
+        key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey> {
+        // Check the key before taking the write lock, for a clear error.
+        self.with_usable_key(root, |_| Ok(()))?;
+        let aad = root_wrap_aad(root.key_id(), context);
+        let wrapped = self.update(|keys| {
+            let entry = keys.get_mut(root.key_id()).ok_or_else(|| not_found(root))?;
+            if !entry.state.is_usable() {
+                return Err(Error::KeyUnavailable {
+                    key: root.to_string(),
+                    state: entry.state,
+                });
+            }
+            let wrapper: KeyWrapper = KeyWrapper::with_usage(&entry.material, entry.wraps);
+            let wrapped = wrapper.wrap(key, &aad)?;
+            entry.wraps = wrapper.wraps_performed();
+            Ok(wrapped)
+        })?;
+        Ok(WrappedKey::from_bytes(wrapped.to_vec()))
+    }
+
+    async fn unwrap_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        self.with_usable_key(root, |entry| {
+            let wrapper: KeyWrapper = KeyWrapper::new(&entry.material);
+            wrapper.unwrap(wrapped.as_bytes(), &root_wrap_aad(root.key_id(), context))
+        })
+    }
+
+    async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
+        self.check_ref(root)?;
+        Ok(self
+            .read_keys()
+            .get(root.key_id())
+            .map_or(KeyState::NotFound, |k| k.state))
+    }
+}
+
+fn not_found(root: &KeyRef) -> Error {
+    Error::KeyUnavailable {
+        key: root.to_string(),
+        state: KeyState::NotFound,
+    }
+}
+
+fn check_name(what: &str, name: &str, max: usize) -> Result<()> {
+    if name.is_empty() || name.len() > max || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} must be 1 to {max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"),
+                    "local key file is accessible to users other than its owner");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+fn state_code(state: KeyState) -> u8 {
+    match state {
+        KeyState::Disabled => 2,
+        KeyState::PendingDeletion => 3,
+        // Only the three states above are ever stored; anything else a
+        // future caller sets is stored as the safe choice, disabled.
+        KeyState::Enabled => 1,
+        _ => 2,
+    }
+}
+
+fn state_from_code(code: u8) -> Option<KeyState> {
+    match code {
+        1 => Some(KeyState::Enabled),
+        2 => Some(KeyState::Disabled),
+        3 => Some(KeyState::PendingDeletion),
+        _ => None,
+    }
+}
+
+/// Serializes the file (layout in docs/FORMAT.md). The result holds key
+/// material: callers keep it in a `Zeroizing` buffer.
+fn encode(region: &str, keys: &BTreeMap<String, LocalKey>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + keys.len() * (64 + KEY_LEN));
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FILE_VERSION.to_be_bytes());
+    out.extend_from_slice(&(region.len() as u16).to_be_bytes());
+    out.extend_from_slice(region.as_bytes());
+    out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+    for (id, key) in keys {
+        out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        out.extend_from_slice(id.as_bytes());
+        out.push(state_code(key.state));
+        out.extend_from_slice(&key.created_unix.to_be_bytes());
+        out.extend_from_slice(&key.wraps.to_be_bytes());
+        out.extend_from_slice(key.material.expose_secret());
+    }
+    let checksum = sha256(&[&out]);
+    out.extend_from_slice(&checksum);
+    out
+}
+
+/// A cursor over the file's bytes that turns every short read into
+/// [`Error::Malformed`].
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.bytes.len() < n {
+            return Err(Error::malformed(WHAT, "truncated"));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn str(&mut self, what: &str, max: usize) -> Result<String> {
+        let len = usize::from(self.u16()?);
+        if len == 0 || len > max {
+            return Err(Error::malformed(WHAT, format!("{what} length {len} out of range")));
+        }
+        let s = std::str::from_utf8(self.take(len)?)
+            .map_err(|_| Error::malformed(WHAT, format!("{what} is not UTF-8")))?;
+        Ok(s.to_owned())
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(Error::malformed(WHAT, "not a cmek local key file (bad magic)"));
+    }
+    if bytes.len() < MAGIC.len() + 2 + SHA256_LEN {
+        return Err(Error::malformed(WHAT, "truncated"));
+    }
+    let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+    if version != FILE_VERSION {
+        return Err(Error::malformed(WHAT, format!("unsupported version {version}")));
+    }
+    let (body, checksum) = bytes.split_at(bytes.len() - SHA256_LEN);
+    if sha256(&[body]).as_slice() != checksum {
+        return Err(Error::malformed(WHAT, "checksum mismatch: the file is corrupted or truncated"));
+    }
+    let mut r = Reader { bytes: &body[MAGIC.len() + 2..] };
+    let region = r.str("region", MAX_REGION_LEN)?;
+    let count = r.u32()? as usize;
+    if count > MAX_KEYS {
+        return Err(Error::malformed(WHAT, format!("{count} keys exceeds {MAX_KEYS}")));
+    }
+    let mut keys = BTreeMap::new();
+    for _ in 0..count {
+        let id = r.str("key id", MAX_ID_LEN)?;
+        let code = r.u8()?;
+        let state = state_from_code(code)
+            .ok_or_else(|| Error::malformed(WHAT, format!("unknown key state {code}")))?;
+        let created_unix = r.u64()?;
+        let wraps = r.u64()?;
+        let material = SecretKey::from_slice(r.take(KEY_LEN)?)?;
+        let key = LocalKey { material, state, created_unix, wraps };
+        if keys.insert(id, key).is_some() {
+            return Err(Error::malformed(WHAT, "duplicate key id"));
+        }
+    }
+    if !r.bytes.is_empty() {
+        return Err(Error::malformed(WHAT, "trailing bytes after the last key"));
+    }
+    Ok((region, keys))
+}
+
+#[cfg(test)]
+mod tests;

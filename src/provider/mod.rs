@@ -1,0 +1,363 @@
+//! Roots of trust: the [`KeyProvider`] trait and its implementations.
+//!
+//! A provider holds root keys (a customer's KMS keys, or a local key file) and
+//! does three things with them: wrap a 256-bit key under a named root key with
+//! an [`EncryptionContext`], unwrap it again (only with the same context), and
+//! describe a root key's [`KeyState`]. Root key material never leaves the
+//! provider.
+//!
+//! Implementations:
+//! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
+//!   default for demos, tests and single-node users;
+//! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
+//!   calls, injects faults and latency.
+//!
+//! This module must not cache unwrapped keys or retry: callers (zones) own
+//! caching and coalescing, so that every provider call is visible.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::secret::SecretKey;
+use crate::Result;
+
+mod local;
+mod state;
+
+pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
+pub use state::KeyState;
+
+/// Names a root key: which provider holds it, its id there, and its region.
+///
+/// For AWS KMS the id is a key id, key ARN or alias; for the local provider
+/// it is the name given to [`LocalKeyProvider::add_key`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyRef {
+    provider: String,
+    key_id: String,
+    region: String,
+}
+
+impl KeyRef {
+    /// A reference to key `key_id` of provider kind `provider` in `region`.
+    pub fn new(
+        provider: impl Into<String>,
+        key_id: impl Into<String>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            provider: provider.into(),
+            key_id: key_id.into(),
+            region: region.into(),
+        }
+    }
+
+    /// The provider kind, e.g. `"local"` or `"aws-kms"`.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The key's id within its provider.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The region the key lives in.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.provider, self.region, self.key_id)
+    }
+}
+
+impl fmt::Debug for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyRef({self})")
+    }
+}
+
+/// Non-secret key/value pairs bound to a wrapped key: unwrapping with a
+/// context that differs in any pair fails.
+///
+/// Pairs are kept sorted by key, so the order of insertion does not matter.
+/// Values are not secret (AWS KMS records them in audit logs): put ids and
+/// purposes here, never key material.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct EncryptionContext(BTreeMap<String, String>);
+
+impl EncryptionContext {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a pair, builder style.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    /// Adds or replaces a pair.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// The value for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The canonical byte encoding used as associated data (docs/FORMAT.md):
+    /// `u32be(count)`, then for each pair in key order
+    /// `u32be(len(key)) ‖ key ‖ u32be(len(value)) ‖ value`.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_len_prefixed_count(&mut out, self.0.len());
+        for (k, v) in &self.0 {
+            push_len_prefixed(&mut out, k.as_bytes());
+            push_len_prefixed(&mut out, v.as_bytes());
+        }
+        out
+    }
+}
+
+impl fmt::Debug for EncryptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EncryptionContext {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+fn push_len_prefixed_count(out: &mut Vec<u8>, n: usize) {
+    // Lengths above u32::MAX cannot occur for strings a caller can build
+    // sensibly; saturate rather than wrap so two inputs never collide silently.
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+fn push_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
+    push_len_prefixed_count(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// The associated data a provider binds when it wraps under root key
+/// `key_id` with `context`: `u32be(len(key_id)) ‖ key_id ‖ context`.
+pub(crate) fn root_wrap_aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
+    let mut aad = Vec::new();
+    push_len_prefixed(&mut aad, key_id.as_bytes());
+    aad.extend_from_slice(&context.canonical_bytes());
+    aad
+}
+
+/// A key wrapped by a provider: opaque bytes, meaningful only to the provider
+/// and root key that made them. Not secret.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct WrappedKey(Bytes);
+
+impl WrappedKey {
+    /// Wraps provider output.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The bytes, to persist.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes as a cheaply clonable buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if empty (never the case for provider output).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WrappedKey({} bytes)", self.0.len())
+    }
+}
+
+/// A root of trust that wraps and unwraps keys under root keys it holds.
+///
+/// Every method may be slow (a network round trip) and may fail
+/// transiently; none caches. Implementations map their failures onto
+/// [`Error`](crate::Error) variants: a disabled or missing key is
+/// [`KeyUnavailable`](crate::Error::KeyUnavailable), a refused permission
+/// [`AccessDenied`](crate::Error::AccessDenied), a network failure
+/// [`ProviderUnreachable`](crate::Error::ProviderUnreachable), a rate limit
+/// [`Throttled`](crate::Error::Throttled), a wrong context or modified blob
+/// [`Integrity`](crate::Error::Integrity).
+#[async_trait]
+pub trait KeyProvider: Send + Sync + fmt::Debug {
+    /// The provider kind this implementation serves, matched against
+    /// [`KeyRef::provider`].
+    fn kind(&self) -> &str;
+
+    /// Wraps `key` under root key `root`, binding `context`.
+    async fn wrap_key(
+        &self,
+        root: &KeyRef,
+        key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey>;
+
+    /// Unwraps a key wrapped under `root`; fails unless `context` equals the
+    /// one given to [`wrap_key`](Self::wrap_key).
+    async fn unwrap_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey>;
+
+    /// The root key's state. A missing key is `Ok(KeyState::NotFound)` and an
+    /// unreachable provider `Ok(KeyState::Unreachable)`; other failures
+    /// (e.g. access denied) are errors.
+    async fn describe_key(&self, root: &KeyRef) -> Result<KeyState>;
+
+    /// A fresh key and its wrapping under `root`. The default generates
+    /// locally and calls [`wrap_key`](Self::wrap_key); a KMS may generate on
+    /// its side instead.
+    async fn generate_key(
+        &self,
+        root: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<(SecretKey, WrappedKey)> {
+        let key = SecretKey::generate()?;
+        let wrapped = self.wrap_key(root, &key, context).await?;
+        Ok((key, wrapped))
+    }
+}
+
+#[async_trait]
+impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
+    fn kind(&self) -> &str {
+        (**self).kind()
+    }
+    async fn wrap_key(
+        &self,
+        root: &KeyRef,
+        key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey> {
+        (**self).wrap_key(root, key, context).await
+    }
+    async fn unwrap_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        (**self).unwrap_key(root, wrapped, context).await
+    }
+    async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
+        (**self).describe_key(root).await
+    }
+    async fn generate_key(
+        &self,
+        root: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<(SecretKey, WrappedKey)> {
+        (**self).generate_key(root, context).await
+    }
+}
+
+/// Refuses a [`KeyRef`] meant for another provider kind.
+pub(crate) fn check_kind(expected: &str, root: &KeyRef) -> Result<()> {
+    if root.provider() == expected {
+        Ok(())
+    } else {
+        Err(crate::Error::InvalidArgument(format!(
+            "key {root} belongs to provider {:?}, not {expected:?}",
+            root.provider()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_is_order_independent_and_canonical() {
+        let a = EncryptionContext::new().with("zone", "z1").with("purpose", "ezk");
+        let b: EncryptionContext = [("purpose", "ezk"), ("zone", "z1")].into_iter().collect();
+        assert_eq!(a, b);
+        assert_eq!(a.canonical_bytes(), b.canonical_bytes());
+        let expected: Vec<u8> = [
+            &2u32.to_be_bytes()[..],
+            &7u32.to_be_bytes(),
+            b"purpose",
+            &3u32.to_be_bytes(),
+            b"ezk",
+            &4u32.to_be_bytes(),
+            b"zone",
+            &2u32.to_be_bytes(),
+            b"z1",
+        ]
+        .concat();
+        assert_eq!(a.canonical_bytes(), expected);
+    }
+
+    #[test]
+    fn context_encoding_is_unambiguous() {
+        // Moving bytes between key and value, or between pairs, changes the encoding.
+        let a = EncryptionContext::new().with("ab", "c");
+        let b = EncryptionContext::new().with("a", "bc");
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+        assert_ne!(
+            root_wrap_aad("k", &EncryptionContext::new().with("x", "")),
+            root_wrap_aad("kx", &EncryptionContext::new())
+        );
+    }
+
+    #[test]
+    fn key_ref_displays_all_parts() {
+        let r = KeyRef::new("aws-kms", "mrk-1234", "eu-west-1");
+        assert_eq!(r.to_string(), "aws-kms:eu-west-1:mrk-1234");
+        assert_eq!(format!("{r:?}"), "KeyRef(aws-kms:eu-west-1:mrk-1234)");
+        assert!(check_kind("local", &r).is_err());
+        assert!(check_kind("aws-kms", &r).is_ok());
+    }
+}

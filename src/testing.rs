@@ -1,0 +1,458 @@
+//! Test support: [`MockProvider`], an in-memory [`KeyProvider`] that counts
+//! every call and injects faults, latency and key-state changes.
+//!
+//! Compiled for this crate's own tests and, with feature `testing`, for
+//! integration tests, benchmarks and downstream users. Its counters are how
+//! tests prove that a data path makes no provider call.
+//!
+//! The mock does real cryptography (the same [`KeyWrapper`] and associated
+//! data as [`LocalKeyProvider`](crate::provider::LocalKeyProvider)), so a
+//! wrong context or a wrapped key from another root key fails as it would
+//! against a real KMS.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::cipher::KeyWrapper;
+use crate::provider::{check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey};
+use crate::secret::SecretKey;
+use crate::{Error, Result};
+
+/// Provider kind of [`MockProvider`] in a [`KeyRef`].
+pub const MOCK_PROVIDER: &str = "mock";
+
+/// A provider operation, for counters and fault targeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// [`KeyProvider::wrap_key`].
+    Wrap,
+    /// [`KeyProvider::unwrap_key`].
+    Unwrap,
+    /// [`KeyProvider::describe_key`].
+    Describe,
+    /// [`KeyProvider::generate_key`].
+    Generate,
+}
+
+impl Operation {
+    const ALL: [Operation; 4] = [
+        Operation::Wrap,
+        Operation::Unwrap,
+        Operation::Describe,
+        Operation::Generate,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Wrap => "wrap",
+            Operation::Unwrap => "unwrap",
+            Operation::Describe => "describe",
+            Operation::Generate => "generate",
+        }
+    }
+}
+
+/// A failure the mock can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The provider cannot be reached ([`Error::ProviderUnreachable`];
+    /// `describe_key` answers `Ok(KeyState::Unreachable)`).
+    Unreachable,
+    /// The provider rate-limits the call ([`Error::Throttled`]).
+    Throttled,
+    /// The caller lacks permission ([`Error::AccessDenied`]).
+    AccessDenied,
+}
+
+#[derive(Debug)]
+struct FaultRule {
+    fault: Fault,
+    operation: Option<Operation>,
+    /// Calls left to fail; `None` means until cleared.
+    remaining: Option<u32>,
+}
+
+#[derive(Debug)]
+struct MockKey {
+    material: SecretKey,
+    state: KeyState,
+}
+
+/// An in-memory provider with call counters and fault injection.
+///
+/// ```
+/// use cmek::testing::{Fault, MockProvider, Operation};
+/// use cmek::{EncryptionContext, KeyProvider, SecretKey};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cmek::Result<()> {
+/// let kms = MockProvider::new();
+/// let root = kms.add_key("root");
+/// let ctx = EncryptionContext::new().with("zone", "z1");
+/// let (ezk, wrapped) = kms.generate_key(&root, &ctx).await?;
+/// kms.inject_fault(Fault::Throttled, Some(Operation::Unwrap), Some(1));
+/// assert!(kms.unwrap_key(&root, &wrapped, &ctx).await.is_err());
+/// assert_eq!(kms.unwrap_key(&root, &wrapped, &ctx).await?, ezk);
+/// assert_eq!(kms.calls(Operation::Unwrap), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct MockProvider {
+    region: String,
+    keys: Mutex<BTreeMap<String, MockKey>>,
+    faults: Mutex<VecDeque<FaultRule>>,
+    latency: Mutex<Duration>,
+    calls: [AtomicU64; 4],
+}
+
+impl Default for MockProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MockProvider {
+    /// An empty mock in region `mock-region-1`.
+    pub fn new() -> Self {
+        Self::with_region("mock-region-1")
+    }
+
+    /// An empty mock whose keys live in `region`.
+    pub fn with_region(region: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            keys: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(VecDeque::new()),
+            latency: Mutex::new(Duration::ZERO),
+            calls: Default::default(),
+        }
+    }
+
+    /// Creates an enabled key named `id` (replacing any key of that name)
+    /// and returns its reference.
+    ///
+    /// # Panics
+    /// If the OS random number generator fails (test support only).
+    pub fn add_key(&self, id: &str) -> KeyRef {
+        let material = SecretKey::generate().expect("OS randomness");
+        lock(&self.keys).insert(
+            id.to_owned(),
+            MockKey {
+                material,
+                state: KeyState::Enabled,
+            },
+        );
+        self.key_ref(id)
+    }
+
+    /// The reference of key `id`, whether or not it exists.
+    pub fn key_ref(&self, id: &str) -> KeyRef {
+        KeyRef::new(MOCK_PROVIDER, id, &self.region)
+    }
+
+    /// Sets key `id`'s state; `KeyState::NotFound` deletes it for good.
+    /// Returns false if there is no such key.
+    pub fn set_key_state(&self, id: &str, state: KeyState) -> bool {
+        let mut keys = lock(&self.keys);
+        if state == KeyState::NotFound {
+            return keys.remove(id).is_some();
+        }
+        match keys.get_mut(id) {
+            Some(key) => {
+                key.state = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Disables key `id`.
+    pub fn disable_key(&self, id: &str) -> bool {
+        self.set_key_state(id, KeyState::Disabled)
+    }
+
+    /// Re-enables key `id`.
+    pub fn enable_key(&self, id: &str) -> bool {
+        self.set_key_state(id, KeyState::Enabled)
+    }
+
+    /// Schedules key `id` for deletion.
+    pub fn schedule_key_deletion(&self, id: &str) -> bool {
+        self.set_key_state(id, KeyState::PendingDeletion)
+    }
+
+    /// Deletes key `id` and its material.
+    pub fn delete_key(&self, id: &str) -> bool {
+        self.set_key_state(id, KeyState::NotFound)
+    }
+
+    /// Calls made so far to `operation`, failed ones included.
+    pub fn calls(&self, operation: Operation) -> u64 {
+        self.calls[operation.index()].load(Ordering::SeqCst)
+    }
+
+    /// Calls made so far to every operation.
+    pub fn total_calls(&self) -> u64 {
+        Operation::ALL.iter().map(|&op| self.calls(op)).sum()
+    }
+
+    /// Resets every counter to zero.
+    pub fn reset_calls(&self) {
+        for counter in &self.calls {
+            counter.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Delays every call by `latency` (needs a Tokio runtime with time).
+    pub fn set_latency(&self, latency: Duration) {
+        *lock(&self.latency) = latency;
+    }
+
+    /// Makes calls fail with `fault`: calls to `operation` only (or all, for
+    /// `None`), for the next `times` matching calls (or until
+    /// [`clear_faults`](Self::clear_faults), for `None`). Rules apply in the
+    /// order they were added.
+    pub fn inject_fault(&self, fault: Fault, operation: Option<Operation>, times: Option<u32>) {
+        lock(&self.faults).push_back(FaultRule {
+            fault,
+            operation,
+            remaining: times,
+        });
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    /// Counts the call, waits the injected latency, and returns the fault to
+    /// inject, if any.
+    async fn enter(&self, operation: Operation, root: &KeyRef) -> Result<Option<Fault>> {
+        self.calls[operation.index()].fetch_add(1, Ordering::SeqCst);
+        let latency = *lock(&self.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        check_kind(MOCK_PROVIDER, root)?;
+        let mut faults = lock(&self.faults);
+        let hit = faults
+            .iter_mut()
+            .position(|r| r.operation.is_none_or(|op| op == operation));
+        let Some(i) = hit else { return Ok(None) };
+        let fault = faults[i].fault;
+        if let Some(n) = faults[i].remaining.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                faults.remove(i);
+            }
+        }
+        Ok(Some(fault))
+    }
+
+    fn fault_error(&self, fault: Fault, operation: Operation, root: &KeyRef) -> Error {
+        match fault {
+            Fault::Unreachable => Error::ProviderUnreachable {
+                provider: MOCK_PROVIDER.into(),
+                reason: "injected: connection refused".into(),
+            },
+            Fault::Throttled => Error::Throttled {
+                provider: MOCK_PROVIDER.into(),
+            },
+            Fault::AccessDenied => Error::AccessDenied {
+                key: root.to_string(),
+                operation: operation.name(),
+            },
+        }
+    }
+
+    /// Runs `f` on the enabled key named by `root`.
+    fn with_usable_key<T>(&self, root: &KeyRef, f: impl FnOnce(&SecretKey) -> Result<T>) -> Result<T> {
+        let keys = lock(&self.keys);
+        let key = keys.get(root.key_id()).ok_or_else(|| Error::KeyUnavailable {
+            key: root.to_string(),
+            state: KeyState::NotFound,
+        })?;
+        if !key.state.is_usable() {
+            return Err(Error::KeyUnavailable {
+                key: root.to_string(),
+                state: key.state,
+            });
+        }
+        f(&key.material)
+    }
+
+    fn wrap_now(&self, root: &KeyRef, key: &SecretKey, context: &EncryptionContext) -> Result<WrappedKey> {
+        self.with_usable_key(root, |material| {
+            let wrapper: KeyWrapper = KeyWrapper::new(material);
+            let wrapped = wrapper.wrap(key, &root_wrap_aad(root.key_id(), context))?;
+            Ok(WrappedKey::from_bytes(wrapped.to_vec()))
+        })
+    }
+}
+
+#[async_trait]
+impl KeyProvider for MockProvider {
+    fn kind(&self) -> &str {
+        MOCK_PROVIDER
+    }
+
+    async fn wrap_key(
+        &self,
+        root: &KeyRef,
+        key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey> {
+        if let Some(fault) = self.enter(Operation::Wrap, root).await? {
+            return Err(self.fault_error(fault, Operation::Wrap, root));
+        }
+        self.wrap_now(root, key, context)
+    }
+
+    async fn unwrap_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        if let Some(fault) = self.enter(Operation::Unwrap, root).await? {
+            return Err(self.fault_error(fault, Operation::Unwrap, root));
+        }
+        self.with_usable_key(root, |material| {
+            let wrapper: KeyWrapper = KeyWrapper::new(material);
+            wrapper.unwrap(wrapped.as_bytes(), &root_wrap_aad(root.key_id(), context))
+        })
+    }
+
+    async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
+        match self.enter(Operation::Describe, root).await? {
+            Some(Fault::Unreachable) => return Ok(KeyState::Unreachable),
+            Some(fault) => return Err(self.fault_error(fault, Operation::Describe, root)),
+            None => {}
+        }
+        Ok(lock(&self.keys)
+            .get(root.key_id())
+            .map_or(KeyState::NotFound, |k| k.state))
+    }
+
+    async fn generate_key(
+        &self,
+        root: &KeyRef,
+        context: &EncryptionContext,
+    ) -> Result<(SecretKey, WrappedKey)> {
+        if let Some(fault) = self.enter(Operation::Generate, root).await? {
+            return Err(self.fault_error(fault, Operation::Generate, root));
+        }
+        let key = SecretKey::generate()?;
+        let wrapped = self.wrap_now(root, &key, context)?;
+        Ok((key, wrapped))
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves its
+/// data consistent, so a panic elsewhere does not invalidate it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> EncryptionContext {
+        EncryptionContext::new().with("zone", "z")
+    }
+
+    #[tokio::test]
+    async fn counts_every_call_per_operation() {
+        let m = MockProvider::new();
+        let root = m.add_key("k");
+        let (key, wrapped) = m.generate_key(&root, &ctx()).await.unwrap();
+        m.wrap_key(&root, &key, &ctx()).await.unwrap();
+        assert_eq!(m.unwrap_key(&root, &wrapped, &ctx()).await.unwrap(), key);
+        m.unwrap_key(&root, &wrapped, &EncryptionContext::new())
+            .await
+            .unwrap_err();
+        m.describe_key(&root).await.unwrap();
+        assert_eq!(m.calls(Operation::Generate), 1);
+        assert_eq!(m.calls(Operation::Wrap), 1);
+        assert_eq!(m.calls(Operation::Unwrap), 2);
+        assert_eq!(m.calls(Operation::Describe), 1);
+        assert_eq!(m.total_calls(), 5);
+        m.reset_calls();
+        assert_eq!(m.total_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn faults_map_to_distinct_errors_and_expire() {
+        let m = MockProvider::new();
+        let root = m.add_key("k");
+        let key = SecretKey::generate().unwrap();
+        m.inject_fault(Fault::Throttled, Some(Operation::Wrap), Some(1));
+        m.inject_fault(Fault::AccessDenied, Some(Operation::Wrap), Some(1));
+        m.inject_fault(Fault::Unreachable, None, Some(2));
+        let e1 = m.wrap_key(&root, &key, &ctx()).await.unwrap_err();
+        let e2 = m.wrap_key(&root, &key, &ctx()).await.unwrap_err();
+        let e3 = m.wrap_key(&root, &key, &ctx()).await.unwrap_err();
+        assert!(matches!(e1, Error::Throttled { .. }), "{e1}");
+        assert!(matches!(e2, Error::AccessDenied { operation: "wrap", .. }), "{e2}");
+        assert!(matches!(e3, Error::ProviderUnreachable { .. }), "{e3}");
+        assert!(e1.is_transient() && !e2.is_transient() && e3.is_transient());
+        // The remaining unreachable call makes describe report the state.
+        assert_eq!(m.describe_key(&root).await.unwrap(), KeyState::Unreachable);
+        assert!(m.wrap_key(&root, &key, &ctx()).await.is_ok());
+
+        m.inject_fault(Fault::Unreachable, Some(Operation::Unwrap), None);
+        let wrapped = m.wrap_key(&root, &key, &ctx()).await.unwrap();
+        for _ in 0..3 {
+            assert!(m.unwrap_key(&root, &wrapped, &ctx()).await.is_err());
+        }
+        m.clear_faults();
+        assert_eq!(m.unwrap_key(&root, &wrapped, &ctx()).await.unwrap(), key);
+    }
+
+    #[tokio::test]
+    async fn state_changes_gate_use() {
+        let m = MockProvider::new();
+        let root = m.add_key("k");
+        let (key, wrapped) = m.generate_key(&root, &ctx()).await.unwrap();
+        for state in [KeyState::Disabled, KeyState::PendingDeletion, KeyState::Unavailable] {
+            assert!(m.set_key_state("k", state));
+            assert_eq!(m.describe_key(&root).await.unwrap(), state);
+            let err = m.unwrap_key(&root, &wrapped, &ctx()).await.unwrap_err();
+            assert!(matches!(err, Error::KeyUnavailable { state: s, .. } if s == state), "{err}");
+        }
+        assert!(m.enable_key("k"));
+        assert_eq!(m.unwrap_key(&root, &wrapped, &ctx()).await.unwrap(), key);
+        assert!(m.delete_key("k"));
+        assert_eq!(m.describe_key(&root).await.unwrap(), KeyState::NotFound);
+        assert!(!m.enable_key("k"));
+        // Re-creating the name makes a new key that cannot open old wraps.
+        m.add_key("k");
+        let err = m.unwrap_key(&root, &wrapped, &ctx()).await.unwrap_err();
+        assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_delays_calls() {
+        let m = MockProvider::new();
+        let root = m.add_key("k");
+        m.set_latency(Duration::from_millis(250));
+        let start = tokio::time::Instant::now();
+        m.describe_key(&root).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn refuses_other_providers_refs() {
+        let m = MockProvider::new();
+        m.add_key("k");
+        let local = KeyRef::new("local", "k", "mock-region-1");
+        assert!(matches!(m.describe_key(&local).await.unwrap_err(), Error::InvalidArgument(_)));
+    }
+}
