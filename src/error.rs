@@ -141,7 +141,10 @@ mod tests {
 
     #[test]
     fn io_error_names_its_path() {
-        let e = Error::io("/data/keys", io::Error::from(io::ErrorKind::PermissionDenied));
+        let e = Error::io(
+            "/data/keys",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
         let msg = e.to_string();
         assert!(msg.contains("/data/keys"), "{msg}");
         let e: Error = io::Error::from(io::ErrorKind::NotFound).into();

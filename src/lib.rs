@@ -44,5 +44,10 @@ pub mod secret;
 pub mod testing;
 
 pub use error::{Error, Result};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use provider::{EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey};
 pub use secret::SecretKey;

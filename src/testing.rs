@@ -18,7 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::cipher::KeyWrapper;
-use crate::provider::{check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey};
+use crate::provider::{
+    check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey,
+};
 use crate::secret::SecretKey;
 use crate::{Error, Result};
 
@@ -272,12 +274,18 @@ impl MockProvider {
     }
 
     /// Runs `f` on the enabled key named by `root`.
-    fn with_usable_key<T>(&self, root: &KeyRef, f: impl FnOnce(&SecretKey) -> Result<T>) -> Result<T> {
+    fn with_usable_key<T>(
+        &self,
+        root: &KeyRef,
+        f: impl FnOnce(&SecretKey) -> Result<T>,
+    ) -> Result<T> {
         let keys = lock(&self.keys);
-        let key = keys.get(root.key_id()).ok_or_else(|| Error::KeyUnavailable {
-            key: root.to_string(),
-            state: KeyState::NotFound,
-        })?;
+        let key = keys
+            .get(root.key_id())
+            .ok_or_else(|| Error::KeyUnavailable {
+                key: root.to_string(),
+                state: KeyState::NotFound,
+            })?;
         if !key.state.is_usable() {
             return Err(Error::KeyUnavailable {
                 key: root.to_string(),
@@ -287,7 +295,12 @@ impl MockProvider {
         f(&key.material)
     }
 
-    fn wrap_now(&self, root: &KeyRef, key: &SecretKey, context: &EncryptionContext) -> Result<WrappedKey> {
+    fn wrap_now(
+        &self,
+        root: &KeyRef,
+        key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey> {
         self.with_usable_key(root, |material| {
             let wrapper: KeyWrapper = KeyWrapper::new(material);
             let wrapped = wrapper.wrap(key, &root_wrap_aad(root.key_id(), context))?;
@@ -400,7 +413,16 @@ mod tests {
         let e2 = m.wrap_key(&root, &key, &ctx()).await.unwrap_err();
         let e3 = m.wrap_key(&root, &key, &ctx()).await.unwrap_err();
         assert!(matches!(e1, Error::Throttled { .. }), "{e1}");
-        assert!(matches!(e2, Error::AccessDenied { operation: "wrap", .. }), "{e2}");
+        assert!(
+            matches!(
+                e2,
+                Error::AccessDenied {
+                    operation: "wrap",
+                    ..
+                }
+            ),
+            "{e2}"
+        );
         assert!(matches!(e3, Error::ProviderUnreachable { .. }), "{e3}");
         assert!(e1.is_transient() && !e2.is_transient() && e3.is_transient());
         // The remaining unreachable call makes describe report the state.
@@ -421,11 +443,18 @@ mod tests {
         let m = MockProvider::new();
         let root = m.add_key("k");
         let (key, wrapped) = m.generate_key(&root, &ctx()).await.unwrap();
-        for state in [KeyState::Disabled, KeyState::PendingDeletion, KeyState::Unavailable] {
+        for state in [
+            KeyState::Disabled,
+            KeyState::PendingDeletion,
+            KeyState::Unavailable,
+        ] {
             assert!(m.set_key_state("k", state));
             assert_eq!(m.describe_key(&root).await.unwrap(), state);
             let err = m.unwrap_key(&root, &wrapped, &ctx()).await.unwrap_err();
-            assert!(matches!(err, Error::KeyUnavailable { state: s, .. } if s == state), "{err}");
+            assert!(
+                matches!(err, Error::KeyUnavailable { state: s, .. } if s == state),
+                "{err}"
+            );
         }
         assert!(m.enable_key("k"));
         assert_eq!(m.unwrap_key(&root, &wrapped, &ctx()).await.unwrap(), key);
@@ -453,6 +482,9 @@ mod tests {
         let m = MockProvider::new();
         m.add_key("k");
         let local = KeyRef::new("local", "k", "mock-region-1");
-        assert!(matches!(m.describe_key(&local).await.unwrap_err(), Error::InvalidArgument(_)));
+        assert!(matches!(
+            m.describe_key(&local).await.unwrap_err(),
+            Error::InvalidArgument(_)
+        ));
     }
 }

@@ -33,7 +33,11 @@ fn aes_256_gcm<B: Backend>() -> (usize, usize) {
                 }
                 TestResult::Invalid => {
                     assert!(opened.is_err(), "tc {} must be rejected", case.tc_id);
-                    assert!(buf.iter().all(|&b| b == 0), "tc {} buffer wiped", case.tc_id);
+                    assert!(
+                        buf.iter().all(|&b| b == 0),
+                        "tc {} buffer wiped",
+                        case.tc_id
+                    );
                     invalid += 1;
                 }
             }
@@ -67,9 +71,20 @@ fn check_backend<B: Backend>() {
     let (valid, invalid) = aes_256_gcm::<B>();
     let hkdf = hkdf_sha256::<B>();
     // The vector file has dozens of each; a filter that drops them all must fail.
-    eprintln!("{}: {valid} valid, {invalid} invalid AES-256-GCM cases, {hkdf} HKDF cases", B::NAME);
-    assert!(valid >= 30, "{}: only {valid} valid AES-256-GCM cases", B::NAME);
-    assert!(invalid >= 20, "{}: only {invalid} invalid AES-256-GCM cases", B::NAME);
+    eprintln!(
+        "{}: {valid} valid, {invalid} invalid AES-256-GCM cases, {hkdf} HKDF cases",
+        B::NAME
+    );
+    assert!(
+        valid >= 30,
+        "{}: only {valid} valid AES-256-GCM cases",
+        B::NAME
+    );
+    assert!(
+        invalid >= 20,
+        "{}: only {invalid} invalid AES-256-GCM cases",
+        B::NAME
+    );
     assert!(hkdf >= 50, "{}: only {hkdf} HKDF cases", B::NAME);
 }
 

@@ -44,13 +44,7 @@ impl Backend for AwsLc {
     }
 
     #[inline]
-    fn open(
-        key: &Self::AeadKey,
-        nonce: &Nonce,
-        aad: &[u8],
-        in_out: &mut [u8],
-        tag: &Tag,
-    ) -> bool {
+    fn open(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8], tag: &Tag) -> bool {
         key.open_in_place_separate_tag(
             aead::Nonce::assume_unique_for_key(*nonce),
             aead::Aad::from(aad),

@@ -74,8 +74,7 @@ pub trait Backend: Send + Sync + 'static {
     fn seal(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8]) -> Option<Tag>;
     /// Verifies `tag` and decrypts `in_out` in place; `false` if the tag does
     /// not verify (then `in_out` may hold garbage: callers wipe it).
-    fn open(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8], tag: &Tag)
-        -> bool;
+    fn open(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8], tag: &Tag) -> bool;
     /// HKDF-SHA256 (RFC 5869) extract-then-expand into `out`; `false` if
     /// `out` is longer than [`HKDF_SHA256_MAX_LEN`].
     fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) -> bool;

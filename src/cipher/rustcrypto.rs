@@ -27,13 +27,7 @@ impl Backend for RustCrypto {
     }
 
     #[inline]
-    fn open(
-        key: &Self::AeadKey,
-        nonce: &Nonce,
-        aad: &[u8],
-        in_out: &mut [u8],
-        tag: &Tag,
-    ) -> bool {
+    fn open(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8], tag: &Tag) -> bool {
         key.decrypt_inout_detached(&(*nonce).into(), aad, in_out.into(), &(*tag).into())
             .is_ok()
     }

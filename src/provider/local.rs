@@ -23,7 +23,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey};
+use super::{
+    check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey,
+};
 use crate::cipher::{sha256, KeyWrapper, SHA256_LEN};
 use crate::fsutil;
 use crate::secret::{SecretKey, KEY_LEN};
@@ -231,7 +233,9 @@ impl LocalKeyProvider {
     /// As [`disable_key`](Self::disable_key).
     pub fn destroy_key(&self, id: &str) -> Result<()> {
         self.update(|keys| {
-            keys.remove(id).map(drop).ok_or_else(|| not_found(&self.key_ref(id)))
+            keys.remove(id)
+                .map(drop)
+                .ok_or_else(|| not_found(&self.key_ref(id)))
         })?;
         tracing::warn!(key = id, "destroyed local root key");
         Ok(())
@@ -252,7 +256,9 @@ impl LocalKeyProvider {
 
     fn set_state(&self, id: &str, state: KeyState) -> Result<()> {
         self.update(|keys| {
-            let key = keys.get_mut(id).ok_or_else(|| not_found(&self.key_ref(id)))?;
+            let key = keys
+                .get_mut(id)
+                .ok_or_else(|| not_found(&self.key_ref(id)))?;
             key.state = state;
             Ok(())
         })?;
@@ -262,10 +268,15 @@ impl LocalKeyProvider {
 
     /// Applies `change` to a copy of the keys, persists the copy, and only
     /// then makes it current: a failed write changes nothing.
-    fn update<T>(&self, change: impl FnOnce(&mut BTreeMap<String, LocalKey>) -> Result<T>) -> Result<T> {
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, LocalKey>) -> Result<T>,
+    ) -> Result<T> {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let mut next: BTreeMap<String, LocalKey> =
-            keys.iter().map(|(id, k)| (id.clone(), k.duplicate())).collect();
+        let mut next: BTreeMap<String, LocalKey> = keys
+            .iter()
+            .map(|(id, k)| (id.clone(), k.duplicate()))
+            .collect();
         let out = change(&mut next)?;
         let bytes = Zeroizing::new(encode(&self.region, &next));
         fsutil::write_atomic(&self.path, &bytes, FILE_MODE)?;
@@ -280,7 +291,11 @@ impl LocalKeyProvider {
     }
 
     /// Looks up an enabled key for `root` and runs `f` on it.
-    fn with_usable_key<T>(&self, root: &KeyRef, f: impl FnOnce(&LocalKey) -> Result<T>) -> Result<T> {
+    fn with_usable_key<T>(
+        &self,
+        root: &KeyRef,
+        f: impl FnOnce(&LocalKey) -> Result<T>,
+    ) -> Result<T> {
         self.check_ref(root)?;
         let keys = self.read_keys();
         let key = keys.get(root.key_id()).ok_or_else(|| not_found(root))?;
@@ -456,18 +471,27 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn str(&mut self, what: &str, max: usize) -> Result<String> {
         let len = usize::from(self.u16()?);
         if len == 0 || len > max {
-            return Err(Error::malformed(WHAT, format!("{what} length {len} out of range")));
+            return Err(Error::malformed(
+                WHAT,
+                format!("{what} length {len} out of range"),
+            ));
         }
         let s = std::str::from_utf8(self.take(len)?)
             .map_err(|_| Error::malformed(WHAT, format!("{what} is not UTF-8")))?;
@@ -477,24 +501,38 @@ impl<'a> Reader<'a> {
 
 fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(Error::malformed(WHAT, "not a cmek local key file (bad magic)"));
+        return Err(Error::malformed(
+            WHAT,
+            "not a cmek local key file (bad magic)",
+        ));
     }
     if bytes.len() < MAGIC.len() + 2 + SHA256_LEN {
         return Err(Error::malformed(WHAT, "truncated"));
     }
     let version = u16::from_be_bytes([bytes[8], bytes[9]]);
     if version != FILE_VERSION {
-        return Err(Error::malformed(WHAT, format!("unsupported version {version}")));
+        return Err(Error::malformed(
+            WHAT,
+            format!("unsupported version {version}"),
+        ));
     }
     let (body, checksum) = bytes.split_at(bytes.len() - SHA256_LEN);
     if sha256(&[body]).as_slice() != checksum {
-        return Err(Error::malformed(WHAT, "checksum mismatch: the file is corrupted or truncated"));
+        return Err(Error::malformed(
+            WHAT,
+            "checksum mismatch: the file is corrupted or truncated",
+        ));
     }
-    let mut r = Reader { bytes: &body[MAGIC.len() + 2..] };
+    let mut r = Reader {
+        bytes: &body[MAGIC.len() + 2..],
+    };
     let region = r.str("region", MAX_REGION_LEN)?;
     let count = r.u32()? as usize;
     if count > MAX_KEYS {
-        return Err(Error::malformed(WHAT, format!("{count} keys exceeds {MAX_KEYS}")));
+        return Err(Error::malformed(
+            WHAT,
+            format!("{count} keys exceeds {MAX_KEYS}"),
+        ));
     }
     let mut keys = BTreeMap::new();
     for _ in 0..count {
@@ -505,7 +543,12 @@ fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
         let created_unix = r.u64()?;
         let wraps = r.u64()?;
         let material = SecretKey::from_slice(r.take(KEY_LEN)?)?;
-        let key = LocalKey { material, state, created_unix, wraps };
+        let key = LocalKey {
+            material,
+            state,
+            created_unix,
+            wraps,
+        };
         if keys.insert(id, key).is_some() {
             return Err(Error::malformed(WHAT, "duplicate key id"));
         }

@@ -321,7 +321,9 @@ mod tests {
 
     #[test]
     fn context_is_order_independent_and_canonical() {
-        let a = EncryptionContext::new().with("zone", "z1").with("purpose", "ezk");
+        let a = EncryptionContext::new()
+            .with("zone", "z1")
+            .with("purpose", "ezk");
         let b: EncryptionContext = [("purpose", "ezk"), ("zone", "z1")].into_iter().collect();
         assert_eq!(a, b);
         assert_eq!(a.canonical_bytes(), b.canonical_bytes());

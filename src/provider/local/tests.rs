@@ -47,15 +47,27 @@ async fn states_gate_use() {
     assert_eq!(p.describe_key(&a).await.unwrap(), KeyState::Enabled);
 
     for (change, state) in [
-        (LocalKeyProvider::disable_key as fn(&LocalKeyProvider, &str) -> Result<()>, KeyState::Disabled),
-        (LocalKeyProvider::schedule_key_deletion, KeyState::PendingDeletion),
+        (
+            LocalKeyProvider::disable_key as fn(&LocalKeyProvider, &str) -> Result<()>,
+            KeyState::Disabled,
+        ),
+        (
+            LocalKeyProvider::schedule_key_deletion,
+            KeyState::PendingDeletion,
+        ),
     ] {
         change(&p, "a").unwrap();
         assert_eq!(p.describe_key(&a).await.unwrap(), state);
         let err = p.unwrap_key(&a, &wrapped, &ctx("z")).await.unwrap_err();
-        assert!(matches!(err, Error::KeyUnavailable { state: s, .. } if s == state), "{err}");
+        assert!(
+            matches!(err, Error::KeyUnavailable { state: s, .. } if s == state),
+            "{err}"
+        );
         let err = p.wrap_key(&a, &ezk, &ctx("z")).await.unwrap_err();
-        assert!(matches!(err, Error::KeyUnavailable { state: s, .. } if s == state), "{err}");
+        assert!(
+            matches!(err, Error::KeyUnavailable { state: s, .. } if s == state),
+            "{err}"
+        );
         p.enable_key("a").unwrap();
         assert_eq!(p.unwrap_key(&a, &wrapped, &ctx("z")).await.unwrap(), ezk);
     }
@@ -63,8 +75,17 @@ async fn states_gate_use() {
     p.destroy_key("a").unwrap();
     assert_eq!(p.describe_key(&a).await.unwrap(), KeyState::NotFound);
     let err = p.unwrap_key(&a, &wrapped, &ctx("z")).await.unwrap_err();
-    assert!(matches!(err, Error::KeyUnavailable { state: KeyState::NotFound, .. }));
-    assert!(matches!(p.enable_key("a").unwrap_err(), Error::KeyUnavailable { .. }));
+    assert!(matches!(
+        err,
+        Error::KeyUnavailable {
+            state: KeyState::NotFound,
+            ..
+        }
+    ));
+    assert!(matches!(
+        p.enable_key("a").unwrap_err(),
+        Error::KeyUnavailable { .. }
+    ));
 }
 
 #[tokio::test]
@@ -72,14 +93,22 @@ async fn refuses_foreign_refs_and_bad_ids() {
     let (_dir, p) = new_provider();
     p.add_key("a").unwrap();
     let aws = KeyRef::new("aws-kms", "a", "eu-west-1");
-    assert!(matches!(p.describe_key(&aws).await.unwrap_err(), Error::InvalidArgument(_)));
+    assert!(matches!(
+        p.describe_key(&aws).await.unwrap_err(),
+        Error::InvalidArgument(_)
+    ));
     let other_region = KeyRef::new("local", "a", "us-east-1");
     let ezk = SecretKey::generate().unwrap();
     assert!(matches!(
-        p.wrap_key(&other_region, &ezk, &ctx("z")).await.unwrap_err(),
+        p.wrap_key(&other_region, &ezk, &ctx("z"))
+            .await
+            .unwrap_err(),
         Error::InvalidArgument(_)
     ));
-    assert!(matches!(p.add_key("a").unwrap_err(), Error::InvalidArgument(_)));
+    assert!(matches!(
+        p.add_key("a").unwrap_err(),
+        Error::InvalidArgument(_)
+    ));
     assert!(p.add_key("").is_err());
     assert!(p.add_key("bad\nid").is_err());
     assert!(p.add_key(&"x".repeat(257)).is_err());
@@ -153,13 +182,19 @@ fn every_truncation_and_extension_is_a_typed_error() {
     }
     let mut longer = good.clone();
     longer.push(0);
-    assert!(matches!(decode(&longer).unwrap_err(), Error::Malformed { .. }));
+    assert!(matches!(
+        decode(&longer).unwrap_err(),
+        Error::Malformed { .. }
+    ));
 }
 
 #[test]
 fn foreign_files_and_versions_are_named() {
     let err = decode(b"{\"keys\": []}").unwrap_err();
-    assert!(err.to_string().contains("not a cmek local key file"), "{err}");
+    assert!(
+        err.to_string().contains("not a cmek local key file"),
+        "{err}"
+    );
     let (_dir, good) = sample_file();
     let mut v2 = good.clone();
     v2[9] = 2;
@@ -170,7 +205,10 @@ fn foreign_files_and_versions_are_named() {
     body.push(0xff);
     let sum = sha256(&[&body]);
     body.extend_from_slice(&sum);
-    assert!(decode(&body).unwrap_err().to_string().contains("trailing bytes"));
+    assert!(decode(&body)
+        .unwrap_err()
+        .to_string()
+        .contains("trailing bytes"));
 }
 
 #[test]
