@@ -64,6 +64,34 @@ pub enum Error {
         provider: String,
     },
 
+    /// A root key was used from a region it cannot serve: only multi-region
+    /// keys (with a replica there) work outside their home region.
+    #[error(
+        "key {key} is in region {key_region} and cannot be used from region {region}: {reason}"
+    )]
+    RegionMismatch {
+        /// The key's reference.
+        key: String,
+        /// The key's home region.
+        key_region: String,
+        /// The region it was used from.
+        region: String,
+        /// Why it cannot serve there.
+        reason: &'static str,
+    },
+
+    /// The provider refused the call for a reason cmek has no variant for;
+    /// `code` is the provider's own error code (e.g. a KMS exception name).
+    #[error("key provider {provider} refused the request: {code}: {message}")]
+    ProviderRejected {
+        /// Which provider.
+        provider: String,
+        /// The provider's error code.
+        code: String,
+        /// The provider's message (never holds key material).
+        message: String,
+    },
+
     /// Input that does not parse: a bad header, file, length or version.
     #[error("malformed {what}: {reason}")]
     Malformed {

@@ -478,6 +478,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn validation_names_the_failing_step() {
+        use crate::provider::{StepOutcome, ValidationFailure, ValidationStep};
+        let m = MockProvider::new();
+        let root = m.add_key("k");
+        let ok = m.validate_key(&root).await;
+        assert!(ok.is_valid(), "{ok}");
+        assert_eq!(ok.state, Some(KeyState::Enabled));
+
+        m.inject_fault(Fault::AccessDenied, Some(Operation::Unwrap), Some(1));
+        let v = m.validate_key(&root).await;
+        assert!(!v.is_valid());
+        assert_eq!(v.encrypt, StepOutcome::Passed);
+        assert_eq!(
+            v.first_failure(),
+            Some((ValidationStep::Decrypt, &ValidationFailure::AccessDenied))
+        );
+        assert_eq!(v.describe, StepOutcome::Passed);
+        assert!(
+            v.to_string().contains("failed decrypt: access denied"),
+            "{v}"
+        );
+
+        m.disable_key("k");
+        let v = m.validate_key(&root).await;
+        assert_eq!(
+            v.encrypt,
+            StepOutcome::Failed(ValidationFailure::KeyState(KeyState::Disabled))
+        );
+        assert_eq!(v.decrypt, StepOutcome::Skipped);
+        assert_eq!(v.state, Some(KeyState::Disabled));
+
+        m.enable_key("k");
+        m.inject_fault(Fault::Unreachable, None, None);
+        let v = m.validate_key(&root).await;
+        assert!(matches!(
+            v.encrypt,
+            StepOutcome::Failed(ValidationFailure::Unreachable(_))
+        ));
+        assert_eq!(v.state, Some(KeyState::Unreachable));
+        m.clear_faults();
+
+        let missing = m.key_ref("nope");
+        let v = m.validate_key(&missing).await;
+        assert_eq!(v.state, Some(KeyState::NotFound));
+        assert_eq!(
+            v.first_failure(),
+            Some((
+                ValidationStep::Encrypt,
+                &ValidationFailure::KeyState(KeyState::NotFound)
+            ))
+        );
+    }
+
+    #[tokio::test]
     async fn refuses_other_providers_refs() {
         let m = MockProvider::new();
         m.add_key("k");

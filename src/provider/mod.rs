@@ -9,6 +9,7 @@
 //! Implementations:
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
+//! * [`AwsKmsProvider`] (feature `aws-kms`) — a customer's AWS KMS key;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -25,11 +26,17 @@ use bytes::Bytes;
 use crate::secret::SecretKey;
 use crate::Result;
 
+#[cfg(feature = "aws-kms")]
+pub mod aws;
 mod local;
 mod state;
+mod validate;
 
+#[cfg(feature = "aws-kms")]
+pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
 pub use state::KeyState;
+pub use validate::{KeyValidation, StepOutcome, ValidationFailure, ValidationStep};
 
 /// Names a root key: which provider holds it, its id there, and its region.
 ///
@@ -268,6 +275,57 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
         let wrapped = self.wrap_key(root, &key, context).await?;
         Ok((key, wrapped))
     }
+
+    /// Validates `root` by a round trip — wrap a throwaway key, unwrap it,
+    /// compare, describe — and reports each step's outcome. Never fails:
+    /// failures are in the report.
+    async fn validate_key(&self, root: &KeyRef) -> KeyValidation {
+        let context = EncryptionContext::new().with("cmek:purpose", "key-validation");
+        let (encrypt, decrypt) = match SecretKey::generate() {
+            Err(e) => (
+                StepOutcome::Failed(ValidationFailure::from_error(&e)),
+                StepOutcome::Skipped,
+            ),
+            Ok(probe) => match self.wrap_key(root, &probe, &context).await {
+                Err(e) => (
+                    StepOutcome::Failed(ValidationFailure::from_error(&e)),
+                    StepOutcome::Skipped,
+                ),
+                Ok(wrapped) => match self.unwrap_key(root, &wrapped, &context).await {
+                    Ok(back) if back == probe => (StepOutcome::Passed, StepOutcome::Passed),
+                    Ok(_) => (
+                        StepOutcome::Passed,
+                        StepOutcome::Failed(ValidationFailure::RoundTripMismatch),
+                    ),
+                    Err(e) => (
+                        StepOutcome::Passed,
+                        StepOutcome::Failed(ValidationFailure::from_error(&e)),
+                    ),
+                },
+            },
+        };
+        let (describe, state) = match self.describe_key(root).await {
+            Ok(KeyState::Enabled) => (StepOutcome::Passed, Some(KeyState::Enabled)),
+            Ok(KeyState::Unreachable) => (
+                StepOutcome::Failed(ValidationFailure::Unreachable(
+                    "no answer to describe".into(),
+                )),
+                Some(KeyState::Unreachable),
+            ),
+            Ok(state) => (
+                StepOutcome::Failed(ValidationFailure::KeyState(state)),
+                Some(state),
+            ),
+            Err(e) => (StepOutcome::Failed(ValidationFailure::from_error(&e)), None),
+        };
+        KeyValidation {
+            key: root.clone(),
+            encrypt,
+            decrypt,
+            describe,
+            state,
+        }
+    }
 }
 
 #[async_trait]
@@ -300,6 +358,9 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
         context: &EncryptionContext,
     ) -> Result<(SecretKey, WrappedKey)> {
         (**self).generate_key(root, context).await
+    }
+    async fn validate_key(&self, root: &KeyRef) -> KeyValidation {
+        (**self).validate_key(root).await
     }
 }
 
