@@ -24,6 +24,8 @@
 //!   interchangeable backends (aws-lc-rs or RustCrypto).
 //! * [`provider`] — the [`KeyProvider`](provider::KeyProvider) trait implemented by
 //!   every root of trust, and the local key-file provider.
+//! * [`stream`] — the segment body: Tink-compatible streaming AES-256-GCM in
+//!   segments, one-shot, `Read`/`Write`/`Seek` adapters and ranged access.
 //! * [`testing`] (feature `testing`) — an in-memory provider that counts calls and
 //!   injects faults.
 //!
@@ -40,6 +42,7 @@ mod error;
 mod fsutil;
 pub mod provider;
 pub mod secret;
+pub mod stream;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -1,0 +1,216 @@
+//! The decrypting state machine shared by the blocking and async sequential
+//! readers.
+//!
+//! It takes ciphertext in whatever pieces the source yields, reads one byte
+//! past each segment to learn whether that segment is the last, opens each
+//! segment in place, and releases plaintext only from segments that
+//! authenticated. It holds one ciphertext segment (plus one byte) of memory.
+//! It must not do I/O: the adapters in [`super::reader`] and `super::tokio`
+//! feed it.
+
+use super::header::Header;
+use super::params::{index_u32, Params, HEADER_LEN};
+use super::segment::SegmentCipher;
+use crate::cipher::TAG_LEN;
+use crate::secret::SecretKey;
+use crate::{Error, Result};
+
+/// What the decoder needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Plaintext is available in [`Decoder::plaintext`].
+    Ready,
+    /// Fill [`Decoder::input`] and report with [`Decoder::filled`].
+    NeedInput,
+    /// The last segment authenticated and all its plaintext was consumed.
+    End,
+}
+
+enum State {
+    /// Waiting for the header; the key and associated data are kept until
+    /// the salt is known.
+    Header {
+        key: SecretKey,
+        aad: Box<[u8]>,
+        have: usize,
+    },
+    Body {
+        // Boxed: the pure-Rust backend's expanded key is large.
+        cipher: Box<SegmentCipher>,
+    },
+    Failed,
+}
+
+/// Sans-I/O stream decryptor.
+pub(crate) struct Decoder {
+    params: Params,
+    state: State,
+    /// Ciphertext of the current segment plus one look-ahead byte; after
+    /// opening, its plaintext.
+    buf: Vec<u8>,
+    /// Ciphertext bytes held in `buf`.
+    filled: usize,
+    /// Authenticated plaintext `buf[pt..pt_end]` not yet consumed.
+    pt: usize,
+    pt_end: usize,
+    /// Sealed length of the segment whose plaintext is being served (its
+    /// look-ahead byte, if any, sits at `buf[sealed]`).
+    sealed: usize,
+    index: u64,
+    eof: bool,
+    done: bool,
+}
+
+impl Decoder {
+    pub(crate) fn new(key: &SecretKey, aad: &[u8], params: Params) -> Self {
+        Self {
+            params,
+            state: State::Header {
+                key: key.duplicate(),
+                aad: aad.into(),
+                have: 0,
+            },
+            buf: vec![0u8; params.segment_size() + 1],
+            filled: 0,
+            pt: 0,
+            pt_end: 0,
+            sealed: 0,
+            index: 0,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// Where the next ciphertext bytes go. Empty only when no input is
+    /// needed.
+    pub(crate) fn input(&mut self) -> &mut [u8] {
+        match self.state {
+            State::Header { have, .. } => &mut self.buf[have..HEADER_LEN],
+            State::Body { .. } => {
+                let want = self.params.full_segment_len(self.index) + 1;
+                &mut self.buf[self.filled..want]
+            }
+            State::Failed => &mut [],
+        }
+    }
+
+    /// Records that `n` bytes were written into [`input`](Self::input);
+    /// `n == 0` means the source reached its end.
+    pub(crate) fn filled(&mut self, n: usize) {
+        if n == 0 {
+            self.eof = true;
+            return;
+        }
+        match &mut self.state {
+            State::Header { have, .. } => *have += n,
+            State::Body { .. } => self.filled += n,
+            State::Failed => {}
+        }
+    }
+
+    /// Authenticated plaintext ready to be copied out.
+    pub(crate) fn plaintext(&self) -> &[u8] {
+        &self.buf[self.pt..self.pt_end]
+    }
+
+    /// Marks `n` bytes of [`plaintext`](Self::plaintext) as consumed.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pt += n;
+        debug_assert!(self.pt <= self.pt_end);
+    }
+
+    /// Advances as far as the buffered input allows.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a bad header or an impossible length,
+    /// [`Error::Integrity`] for a segment that does not authenticate. Every
+    /// later call fails too.
+    pub(crate) fn step(&mut self) -> Result<Step> {
+        match self.advance() {
+            Ok(step) => Ok(step),
+            Err(e) => {
+                self.state = State::Failed;
+                self.pt = 0;
+                self.pt_end = 0;
+                self.buf.fill(0);
+                Err(e)
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<Step> {
+        if self.pt < self.pt_end {
+            return Ok(Step::Ready);
+        }
+        if self.done {
+            return Ok(Step::End);
+        }
+        if let State::Header { key, aad, have } = &self.state {
+            if *have < HEADER_LEN {
+                if self.eof {
+                    return Err(Error::malformed(
+                        "stream",
+                        format!("ends after {have} bytes, inside the header"),
+                    ));
+                }
+                return Ok(Step::NeedInput);
+            }
+            let header = Header::parse(&self.buf[..HEADER_LEN])?;
+            let cipher = SegmentCipher::new(key, aad, &header)?;
+            self.state = State::Body {
+                cipher: Box::new(cipher),
+            };
+        }
+        let State::Body { cipher } = &self.state else {
+            return Err(Error::Integrity {
+                what: "stream (an earlier segment failed)",
+            });
+        };
+        // The previous segment's plaintext is consumed: move its look-ahead
+        // byte to the front.
+        if self.sealed > 0 {
+            self.buf[0] = self.buf[self.sealed];
+            self.filled = 1;
+            self.sealed = 0;
+        }
+        let full = self.params.full_segment_len(self.index);
+        let last = if self.filled == full + 1 {
+            false
+        } else if self.eof {
+            true
+        } else {
+            return Ok(Step::NeedInput);
+        };
+        let sealed = if last { self.filled } else { full };
+        if sealed < TAG_LEN || (last && self.index > 0 && sealed == TAG_LEN) {
+            return Err(Error::malformed(
+                "stream",
+                format!(
+                    "segment {} has {sealed} bytes: truncated or padded",
+                    self.index
+                ),
+            ));
+        }
+        let index = index_u32(self.index)
+            .map_err(|_| Error::malformed("stream", "more segments than a 32-bit index allows"))?;
+        cipher.open(index, last, &mut self.buf[..sealed])?;
+        self.pt = 0;
+        self.pt_end = sealed - TAG_LEN;
+        self.index += 1;
+        if last {
+            self.done = true;
+            self.sealed = 0;
+        } else {
+            self.sealed = sealed;
+        }
+        if self.pt < self.pt_end {
+            Ok(Step::Ready)
+        } else if self.done {
+            Ok(Step::End)
+        } else {
+            // An empty segment that is not the last: only a forged layout
+            // could produce this, and it did not authenticate above.
+            Err(Error::malformed("stream", "empty segment before the last"))
+        }
+    }
+}

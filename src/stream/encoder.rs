@@ -1,0 +1,134 @@
+//! The encrypting state machine shared by the blocking and async writers.
+//!
+//! It buffers one segment of plaintext, seals it once it knows whether the
+//! segment is the last (a full segment is sealed only when more data
+//! arrives, or as the last one on finish), and hands out the sealed bytes.
+//! It holds exactly one ciphertext segment of memory. It must not do I/O:
+//! the adapters in [`super::writer`] and `super::tokio` move the bytes.
+
+use super::header::Header;
+use super::params::{index_u32, too_many_segments, Params, HEADER_LEN, MAX_SEGMENTS};
+use super::segment::SegmentCipher;
+use crate::cipher::TAG_LEN;
+use crate::secret::SecretKey;
+use crate::Result;
+
+/// Sans-I/O stream encryptor.
+pub(crate) struct Encoder {
+    cipher: SegmentCipher,
+    /// One ciphertext segment: for segment 0 the header, then plaintext,
+    /// then room for the tag.
+    buf: Vec<u8>,
+    /// Where the current segment's plaintext starts in `buf`.
+    start: usize,
+    /// Where it ends.
+    end: usize,
+    /// Sealed bytes `buf[out..out_end]` not yet handed to the sink.
+    out: usize,
+    out_end: usize,
+    index: u64,
+    finished: bool,
+    /// Plaintext bytes accepted so far.
+    accepted: u64,
+}
+
+impl Encoder {
+    pub(crate) fn new(key: &SecretKey, aad: &[u8], params: Params) -> Result<Self> {
+        let header = Header::generate()?;
+        Self::with_header(key, aad, params, header)
+    }
+
+    /// An encoder with a chosen header: only for known-answer tests, which
+    /// must reproduce another implementation's bytes.
+    pub(crate) fn with_header(
+        key: &SecretKey,
+        aad: &[u8],
+        params: Params,
+        header: Header,
+    ) -> Result<Self> {
+        let cipher = SegmentCipher::new(key, aad, &header)?;
+        let mut buf = vec![0u8; params.segment_size()];
+        buf[..HEADER_LEN].copy_from_slice(header.as_bytes());
+        Ok(Self {
+            cipher,
+            buf,
+            start: HEADER_LEN,
+            end: HEADER_LEN,
+            out: 0,
+            out_end: 0,
+            index: 0,
+            finished: false,
+            accepted: 0,
+        })
+    }
+
+    fn capacity_end(&self) -> usize {
+        self.buf.len() - TAG_LEN
+    }
+
+    /// True when the current segment is full and nothing is pending: the
+    /// caller must [`seal`](Self::seal) it (as not last) before more data fits.
+    pub(crate) fn is_full(&self) -> bool {
+        self.out == self.out_end && self.end == self.capacity_end()
+    }
+
+    /// Copies as much of `data` as fits into the current segment. Accepts
+    /// nothing while sealed bytes are pending or after finishing.
+    pub(crate) fn accept(&mut self, data: &[u8]) -> usize {
+        if self.finished || self.out != self.out_end {
+            return 0;
+        }
+        let n = data.len().min(self.capacity_end() - self.end);
+        self.buf[self.end..self.end + n].copy_from_slice(&data[..n]);
+        self.end += n;
+        self.accepted += n as u64;
+        n
+    }
+
+    /// Seals the buffered segment (`last` on finish) and makes its bytes
+    /// pending. Must only be called with nothing pending.
+    pub(crate) fn seal(&mut self, last: bool) -> Result<()> {
+        debug_assert!(self.out == self.out_end && !self.finished);
+        if !last && self.index + 1 >= MAX_SEGMENTS {
+            // The next segment would need index 2^32.
+            return Err(too_many_segments());
+        }
+        let index = index_u32(self.index)?;
+        let sealed_end = self.end + TAG_LEN;
+        self.cipher
+            .seal(index, last, &mut self.buf[self.start..sealed_end])?;
+        self.out = 0;
+        self.out_end = sealed_end;
+        self.index += 1;
+        self.finished = last;
+        Ok(())
+    }
+
+    /// Sealed bytes waiting for the sink.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.out..self.out_end]
+    }
+
+    /// Marks `n` pending bytes as written; once all are, the buffer is free
+    /// for the next segment.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.out += n;
+        debug_assert!(self.out <= self.out_end);
+        if self.out == self.out_end {
+            self.out = 0;
+            self.out_end = 0;
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// True once the last segment has been sealed.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// True if anything was accepted or sealed (for the drop warning).
+    pub(crate) fn has_started(&self) -> bool {
+        self.accepted > 0 || self.index > 0
+    }
+}

@@ -1,0 +1,102 @@
+//! The segment body: streaming authenticated encryption in segments, with
+//! random access.
+//!
+//! A stream is byte-compatible with Tink's **AES-GCM-HKDF Streaming AEAD**
+//! (AES-256, HKDF-SHA256, 32-byte derived key), an instance of the STREAM
+//! construction of Hoang, Reyhanitabar, Rogaway and Vizár, *Online
+//! Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance* (CRYPTO
+//! 2015, <https://eprint.iacr.org/2015/189>):
+//!
+//! ```text
+//! header = 0x28 ‖ salt (32) ‖ nonce prefix (7)
+//! key    = HKDF-SHA256(ikm = caller's key, salt, info = associated data), 32 bytes
+//! stream = header ‖ seal(0) ‖ seal(1) ‖ … ‖ seal(n-1)
+//! seal(i) = AES-256-GCM(key, nonce = prefix ‖ u32be(i) ‖ [i == n-1], segment i) ‖ tag
+//! ```
+//!
+//! Every ciphertext segment is [`Params::segment_size`] bytes (the first
+//! one counting the header) except the last, which is shorter or equal and
+//! never empty unless the whole message is. The byte layout is documented in
+//! `docs/FORMAT.md` and pinned by known-answer vectors produced by Tink.
+//!
+//! Entry points:
+//!
+//! * one-shot: [`encrypt`] / [`decrypt`], [`Params::encrypt_into`] /
+//!   [`Params::decrypt_into`] (multi-threaded for large buffers);
+//! * streaming: [`EncryptingWriter`] (`std::io::Write`, explicit
+//!   [`finish`](EncryptingWriter::finish)) and [`DecryptingReader`]
+//!   (`std::io::Read`);
+//! * random access: [`SeekableReader`] (`Read + Seek`,
+//!   [`read_at`](SeekableReader::read_at)), and for ranged GETs
+//!   [`Params::ciphertext_range`] with [`RangeDecryptor`];
+//! * async (feature `tokio`): `AsyncEncryptingWriter`, `AsyncDecryptingReader`.
+//!
+//! Guarantees: no plaintext is released from a segment before it
+//! authenticated; a flipped bit, truncation (also at a segment boundary),
+//! reordered, dropped, duplicated or foreign segments, appended bytes and
+//! wrong associated data are all errors ([`Error::Integrity`] or
+//! [`Error::Malformed`]); memory stays at one segment per reader or writer.
+//!
+//! This module owns the body format and its I/O adapters. It takes a raw
+//! key and must not know about zones, key providers or wrapped keys.
+
+use std::io;
+
+use crate::Error;
+
+mod decoder;
+mod encoder;
+mod header;
+mod oneshot;
+mod params;
+mod range;
+mod reader;
+mod seek;
+mod segment;
+#[cfg(feature = "tokio")]
+mod tokio;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(feature = "tokio")]
+pub use self::tokio::{AsyncDecryptingReader, AsyncEncryptingWriter};
+pub use oneshot::{decrypt, encrypt, Threads};
+pub use params::{
+    Params, DEFAULT_SEGMENT_SIZE, HEADER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    NONCE_PREFIX_LEN, SALT_LEN,
+};
+pub use range::{CiphertextRange, RangeDecryptor};
+pub use reader::DecryptingReader;
+pub use seek::SeekableReader;
+pub use writer::EncryptingWriter;
+
+/// The [`Error`] inside an [`io::Error`] returned by this module's
+/// `Read`/`Write` adapters, if it carries one.
+///
+/// ```
+/// use std::io::Read;
+/// use cmek::{stream, Error, SecretKey};
+/// let key = SecretKey::generate()?;
+/// let ct = stream::encrypt(&key, b"a", b"data")?;
+/// let mut r = stream::DecryptingReader::new(&ct[..], &key, b"b", stream::Params::default());
+/// let err = r.read_to_end(&mut Vec::new()).unwrap_err();
+/// assert!(matches!(stream::error_of(&err), Some(Error::Integrity { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn error_of(err: &io::Error) -> Option<&Error> {
+    err.get_ref().and_then(|e| e.downcast_ref::<Error>())
+}
+
+/// Converts a stream error for the `io` traits: I/O errors pass through,
+/// the others become [`io::ErrorKind::InvalidData`] carrying the [`Error`].
+pub(crate) fn to_io(err: Error) -> io::Error {
+    match err {
+        Error::Io { source, .. } => source,
+        Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
+            io::Error::new(io::ErrorKind::InvalidInput, err)
+        }
+        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
+}

@@ -1,0 +1,287 @@
+//! One-shot encryption and decryption of whole buffers, on several threads.
+//!
+//! Segments are independent (each has its own nonce), so a large buffer is
+//! cut into runs of whole segments that threads seal or open at once, each
+//! writing straight into its part of the output: no per-segment allocation,
+//! one copy per byte. This module owns that split; it must not do I/O.
+
+use std::num::NonZeroUsize;
+use std::thread;
+
+use bytes::Bytes;
+use zeroize::Zeroize;
+
+use super::header::Header;
+use super::params::{index_u32, Params, HEADER_LEN};
+use super::segment::SegmentCipher;
+use crate::cipher::TAG_LEN;
+use crate::secret::SecretKey;
+use crate::{Error, Result};
+
+/// Below this many bytes per thread, another thread costs more than it saves.
+const MIN_BYTES_PER_THREAD: usize = 1 << 20;
+
+/// How many threads a one-shot call may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Threads {
+    /// One per available core, for buffers large enough to gain from it.
+    #[default]
+    Auto,
+    /// The calling thread only.
+    One,
+    /// At most this many (still fewer for small buffers).
+    AtMost(NonZeroUsize),
+}
+
+impl Threads {
+    fn resolve(self, bytes: usize) -> usize {
+        let max = match self {
+            Threads::One => 1,
+            Threads::AtMost(n) => n.get(),
+            Threads::Auto => thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        };
+        max.min(bytes / MIN_BYTES_PER_THREAD).max(1)
+    }
+}
+
+/// Cuts segments `0..segments` into `parts` contiguous runs; returns the run
+/// boundaries as segment indices.
+fn runs(segments: u64, parts: usize) -> Vec<u64> {
+    let parts = (parts as u64).min(segments).max(1);
+    (0..=parts).map(|i| segments * i / parts).collect()
+}
+
+impl Params {
+    /// Encrypts `plaintext` into a new buffer; see [`Params::encrypt_into`].
+    ///
+    /// # Errors
+    /// As [`Params::encrypt_into`].
+    pub fn encrypt(
+        &self,
+        key: &SecretKey,
+        aad: &[u8],
+        plaintext: &[u8],
+        threads: Threads,
+    ) -> Result<Bytes> {
+        let len = usize::try_from(self.ciphertext_len(plaintext.len() as u64)?)
+            .map_err(|_| Error::InvalidArgument("ciphertext exceeds memory".into()))?;
+        let mut out = vec![0u8; len];
+        self.encrypt_into(key, aad, plaintext, &mut out, threads)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Encrypts `plaintext` into `out`, which must be exactly
+    /// [`ciphertext_len`](Self::ciphertext_len) bytes. The result is the
+    /// same stream the streaming writer produces.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `out` has the wrong length;
+    /// [`Error::LimitExceeded`] past 2^32 segments; [`Error::Random`] if no
+    /// salt can be drawn.
+    pub fn encrypt_into(
+        &self,
+        key: &SecretKey,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut [u8],
+        threads: Threads,
+    ) -> Result<()> {
+        self.encrypt_with_header(key, aad, Header::generate()?, plaintext, out, threads)
+    }
+
+    pub(crate) fn encrypt_with_header(
+        &self,
+        key: &SecretKey,
+        aad: &[u8],
+        header: Header,
+        plaintext: &[u8],
+        out: &mut [u8],
+        threads: Threads,
+    ) -> Result<()> {
+        let ct_len = self.ciphertext_len(plaintext.len() as u64)?;
+        if out.len() as u64 != ct_len {
+            return Err(Error::InvalidArgument(format!(
+                "output buffer has {} bytes, the ciphertext needs {ct_len}",
+                out.len()
+            )));
+        }
+        let cipher = SegmentCipher::new(key, aad, &header)?;
+        out[..HEADER_LEN].copy_from_slice(header.as_bytes());
+        let segments = self.segment_count(plaintext.len() as u64);
+        let bounds = runs(segments, threads.resolve(plaintext.len()));
+        let seal_run = |from: u64, to: u64, out: &mut [u8], pt: &[u8]| -> Result<()> {
+            // `out` and `pt` start at segment `from`.
+            let (mut o, mut p) = (0usize, 0usize);
+            for i in from..to {
+                let last = i + 1 == segments;
+                let n = if last {
+                    pt.len() - p
+                } else if i == 0 {
+                    self.first_segment_plaintext_len()
+                } else {
+                    self.plaintext_segment_len()
+                };
+                let seg = &mut out[o..o + n + TAG_LEN];
+                seg[..n].copy_from_slice(&pt[p..p + n]);
+                cipher.seal(index_u32(i)?, last, seg)?;
+                o += n + TAG_LEN;
+                p += n;
+            }
+            Ok(())
+        };
+        self.for_each_run(&bounds, out, plaintext, true, seal_run)
+    }
+
+    /// Decrypts a whole stream into a new buffer; see
+    /// [`Params::decrypt_into`].
+    ///
+    /// # Errors
+    /// As [`Params::decrypt_into`].
+    pub fn decrypt(
+        &self,
+        key: &SecretKey,
+        aad: &[u8],
+        ciphertext: &[u8],
+        threads: Threads,
+    ) -> Result<Bytes> {
+        let len = self.plaintext_len(ciphertext.len() as u64)? as usize;
+        let mut out = vec![0u8; len];
+        self.decrypt_into(key, aad, ciphertext, &mut out, threads)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Decrypts a whole stream into `out`, which must be exactly
+    /// [`plaintext_len`](Self::plaintext_len) bytes.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a bad header or length;
+    /// [`Error::InvalidArgument`] if `out` has the wrong length;
+    /// [`Error::Integrity`] if any segment fails to authenticate — `out` is
+    /// then all zeros.
+    pub fn decrypt_into(
+        &self,
+        key: &SecretKey,
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut [u8],
+        threads: Threads,
+    ) -> Result<()> {
+        let pt_len = self.plaintext_len(ciphertext.len() as u64)?;
+        if out.len() as u64 != pt_len {
+            return Err(Error::InvalidArgument(format!(
+                "output buffer has {} bytes, the plaintext has {pt_len}",
+                out.len()
+            )));
+        }
+        let header = Header::parse(ciphertext)?;
+        let cipher = SegmentCipher::new(key, aad, &header)?;
+        let segments = self.segment_count_for_ciphertext(ciphertext.len() as u64)?;
+        let bounds = runs(segments, threads.resolve(out.len()));
+        let open_run = |from: u64, to: u64, out: &mut [u8], ct: &[u8]| -> Result<()> {
+            // `out` and `ct` start at segment `from`.
+            let (mut o, mut c) = (0usize, 0usize);
+            for i in from..to {
+                let last = i + 1 == segments;
+                let sealed = if last {
+                    ct.len() - c
+                } else {
+                    self.full_segment_len(i)
+                };
+                let n = sealed - TAG_LEN;
+                let seg = &mut out[o..o + n];
+                seg.copy_from_slice(&ct[c..c + n]);
+                cipher.open_detached(index_u32(i)?, last, seg, &ct[c + n..c + sealed])?;
+                o += n;
+                c += sealed;
+            }
+            Ok(())
+        };
+        let r = self.for_each_run(&bounds, out, &ciphertext[HEADER_LEN..], false, open_run);
+        if r.is_err() {
+            out.zeroize();
+        }
+        r
+    }
+
+    /// Runs `work(from, to, out_part, in_part)` for each run of segments in
+    /// `bounds`, on scoped threads when there is more than one run.
+    fn for_each_run<F>(
+        &self,
+        bounds: &[u64],
+        out: &mut [u8],
+        input: &[u8],
+        sealing: bool,
+        work: F,
+    ) -> Result<()>
+    where
+        F: Fn(u64, u64, &mut [u8], &[u8]) -> Result<()> + Sync,
+    {
+        // Byte offset of segment `i` in the plaintext and in the sealed body.
+        let pt_at = |i: u64| self.plaintext_start(i) as usize;
+        let ct_at = |i: u64| (self.ciphertext_start(i) as usize) - HEADER_LEN;
+        let (out_at, in_at): (&dyn Fn(u64) -> usize, &dyn Fn(u64) -> usize) = if sealing {
+            (&ct_at, &pt_at)
+        } else {
+            (&pt_at, &ct_at)
+        };
+        let mut out = if sealing { &mut out[HEADER_LEN..] } else { out };
+        if bounds.len() <= 2 {
+            return work(bounds[0], bounds[bounds.len() - 1], out, input);
+        }
+        let mut parts = Vec::with_capacity(bounds.len() - 1);
+        for w in bounds.windows(2) {
+            let (from, to) = (w[0], w[1]);
+            let last_run = to == bounds[bounds.len() - 1];
+            let (o_len, i_len) = if last_run {
+                (out.len(), input.len() - in_at(from))
+            } else {
+                (out_at(to) - out_at(from), in_at(to) - in_at(from))
+            };
+            let (head, tail) = out.split_at_mut(o_len);
+            out = tail;
+            parts.push((from, to, head, &input[in_at(from)..in_at(from) + i_len]));
+        }
+        let work = &work;
+        thread::scope(|s| {
+            let mut iter = parts.into_iter();
+            let (f0, t0, o0, i0) = iter.next().expect("at least two runs");
+            let handles: Vec<_> = iter
+                .map(|(f, t, o, i)| s.spawn(move || work(f, t, o, i)))
+                .collect();
+            let mut result = work(f0, t0, o0, i0);
+            for h in handles {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument("a sealing thread panicked".into()))
+                });
+                result = result.and(r);
+            }
+            result
+        })
+    }
+}
+
+/// Encrypts `plaintext` under `key` and `aad` with the default
+/// [`Params`], using every core for large buffers.
+///
+/// ```
+/// use cmek::{stream, SecretKey};
+/// let key = SecretKey::generate()?;
+/// let ct = stream::encrypt(&key, b"object 42", b"hello")?;
+/// assert_eq!(ct.len(), 40 + 5 + 16);
+/// assert_eq!(&stream::decrypt(&key, b"object 42", &ct)?[..], b"hello");
+/// # Ok::<(), cmek::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`Params::encrypt_into`].
+pub fn encrypt(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Bytes> {
+    Params::default().encrypt(key, aad, plaintext, Threads::Auto)
+}
+
+/// Decrypts a whole stream written with the default [`Params`].
+///
+/// # Errors
+/// As [`Params::decrypt_into`].
+pub fn decrypt(key: &SecretKey, aad: &[u8], ciphertext: &[u8]) -> Result<Bytes> {
+    Params::default().decrypt(key, aad, ciphertext, Threads::Auto)
+}

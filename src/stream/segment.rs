@@ -1,0 +1,146 @@
+//! Segment crypto: the per-stream key and the per-segment nonce.
+//!
+//! The stream key is HKDF-SHA256(ikm = caller's key, salt = header salt,
+//! info = associated data), 32 bytes. Segment `i` is sealed with AES-256-GCM
+//! under nonce `prefix ‖ u32be(i) ‖ last` (last = 1 on the final segment),
+//! with empty GCM associated data and the 16-byte tag appended.
+//!
+//! This module owns sealing and opening one segment in place. It must not
+//! decide segment boundaries (see [`super::params`]) or do I/O.
+
+use super::header::Header;
+use super::params::NONCE_PREFIX_LEN;
+use crate::cipher::{hkdf_sha256, Aes256Gcm, Nonce, Tag, TAG_LEN};
+use crate::secret::{SecretKey, KEY_LEN};
+use crate::{Error, Result};
+
+/// A stream's derived AES-GCM key and nonce prefix.
+pub(crate) struct SegmentCipher {
+    aead: Aes256Gcm,
+    prefix: [u8; NONCE_PREFIX_LEN],
+}
+
+impl SegmentCipher {
+    /// Derives the stream key for `header` and `aad` from `key`.
+    pub(crate) fn new(key: &SecretKey, aad: &[u8], header: &Header) -> Result<Self> {
+        let mut derived = [0u8; KEY_LEN];
+        hkdf_sha256(key.expose_secret(), header.salt(), aad, &mut derived)?;
+        // `from_array` wipes `derived`; the expanded key wipes with `stream_key`.
+        let stream_key = SecretKey::from_array(&mut derived);
+        Ok(Self {
+            aead: Aes256Gcm::new(&stream_key),
+            prefix: header.nonce_prefix(),
+        })
+    }
+
+    #[inline]
+    fn nonce(&self, index: u32, last: bool) -> Nonce {
+        let mut n = [0u8; 12];
+        n[..NONCE_PREFIX_LEN].copy_from_slice(&self.prefix);
+        n[NONCE_PREFIX_LEN..NONCE_PREFIX_LEN + 4].copy_from_slice(&index.to_be_bytes());
+        n[11] = u8::from(last);
+        n
+    }
+
+    /// Seals `buf[..len - 16]` in place and writes the tag into the last 16
+    /// bytes of `buf`.
+    #[inline]
+    pub(crate) fn seal(&self, index: u32, last: bool, buf: &mut [u8]) -> Result<()> {
+        debug_assert!(buf.len() >= TAG_LEN);
+        let (body, tag) = buf.split_at_mut(buf.len() - TAG_LEN);
+        let t = self
+            .aead
+            .seal_in_place(&self.nonce(index, last), &[], body)?;
+        tag.copy_from_slice(&t);
+        Ok(())
+    }
+
+    /// Opens a sealed segment in place; on success the plaintext is
+    /// `buf[..len - 16]`.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] if `buf` is shorter than a tag;
+    /// [`Error::Integrity`] if the segment does not authenticate as segment
+    /// `index` with this `last` flag — `buf` is then all zeros.
+    #[inline]
+    pub(crate) fn open(&self, index: u32, last: bool, buf: &mut [u8]) -> Result<()> {
+        if buf.len() < TAG_LEN {
+            return Err(Error::malformed(
+                "stream segment",
+                format!("{} bytes is shorter than a tag", buf.len()),
+            ));
+        }
+        let (body, tag) = buf.split_at_mut(buf.len() - TAG_LEN);
+        let r = self.open_detached(index, last, body, tag);
+        if r.is_err() {
+            tag.fill(0);
+        }
+        r
+    }
+
+    /// Opens `body` in place against the detached 16-byte `tag`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); `body` is all zeros on failure.
+    #[inline]
+    pub(crate) fn open_detached(
+        &self,
+        index: u32,
+        last: bool,
+        body: &mut [u8],
+        tag: &[u8],
+    ) -> Result<()> {
+        let t: Tag = tag
+            .try_into()
+            .map_err(|_| Error::malformed("stream segment", format!("{}-byte tag", tag.len())))?;
+        self.aead
+            .open_in_place(&self.nonce(index, last), &[], body, &t)
+            .map_err(|_| Error::Integrity {
+                what: "stream segment",
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_layout_is_prefix_index_flag() {
+        let key = SecretKey::from_slice(&[1; 32]).unwrap();
+        let header = Header::generate().unwrap();
+        let c = SegmentCipher::new(&key, b"ad", &header).unwrap();
+        let n = c.nonce(0x0102_0304, true);
+        assert_eq!(&n[..7], &header.nonce_prefix()[..]);
+        assert_eq!(&n[7..11], &[1, 2, 3, 4]);
+        assert_eq!(n[11], 1);
+        assert_eq!(c.nonce(5, false)[11], 0);
+    }
+
+    #[test]
+    fn open_checks_index_flag_and_aad() {
+        let key = SecretKey::from_slice(&[2; 32]).unwrap();
+        let header = Header::generate().unwrap();
+        let c = SegmentCipher::new(&key, b"ad", &header).unwrap();
+        let mut sealed = b"hello segment\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
+        c.seal(3, false, &mut sealed).unwrap();
+        let mut ok = sealed.clone();
+        c.open(3, false, &mut ok).unwrap();
+        assert_eq!(&ok[..13], b"hello segment");
+        for (i, last) in [(2, false), (3, true), (4, false)] {
+            let mut bad = sealed.clone();
+            assert!(matches!(
+                c.open(i, last, &mut bad),
+                Err(Error::Integrity { .. })
+            ));
+            assert!(bad.iter().all(|&b| b == 0));
+        }
+        let other = SegmentCipher::new(&key, b"other ad", &header).unwrap();
+        let mut bad = sealed.clone();
+        assert!(other.open(3, false, &mut bad).is_err());
+        assert!(matches!(
+            c.open(0, true, &mut [0u8; 15]),
+            Err(Error::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,149 @@
+//! [`EncryptingWriter`]: a blocking `std::io::Write` adapter that encrypts
+//! into an inner writer.
+//!
+//! This module owns the blocking write loop around [`super::encoder`]; it
+//! must not decide the format.
+
+use std::io::{self, Write};
+
+use super::encoder::Encoder;
+use super::params::Params;
+use super::to_io;
+use crate::secret::SecretKey;
+use crate::Result;
+
+/// Encrypts everything written to it into `W`, one segment at a time.
+///
+/// Memory: one ciphertext segment, whatever the stream length. Each
+/// `write` call copies into that buffer; a full segment is sealed and
+/// written to `W` only when more data follows, because the last segment is
+/// sealed differently.
+///
+/// **Call [`finish`](Self::finish).** It seals the last segment and returns
+/// `W`. If the writer is dropped without `finish`, the buffered tail is
+/// discarded and `W` holds only whole non-final segments (or nothing): that
+/// is not a valid stream, and every reader rejects it with
+/// [`Integrity`](crate::Error::Integrity) or
+/// [`Malformed`](crate::Error::Malformed) — a dropped writer never
+/// leaves a truncated stream that decrypts. [`flush`](Write::flush) only
+/// flushes segments already sealed; it cannot make the stream readable
+/// early.
+///
+/// ```
+/// use std::io::Write;
+/// use cmek::{stream, SecretKey};
+/// let key = SecretKey::generate()?;
+/// let mut w = stream::EncryptingWriter::new(Vec::new(), &key, b"file 7", stream::Params::default())?;
+/// w.write_all(b"hello")?;
+/// let ciphertext = w.finish()?;
+/// assert_eq!(&stream::decrypt(&key, b"file 7", &ciphertext)?[..], b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct EncryptingWriter<W: Write> {
+    inner: Option<W>,
+    enc: Encoder,
+    poisoned: bool,
+}
+
+impl<W: Write> EncryptingWriter<W> {
+    /// Starts a stream under `key` with associated data `aad`. Nothing is
+    /// written to `inner` until the first segment is sealed.
+    ///
+    /// # Errors
+    /// [`Random`](crate::Error::Random) if no salt can be drawn.
+    pub fn new(inner: W, key: &SecretKey, aad: &[u8], params: Params) -> Result<Self> {
+        Ok(Self {
+            inner: Some(inner),
+            enc: Encoder::new(key, aad, params)?,
+            poisoned: false,
+        })
+    }
+
+    /// The inner writer.
+    pub fn get_ref(&self) -> &W {
+        self.inner.as_ref().expect("inner is present until finish")
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        let inner = self.inner.as_mut().expect("inner is present until finish");
+        let r = inner.write_all(self.enc.pending());
+        if r.is_err() {
+            // Part of a segment may have reached `W`: the stream is broken.
+            self.poisoned = true;
+        }
+        r?;
+        let n = self.enc.pending().len();
+        self.enc.consume(n);
+        Ok(())
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.poisoned {
+            Err(io::Error::other(
+                "stream writer failed earlier; the stream is incomplete",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Seals the last segment, writes it, flushes and returns the inner
+    /// writer.
+    ///
+    /// # Errors
+    /// [`Io`](crate::Error::Io) if writing fails (also when an earlier
+    /// write failed); [`LimitExceeded`](crate::Error::LimitExceeded) past
+    /// 2^32 segments.
+    pub fn finish(mut self) -> Result<W> {
+        self.check()?;
+        self.enc.seal(true)?;
+        self.drain()?;
+        let mut inner = self.inner.take().expect("inner is present until finish");
+        inner.flush()?;
+        Ok(inner)
+    }
+}
+
+impl<W: Write> Write for EncryptingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.check()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if self.enc.is_full() {
+            if let Err(e) = self.enc.seal(false) {
+                self.poisoned = true;
+                return Err(to_io(e));
+            }
+            self.drain()?;
+        }
+        Ok(self.enc.accept(data))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.check()?;
+        self.inner
+            .as_mut()
+            .expect("inner is present until finish")
+            .flush()
+    }
+}
+
+impl<W: Write> Drop for EncryptingWriter<W> {
+    fn drop(&mut self) {
+        if self.inner.is_some() && self.enc.has_started() && !self.enc.is_finished() {
+            tracing::warn!(
+                "stream writer dropped without finish(): the output is incomplete and will not decrypt"
+            );
+        }
+    }
+}
+
+impl<W: Write> std::fmt::Debug for EncryptingWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptingWriter")
+            .field("finished", &self.enc.is_finished())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
