@@ -1,0 +1,106 @@
+//! AWS KMS as the root of trust.
+//!
+//! Prints the IAM role and trust policies for a key; then, when there is a
+//! KMS to talk to — an `--endpoint` (such as the test server `scripts/test`
+//! starts) or real AWS configuration (`AWS_PROFILE`/`AWS_REGION` or the other
+//! standard settings) together with `--key` — validates the key the way a
+//! console does and wraps and unwraps a zone key under it.
+//!
+//! ```text
+//! cargo run --example aws_kms                                   # policies only
+//! cargo run --example aws_kms -- --key arn:aws:kms:...          # real AWS
+//! cargo run --example aws_kms -- --endpoint http://127.0.0.1:PORT --region us-east-1
+//! ```
+//!
+//! On a test endpoint without `--key`, the example creates a key first.
+
+use cmek::provider::aws::policy;
+use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
+use cmek::{EncryptionContext, KeyProvider};
+
+const EXAMPLE_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+
+#[derive(Default)]
+struct Args {
+    key: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    principal: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--key" => args.key = Some(value()?),
+            "--endpoint" => args.endpoint = Some(value()?),
+            "--region" => args.region = Some(value()?),
+            "--principal" => args.principal = Some(value()?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+
+    let arn = args.key.as_deref().filter(|k| k.starts_with("arn:")).unwrap_or(EXAMPLE_ARN);
+    println!("Role policy for {arn}:\n{}\n", policy::role_policy(&[arn])?);
+    let principal = args
+        .principal
+        .as_deref()
+        .unwrap_or("arn:aws:iam::444455556666:role/storage-service");
+    println!(
+        "Trust policy for {principal}:\n{}\n",
+        policy::trust_policy(principal, Some("project-1"))?
+    );
+
+    if args.endpoint.is_none() && args.key.is_none() {
+        println!("No --endpoint or --key given: not calling KMS.");
+        return Ok(());
+    }
+
+    let kms = AwsKmsProvider::from_env(AwsKmsOptions {
+        region: args.region.clone(),
+        endpoint_url: args.endpoint.clone(),
+        ..AwsKmsOptions::default()
+    })
+    .await?;
+    let key_id = match args.key {
+        Some(key) => key,
+        None => {
+            // Only on a test endpoint: create a throwaway key to use.
+            let created = kms.client().create_key().description("cmek example").send().await?;
+            let arn = created.key_metadata.and_then(|m| m.arn).ok_or("no key ARN returned")?;
+            println!("created test key {arn}");
+            arn
+        }
+    };
+    let root = kms.key_ref(&key_id);
+
+    let report = kms.validate_key(&root).await;
+    for (step, outcome) in report.steps() {
+        println!("validate {:<8} {outcome:?}", step.as_str());
+    }
+    println!("{report}");
+    if !report.is_valid() {
+        return Err(report.to_string().into());
+    }
+
+    let context = EncryptionContext::new()
+        .with("cmek:zone", "example")
+        .with("cmek:purpose", "ezk")
+        .with("cmek:ezk-version", "1");
+    let (ezk, wrapped) = kms.generate_key(&root, &context).await?;
+    let back = kms.unwrap_key(&root, &wrapped, &context).await?;
+    assert_eq!(back, ezk);
+    println!(
+        "wrapped a zone key under {root} ({} bytes of KMS ciphertext) and unwrapped it",
+        wrapped.len()
+    );
+    Ok(())
+}
