@@ -100,6 +100,11 @@ impl<R: Read + Seek> SeekableReader<R> {
         self.decrypted
     }
 
+    /// The inner reader, e.g. to inspect it.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// The inner reader.
     pub fn into_inner(self) -> R {
         self.inner
