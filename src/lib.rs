@@ -26,6 +26,8 @@
 //!   every root of trust, and the local key-file provider.
 //! * [`stream`] — the segment body: Tink-compatible streaming AES-256-GCM in
 //!   segments, one-shot, `Read`/`Write`/`Seek` adapters and ranged access.
+//! * [`zone`] — encryption zones: EZK versions under a root key, per-segment
+//!   DEKs in self-describing headers, rotation and rewrap.
 //! * [`testing`] (feature `testing`) — an in-memory provider that counts calls and
 //!   injects faults.
 //!
@@ -38,6 +40,7 @@
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
 pub mod cipher;
+mod codec;
 mod error;
 mod fsutil;
 pub mod provider;
@@ -45,6 +48,7 @@ pub mod secret;
 pub mod stream;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod zone;
 
 pub use error::{Error, Result};
 

@@ -27,6 +27,7 @@ use super::{
     check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey,
 };
 use crate::cipher::{sha256, KeyWrapper, SHA256_LEN};
+use crate::codec::ByteReader;
 use crate::fsutil;
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::{Error, Result};
@@ -452,53 +453,6 @@ fn encode(region: &str, keys: &BTreeMap<String, LocalKey>) -> Vec<u8> {
     out
 }
 
-/// A cursor over the file's bytes that turns every short read into
-/// [`Error::Malformed`].
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.bytes.len() < n {
-            return Err(Error::malformed(WHAT, "truncated"));
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    fn str(&mut self, what: &str, max: usize) -> Result<String> {
-        let len = usize::from(self.u16()?);
-        if len == 0 || len > max {
-            return Err(Error::malformed(
-                WHAT,
-                format!("{what} length {len} out of range"),
-            ));
-        }
-        let s = std::str::from_utf8(self.take(len)?)
-            .map_err(|_| Error::malformed(WHAT, format!("{what} is not UTF-8")))?;
-        Ok(s.to_owned())
-    }
-}
-
 fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(Error::malformed(
@@ -523,9 +477,7 @@ fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
             "checksum mismatch: the file is corrupted or truncated",
         ));
     }
-    let mut r = Reader {
-        bytes: &body[MAGIC.len() + 2..],
-    };
+    let mut r = ByteReader::new(&body[MAGIC.len() + 2..], WHAT);
     let region = r.str("region", MAX_REGION_LEN)?;
     let count = r.u32()? as usize;
     if count > MAX_KEYS {
@@ -553,9 +505,7 @@ fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
             return Err(Error::malformed(WHAT, "duplicate key id"));
         }
     }
-    if !r.bytes.is_empty() {
-        return Err(Error::malformed(WHAT, "trailing bytes after the last key"));
-    }
+    r.finish()?;
     Ok((region, keys))
 }
 

@@ -1,0 +1,342 @@
+//! The zone manifest: what must persist for a zone to open.
+//!
+//! Layout, version 1 (big-endian; `str` is `u16be(len) ‖ UTF-8`, `bytes` is
+//! `u16be(len) ‖ bytes`):
+//!
+//! ```text
+//! magic "CMEK-ZMF" (8) ‖ u16be version = 1
+//! zone id (16) ‖ u64be generation ‖ u64be created ‖ u64be updated
+//! str name ‖ str region
+//! str root provider ‖ str root key id ‖ str root region
+//! u32be stream segment size ‖ u32be active EZK version
+//! u32be count ‖ count × (u32be version ‖ u64be created ‖ bytes wrapped EZK)
+//! SHA-256 of every preceding byte (32)
+//! ```
+//!
+//! Every EZK version is wrapped by the root key with the encryption context
+//! `{cmek:zone = zone id, cmek:purpose = ezk, cmek:ezk-version = N}`, so a
+//! wrapped EZK moved into another zone's manifest, or to another version
+//! number, does not unwrap. The generation grows by one at every change.
+//! This module owns the layout; it does no I/O and holds no plaintext key.
+
+use std::collections::BTreeMap;
+
+use super::ZoneId;
+use crate::cipher::{sha256, SHA256_LEN};
+use crate::codec::{put_bytes16, ByteReader};
+use crate::provider::{EncryptionContext, KeyRef, WrappedKey};
+use crate::stream::Params;
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"CMEK-ZMF";
+const FORMAT_VERSION: u16 = 1;
+const WHAT: &str = "zone manifest";
+const MAX_NAME: usize = 256;
+const MAX_KEY_ID: usize = 2048;
+const MAX_WRAPPED: usize = 4096;
+/// EZK versions one manifest may hold; rotation past it needs a retirement.
+pub const MAX_EZK_VERSIONS: usize = 4096;
+
+/// One EZK version as persisted: wrapped by the zone's root key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EzkRecord {
+    /// When the version was created, in seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// The EZK wrapped by the root key.
+    pub wrapped: WrappedKey,
+}
+
+/// A zone's persisted state. See the [module docs](self).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneManifest {
+    pub(crate) zone_id: ZoneId,
+    pub(crate) name: String,
+    pub(crate) region: String,
+    pub(crate) root: KeyRef,
+    pub(crate) segment_size: u32,
+    pub(crate) active: u32,
+    pub(crate) generation: u64,
+    pub(crate) created_unix: u64,
+    pub(crate) updated_unix: u64,
+    pub(crate) ezks: BTreeMap<u32, EzkRecord>,
+}
+
+impl ZoneManifest {
+    /// The zone's id.
+    pub fn zone_id(&self) -> ZoneId {
+        self.zone_id
+    }
+    /// The zone's human-readable name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The region the zone lives in.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+    /// The root key every EZK version is wrapped by.
+    pub fn root(&self) -> &KeyRef {
+        &self.root
+    }
+    /// The stream parameters new segments use.
+    pub fn stream_params(&self) -> Params {
+        Params::new(self.segment_size as usize).expect("checked when built or parsed")
+    }
+    /// The EZK version new segments use.
+    pub fn active_version(&self) -> u32 {
+        self.active
+    }
+    /// Incremented at every change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+    /// Creation time, seconds since the Unix epoch.
+    pub fn created_unix(&self) -> u64 {
+        self.created_unix
+    }
+    /// Time of the last change, seconds since the Unix epoch.
+    pub fn updated_unix(&self) -> u64 {
+        self.updated_unix
+    }
+    /// Every EZK version, in version order.
+    pub fn ezk_versions(&self) -> impl Iterator<Item = (u32, &EzkRecord)> {
+        self.ezks.iter().map(|(v, r)| (*v, r))
+    }
+
+    /// The encryption context EZK `version` of zone `zone_id` is wrapped with.
+    pub fn ezk_context(zone_id: &ZoneId, version: u32) -> EncryptionContext {
+        EncryptionContext::new()
+            .with("cmek:zone", zone_id.to_string())
+            .with("cmek:purpose", "ezk")
+            .with("cmek:ezk-version", version.to_string())
+    }
+
+    /// Serializes the manifest.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.ezks.len() * 128);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out.extend_from_slice(self.zone_id.as_bytes());
+        out.extend_from_slice(&self.generation.to_be_bytes());
+        out.extend_from_slice(&self.created_unix.to_be_bytes());
+        out.extend_from_slice(&self.updated_unix.to_be_bytes());
+        for s in [
+            self.name.as_str(),
+            &self.region,
+            self.root.provider(),
+            self.root.key_id(),
+            self.root.region(),
+        ] {
+            put_bytes16(&mut out, s.as_bytes());
+        }
+        out.extend_from_slice(&self.segment_size.to_be_bytes());
+        out.extend_from_slice(&self.active.to_be_bytes());
+        out.extend_from_slice(&(self.ezks.len() as u32).to_be_bytes());
+        for (version, record) in &self.ezks {
+            out.extend_from_slice(&version.to_be_bytes());
+            out.extend_from_slice(&record.created_unix.to_be_bytes());
+            put_bytes16(&mut out, record.wrapped.as_bytes());
+        }
+        let sum = sha256(&[&out]);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    /// Parses and checks a manifest.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a truncated, corrupted (checksum), foreign or
+    /// unknown-version file, or one whose fields are inconsistent.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(Error::malformed(
+                WHAT,
+                "not a cmek zone manifest (bad magic)",
+            ));
+        }
+        if bytes.len() < MAGIC.len() + 2 + SHA256_LEN {
+            return Err(Error::malformed(WHAT, "truncated"));
+        }
+        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+        if version != FORMAT_VERSION {
+            return Err(Error::malformed(
+                WHAT,
+                format!("unsupported version {version}"),
+            ));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - SHA256_LEN);
+        if sha256(&[body]).as_slice() != sum {
+            return Err(Error::malformed(
+                WHAT,
+                "checksum mismatch: corrupted or truncated",
+            ));
+        }
+        let mut r = ByteReader::new(&body[MAGIC.len() + 2..], WHAT);
+        let zone_id = ZoneId::from_bytes(r.array()?);
+        let generation = r.u64()?;
+        let created_unix = r.u64()?;
+        let updated_unix = r.u64()?;
+        let name = r.str("name", MAX_NAME)?;
+        let region = r.str("region", MAX_NAME)?;
+        let root = KeyRef::new(
+            r.str("root provider", MAX_NAME)?,
+            r.str("root key id", MAX_KEY_ID)?,
+            r.str("root region", MAX_NAME)?,
+        );
+        let segment_size = r.u32()?;
+        let active = r.u32()?;
+        let count = r.u32()? as usize;
+        if count == 0 || count > MAX_EZK_VERSIONS {
+            return Err(Error::malformed(WHAT, format!("{count} EZK versions")));
+        }
+        let mut ezks = BTreeMap::new();
+        for _ in 0..count {
+            let version = r.u32()?;
+            let created_unix = r.u64()?;
+            let wrapped = r.bytes16("wrapped EZK", MAX_WRAPPED)?;
+            if wrapped.is_empty() {
+                return Err(Error::malformed(WHAT, "empty wrapped EZK"));
+            }
+            let record = EzkRecord {
+                created_unix,
+                wrapped: WrappedKey::from_bytes(wrapped.to_vec()),
+            };
+            if ezks.insert(version, record).is_some() {
+                return Err(Error::malformed(
+                    WHAT,
+                    format!("EZK version {version} twice"),
+                ));
+            }
+        }
+        r.finish()?;
+        if !ezks.contains_key(&active) {
+            return Err(Error::malformed(
+                WHAT,
+                format!("active EZK version {active} is missing"),
+            ));
+        }
+        if Params::new(segment_size as usize).is_err() {
+            return Err(Error::malformed(
+                WHAT,
+                format!("stream segment size {segment_size}"),
+            ));
+        }
+        Ok(Self {
+            zone_id,
+            name,
+            region,
+            root,
+            segment_size,
+            active,
+            generation,
+            created_unix,
+            updated_unix,
+            ezks,
+        })
+    }
+
+    /// Checks fields a caller supplied before they are persisted.
+    pub(crate) fn check_new(name: &str, region: &str, root: &KeyRef) -> Result<()> {
+        let ok = |s: &str, max: usize| !s.is_empty() && s.len() <= max;
+        if !ok(name, MAX_NAME) || !ok(region, MAX_NAME) {
+            return Err(Error::InvalidArgument(format!(
+                "zone name and region must be 1 to {MAX_NAME} bytes"
+            )));
+        }
+        if !ok(root.provider(), MAX_NAME)
+            || !ok(root.key_id(), MAX_KEY_ID)
+            || !ok(root.region(), MAX_NAME)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "root key reference {root} is out of range"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> ZoneManifest {
+        let mut ezks = BTreeMap::new();
+        for v in [1, 2] {
+            ezks.insert(
+                v,
+                EzkRecord {
+                    created_unix: 1_700_000_000 + u64::from(v),
+                    wrapped: WrappedKey::from_bytes(vec![v as u8; 61]),
+                },
+            );
+        }
+        ZoneManifest {
+            zone_id: ZoneId::from_bytes([3; 16]),
+            name: "orders".into(),
+            region: "eu-west-1".into(),
+            root: KeyRef::new("local", "root-1", "eu-west-1"),
+            segment_size: 65536,
+            active: 2,
+            generation: 5,
+            created_unix: 1_700_000_000,
+            updated_unix: 1_700_000_100,
+            ezks,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = sample();
+        assert_eq!(ZoneManifest::parse(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn every_bit_flip_and_truncation_is_malformed() {
+        let good = sample().to_bytes();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                matches!(
+                    ZoneManifest::parse(&bad).unwrap_err(),
+                    Error::Malformed { .. }
+                ),
+                "byte {i}"
+            );
+        }
+        for len in 0..good.len() {
+            assert!(
+                matches!(
+                    ZoneManifest::parse(&good[..len]).unwrap_err(),
+                    Error::Malformed { .. }
+                ),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn inconsistent_fields_are_refused_even_with_a_valid_checksum() {
+        let mut m = sample();
+        m.active = 9;
+        let err = ZoneManifest::parse(&m.to_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("active EZK version 9 is missing"),
+            "{err}"
+        );
+        let mut m = sample();
+        m.segment_size = 10;
+        assert!(ZoneManifest::parse(&m.to_bytes()).is_err());
+        let err = ZoneManifest::parse(b"CMEK-LKF\x00\x01 some other cmek file").unwrap_err();
+        assert!(err.to_string().contains("bad magic"), "{err}");
+    }
+
+    #[test]
+    fn ezk_context_names_zone_purpose_and_version() {
+        let z = ZoneId::from_bytes([0xab; 16]);
+        let c = ZoneManifest::ezk_context(&z, 7);
+        assert_eq!(c.get("cmek:zone"), Some(&*z.to_string()));
+        assert_eq!(c.get("cmek:ezk-version"), Some("7"));
+        assert_ne!(c, ZoneManifest::ezk_context(&z, 8));
+    }
+}

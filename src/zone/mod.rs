@@ -1,0 +1,460 @@
+//! Encryption zones: the middle of the key hierarchy.
+//!
+//! A zone is what a storage engine opens once — per database, cluster or
+//! tenant — and then uses for every segment (file, object) it writes or
+//! reads. It holds versions of an **encryption-zone key (EZK)**, each
+//! wrapped by the zone's root key and persisted in a [`ZoneManifest`]
+//! through a [`ManifestStore`]. Every segment gets a fresh random **DEK**,
+//! wrapped by the active EZK into the segment's fixed-size
+//! [`SegmentHeader`]; the body is a [`stream`](crate::stream) under the DEK.
+//!
+//! * [`Keyring`] creates and opens zones (provider calls happen there, once
+//!   per EZK version, coalesced across concurrent opens).
+//! * [`Zone`] is `Send + Sync` and cheap to clone. Its data path —
+//!   [`encrypt_segment`](Zone::encrypt_segment),
+//!   [`decrypt_segment`](Zone::decrypt_segment), the writer, reader and
+//!   seekable variants — makes no provider call.
+//! * Rotation: [`rotate_ezk`](Zone::rotate_ezk) adds an EZK version,
+//!   [`rewrap_segment`](Zone::rewrap_segment) and
+//!   [`rewrap_file`](Zone::rewrap_file) move a segment's DEK to the active
+//!   version without touching the body, [`retire_ezk`](Zone::retire_ezk)
+//!   drops a version nothing uses, and [`rotate_root`](Zone::rotate_root)
+//!   rewraps every EZK under a new root key without touching any segment.
+//!
+//! Every change to the manifest is persisted before the zone uses it; a
+//! failed or interrupted change leaves the previous manifest in force.
+//!
+//! This module must not call the provider on the data path, and must not
+//! know how the stream body is laid out beyond [`crate::stream`]'s API.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{Read, Seek, Write};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::cipher::KeyWrapper;
+use crate::provider::KeyRef;
+use crate::secret::SecretKey;
+use crate::stream::{DecryptingReader, EncryptingWriter, Params, SeekableReader, Threads};
+use crate::{Error, Result};
+
+mod header;
+mod id;
+mod keyring;
+mod manifest;
+mod rewrap;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+pub use header::{
+    SegmentHeader, COMMITMENT_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+};
+pub use id::ZoneId;
+pub use keyring::{Keyring, ZoneSpec};
+pub use manifest::{EzkRecord, ZoneManifest, MAX_EZK_VERSIONS};
+pub use rewrap::{RewrapOutcome, RewrapProgress, RewrapSummary};
+pub use store::{FileManifestStore, ManifestStore, MemoryManifestStore};
+
+/// An unwrapped EZK: kept only in memory, zeroized on drop.
+pub(crate) struct Ezk {
+    key: SecretKey,
+    wrapper: KeyWrapper,
+}
+
+impl Ezk {
+    fn new(key: SecretKey) -> Self {
+        Self {
+            wrapper: KeyWrapper::new(&key),
+            key,
+        }
+    }
+}
+
+impl fmt::Debug for Ezk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ezk([REDACTED])")
+    }
+}
+
+/// What a zone knows at one instant: its manifest and the unwrapped EZKs.
+/// Replaced whole on every change, so readers never see half of one.
+struct ZoneState {
+    manifest: ZoneManifest,
+    ezks: BTreeMap<u32, Arc<Ezk>>,
+}
+
+struct ZoneInner {
+    keyring: Arc<Keyring>,
+    store: Arc<dyn ManifestStore>,
+    state: RwLock<Arc<ZoneState>>,
+    /// Serializes manifest changes (rotation, retirement).
+    admin: tokio::sync::Mutex<()>,
+}
+
+/// Confirms that no segment still uses an EZK version, for
+/// [`Zone::retire_ezk`]. A retired version cannot be recovered: segments
+/// still under it become undecryptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetireConfirmation {
+    /// The caller has rewrapped or deleted every segment under the version.
+    NoSegmentUsesIt,
+}
+
+/// An open encryption zone. See the [module docs](self).
+#[derive(Clone)]
+pub struct Zone {
+    inner: Arc<ZoneInner>,
+}
+
+impl fmt::Debug for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Zone")
+            .field("id", &state.manifest.zone_id)
+            .field("name", &state.manifest.name)
+            .field("active_version", &state.manifest.active)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Zone {
+    fn from_parts(
+        keyring: Arc<Keyring>,
+        store: Arc<dyn ManifestStore>,
+        manifest: ZoneManifest,
+        ezks: BTreeMap<u32, Arc<Ezk>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ZoneInner {
+                keyring,
+                store,
+                state: RwLock::new(Arc::new(ZoneState { manifest, ezks })),
+                admin: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    fn state(&self) -> Arc<ZoneState> {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_state(&self, state: ZoneState) {
+        *self.inner.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+    }
+
+    /// The zone's id.
+    pub fn id(&self) -> ZoneId {
+        self.state().manifest.zone_id
+    }
+
+    /// A copy of the zone's current manifest.
+    pub fn manifest(&self) -> ZoneManifest {
+        self.state().manifest.clone()
+    }
+
+    /// The EZK version new segments use.
+    pub fn active_version(&self) -> u32 {
+        self.state().manifest.active
+    }
+
+    /// The zone's root key.
+    pub fn root(&self) -> KeyRef {
+        self.state().manifest.root.clone()
+    }
+
+    /// Draws a DEK and builds the header for a new segment under the active
+    /// EZK. No provider call.
+    fn new_segment(&self, segment_id: &str) -> Result<(SegmentHeader, SecretKey, Params)> {
+        let state = self.state();
+        let m = &state.manifest;
+        let ezk = &state.ezks[&m.active];
+        let dek = SecretKey::generate()?;
+        let wrapped = ezk
+            .wrapper
+            .wrap(&dek, &header::dek_aad(&m.zone_id, segment_id, m.active))?;
+        let params = m.stream_params();
+        let header = SegmentHeader::new(
+            m.zone_id,
+            m.active,
+            params,
+            wrapped,
+            header::commitment(&dek)?,
+        );
+        Ok((header, dek, params))
+    }
+
+    /// Parses a header and recovers its DEK, checking zone, version and key
+    /// commitment. No provider call.
+    fn open_header(&self, segment_id: &str, bytes: &[u8]) -> Result<(SecretKey, Params)> {
+        let header = SegmentHeader::parse(bytes)?;
+        let state = self.state();
+        let dek = unwrap_dek(&state, segment_id, &header)?;
+        Ok((dek, header.stream_params()?))
+    }
+
+    /// Encrypts a whole segment: header ‖ body. Large segments are sealed on
+    /// several threads.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] past the EZK's wrap limit or the stream's
+    /// length limit; [`Error::Random`].
+    pub fn encrypt_segment(&self, segment_id: &str, plaintext: &[u8]) -> Result<Bytes> {
+        let (header, dek, params) = self.new_segment(segment_id)?;
+        let body_len = usize::try_from(params.ciphertext_len(plaintext.len() as u64)?)
+            .map_err(|_| Error::InvalidArgument("segment exceeds memory".into()))?;
+        let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
+        out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
+        let aad = header::body_aad(&header.zone_id(), segment_id);
+        params.encrypt_into(
+            &dek,
+            &aad,
+            plaintext,
+            &mut out[SEGMENT_HEADER_LEN..],
+            Threads::Auto,
+        )?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Decrypts a whole segment written by this zone under `segment_id`.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a damaged header; [`Error::Integrity`] for a
+    /// segment of another zone or id, a failed key commitment, or a modified
+    /// or truncated body; [`Error::KeyUnavailable`] for an EZK version the
+    /// zone does not have (retired, or newer than this manifest).
+    pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
+        let (dek, params) = self.open_header(segment_id, segment)?;
+        let aad = header::body_aad(&self.id(), segment_id);
+        params.decrypt(&dek, &aad, &segment[SEGMENT_HEADER_LEN..], Threads::Auto)
+    }
+
+    /// Writes the header of a new segment to `sink` and returns a writer for
+    /// its body. Call [`EncryptingWriter::finish`] at the end.
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment); [`Error::Io`] if the
+    /// header cannot be written.
+    pub fn segment_writer<W: Write>(
+        &self,
+        segment_id: &str,
+        mut sink: W,
+    ) -> Result<EncryptingWriter<W>> {
+        let (header, dek, params) = self.new_segment(segment_id)?;
+        sink.write_all(&header.to_bytes())?;
+        let aad = header::body_aad(&header.zone_id(), segment_id);
+        EncryptingWriter::new(sink, &dek, &aad, params)
+    }
+
+    /// Reads a segment's header from `source` and returns a reader of its
+    /// plaintext, for sequential reads.
+    ///
+    /// # Errors
+    /// As [`decrypt_segment`](Self::decrypt_segment) for the header;
+    /// [`Error::Io`] if it cannot be read.
+    pub fn segment_reader<R: Read>(
+        &self,
+        segment_id: &str,
+        mut source: R,
+    ) -> Result<DecryptingReader<R>> {
+        let mut bytes = [0u8; SEGMENT_HEADER_LEN];
+        source.read_exact(&mut bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::malformed("segment header", "truncated"),
+            _ => Error::from(e),
+        })?;
+        let (dek, params) = self.open_header(segment_id, &bytes)?;
+        let aad = header::body_aad(&self.id(), segment_id);
+        Ok(DecryptingReader::new(source, &dek, &aad, params))
+    }
+
+    /// Reads a segment's header from `source` (at its start) and returns a
+    /// random-access reader of its plaintext (`Read + Seek`, `read_at`).
+    ///
+    /// # Errors
+    /// As [`segment_reader`](Self::segment_reader).
+    pub fn segment_seekable<R: Read + Seek>(
+        &self,
+        segment_id: &str,
+        mut source: R,
+    ) -> Result<SeekableReader<R>> {
+        let mut bytes = [0u8; SEGMENT_HEADER_LEN];
+        source.read_exact(&mut bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::malformed("segment header", "truncated"),
+            _ => Error::from(e),
+        })?;
+        let (dek, params) = self.open_header(segment_id, &bytes)?;
+        let aad = header::body_aad(&self.id(), segment_id);
+        SeekableReader::new(source, &dek, &aad, params)
+    }
+
+    /// Adds a new EZK version and makes it active: one provider call, then
+    /// the manifest is persisted, and only then do new segments use it. Old
+    /// versions keep decrypting. Returns the new version.
+    ///
+    /// # Errors
+    /// Provider errors; [`Error::Io`] if the manifest cannot be stored (the
+    /// zone then stays as it was); [`Error::LimitExceeded`] past
+    /// [`MAX_EZK_VERSIONS`].
+    pub async fn rotate_ezk(&self) -> Result<u32> {
+        let _admin = self.inner.admin.lock().await;
+        let state = self.state();
+        let mut manifest = state.manifest.clone();
+        if manifest.ezks.len() >= MAX_EZK_VERSIONS {
+            return Err(Error::LimitExceeded {
+                what: "EZK versions in one zone",
+                limit: MAX_EZK_VERSIONS as u64,
+            });
+        }
+        let version = manifest
+            .ezks
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or(Error::LimitExceeded {
+                what: "EZK version number",
+                limit: u64::from(u32::MAX),
+            })?;
+        let (ezk, wrapped) = self
+            .inner
+            .keyring
+            .provider()
+            .generate_key(
+                &manifest.root,
+                &ZoneManifest::ezk_context(&manifest.zone_id, version),
+            )
+            .await?;
+        let now = now_unix();
+        manifest.ezks.insert(
+            version,
+            EzkRecord {
+                created_unix: now,
+                wrapped,
+            },
+        );
+        manifest.active = version;
+        self.commit(manifest, &state, |ezks| {
+            ezks.insert(version, Arc::new(Ezk::new(ezk)));
+        })?;
+        tracing::info!(zone = %self.id(), version, "rotated EZK");
+        Ok(version)
+    }
+
+    /// Rewraps every EZK version under `new_root` (one provider call per
+    /// version) and persists the manifest; no segment changes, and the zone
+    /// serves throughout. The old root key is no longer needed afterwards.
+    ///
+    /// # Errors
+    /// Provider errors (nothing is changed); [`Error::Io`] if the manifest
+    /// cannot be stored (the zone stays under the old root).
+    pub async fn rotate_root(&self, new_root: KeyRef) -> Result<()> {
+        let _admin = self.inner.admin.lock().await;
+        let state = self.state();
+        let mut manifest = state.manifest.clone();
+        ZoneManifest::check_new(&manifest.name, &manifest.region, &new_root)?;
+        let provider = self.inner.keyring.provider();
+        for (version, record) in manifest.ezks.iter_mut() {
+            let context = ZoneManifest::ezk_context(&manifest.zone_id, *version);
+            record.wrapped = provider
+                .wrap_key(&new_root, &state.ezks[version].key, &context)
+                .await?;
+        }
+        let old = std::mem::replace(&mut manifest.root, new_root);
+        self.commit(manifest, &state, |_| {})?;
+        tracing::info!(zone = %self.id(), old_root = %old, new_root = %self.root(), "rotated root key");
+        Ok(())
+    }
+
+    /// Removes EZK version `version` from the manifest for good. Refuses the
+    /// active version. Segments still under it become undecryptable, hence
+    /// the confirmation.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for the active or an unknown version;
+    /// [`Error::Io`] if the manifest cannot be stored.
+    pub async fn retire_ezk(&self, version: u32, _confirm: RetireConfirmation) -> Result<()> {
+        let _admin = self.inner.admin.lock().await;
+        let state = self.state();
+        let mut manifest = state.manifest.clone();
+        if version == manifest.active {
+            return Err(Error::InvalidArgument(format!(
+                "EZK version {version} is active; rotate before retiring it"
+            )));
+        }
+        if manifest.ezks.remove(&version).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "zone {} has no EZK version {version}",
+                manifest.zone_id
+            )));
+        }
+        self.commit(manifest, &state, |ezks| {
+            ezks.remove(&version);
+        })?;
+        tracing::info!(zone = %self.id(), version, "retired EZK version");
+        Ok(())
+    }
+
+    /// Persists `manifest` (generation bumped), then swaps in a state with
+    /// the EZK set changed by `change`. Nothing changes if storing fails.
+    fn commit(
+        &self,
+        mut manifest: ZoneManifest,
+        base: &ZoneState,
+        change: impl FnOnce(&mut BTreeMap<u32, Arc<Ezk>>),
+    ) -> Result<()> {
+        manifest.generation += 1;
+        manifest.updated_unix = now_unix();
+        self.inner.store.store(&manifest.to_bytes())?;
+        let mut ezks = base.ezks.clone();
+        change(&mut ezks);
+        self.set_state(ZoneState { manifest, ezks });
+        Ok(())
+    }
+}
+
+/// Recovers a segment's DEK from its header with the zone's EZKs.
+fn unwrap_dek(state: &ZoneState, segment_id: &str, header: &SegmentHeader) -> Result<SecretKey> {
+    let m = &state.manifest;
+    if header.zone_id() != m.zone_id {
+        return Err(Error::Integrity {
+            what: "segment header (it belongs to another zone)",
+        });
+    }
+    let version = header.ezk_version();
+    let ezk = state
+        .ezks
+        .get(&version)
+        .ok_or_else(|| Error::KeyUnavailable {
+            key: format!("zone {} EZK version {version}", m.zone_id),
+            state: crate::KeyState::NotFound,
+        })?;
+    let dek = ezk
+        .wrapper
+        .unwrap(
+            header.wrapped_dek(),
+            &header::dek_aad(&m.zone_id, segment_id, version),
+        )
+        .map_err(|e| match e {
+            Error::Integrity { .. } => Error::Integrity {
+                what: "segment DEK (wrong segment id, or a modified header)",
+            },
+            other => other,
+        })?;
+    header.check_commitment(&dek)?;
+    Ok(dek)
+}
