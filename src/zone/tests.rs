@@ -374,3 +374,210 @@ async fn interrupted_rotations_lose_nothing() {
         assert_eq!(reopened.manifest(), zone.manifest());
     }
 }
+
+/// A file whose writes can fail, as a crash or a full disk would make them,
+/// at a chosen point: `fail_at` counts write calls.
+struct FaultyFile {
+    bytes: std::io::Cursor<Vec<u8>>,
+    writes_left: usize,
+}
+
+impl std::io::Read for FaultyFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.bytes.read(buf)
+    }
+}
+
+impl std::io::Write for FaultyFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.writes_left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "injected ENOSPC",
+            ));
+        }
+        self.writes_left -= 1;
+        self.bytes.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Seek for FaultyFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.bytes.seek(pos)
+    }
+}
+
+#[tokio::test]
+async fn interrupted_file_rewrap_leaves_a_decryptable_segment() {
+    let f = fixture().await;
+    let plain = data(20_000, 4);
+    let original = f.zone.encrypt_segment("s", &plain).unwrap().to_vec();
+    f.zone.rotate_ezk().await.unwrap();
+    for writes in 0..2 {
+        let mut file = FaultyFile {
+            bytes: std::io::Cursor::new(original.clone()),
+            writes_left: writes,
+        };
+        let result = f.zone.rewrap_in_place("s", &mut file);
+        let after = file.bytes.into_inner();
+        assert_eq!(result.is_ok(), writes >= 1);
+        // Whatever happened, the file opens to the same plaintext, under
+        // the old header (failure) or the new one (success).
+        assert_eq!(
+            &f.zone.decrypt_segment("s", &after).unwrap()[..],
+            &plain[..]
+        );
+        let version = SegmentHeader::parse(&after).unwrap().ezk_version();
+        assert_eq!(version, if writes >= 1 { 2 } else { 1 });
+    }
+}
+
+#[tokio::test]
+async fn batch_rewrap_of_files_resumes_and_reports_progress() {
+    let f = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..6 {
+        let id = format!("collection/seg-{i}");
+        let path = dir.path().join(format!("seg-{i}.cmek"));
+        std::fs::write(
+            &path,
+            f.zone
+                .encrypt_segment(&id, &data(5000 + i, i as u8))
+                .unwrap(),
+        )
+        .unwrap();
+        files.push((id, path));
+    }
+    f.zone.rotate_ezk().await.unwrap();
+    // A first pass interrupted after three files (as a crash would).
+    let first = f.zone.rewrap_files(files[..3].to_vec(), |_| {});
+    assert_eq!(first.rewrapped, 3);
+    // A damaged file is reported and left alone; the batch goes on.
+    let bad = dir.path().join("bad.cmek");
+    std::fs::write(&bad, b"not a segment").unwrap();
+    let mut all = files.clone();
+    all.insert(4, ("bad".into(), bad.clone()));
+    all.push(("missing".into(), dir.path().join("missing.cmek")));
+    let mut seen = Vec::new();
+    let summary = f.zone.rewrap_files(all, |p| seen.push((p.done, p.total)));
+    assert_eq!(summary.already_current, 3);
+    assert_eq!(summary.rewrapped, 3);
+    assert_eq!(summary.failed.len(), 2);
+    assert!(
+        summary.failed[0].1.to_string().contains("segment header"),
+        "{}",
+        summary.failed[0].1
+    );
+    assert!(
+        summary.failed[1].1.to_string().contains("missing.cmek"),
+        "{}",
+        summary.failed[1].1
+    );
+    assert_eq!(seen, (1..=8).map(|d| (d, 8)).collect::<Vec<_>>());
+    assert_eq!(std::fs::read(&bad).unwrap(), b"not a segment");
+    for (i, (id, path)) in files.iter().enumerate() {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(SegmentHeader::parse(&bytes).unwrap().ezk_version(), 2);
+        assert_eq!(
+            &f.zone.decrypt_segment(id, &bytes).unwrap()[..],
+            &data(5000 + i, i as u8)[..]
+        );
+    }
+}
+
+#[tokio::test]
+async fn file_manifest_store_survives_reopen_and_ignores_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let keyring = Keyring::new(kms.clone());
+    let path = dir.path().join("zone.manifest");
+    let store = Arc::new(FileManifestStore::new(&path));
+    let zone = keyring
+        .create_zone(store.clone(), ZoneSpec::new("z", "mock-region-1", root))
+        .await
+        .unwrap();
+    let ct = zone.encrypt_segment("s", b"persisted").unwrap();
+    zone.rotate_ezk().await.unwrap();
+    // A temp file left by a crash mid-write does not disturb the manifest.
+    std::fs::write(dir.path().join(".zone.manifest.tmp-123"), b"partial").unwrap();
+    let reopened = keyring
+        .open_zone(Arc::new(FileManifestStore::new(&path)))
+        .await
+        .unwrap();
+    assert_eq!(reopened.active_version(), 2);
+    assert_eq!(
+        &reopened.decrypt_segment("s", &ct).unwrap()[..],
+        b"persisted"
+    );
+    // A corrupted file is a typed error and stays as it is.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 4;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        keyring.open_zone(store).await.unwrap_err(),
+        Error::Malformed { .. }
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write(usize),
+        Rotate,
+        RewrapAll,
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0usize..20_000).prop_map(Step::Write),
+            1 => Just(Step::Rotate),
+            1 => Just(Step::RewrapAll),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_sequence_keeps_every_segment_readable(steps in proptest::collection::vec(step(), 1..16)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let f = fixture().await;
+                let mut zone = f.zone.clone();
+                let mut segments: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+                for (i, s) in steps.iter().enumerate() {
+                    match s {
+                        Step::Write(len) => {
+                            let id = format!("seg-{i}");
+                            let plain = data(*len, i as u8);
+                            let ct = zone.encrypt_segment(&id, &plain).unwrap().to_vec();
+                            segments.push((id, plain, ct));
+                        }
+                        Step::Rotate => { zone.rotate_ezk().await.unwrap(); }
+                        Step::RewrapAll => {
+                            for (id, _, ct) in &mut segments {
+                                zone.rewrap_segment(id, ct).unwrap();
+                            }
+                        }
+                        Step::Reopen => {
+                            zone = f.keyring.open_zone(f.store.clone()).await.unwrap();
+                        }
+                    }
+                    for (id, plain, ct) in &segments {
+                        assert_eq!(&zone.decrypt_segment(id, ct).unwrap()[..], &plain[..]);
+                    }
+                }
+            });
+        }
+    }
+}
