@@ -131,7 +131,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rotated         EZK v{v2}; rewrapped {} segments",
         summary.rewrapped
     );
-    for (id, path, _) in &files {
+    for (_, path, _) in &files {
         assert_eq!(
             SegmentHeader::parse(&std::fs::read(path)?)?.ezk_version(),
             v2
