@@ -229,7 +229,7 @@ fn range_plans_fetch_only_the_touched_segments() {
     assert_eq!(plan.segments.end, len);
     // A reversed range, a forged plan and a short fetch are refused.
     assert!(matches!(
-        p.ciphertext_range(10..5, len),
+        p.ciphertext_range(std::ops::Range { start: 10, end: 5 }, len),
         Err(Error::InvalidArgument(_))
     ));
     let mut forged = dec.plan(0..10).unwrap();

@@ -35,7 +35,8 @@ fn encrypt(pt: &[u8]) -> Vec<u8> {
 fn pieces(ct: &[u8]) -> Vec<std::ops::Range<usize>> {
     let p = params();
     let n = p.segment_count_for_ciphertext(ct.len() as u64).unwrap();
-    let mut out = vec![0..stream::HEADER_LEN];
+    let mut out = Vec::with_capacity(n as usize + 1);
+    out.push(0..stream::HEADER_LEN);
     for i in 0..n {
         let start = p.ciphertext_start(i) as usize;
         let end = if i + 1 == n {

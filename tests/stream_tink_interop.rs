@@ -51,7 +51,7 @@ fn cases() -> Vec<Case> {
 
 fn plaintext(c: &Case) -> Vec<u8> {
     (0..c.len)
-        .map(|i| (i as u64 * 2_654_435_761 >> 7) as u8 ^ c.len as u8)
+        .map(|i| ((i as u64 * 2_654_435_761) >> 7) as u8 ^ c.len as u8)
         .collect()
 }
 
