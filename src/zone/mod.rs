@@ -204,6 +204,7 @@ impl Zone {
         let header = SegmentHeader::parse(bytes)?;
         let state = self.state();
         let dek = unwrap_dek(&state, segment_id, &header)?;
+        header.check_commitment(&dek)?;
         Ok((dek, header.stream_params()?))
     }
 
@@ -427,7 +428,9 @@ impl Zone {
     }
 }
 
-/// Recovers a segment's DEK from its header with the zone's EZKs.
+/// Recovers a segment's DEK from its header with the zone's EZKs. The DEK
+/// is authenticated by its wrap; callers that decrypt the body also check
+/// the key commitment.
 fn unwrap_dek(state: &ZoneState, segment_id: &str, header: &SegmentHeader) -> Result<SecretKey> {
     let m = &state.manifest;
     if header.zone_id() != m.zone_id {
@@ -455,6 +458,5 @@ fn unwrap_dek(state: &ZoneState, segment_id: &str, header: &SegmentHeader) -> Re
             },
             other => other,
         })?;
-    header.check_commitment(&dek)?;
     Ok(dek)
 }

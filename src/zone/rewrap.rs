@@ -63,8 +63,9 @@ pub struct RewrapSummary {
 
 impl Zone {
     /// The rewrapped header for a segment's header bytes, or `None` if it
-    /// already uses the active EZK version. Checks the DEK (and its key
-    /// commitment) before rewrapping. No provider call.
+    /// already uses the active EZK version. The DEK is authenticated by its
+    /// unwrap; the key commitment is carried over unchanged (it depends on
+    /// the DEK only). No provider call.
     ///
     /// # Errors
     /// As [`decrypt_segment`](Zone::decrypt_segment) for the header.

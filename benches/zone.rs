@@ -1,0 +1,105 @@
+//! Zone costs per segment, and the zone's overhead over the raw stream.
+//!
+//! * `zone_segment`: setup of a new segment (DEK, wrap, header, stream
+//!   header) as `encrypt_segment` of an empty body, and open (parse,
+//!   unwrap, commitment, stream key) as `decrypt_segment` of it;
+//! * `zone_rewrap`: `rewrap_header` of a header under EZK v1 to v2 — the
+//!   crypto part of a rewrap, no I/O;
+//! * `zone_vs_stream`: `encrypt_segment` against the stream engine's
+//!   one-shot encryption of the same buffer, for 64 KiB and 8 MiB.
+//!
+//! `cargo bench --bench zone`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+use cmek::provider::LocalKeyProvider;
+use cmek::stream::{Params, Threads};
+use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneSpec, SEGMENT_HEADER_LEN};
+use cmek::SecretKey;
+
+fn zone() -> (tempfile::TempDir, Zone) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let zone = rt.block_on(async {
+        let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local").unwrap();
+        let root = provider.add_key("root").unwrap();
+        Keyring::new(Arc::new(provider))
+            .create_zone(
+                Arc::new(MemoryManifestStore::new()),
+                ZoneSpec::new("bench", "local", root),
+            )
+            .await
+            .unwrap()
+    });
+    (dir, zone)
+}
+
+fn segment(c: &mut Criterion) {
+    let (_dir, zone) = zone();
+    let mut g = c.benchmark_group("zone_segment");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("setup", |b| {
+        b.iter(|| black_box(zone.encrypt_segment("collection/segment", b"").unwrap()))
+    });
+    let empty = zone.encrypt_segment("collection/segment", b"").unwrap();
+    g.bench_function("open", |b| {
+        b.iter(|| black_box(zone.decrypt_segment("collection/segment", &empty).unwrap()))
+    });
+    g.finish();
+}
+
+fn rewrap(c: &mut Criterion) {
+    let (_dir, zone) = zone();
+    let old = zone.encrypt_segment("collection/segment", b"body").unwrap();
+    let header = &old[..SEGMENT_HEADER_LEN];
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(zone.rotate_ezk())
+        .unwrap();
+    let mut g = c.benchmark_group("zone_rewrap");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("rewrap_header", |b| {
+        b.iter(|| black_box(zone.rewrap_header("collection/segment", header).unwrap()))
+    });
+    g.finish();
+}
+
+fn versus_stream(c: &mut Criterion) {
+    let (_dir, zone) = zone();
+    let key = SecretKey::generate().unwrap();
+    let params = Params::default();
+    let mut g = c.benchmark_group("zone_vs_stream");
+    for (size, label) in [(64 << 10, "64KiB"), (8 << 20, "8MiB")] {
+        let data = vec![0x42u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("stream", label), &data, |b, d| {
+            b.iter(|| {
+                black_box(
+                    params
+                        .encrypt(&key, b"zone body aad", d, Threads::Auto)
+                        .unwrap(),
+                )
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("zone", label), &data, |b, d| {
+            b.iter(|| black_box(zone.encrypt_segment("collection/segment", d).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = segment, rewrap, versus_stream
+}
+criterion_main!(benches);
