@@ -4,7 +4,8 @@
 //! KMS to talk to — an `--endpoint` (such as the test server `scripts/test`
 //! starts) or real AWS configuration (`AWS_PROFILE`/`AWS_REGION` or the other
 //! standard settings) together with `--key` — validates the key the way a
-//! console does and wraps and unwraps a zone key under it.
+//! console does, creates a zone under it (in memory), writes and reads a
+//! segment, and reopens the zone from its manifest.
 //!
 //! ```text
 //! cargo run --example aws_kms                                   # policies only
@@ -14,11 +15,15 @@
 //!
 //! On a test endpoint without `--key`, the example creates a key first.
 
+use std::sync::Arc;
+
 use cmek::provider::aws::policy;
 use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
-use cmek::{EncryptionContext, KeyProvider};
+use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+use cmek::KeyProvider;
 
-const EXAMPLE_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+const EXAMPLE_ARN: &str =
+    "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
 
 #[derive(Default)]
 struct Args {
@@ -48,7 +53,11 @@ fn parse_args() -> Result<Args, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
 
-    let arn = args.key.as_deref().filter(|k| k.starts_with("arn:")).unwrap_or(EXAMPLE_ARN);
+    let arn = args
+        .key
+        .as_deref()
+        .filter(|k| k.starts_with("arn:"))
+        .unwrap_or(EXAMPLE_ARN);
     println!("Role policy for {arn}:\n{}\n", policy::role_policy(&[arn])?);
     let principal = args
         .principal
@@ -74,8 +83,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(key) => key,
         None => {
             // Only on a test endpoint: create a throwaway key to use.
-            let created = kms.client().create_key().description("cmek example").send().await?;
-            let arn = created.key_metadata.and_then(|m| m.arn).ok_or("no key ARN returned")?;
+            let created = kms
+                .client()
+                .create_key()
+                .description("cmek example")
+                .send()
+                .await?;
+            let arn = created
+                .key_metadata
+                .and_then(|m| m.arn)
+                .ok_or("no key ARN returned")?;
             println!("created test key {arn}");
             arn
         }
@@ -91,16 +108,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(report.to_string().into());
     }
 
-    let context = EncryptionContext::new()
-        .with("cmek:zone", "example")
-        .with("cmek:purpose", "ezk")
-        .with("cmek:ezk-version", "1");
-    let (ezk, wrapped) = kms.generate_key(&root, &context).await?;
-    let back = kms.unwrap_key(&root, &wrapped, &context).await?;
-    assert_eq!(back, ezk);
+    let region = kms.region().to_owned();
+    let keyring = Keyring::new(Arc::new(kms));
+    let store = Arc::new(MemoryManifestStore::new());
+    let zone = keyring
+        .create_zone(
+            store.clone(),
+            ZoneSpec::new("example", region, root.clone()),
+        )
+        .await?;
+    println!("created zone {} under {root}", zone.id());
+    let segment = zone.encrypt_segment("example/segment-1", b"hello from cmek")?;
+    let plaintext = zone.decrypt_segment("example/segment-1", &segment)?;
     println!(
-        "wrapped a zone key under {root} ({} bytes of KMS ciphertext) and unwrapped it",
-        wrapped.len()
+        "wrote and read a segment: {} bytes on disk, {:?}",
+        segment.len(),
+        String::from_utf8_lossy(&plaintext)
     );
+    let reopened = keyring.open_zone(store).await?;
+    assert_eq!(
+        reopened.decrypt_segment("example/segment-1", &segment)?,
+        plaintext
+    );
+    println!("reopened the zone from its manifest (one KMS Decrypt) and read the segment again");
     Ok(())
 }

@@ -370,3 +370,66 @@ async fn from_env_reads_the_standard_configuration() {
     assert!(arn.contains(REPLICA_REGION), "{arn}");
     assert!(p.validate_key(&p.key_ref(&arn)).await.is_valid());
 }
+
+#[tokio::test]
+async fn a_zone_end_to_end_and_its_manifest_in_the_replica_region() {
+    use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+    use std::sync::Arc;
+
+    let Some(url) = endpoint() else { return };
+    let primary = provider(&url, PRIMARY_REGION);
+    let (arn, id) = create_key_with_id(&primary, true).await;
+    primary
+        .client()
+        .replicate_key()
+        .key_id(&id)
+        .replica_region(REPLICA_REGION)
+        .send()
+        .await
+        .unwrap();
+
+    // Region A: create a zone under the multi-region key, write, rotate.
+    let keyring_a = Keyring::new(Arc::new(primary.clone()));
+    let store = Arc::new(MemoryManifestStore::new());
+    let zone = keyring_a
+        .create_zone(
+            store.clone(),
+            ZoneSpec::new("orders", PRIMARY_REGION, primary.key_ref(&arn)),
+        )
+        .await
+        .unwrap();
+    let first = zone
+        .encrypt_segment("orders/1", b"written under v1")
+        .unwrap();
+    zone.rotate_ezk().await.unwrap();
+    let second = zone
+        .encrypt_segment("orders/2", b"written under v2")
+        .unwrap();
+
+    // Region B: the same manifest opens through the replica, and every
+    // segment decrypts there.
+    let keyring_b = Keyring::new(Arc::new(provider(&url, REPLICA_REGION)));
+    let replica_zone = keyring_b.open_zone(store.clone()).await.unwrap();
+    assert_eq!(replica_zone.id(), zone.id());
+    assert_eq!(
+        &replica_zone.decrypt_segment("orders/1", &first).unwrap()[..],
+        b"written under v1"
+    );
+    assert_eq!(
+        &replica_zone.decrypt_segment("orders/2", &second).unwrap()[..],
+        b"written under v2"
+    );
+
+    // A zone under a single-region key does not open in region B, and says why.
+    let single = primary.key_ref(&create_key(&primary, false).await);
+    let store = Arc::new(MemoryManifestStore::new());
+    keyring_a
+        .create_zone(
+            store.clone(),
+            ZoneSpec::new("local-only", PRIMARY_REGION, single),
+        )
+        .await
+        .unwrap();
+    let err = keyring_b.open_zone(store).await.unwrap_err();
+    assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
+}
