@@ -4,7 +4,8 @@
 //!   header) as `encrypt_segment` of an empty body, and open (parse,
 //!   unwrap, commitment, stream key) as `decrypt_segment` of it;
 //! * `zone_rewrap`: `rewrap_header` of a header under EZK v1 to v2 — the
-//!   crypto part of a rewrap, no I/O;
+//!   crypto part of a rewrap, no I/O — one at a time and as a batch of
+//!   1024 (`rewrap_headers`, one OS call for all nonces);
 //! * `zone_vs_stream`: `encrypt_segment` against the stream engine's
 //!   one-shot encryption of the same buffer, for 64 KiB and 8 MiB.
 //!
@@ -67,6 +68,12 @@ fn rewrap(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("rewrap_header", |b| {
         b.iter(|| black_box(zone.rewrap_header("collection/segment", header).unwrap()))
+    });
+    // The batch form draws all nonces in one OS call.
+    let batch: Vec<(&str, &[u8])> = vec![("collection/segment", header); 1024];
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    g.bench_function("rewrap_headers_batch_1024", |b| {
+        b.iter(|| black_box(zone.rewrap_headers(&batch).unwrap()))
     });
     g.finish();
 }

@@ -85,6 +85,19 @@ impl<B: Backend> KeyWrapper<B> {
         self.wrap_with_nonce(key, aad, &nonce)
     }
 
+    /// Wraps `key` under `nonce`, which the caller drew from the OS CSPRNG
+    /// for this wrap alone (for callers that draw many nonces in one call);
+    /// counts toward the limit like [`wrap`](Self::wrap).
+    pub(crate) fn wrap_with_drawn_nonce(
+        &self,
+        key: &SecretKey,
+        aad: &[u8],
+        nonce: &Nonce,
+    ) -> Result<[u8; WRAPPED_KEY_LEN]> {
+        self.reserve_wrap()?;
+        self.wrap_with_nonce(key, aad, nonce)
+    }
+
     /// Counts one wrap, refusing it if the limit is reached.
     fn reserve_wrap(&self) -> Result<()> {
         let limit = self.limit;
@@ -99,7 +112,8 @@ impl<B: Backend> KeyWrapper<B> {
             })
     }
 
-    /// The deterministic core of [`wrap`](Self::wrap), for known-answer tests.
+    /// The deterministic core of [`wrap`](Self::wrap): no counting, the
+    /// caller supplies a fresh nonce (or a fixed one in known-answer tests).
     pub(crate) fn wrap_with_nonce(
         &self,
         key: &SecretKey,

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::header::{self, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::{unwrap_dek, Zone};
+use crate::cipher::{fill_random, Nonce, NONCE_LEN};
 use crate::{Error, Result};
 
 /// What a rewrap did to one segment.
@@ -86,6 +87,45 @@ impl Zone {
             .wrapper
             .wrap(&dek, &header::dek_aad(&zone_id, segment_id, active))?;
         Ok(Some(old.rewrapped(active, wrapped).to_bytes()))
+    }
+
+    /// Rewraps many headers at once: like [`rewrap_header`](Self::rewrap_header)
+    /// for each `(segment id, header bytes)`, but with every nonce drawn from
+    /// the OS in one call — the OS call, not AES, dominates a single
+    /// rewrap's cost. For engines that keep headers in a metadata store.
+    ///
+    /// # Errors
+    /// [`Error::Random`] if no randomness is available; otherwise one result
+    /// per header, as [`rewrap_header`](Self::rewrap_header).
+    #[allow(clippy::type_complexity)]
+    pub fn rewrap_headers(
+        &self,
+        headers: &[(&str, &[u8])],
+    ) -> Result<Vec<Result<Option<[u8; SEGMENT_HEADER_LEN]>>>> {
+        let mut nonces = vec![0u8; headers.len() * NONCE_LEN];
+        fill_random(&mut nonces)?;
+        let state = self.state();
+        let active = state.manifest.active;
+        let zone_id = state.manifest.zone_id;
+        let wrapper = &state.ezks[&active].wrapper;
+        Ok(headers
+            .iter()
+            .zip(nonces.chunks_exact(NONCE_LEN))
+            .map(|((segment_id, bytes), nonce)| {
+                let old = SegmentHeader::parse(bytes)?;
+                let dek = unwrap_dek(&state, segment_id, &old)?;
+                if old.ezk_version() == active {
+                    return Ok(None);
+                }
+                let nonce: &Nonce = nonce.try_into().expect("chunks of NONCE_LEN");
+                let wrapped = wrapper.wrap_with_drawn_nonce(
+                    &dek,
+                    &header::dek_aad(&zone_id, segment_id, active),
+                    nonce,
+                )?;
+                Ok(Some(old.rewrapped(active, wrapped).to_bytes()))
+            })
+            .collect())
     }
 
     /// Rewraps a segment held in memory, rewriting its first 128 bytes.

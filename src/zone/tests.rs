@@ -280,6 +280,51 @@ async fn rotation_rewrap_and_retirement() {
 }
 
 #[tokio::test]
+async fn batch_header_rewrap_matches_single_rewraps() {
+    let f = fixture().await;
+    let segs: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| {
+            let id = format!("s{i}");
+            let ct = f
+                .zone
+                .encrypt_segment(&id, &data(100 * i, i as u8))
+                .unwrap()
+                .to_vec();
+            (id, ct)
+        })
+        .collect();
+    f.zone.rotate_ezk().await.unwrap();
+    let mut input: Vec<(&str, &[u8])> =
+        segs.iter().map(|(id, ct)| (id.as_str(), &ct[..])).collect();
+    input.push(("s0", &segs[1].1[..])); // a header under the wrong id
+    let out = f.zone.rewrap_headers(&input).unwrap();
+    assert_eq!(out.len(), 21);
+    assert!(matches!(out[20], Err(Error::Integrity { .. })));
+    let mut seen = std::collections::HashSet::new();
+    for (i, (id, ct)) in segs.iter().enumerate() {
+        let header = out[i].as_ref().unwrap().unwrap();
+        assert!(
+            seen.insert(header[32..45].to_vec()),
+            "every wrap has its own nonce"
+        );
+        let mut rewrapped = ct.clone();
+        rewrapped[..SEGMENT_HEADER_LEN].copy_from_slice(&header);
+        assert_eq!(SegmentHeader::parse(&rewrapped).unwrap().ezk_version(), 2);
+        assert_eq!(
+            &f.zone.decrypt_segment(id, &rewrapped).unwrap()[..],
+            &data(100 * i, i as u8)[..]
+        );
+        // Already current: nothing to do.
+        assert_eq!(
+            f.zone.rewrap_headers(&[(id, &rewrapped[..])]).unwrap()[0]
+                .as_ref()
+                .unwrap(),
+            &None
+        );
+    }
+}
+
+#[tokio::test]
 async fn streaming_and_random_access_variants() {
     use std::io::{Cursor, Read, Seek, SeekFrom, Write};
     let f = fixture().await;
