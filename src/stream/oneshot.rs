@@ -6,6 +6,7 @@
 //! one copy per byte. This module owns that split; it must not do I/O.
 
 use std::num::NonZeroUsize;
+use std::sync::OnceLock;
 use std::thread;
 
 use bytes::Bytes;
@@ -35,13 +36,25 @@ pub enum Threads {
 
 impl Threads {
     fn resolve(self, bytes: usize) -> usize {
+        let useful = bytes / MIN_BYTES_PER_THREAD;
+        if useful < 2 {
+            return 1;
+        }
         let max = match self {
             Threads::One => 1,
             Threads::AtMost(n) => n.get(),
-            Threads::Auto => thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            Threads::Auto => cores(),
         };
-        max.min(bytes / MIN_BYTES_PER_THREAD).max(1)
+        max.min(useful).max(1)
     }
+}
+
+/// The number of cores, asked once: on Linux the standard library reads
+/// cgroup files for it, which costs tens of microseconds — more than
+/// sealing a small segment.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, NonZeroUsize::get))
 }
 
 /// Cuts segments `0..segments` into `parts` contiguous runs; returns the run
