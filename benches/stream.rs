@@ -1,1 +1,299 @@
-fn main() {}
+//! The stream engine against its baselines, one group per comparison, all
+//! in one run:
+//!
+//! * `encrypt_64MiB` / `decrypt_64MiB` — single thread, memory to memory,
+//!   against a bare baseline written here: copy into a preallocated output
+//!   and seal (open) independent 64 KiB segments with the same
+//!   `cmek::cipher::Aes256Gcm`, no header, no key derivation;
+//! * `vs_age_64MiB` — the `age` crate's streaming encryption (X25519
+//!   recipient, ChaCha20-Poly1305 64 KiB chunks) against ours, single thread;
+//! * `parallel_256MiB` — multi-threaded one-shot encryption against memcpy of
+//!   the same buffer;
+//! * `random_4KiB_read_1GiB` — latency of a 4 KiB `read_at` at a random
+//!   offset of a 1 GiB stream (the bench also counts the segments opened);
+//! * `segment_size` — encryption throughput and random-read latency per
+//!   segment size, the data behind the default.
+//!
+//! Run: `cargo bench --bench stream`
+
+use std::hint::black_box;
+use std::io::{Cursor, Write};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+use cmek::cipher::{Aes256Gcm, TAG_LEN};
+use cmek::stream::{DecryptingReader, EncryptingWriter, Params, SeekableReader, Threads};
+use cmek::SecretKey;
+
+const MIB: usize = 1 << 20;
+const SEG: usize = 64 * 1024;
+
+fn data(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(151)).collect()
+}
+
+fn key() -> SecretKey {
+    SecretKey::from_slice(&[0x11; 32]).unwrap()
+}
+
+fn nonce(i: usize) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[4..8].copy_from_slice(&(i as u32).to_be_bytes());
+    n
+}
+
+/// The bare baseline: copy each 64 KiB segment's plaintext into place and
+/// seal it there.
+fn baseline_seal(aead: &Aes256Gcm, pt: &[u8], out: &mut [u8]) {
+    for (i, (p, o)) in pt
+        .chunks(SEG - TAG_LEN)
+        .zip(out.chunks_mut(SEG))
+        .enumerate()
+    {
+        let n = p.len();
+        o[..n].copy_from_slice(p);
+        let tag = aead.seal_in_place(&nonce(i), &[], &mut o[..n]).unwrap();
+        o[n..n + TAG_LEN].copy_from_slice(&tag);
+    }
+}
+
+fn baseline_open(aead: &Aes256Gcm, ct: &[u8], out: &mut [u8]) {
+    for (i, (c, o)) in ct
+        .chunks(SEG)
+        .zip(out.chunks_mut(SEG - TAG_LEN))
+        .enumerate()
+    {
+        let n = c.len() - TAG_LEN;
+        o[..n].copy_from_slice(&c[..n]);
+        let tag: [u8; TAG_LEN] = c[n..].try_into().unwrap();
+        aead.open_in_place(&nonce(i), &[], &mut o[..n], &tag)
+            .unwrap();
+    }
+}
+
+fn baseline_len(pt_len: usize) -> usize {
+    pt_len + pt_len.div_ceil(SEG - TAG_LEN) * TAG_LEN
+}
+
+fn single_thread(c: &mut Criterion) {
+    let size = 64 * MIB;
+    let pt = data(size);
+    let key = key();
+    let aead = Aes256Gcm::new(&key);
+    let p = Params::new(SEG).unwrap();
+    let ct_len = p.ciphertext_len(size as u64).unwrap() as usize;
+
+    let mut g = c.benchmark_group("encrypt_64MiB");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.sample_size(20);
+    let mut out = vec![0u8; baseline_len(size)];
+    g.bench_function("baseline_64KiB_segments", |b| {
+        b.iter(|| baseline_seal(&aead, black_box(&pt), &mut out))
+    });
+    let mut out = vec![0u8; ct_len];
+    g.bench_function("cmek_encrypt_into_1_thread", |b| {
+        b.iter(|| {
+            p.encrypt_into(&key, b"aad", black_box(&pt), &mut out, Threads::One)
+                .unwrap()
+        })
+    });
+    let mut sink = vec![0u8; ct_len];
+    g.bench_function("cmek_writer", |b| {
+        b.iter(|| {
+            let mut w = EncryptingWriter::new(Cursor::new(&mut sink[..]), &key, b"aad", p).unwrap();
+            for chunk in pt.chunks(MIB) {
+                w.write_all(chunk).unwrap();
+            }
+            w.finish().unwrap();
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("decrypt_64MiB");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.sample_size(20);
+    let mut bct = vec![0u8; baseline_len(size)];
+    baseline_seal(&aead, &pt, &mut bct);
+    let mut out = vec![0u8; size];
+    g.bench_function("baseline_64KiB_segments", |b| {
+        b.iter(|| baseline_open(&aead, black_box(&bct), &mut out))
+    });
+    let ct = p.encrypt(&key, b"aad", &pt, Threads::One).unwrap();
+    g.bench_function("cmek_decrypt_into_1_thread", |b| {
+        b.iter(|| {
+            p.decrypt_into(&key, b"aad", black_box(&ct), &mut out, Threads::One)
+                .unwrap()
+        })
+    });
+    g.bench_function("cmek_reader", |b| {
+        b.iter(|| {
+            let mut r = DecryptingReader::new(&ct[..], &key, b"aad", p);
+            let mut at = 0;
+            loop {
+                let n = std::io::Read::read(&mut r, &mut out[at..]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                at += n;
+            }
+            assert_eq!(at, size);
+        })
+    });
+    g.finish();
+}
+
+fn versus_age(c: &mut Criterion) {
+    let size = 64 * MIB;
+    let pt = data(size);
+    let key = key();
+    let p = Params::new(SEG).unwrap();
+    let mut g = c.benchmark_group("vs_age_64MiB");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.sample_size(10);
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public();
+    let mut out = Vec::with_capacity(size + size / 1000 + 4096);
+    g.bench_function("age_stream_writer", |b| {
+        b.iter(|| {
+            out.clear();
+            let enc =
+                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                    .unwrap();
+            let mut w = enc.wrap_output(&mut out).unwrap();
+            w.write_all(black_box(&pt)).unwrap();
+            w.finish().unwrap();
+        })
+    });
+    let mut sink = Vec::with_capacity(p.ciphertext_len(size as u64).unwrap() as usize);
+    g.bench_function("cmek_writer", |b| {
+        b.iter(|| {
+            sink.clear();
+            let mut w = EncryptingWriter::new(&mut sink, &key, b"aad", p).unwrap();
+            w.write_all(black_box(&pt)).unwrap();
+            w.finish().unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn parallel(c: &mut Criterion) {
+    let size = 256 * MIB;
+    let pt = data(size);
+    let key = key();
+    let p = Params::new(SEG).unwrap();
+    let mut g = c.benchmark_group("parallel_256MiB");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.sample_size(10);
+    let mut out = vec![0u8; size];
+    g.bench_function("memcpy", |b| b.iter(|| out.copy_from_slice(black_box(&pt))));
+    drop(out);
+    let mut out = vec![0u8; p.ciphertext_len(size as u64).unwrap() as usize];
+    g.bench_function("cmek_encrypt_into_all_threads", |b| {
+        b.iter(|| {
+            p.encrypt_into(&key, b"aad", black_box(&pt), &mut out, Threads::Auto)
+                .unwrap()
+        })
+    });
+    g.bench_function("cmek_encrypt_into_1_thread", |b| {
+        b.iter(|| {
+            p.encrypt_into(&key, b"aad", black_box(&pt), &mut out, Threads::One)
+                .unwrap()
+        })
+    });
+    drop(out);
+    g.bench_function("to_vec", |b| b.iter(|| black_box(pt.to_vec())));
+    g.bench_function("cmek_encrypt_alloc_all_threads", |b| {
+        b.iter(|| black_box(p.encrypt(&key, b"aad", &pt, Threads::Auto).unwrap()))
+    });
+    g.finish();
+}
+
+/// A small xorshift for reproducible random offsets.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn random_read(c: &mut Criterion) {
+    let size = 1024 * MIB;
+    let key = key();
+    let p = Params::new(SEG).unwrap();
+    let ct = p.encrypt(&key, b"aad", &data(size), Threads::Auto).unwrap();
+    let mut r = SeekableReader::new(Cursor::new(&ct[..]), &key, b"aad", p).unwrap();
+    let mut g = c.benchmark_group("random_4KiB_read_1GiB");
+    g.throughput(Throughput::Bytes(4096));
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut buf = [0u8; 4096];
+    let (mut reads, mut worst) = (0u64, 0u64);
+    g.bench_function("cmek_read_at", |b| {
+        b.iter(|| {
+            let at = rng.next() % (size as u64 - 4096);
+            let before = r.segments_decrypted();
+            let n = r.read_at(at, &mut buf).unwrap();
+            let opened = r.segments_decrypted() - before;
+            worst = worst.max(opened);
+            reads += 1;
+            black_box(n)
+        })
+    });
+    g.finish();
+    eprintln!("random_4KiB_read_1GiB: {reads} reads, at most {worst} segments opened per read");
+    assert!(worst <= 2, "a 4 KiB read opened {worst} segments");
+}
+
+fn segment_sizes(c: &mut Criterion) {
+    let size = 64 * MIB;
+    let pt = data(size);
+    let key = key();
+    let sizes = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
+    let mut g = c.benchmark_group("segment_size_encrypt_64MiB_1_thread");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.sample_size(10);
+    for seg in sizes {
+        let p = Params::new(seg).unwrap();
+        let mut out = vec![0u8; p.ciphertext_len(size as u64).unwrap() as usize];
+        g.bench_with_input(BenchmarkId::from_parameter(seg), &seg, |b, _| {
+            b.iter(|| {
+                p.encrypt_into(&key, b"aad", &pt, &mut out, Threads::One)
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("segment_size_random_4KiB_read");
+    g.throughput(Throughput::Bytes(4096));
+    let ct_by_size: Vec<_> = sizes
+        .iter()
+        .map(|&seg| {
+            let p = Params::new(seg).unwrap();
+            (seg, p, p.encrypt(&key, b"aad", &pt, Threads::Auto).unwrap())
+        })
+        .collect();
+    for (seg, p, ct) in &ct_by_size {
+        let mut r = SeekableReader::new(Cursor::new(&ct[..]), &key, b"aad", *p).unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut buf = [0u8; 4096];
+        g.bench_with_input(BenchmarkId::from_parameter(seg), seg, |b, _| {
+            b.iter(|| {
+                let at = rng.next() % (size as u64 - 4096);
+                black_box(r.read_at(at, &mut buf).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = single_thread, versus_age, parallel, random_read, segment_sizes
+}
+criterion_main!(benches);
