@@ -22,7 +22,7 @@
 //!   equality.
 //! * [`cipher`] — AES-256-GCM in place, key wrapping, HKDF-SHA256, on one of two
 //!   interchangeable backends (aws-lc-rs or RustCrypto).
-//! * [`provider`] — the [`KeyProvider`](provider::KeyProvider) trait implemented by
+//! * [`provider`] — the [`KeyProvider`] trait implemented by
 //!   every root of trust, and the local key-file provider.
 //! * [`stream`] — the segment body: Tink-compatible streaming AES-256-GCM in
 //!   segments, one-shot, `Read`/`Write`/`Seek` adapters and ranged access.

@@ -45,7 +45,9 @@ const MAX_KEYS: usize = 4096;
 
 const WHAT: &str = "local key file";
 
-/// Root keys in a key file on disk. See the [module docs](self).
+/// Root keys in a key file on disk: named keys that can be disabled,
+/// re-enabled and destroyed, in a versioned, checksummed file (owner-only,
+/// replaced atomically). See `docs/FORMAT.md` for the layout.
 ///
 /// ```
 /// use cmek::provider::LocalKeyProvider;

@@ -46,7 +46,9 @@ pub struct EzkRecord {
     pub wrapped: WrappedKey,
 }
 
-/// A zone's persisted state. See the [module docs](self).
+/// A zone's persisted state: its id, name, region, root key, stream
+/// parameters and every EZK version wrapped by the root key (layout in
+/// `docs/FORMAT.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneManifest {
     pub(crate) zone_id: ZoneId,
