@@ -40,7 +40,9 @@ fn scripted_server(script: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize
     let counter = served.clone();
     std::thread::spawn(move || {
         for (status, body) in script {
-            let Ok((stream, _)) = listener.accept() else { return };
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
             let mut reader = BufReader::new(stream);
             let mut length = 0usize;
             loop {
@@ -83,7 +85,11 @@ fn provider(url: &str, max_attempts: u32, deadline: Duration) -> AwsKmsProvider 
         .region(Region::new("us-east-1"))
         .endpoint_url(url)
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing", "testing", None, None, "cmek-tests",
+            "testing",
+            "testing",
+            None,
+            None,
+            "cmek-tests",
         )))
         .retry_config(
             aws_config::retry::RetryConfig::standard()
@@ -114,7 +120,11 @@ async fn retries_stop_at_the_attempt_limit_with_a_typed_error() {
     let p = provider(&url, 3, Duration::from_secs(10));
     let key = p.key_ref("1234abcd-12ab-34cd-56ef-1234567890ab");
     let err = p
-        .wrap_key(&key, &cmek::SecretKey::generate().unwrap(), &Default::default())
+        .wrap_key(
+            &key,
+            &cmek::SecretKey::generate().unwrap(),
+            &Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Throttled { .. }), "{err}");
@@ -128,7 +138,13 @@ async fn access_denied_is_not_retried() {
     let key = p.key_ref("1234abcd-12ab-34cd-56ef-1234567890ab");
     let err = p.describe_key(&key).await.unwrap_err();
     assert!(
-        matches!(err, Error::AccessDenied { operation: "describe", .. }),
+        matches!(
+            err,
+            Error::AccessDenied {
+                operation: "describe",
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(served.load(Ordering::SeqCst), 1);
@@ -141,9 +157,17 @@ async fn the_deadline_bounds_a_call_that_keeps_failing() {
     let key = p.key_ref("1234abcd-12ab-34cd-56ef-1234567890ab");
     let start = Instant::now();
     let err = p
-        .wrap_key(&key, &cmek::SecretKey::generate().unwrap(), &Default::default())
+        .wrap_key(
+            &key,
+            &cmek::SecretKey::generate().unwrap(),
+            &Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
