@@ -12,10 +12,10 @@
 //! IncorrectKeyException. State tests therefore go through DescribeKey.
 #![cfg(feature = "aws-kms")]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_kms::config::Credentials;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use cmek::provider::{
     AwsKmsOptions, AwsKmsProvider, KeyValidation, StepOutcome, ValidationFailure, ValidationStep,
@@ -43,32 +43,8 @@ fn endpoint() -> Option<String> {
     }
 }
 
-fn sdk_config(endpoint: &str, region: &str, options: &AwsKmsOptions) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_kms::config::SharedCredentialsProvider::new(
-            Credentials::new("testing", "testing", None, None, "cmek-tests"),
-        ))
-        .retry_config(
-            aws_config::retry::RetryConfig::standard()
-                .with_max_attempts(options.max_attempts)
-                .with_initial_backoff(options.initial_backoff),
-        )
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(options.deadline)
-                .operation_attempt_timeout(options.attempt_timeout)
-                .connect_timeout(options.connect_timeout)
-                .build(),
-        )
-        .build()
-}
-
 fn provider(endpoint: &str, region: &str) -> AwsKmsProvider {
-    AwsKmsProvider::from_sdk_config(&sdk_config(endpoint, region, &AwsKmsOptions::default()))
-        .unwrap()
+    common::provider(endpoint, region, &AwsKmsOptions::default())
 }
 
 /// Creates a symmetric encryption key and returns its ARN.
@@ -91,6 +67,22 @@ async fn create_key_with_id(p: &AwsKmsProvider, multi_region: bool) -> (String, 
         .unwrap();
     let meta = out.key_metadata.unwrap();
     (meta.arn.unwrap(), meta.key_id)
+}
+
+/// Creates a multi-region key in the primary region, replicates it to the
+/// replica region, and returns the primary's ARN.
+async fn create_replicated_key(primary: &AwsKmsProvider) -> String {
+    let (arn, id) = create_key_with_id(primary, true).await;
+    assert!(arn.contains(":key/mrk-"), "{arn}");
+    primary
+        .client()
+        .replicate_key()
+        .key_id(&id)
+        .replica_region(REPLICA_REGION)
+        .send()
+        .await
+        .unwrap();
+    arn
 }
 
 fn ctx(zone: &str) -> EncryptionContext {
@@ -270,16 +262,7 @@ async fn multi_region_key_unwraps_in_the_replica_region() {
     let Some(url) = endpoint() else { return };
     let primary = provider(&url, PRIMARY_REGION);
     let replica = provider(&url, REPLICA_REGION);
-    let (arn, id) = create_key_with_id(&primary, true).await;
-    assert!(arn.contains(":key/mrk-"), "{arn}");
-    primary
-        .client()
-        .replicate_key()
-        .key_id(&id)
-        .replica_region(REPLICA_REGION)
-        .send()
-        .await
-        .unwrap();
+    let arn = create_replicated_key(&primary).await;
 
     // Wrapped in region A under the primary, as a zone manifest records it...
     let root = primary.key_ref(&arn);
@@ -327,12 +310,11 @@ async fn a_stopped_server_fails_within_the_deadline() {
         initial_backoff: Duration::from_millis(50),
         ..AwsKmsOptions::default()
     };
-    let p = AwsKmsProvider::from_sdk_config(&sdk_config(
+    let p = common::provider(
         &format!("http://127.0.0.1:{port}"),
         PRIMARY_REGION,
         &options,
-    ))
-    .unwrap();
+    );
     let root: KeyRef = p.key_ref("11111111-2222-3333-4444-555555555555");
 
     let start = Instant::now();
@@ -378,15 +360,7 @@ async fn a_zone_end_to_end_and_its_manifest_in_the_replica_region() {
 
     let Some(url) = endpoint() else { return };
     let primary = provider(&url, PRIMARY_REGION);
-    let (arn, id) = create_key_with_id(&primary, true).await;
-    primary
-        .client()
-        .replicate_key()
-        .key_id(&id)
-        .replica_region(REPLICA_REGION)
-        .send()
-        .await
-        .unwrap();
+    let arn = create_replicated_key(&primary).await;
 
     // Region A: create a zone under the multi-region key, write, rotate.
     let keyring_a = Keyring::new(Arc::new(primary.clone()));

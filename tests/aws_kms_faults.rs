@@ -3,14 +3,14 @@
 //! on loopback answers each request with the next canned response.
 #![cfg(feature = "aws-kms")]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_kms::config::{Credentials, SharedCredentialsProvider};
 use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
 use cmek::{Error, KeyProvider, KeyState};
 
@@ -80,29 +80,7 @@ fn provider(url: &str, max_attempts: u32, deadline: Duration) -> AwsKmsProvider 
         initial_backoff: Duration::from_millis(20),
         ..AwsKmsOptions::default()
     };
-    let config = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "cmek-tests",
-        )))
-        .retry_config(
-            aws_config::retry::RetryConfig::standard()
-                .with_max_attempts(options.max_attempts)
-                .with_initial_backoff(options.initial_backoff),
-        )
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(options.deadline)
-                .build(),
-        )
-        .build();
-    AwsKmsProvider::from_sdk_config(&config).unwrap()
+    common::provider(url, "us-east-1", &options)
 }
 
 #[tokio::test]

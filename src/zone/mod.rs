@@ -272,12 +272,7 @@ impl Zone {
         segment_id: &str,
         mut source: R,
     ) -> Result<DecryptingReader<R>> {
-        let mut bytes = [0u8; SEGMENT_HEADER_LEN];
-        source.read_exact(&mut bytes).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::malformed("segment header", "truncated"),
-            _ => Error::from(e),
-        })?;
-        let (dek, params) = self.open_header(segment_id, &bytes)?;
+        let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
         let aad = header::body_aad(&self.id(), segment_id);
         Ok(DecryptingReader::new(source, &dek, &aad, params))
     }
@@ -292,12 +287,7 @@ impl Zone {
         segment_id: &str,
         mut source: R,
     ) -> Result<SeekableReader<R>> {
-        let mut bytes = [0u8; SEGMENT_HEADER_LEN];
-        source.read_exact(&mut bytes).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::malformed("segment header", "truncated"),
-            _ => Error::from(e),
-        })?;
-        let (dek, params) = self.open_header(segment_id, &bytes)?;
+        let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
         let aad = header::body_aad(&self.id(), segment_id);
         SeekableReader::new(source, &dek, &aad, params)
     }
@@ -426,6 +416,16 @@ impl Zone {
         self.set_state(ZoneState { manifest, ezks });
         Ok(())
     }
+}
+
+/// Reads the header at the start of `source`.
+fn read_header<R: Read>(source: &mut R) -> Result<[u8; SEGMENT_HEADER_LEN]> {
+    let mut bytes = [0u8; SEGMENT_HEADER_LEN];
+    source.read_exact(&mut bytes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::malformed("segment header", "truncated"),
+        _ => Error::from(e),
+    })?;
+    Ok(bytes)
 }
 
 /// Recovers a segment's DEK from its header with the zone's EZKs. The DEK

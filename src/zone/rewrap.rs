@@ -19,7 +19,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::header::{self, SegmentHeader, SEGMENT_HEADER_LEN};
-use super::{unwrap_dek, Zone};
+use super::{read_header, unwrap_dek, Zone};
 use crate::cipher::{fill_random, Nonce, NONCE_LEN};
 use crate::{Error, Result};
 
@@ -157,12 +157,8 @@ impl Zone {
         segment_id: &str,
         file: &mut F,
     ) -> Result<RewrapOutcome> {
-        let mut bytes = [0u8; SEGMENT_HEADER_LEN];
         file.seek(SeekFrom::Start(0))?;
-        file.read_exact(&mut bytes).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::malformed("segment header", "truncated"),
-            _ => Error::from(e),
-        })?;
+        let mut bytes = read_header(file)?;
         let outcome = self.rewrap_segment(segment_id, &mut bytes)?;
         if outcome != RewrapOutcome::AlreadyCurrent {
             file.seek(SeekFrom::Start(0))?;

@@ -1,0 +1,40 @@
+//! Helpers shared by the AWS KMS integration tests.
+#![allow(dead_code)]
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kms::config::{Credentials, SharedCredentialsProvider};
+use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
+
+/// An SDK configuration for a test endpoint: static test credentials and
+/// the retry and timeout settings of `options`.
+pub fn sdk_config(endpoint: &str, region: &str, options: &AwsKmsOptions) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "cmek-tests",
+        )))
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(options.max_attempts)
+                .with_initial_backoff(options.initial_backoff),
+        )
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(options.deadline)
+                .operation_attempt_timeout(options.attempt_timeout)
+                .connect_timeout(options.connect_timeout)
+                .build(),
+        )
+        .build()
+}
+
+/// A provider for a test endpoint in `region`.
+pub fn provider(endpoint: &str, region: &str, options: &AwsKmsOptions) -> AwsKmsProvider {
+    AwsKmsProvider::from_sdk_config(&sdk_config(endpoint, region, options)).unwrap()
+}
