@@ -21,6 +21,16 @@ impl Header {
         Ok(Self(bytes))
     }
 
+    /// A header from salt and nonce prefix bytes the caller drew from the OS
+    /// CSPRNG for this stream alone (callers that draw several values in one
+    /// call).
+    pub(crate) fn from_random(random: &[u8; HEADER_LEN - 1]) -> Self {
+        let mut bytes = [0u8; HEADER_LEN];
+        bytes[0] = HEADER_LEN as u8;
+        bytes[1..].copy_from_slice(random);
+        Self(bytes)
+    }
+
     /// Parses the first [`HEADER_LEN`] bytes of `bytes`.
     ///
     /// # Errors

@@ -62,6 +62,7 @@ mod tests;
 
 #[cfg(feature = "tokio")]
 pub use self::tokio::{AsyncDecryptingReader, AsyncEncryptingWriter};
+pub(crate) use header::Header;
 pub use oneshot::{decrypt, encrypt, Threads};
 pub use params::{
     Params, DEFAULT_SEGMENT_SIZE, HEADER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,

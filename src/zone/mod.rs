@@ -35,10 +35,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::cipher::KeyWrapper;
+use zeroize::Zeroizing;
+
+use crate::cipher::{fill_random, KeyWrapper, NONCE_LEN};
 use crate::provider::KeyRef;
-use crate::secret::SecretKey;
-use crate::stream::{DecryptingReader, EncryptingWriter, Params, SeekableReader, Threads};
+use crate::secret::{SecretKey, KEY_LEN};
+use crate::stream::{
+    DecryptingReader, EncryptingWriter, Header as StreamHeader, Params, SeekableReader, Threads,
+};
 use crate::{Error, Result};
 
 mod header;
@@ -59,6 +63,17 @@ pub use keyring::{Keyring, ZoneSpec};
 pub use manifest::{EzkRecord, ZoneManifest, MAX_EZK_VERSIONS};
 pub use rewrap::{RewrapOutcome, RewrapProgress, RewrapSummary};
 pub use store::{FileManifestStore, ManifestStore, MemoryManifestStore};
+
+/// Stream header bytes other than its length byte.
+const STREAM_RANDOM_LEN: usize = crate::stream::HEADER_LEN - 1;
+
+/// What a new segment starts from.
+struct NewSegment {
+    header: SegmentHeader,
+    dek: SecretKey,
+    params: Params,
+    stream_header: StreamHeader,
+}
 
 /// An unwrapped EZK: kept only in memory, zeroized on drop.
 pub(crate) struct Ezk {
@@ -178,15 +193,26 @@ impl Zone {
     }
 
     /// Draws a DEK and builds the header for a new segment under the active
-    /// EZK. No provider call.
-    fn new_segment(&self, segment_id: &str) -> Result<(SegmentHeader, SecretKey, Params)> {
+    /// EZK, with the stream header its body will use. No provider call.
+    ///
+    /// The DEK, the wrap's nonce and the stream's salt and nonce prefix come
+    /// from one OS call (disjoint bytes): on some machines the call costs
+    /// more than the rest of a segment's setup.
+    fn new_segment(&self, segment_id: &str) -> Result<NewSegment> {
+        let mut random = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN + STREAM_RANDOM_LEN]);
+        fill_random(&mut random[..])?;
+        let (dek_bytes, rest) = random.split_at_mut(KEY_LEN);
+        let (nonce, stream_random) = rest.split_at(NONCE_LEN);
+        let dek = SecretKey::from_array(dek_bytes.try_into().expect("KEY_LEN bytes"));
+        let stream_header = StreamHeader::from_random(stream_random.try_into().expect("39 bytes"));
+
         let state = self.state();
         let m = &state.manifest;
-        let ezk = &state.ezks[&m.active];
-        let dek = SecretKey::generate()?;
-        let wrapped = ezk
-            .wrapper
-            .wrap(&dek, &header::dek_aad(&m.zone_id, segment_id, m.active))?;
+        let wrapped = state.ezks[&m.active].wrapper.wrap_with_drawn_nonce(
+            &dek,
+            &header::dek_aad(&m.zone_id, segment_id, m.active),
+            nonce.try_into().expect("NONCE_LEN bytes"),
+        )?;
         let params = m.stream_params();
         let header = SegmentHeader::new(
             m.zone_id,
@@ -195,7 +221,12 @@ impl Zone {
             wrapped,
             header::commitment(&dek)?,
         );
-        Ok((header, dek, params))
+        Ok(NewSegment {
+            header,
+            dek,
+            params,
+            stream_header,
+        })
     }
 
     /// Parses a header and recovers its DEK, checking zone, version and key
@@ -215,15 +246,21 @@ impl Zone {
     /// [`Error::LimitExceeded`] past the EZK's wrap limit or the stream's
     /// length limit; [`Error::Random`].
     pub fn encrypt_segment(&self, segment_id: &str, plaintext: &[u8]) -> Result<Bytes> {
-        let (header, dek, params) = self.new_segment(segment_id)?;
+        let NewSegment {
+            header,
+            dek,
+            params,
+            stream_header,
+        } = self.new_segment(segment_id)?;
         let body_len = usize::try_from(params.ciphertext_len(plaintext.len() as u64)?)
             .map_err(|_| Error::InvalidArgument("segment exceeds memory".into()))?;
         let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
         out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
         let aad = header::body_aad(&header.zone_id(), segment_id);
-        params.encrypt_into(
+        params.encrypt_with_header(
             &dek,
             &aad,
+            stream_header,
             plaintext,
             &mut out[SEGMENT_HEADER_LEN..],
             Threads::Auto,
@@ -255,7 +292,13 @@ impl Zone {
         segment_id: &str,
         mut sink: W,
     ) -> Result<EncryptingWriter<W>> {
-        let (header, dek, params) = self.new_segment(segment_id)?;
+        // The writer draws its own stream header.
+        let NewSegment {
+            header,
+            dek,
+            params,
+            ..
+        } = self.new_segment(segment_id)?;
         sink.write_all(&header.to_bytes())?;
         let aad = header::body_aad(&header.zone_id(), segment_id);
         EncryptingWriter::new(sink, &dek, &aad, params)
