@@ -626,3 +626,35 @@ mod properties {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_zone_serves_many_threads_while_it_rotates() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Zone>();
+    let f = fixture().await;
+    let rotations = {
+        let zone = f.zone.clone();
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                zone.rotate_ezk().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let zone = f.zone.clone();
+            s.spawn(move || {
+                for i in 0..200 {
+                    let id = format!("t{t}/s{i}");
+                    let plain = data(i * 37 % 5000, t as u8);
+                    let ct = zone.encrypt_segment(&id, &plain).unwrap();
+                    assert_eq!(&zone.decrypt_segment(&id, &ct).unwrap()[..], &plain[..]);
+                }
+            });
+        }
+    });
+    rotations.await.unwrap();
+    assert_eq!(f.zone.active_version(), 6);
+    assert_eq!(f.kms.calls(Operation::Unwrap), 0);
+}
