@@ -92,6 +92,27 @@ pub enum Error {
         message: String,
     },
 
+    /// A root key failed validation (the provider's encrypt, decrypt,
+    /// describe round trip) and was not accepted.
+    #[error("key {key} failed validation at {step}: {reason}")]
+    KeyValidationFailed {
+        /// The key's reference.
+        key: String,
+        /// The failing step: "encrypt", "decrypt" or "describe".
+        step: &'static str,
+        /// Why, in words.
+        reason: String,
+    },
+
+    /// A root key cannot be removed while zones use it.
+    #[error("key {key} is in use by {}: {}", if .zones.len() == 1 { "zone" } else { "zones" }, .zones.join(", "))]
+    KeyInUse {
+        /// The key's reference.
+        key: String,
+        /// The zones that use it.
+        zones: Vec<String>,
+    },
+
     /// Input that does not parse: a bad header, file, length or version.
     #[error("malformed {what}: {reason}")]
     Malformed {

@@ -28,6 +28,8 @@
 //!   segments, one-shot, `Read`/`Write`/`Seek` adapters and ranged access.
 //! * [`zone`] — encryption zones: EZK versions under a root key, per-segment
 //!   DEKs in self-describing headers, rotation and rewrap.
+//! * [`registry`] — the project key registry: key limit, validation, region
+//!   rule, no removal of a key in use.
 //! * [`testing`] (feature `testing`) — an in-memory provider that counts calls and
 //!   injects faults.
 //!
@@ -44,6 +46,7 @@ mod codec;
 mod error;
 mod fsutil;
 pub mod provider;
+pub mod registry;
 pub mod secret;
 pub mod stream;
 #[cfg(any(test, feature = "testing"))]

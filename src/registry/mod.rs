@@ -1,0 +1,314 @@
+//! The project key registry: which root keys a project may use, and which
+//! zones use them.
+//!
+//! The rules a managed database's CMEK console enforces, as a library:
+//!
+//! * at most [`DEFAULT_KEY_LIMIT`] (20) root keys per project, whatever their
+//!   providers (configurable); the next one is [`Error::LimitExceeded`];
+//! * a key is validated by its provider's round trip (encrypt, decrypt,
+//!   describe) before it is added; an invalid key is refused with
+//!   [`Error::KeyValidationFailed`], naming the failing step and why;
+//!   a duplicate is refused;
+//! * a zone may only use a key of its own region; a multi-region key serves
+//!   every region it is registered as replicated to
+//!   ([`Error::RegionMismatch`] otherwise);
+//! * a key any zone uses cannot be removed; [`Error::KeyInUse`] names the
+//!   zones. Removing a key only forgets it: the key in its KMS is untouched.
+//!
+//! State persists in one file, replaced atomically at every change
+//! (layout in `docs/FORMAT.md`); a corrupted file is [`Error::Malformed`]
+//! and is never overwritten. This module must not open zones or hold key
+//! material: it keeps references and rules.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::provider::{KeyProvider, KeyRef};
+use crate::zone::ZoneId;
+use crate::{fsutil, Error, Result};
+
+mod state;
+
+use state::RegistryState;
+pub use state::{RegisteredKey, RegisteredZone};
+
+/// Root keys a project may hold unless configured otherwise.
+pub const DEFAULT_KEY_LIMIT: usize = 20;
+
+/// A project's key registry, persisted in a state file. See the
+/// [module docs](self).
+#[derive(Debug)]
+pub struct KeyRegistry {
+    path: PathBuf,
+    limit: usize,
+    state: Mutex<RegistryState>,
+}
+
+impl KeyRegistry {
+    /// Opens the registry at `path`, or starts an empty one there if the file
+    /// does not exist, with the default key limit.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a corrupted or foreign file (left as it is);
+    /// [`Error::Io`] if it cannot be read.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with_limit(path, DEFAULT_KEY_LIMIT)
+    }
+
+    /// As [`open`](Self::open), allowing at most `limit` keys.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with_limit(path: impl Into<PathBuf>, limit: usize) -> Result<Self> {
+        let path = path.into();
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => RegistryState::parse(&bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RegistryState::default(),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        Ok(Self {
+            path,
+            limit,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The most keys this registry accepts.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Validates `key` through `provider` and adds it. `regions` are the
+    /// regions the key serves besides its own (the replicas of a
+    /// multi-region key; empty otherwise).
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] past the limit; [`Error::InvalidArgument`]
+    /// for a duplicate, or replica regions on a key that is not
+    /// multi-region; [`Error::KeyValidationFailed`] with the failing step;
+    /// [`Error::Io`] if the state cannot be saved (nothing is added).
+    pub async fn add_key(
+        &self,
+        provider: &dyn KeyProvider,
+        key: KeyRef,
+        replica_regions: &[&str],
+    ) -> Result<()> {
+        self.check_can_add(&key)?;
+        if !replica_regions.is_empty() && !is_multi_region(&key) {
+            return Err(Error::InvalidArgument(format!(
+                "key {key} is not a multi-region key and has no replicas"
+            )));
+        }
+        let report = provider.validate_key(&key).await;
+        if let Some((step, why)) = report.first_failure() {
+            return Err(Error::KeyValidationFailed {
+                key: key.to_string(),
+                step: step.as_str(),
+                reason: why.to_string(),
+            });
+        }
+        let mut regions = vec![key.region().to_owned()];
+        regions.extend(replica_regions.iter().map(|r| r.to_string()));
+        regions.sort();
+        regions.dedup();
+        self.update(|s| {
+            // Checked again under the lock: another add may have raced.
+            check_can_add(s, &key, self.limit)?;
+            s.keys.insert(
+                key.clone(),
+                RegisteredKey {
+                    key: key.clone(),
+                    regions,
+                    added_unix: crate::zone::now_unix(),
+                },
+            );
+            Ok(())
+        })?;
+        tracing::info!(key = %key, "registered root key");
+        Ok(())
+    }
+
+    /// Forgets `key`. The key in its KMS is not touched.
+    ///
+    /// # Errors
+    /// [`Error::KeyInUse`] naming every zone that uses it;
+    /// [`Error::InvalidArgument`] if it is not registered; [`Error::Io`].
+    pub fn remove_key(&self, key: &KeyRef) -> Result<()> {
+        self.update(|s| {
+            let users: Vec<String> = s
+                .zones
+                .values()
+                .filter(|z| &z.key == key)
+                .map(|z| format!("{} ({})", z.name, z.zone_id))
+                .collect();
+            if !users.is_empty() {
+                return Err(Error::KeyInUse {
+                    key: key.to_string(),
+                    zones: users,
+                });
+            }
+            s.keys
+                .remove(key)
+                .map(drop)
+                .ok_or_else(|| Error::InvalidArgument(format!("key {key} is not registered")))
+        })?;
+        tracing::info!(key = %key, "removed root key from the registry");
+        Ok(())
+    }
+
+    /// Records that zone `zone_id` (named `name`, in `region`) uses `key`,
+    /// after checking the region rule. Call it before creating the zone.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unregistered key or a zone already
+    /// registered; [`Error::RegionMismatch`] if the key does not serve
+    /// `region`; [`Error::Io`].
+    pub fn register_zone(
+        &self,
+        zone_id: ZoneId,
+        name: &str,
+        region: &str,
+        key: &KeyRef,
+    ) -> Result<()> {
+        self.update(|s| {
+            let registered = s
+                .keys
+                .get(key)
+                .ok_or_else(|| Error::InvalidArgument(format!("key {key} is not registered")))?;
+            if !registered.regions.iter().any(|r| r == region) {
+                return Err(Error::RegionMismatch {
+                    key: key.to_string(),
+                    key_region: registered.regions.join(","),
+                    region: region.to_owned(),
+                    reason: "a zone may only use a key of its own region \
+                             (or a multi-region key replicated there)",
+                });
+            }
+            if s.zones.contains_key(&zone_id) {
+                return Err(Error::InvalidArgument(format!(
+                    "zone {zone_id} is already registered"
+                )));
+            }
+            s.zones.insert(
+                zone_id,
+                RegisteredZone {
+                    zone_id,
+                    name: name.to_owned(),
+                    region: region.to_owned(),
+                    key: key.clone(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Moves zone `zone_id` to `key` (after a root-key rotation), with the
+    /// same region rule.
+    ///
+    /// # Errors
+    /// As [`register_zone`](Self::register_zone), and
+    /// [`Error::InvalidArgument`] for an unknown zone.
+    pub fn set_zone_key(&self, zone_id: ZoneId, key: &KeyRef) -> Result<()> {
+        let zone = self
+            .zone(zone_id)
+            .ok_or_else(|| Error::InvalidArgument(format!("zone {zone_id} is not registered")))?;
+        self.update(|s| {
+            let registered = s
+                .keys
+                .get(key)
+                .ok_or_else(|| Error::InvalidArgument(format!("key {key} is not registered")))?;
+            if !registered.regions.iter().any(|r| r == &zone.region) {
+                return Err(Error::RegionMismatch {
+                    key: key.to_string(),
+                    key_region: registered.regions.join(","),
+                    region: zone.region.clone(),
+                    reason: "a zone may only use a key of its own region \
+                             (or a multi-region key replicated there)",
+                });
+            }
+            s.zones.get_mut(&zone_id).expect("checked above").key = key.clone();
+            Ok(())
+        })
+    }
+
+    /// Forgets zone `zone_id` (after the zone is deleted).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unknown zone; [`Error::Io`].
+    pub fn unregister_zone(&self, zone_id: ZoneId) -> Result<()> {
+        self.update(|s| {
+            s.zones
+                .remove(&zone_id)
+                .map(drop)
+                .ok_or_else(|| Error::InvalidArgument(format!("zone {zone_id} is not registered")))
+        })
+    }
+
+    /// Every registered key, in key order.
+    pub fn keys(&self) -> Vec<RegisteredKey> {
+        self.lock().keys.values().cloned().collect()
+    }
+
+    /// Every registered zone, in id order.
+    pub fn zones(&self) -> Vec<RegisteredZone> {
+        self.lock().zones.values().cloned().collect()
+    }
+
+    /// One registered zone.
+    pub fn zone(&self, zone_id: ZoneId) -> Option<RegisteredZone> {
+        self.lock().zones.get(&zone_id).cloned()
+    }
+
+    fn check_can_add(&self, key: &KeyRef) -> Result<()> {
+        check_can_add(&self.lock(), key, self.limit)
+    }
+
+    /// Applies `change` to a copy, saves the copy, then makes it current.
+    fn update<T>(&self, change: impl FnOnce(&mut RegistryState) -> Result<T>) -> Result<T> {
+        let mut state = self.lock();
+        let mut next = state.clone();
+        let out = change(&mut next)?;
+        fsutil::write_atomic(&self.path, &next.to_bytes(), 0o600)?;
+        *state = next;
+        Ok(out)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RegistryState> {
+        // Changes swap in a complete copy, so a poisoned lock holds a
+        // consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn check_can_add(state: &RegistryState, key: &KeyRef, limit: usize) -> Result<()> {
+    if state.keys.contains_key(key) {
+        return Err(Error::InvalidArgument(format!(
+            "key {key} is already registered"
+        )));
+    }
+    if state.keys.len() >= limit {
+        return Err(Error::LimitExceeded {
+            what: "root keys in one project",
+            limit: limit as u64,
+        });
+    }
+    Ok(())
+}
+
+fn is_multi_region(key: &KeyRef) -> bool {
+    let id = key.key_id();
+    let bare = id.rsplit('/').next().unwrap_or(id);
+    bare.starts_with("mrk-")
+}
+
+/// Keys and zones, by their own order.
+pub(crate) type KeyMap = BTreeMap<KeyRef, RegisteredKey>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! The registry's persisted state and its layout (version 1):
+//!
+//! ```text
+//! magic "CMEK-REG" (8) ‖ u16be version = 1
+//! u32be key count ‖ per key: str provider ‖ str key id ‖ str key region ‖
+//!     u64be added ‖ u16be region count ‖ region count × str region
+//! u32be zone count ‖ per zone: zone id (16) ‖ str name ‖ str region ‖
+//!     str key provider ‖ str key id ‖ str key region
+//! SHA-256 of every preceding byte (32)
+//! ```
+//!
+//! `str` is `u16be(len) ‖ UTF-8`. This module owns the layout; no I/O.
+
+use std::collections::BTreeMap;
+
+use super::KeyMap;
+use crate::cipher::{sha256, SHA256_LEN};
+use crate::codec::{put_bytes16, ByteReader};
+use crate::provider::KeyRef;
+use crate::zone::ZoneId;
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"CMEK-REG";
+const VERSION: u16 = 1;
+const WHAT: &str = "key registry state";
+const MAX_STR: usize = 2048;
+const MAX_ITEMS: usize = 1 << 16;
+
+/// A root key in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredKey {
+    /// The key.
+    pub key: KeyRef,
+    /// The regions it serves: its own, and its replicas' for a multi-region
+    /// key; sorted.
+    pub regions: Vec<String>,
+    /// When it was added, seconds since the Unix epoch.
+    pub added_unix: u64,
+}
+
+/// A zone in the registry, and the key it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredZone {
+    /// The zone's id.
+    pub zone_id: ZoneId,
+    /// Its name.
+    pub name: String,
+    /// Its region.
+    pub region: String,
+    /// The root key it uses.
+    pub key: KeyRef,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RegistryState {
+    pub(crate) keys: KeyMap,
+    pub(crate) zones: BTreeMap<ZoneId, RegisteredZone>,
+}
+
+fn put_key_ref(out: &mut Vec<u8>, key: &KeyRef) {
+    for s in [key.provider(), key.key_id(), key.region()] {
+        put_bytes16(out, s.as_bytes());
+    }
+}
+
+fn read_key_ref(r: &mut ByteReader<'_>) -> Result<KeyRef> {
+    Ok(KeyRef::new(
+        r.str("key provider", MAX_STR)?,
+        r.str("key id", MAX_STR)?,
+        r.str("key region", MAX_STR)?,
+    ))
+}
+
+impl RegistryState {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_be_bytes());
+        out.extend_from_slice(&(self.keys.len() as u32).to_be_bytes());
+        for k in self.keys.values() {
+            put_key_ref(&mut out, &k.key);
+            out.extend_from_slice(&k.added_unix.to_be_bytes());
+            out.extend_from_slice(&(k.regions.len() as u16).to_be_bytes());
+            for region in &k.regions {
+                put_bytes16(&mut out, region.as_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.zones.len() as u32).to_be_bytes());
+        for z in self.zones.values() {
+            out.extend_from_slice(z.zone_id.as_bytes());
+            put_bytes16(&mut out, z.name.as_bytes());
+            put_bytes16(&mut out, z.region.as_bytes());
+            put_key_ref(&mut out, &z.key);
+        }
+        let sum = sha256(&[&out]);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(Error::malformed(
+                WHAT,
+                "not a cmek key registry (bad magic)",
+            ));
+        }
+        if bytes.len() < MAGIC.len() + 2 + SHA256_LEN {
+            return Err(Error::malformed(WHAT, "truncated"));
+        }
+        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+        if version != VERSION {
+            return Err(Error::malformed(
+                WHAT,
+                format!("unsupported version {version}"),
+            ));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - SHA256_LEN);
+        if sha256(&[body]).as_slice() != sum {
+            return Err(Error::malformed(
+                WHAT,
+                "checksum mismatch: corrupted or truncated",
+            ));
+        }
+        let mut r = ByteReader::new(&body[MAGIC.len() + 2..], WHAT);
+        let mut state = Self::default();
+        let keys = r.u32()? as usize;
+        if keys > MAX_ITEMS {
+            return Err(Error::malformed(WHAT, format!("{keys} keys")));
+        }
+        for _ in 0..keys {
+            let key = read_key_ref(&mut r)?;
+            let added_unix = r.u64()?;
+            let n = usize::from(r.u16()?);
+            let regions = (0..n)
+                .map(|_| r.str("region", MAX_STR))
+                .collect::<Result<Vec<_>>>()?;
+            if !regions.iter().any(|x| x == key.region()) {
+                return Err(Error::malformed(
+                    WHAT,
+                    format!("key {key} does not serve its own region"),
+                ));
+            }
+            let entry = RegisteredKey {
+                key: key.clone(),
+                regions,
+                added_unix,
+            };
+            if state.keys.insert(key.clone(), entry).is_some() {
+                return Err(Error::malformed(WHAT, format!("key {key} twice")));
+            }
+        }
+        let zones = r.u32()? as usize;
+        if zones > MAX_ITEMS {
+            return Err(Error::malformed(WHAT, format!("{zones} zones")));
+        }
+        for _ in 0..zones {
+            let zone_id = ZoneId::from_bytes(r.array()?);
+            let zone = RegisteredZone {
+                zone_id,
+                name: r.str("zone name", MAX_STR)?,
+                region: r.str("zone region", MAX_STR)?,
+                key: read_key_ref(&mut r)?,
+            };
+            if !state.keys.contains_key(&zone.key) {
+                return Err(Error::malformed(
+                    WHAT,
+                    format!("zone {zone_id} uses an unregistered key"),
+                ));
+            }
+            if state.zones.insert(zone_id, zone).is_some() {
+                return Err(Error::malformed(WHAT, format!("zone {zone_id} twice")));
+            }
+        }
+        r.finish()?;
+        Ok(state)
+    }
+}

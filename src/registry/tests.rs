@@ -1,0 +1,208 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::provider::LocalKeyProvider;
+use crate::testing::{Fault, MockProvider, Operation};
+
+fn registry(limit: usize) -> (tempfile::TempDir, KeyRegistry) {
+    let dir = tempfile::tempdir().unwrap();
+    let r = KeyRegistry::open_with_limit(dir.path().join("registry"), limit).unwrap();
+    (dir, r)
+}
+
+fn zone_id(n: u8) -> ZoneId {
+    ZoneId::from_bytes([n; 16])
+}
+
+#[tokio::test]
+async fn the_limit_counts_keys_of_every_provider() {
+    let (dir, reg) = registry(3);
+    assert_eq!(KeyRegistry::open(dir.path().join("x")).unwrap().limit(), 20);
+    let mock = MockProvider::with_region("eu-west-1");
+    let local = LocalKeyProvider::create(dir.path().join("root.keys"), "eu-west-1").unwrap();
+    reg.add_key(&mock, mock.add_key("m1"), &[]).await.unwrap();
+    reg.add_key(&local, local.add_key("l1").unwrap(), &[])
+        .await
+        .unwrap();
+    reg.add_key(&mock, mock.add_key("m2"), &[]).await.unwrap();
+    let err = reg
+        .add_key(&local, local.add_key("l2").unwrap(), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::LimitExceeded { limit: 3, .. }),
+        "{err}"
+    );
+    assert_eq!(reg.keys().len(), 3);
+    // Refused before any provider call.
+    let calls = mock.total_calls();
+    assert!(reg.add_key(&mock, mock.add_key("m3"), &[]).await.is_err());
+    assert_eq!(mock.total_calls(), calls);
+}
+
+#[tokio::test]
+async fn invalid_and_duplicate_keys_are_refused_with_the_reason() {
+    let (_dir, reg) = registry(20);
+    let mock = MockProvider::new();
+    let k = mock.add_key("k");
+    mock.disable_key("k");
+    let err = reg.add_key(&mock, k.clone(), &[]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyValidationFailed { step: "encrypt", reason, .. } if reason.contains("disabled")),
+        "{err}"
+    );
+    mock.enable_key("k");
+    mock.inject_fault(Fault::AccessDenied, Some(Operation::Unwrap), Some(1));
+    let err = reg.add_key(&mock, k.clone(), &[]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("failed validation at decrypt: access denied"),
+        "{err}"
+    );
+    assert!(reg.keys().is_empty());
+    reg.add_key(&mock, k.clone(), &[]).await.unwrap();
+    let err = reg.add_key(&mock, k, &[]).await.unwrap_err();
+    assert!(err.to_string().contains("already registered"), "{err}");
+}
+
+#[tokio::test]
+async fn zones_only_use_keys_of_their_region() {
+    let (_dir, reg) = registry(20);
+    let kms = MockProvider::with_region("us-east-1");
+    let single = kms.add_key("single");
+    reg.add_key(&kms, single.clone(), &[]).await.unwrap();
+    reg.register_zone(zone_id(1), "a", "us-east-1", &single)
+        .unwrap();
+    let err = reg
+        .register_zone(zone_id(2), "b", "eu-west-1", &single)
+        .unwrap_err();
+    assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
+
+    // A multi-region key serves the regions it is replicated to.
+    let mrk = kms.add_key("mrk-1234abcd12ab34cd56ef1234567890ab");
+    reg.add_key(&kms, mrk.clone(), &["eu-west-1"])
+        .await
+        .unwrap();
+    reg.register_zone(zone_id(2), "b", "eu-west-1", &mrk)
+        .unwrap();
+    let err = reg
+        .register_zone(zone_id(3), "c", "ap-south-1", &mrk)
+        .unwrap_err();
+    assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
+    // Replicas are only for multi-region keys; unknown keys cannot serve.
+    let other = kms.add_key("other");
+    assert!(reg
+        .add_key(&kms, other.clone(), &["eu-west-1"])
+        .await
+        .is_err());
+    assert!(reg
+        .register_zone(zone_id(4), "d", "us-east-1", &other)
+        .is_err());
+    assert!(reg
+        .register_zone(zone_id(1), "a-again", "us-east-1", &single)
+        .is_err());
+    // Moving a zone to another key follows the same rule.
+    assert!(matches!(
+        reg.set_zone_key(zone_id(2), &single).unwrap_err(),
+        Error::RegionMismatch { .. }
+    ));
+    reg.set_zone_key(zone_id(1), &mrk).unwrap();
+    assert_eq!(reg.zone(zone_id(1)).unwrap().key, mrk);
+}
+
+#[tokio::test]
+async fn a_key_in_use_cannot_be_removed() {
+    let (_dir, reg) = registry(20);
+    let kms = MockProvider::new();
+    let k = kms.add_key("k");
+    reg.add_key(&kms, k.clone(), &[]).await.unwrap();
+    reg.register_zone(zone_id(1), "orders", "mock-region-1", &k)
+        .unwrap();
+    reg.register_zone(zone_id(2), "users", "mock-region-1", &k)
+        .unwrap();
+    let err = reg.remove_key(&k).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, Error::KeyInUse { zones, .. } if zones.len() == 2),
+        "{msg}"
+    );
+    assert!(msg.contains("orders") && msg.contains("users"), "{msg}");
+    reg.unregister_zone(zone_id(1)).unwrap();
+    reg.unregister_zone(zone_id(2)).unwrap();
+    reg.remove_key(&k).unwrap();
+    assert!(reg.keys().is_empty());
+    assert!(reg.remove_key(&k).is_err());
+    // The key itself still works in its provider.
+    assert!(kms.validate_key(&k).await.is_valid());
+}
+
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let (dir, reg) = registry(20);
+    let kms = MockProvider::new();
+    let k = kms.add_key("k");
+    let mrk = kms.add_key("mrk-00000000000000000000000000000000");
+    reg.add_key(&kms, k.clone(), &[]).await.unwrap();
+    reg.add_key(&kms, mrk.clone(), &["r2", "r3"]).await.unwrap();
+    reg.register_zone(zone_id(7), "orders", "r2", &mrk).unwrap();
+    let (keys, zones) = (reg.keys(), reg.zones());
+    drop(reg);
+    let reopened = KeyRegistry::open(dir.path().join("registry")).unwrap();
+    assert_eq!(reopened.keys(), keys);
+    assert_eq!(reopened.zones(), zones);
+    assert_eq!(keys[1].regions, vec!["mock-region-1", "r2", "r3"]);
+}
+
+#[tokio::test]
+async fn corrupted_state_is_a_typed_error_and_is_not_overwritten() {
+    let (dir, reg) = registry(20);
+    let kms = Arc::new(MockProvider::new());
+    let k = kms.add_key("k");
+    reg.add_key(kms.as_ref(), k.clone(), &[]).await.unwrap();
+    reg.register_zone(zone_id(1), "z", "mock-region-1", &k)
+        .unwrap();
+    let path = dir.path().join("registry");
+    let good = std::fs::read(&path).unwrap();
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x40;
+        assert!(
+            matches!(
+                state::RegistryState::parse(&bad),
+                Err(Error::Malformed { .. })
+            ),
+            "byte {i}"
+        );
+    }
+    for len in 0..good.len() {
+        assert!(
+            state::RegistryState::parse(&good[..len]).is_err(),
+            "len {len}"
+        );
+    }
+    let mut bad = good.clone();
+    bad[12] ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+    assert!(matches!(
+        KeyRegistry::open(&path).unwrap_err(),
+        Error::Malformed { .. }
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), bad);
+}
+
+#[tokio::test]
+async fn a_failed_save_changes_nothing() {
+    let (dir, reg) = registry(20);
+    let kms = MockProvider::new();
+    let k = kms.add_key("k");
+    reg.add_key(&kms, k.clone(), &[]).await.unwrap();
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    assert!(matches!(
+        reg.register_zone(zone_id(1), "z", "mock-region-1", &k)
+            .unwrap_err(),
+        Error::Io { .. }
+    ));
+    assert!(reg.zones().is_empty());
+    assert!(matches!(reg.remove_key(&k).unwrap_err(), Error::Io { .. }));
+    assert_eq!(reg.keys().len(), 1);
+}
