@@ -3,7 +3,58 @@
 //! [`Error::Malformed`], and length-prefixed writers. Formats themselves live
 //! with their owners; this module knows no layout.
 
+use crate::cipher::{sha256, SHA256_LEN};
 use crate::{Error, Result};
+
+/// Starts a checksummed file: `magic (8) ‖ u16be version`. The layout's
+/// fields follow; [`seal_checksummed`] ends it.
+pub(crate) fn start_checksummed(magic: &[u8; 8], version: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_be_bytes());
+    out
+}
+
+/// Ends a checksummed file: appends the SHA-256 of every preceding byte.
+pub(crate) fn seal_checksummed(out: &mut Vec<u8>) {
+    let sum = sha256(&[out]);
+    out.extend_from_slice(&sum);
+}
+
+/// Checks the frame of a checksummed file — magic, version, SHA-256 of
+/// everything before it — and returns a reader over the fields between.
+/// A file is `what` in errors ("not a cmek {what}").
+pub(crate) fn open_checksummed<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    version: u16,
+    what: &'static str,
+) -> Result<ByteReader<'a>> {
+    if bytes.len() < magic.len() || &bytes[..magic.len()] != magic {
+        return Err(Error::malformed(
+            what,
+            format!("not a cmek {what} (bad magic)"),
+        ));
+    }
+    if bytes.len() < magic.len() + 2 + SHA256_LEN {
+        return Err(Error::malformed(what, "truncated"));
+    }
+    let found = u16::from_be_bytes([bytes[8], bytes[9]]);
+    if found != version {
+        return Err(Error::malformed(
+            what,
+            format!("unsupported version {found}"),
+        ));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - SHA256_LEN);
+    if sha256(&[body]).as_slice() != sum {
+        return Err(Error::malformed(
+            what,
+            "checksum mismatch: the file is corrupted or truncated",
+        ));
+    }
+    Ok(ByteReader::new(&body[magic.len() + 2..], what))
+}
 
 /// A cursor over bytes being parsed as `what` (named in every error).
 pub(crate) struct ByteReader<'a> {

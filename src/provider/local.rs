@@ -26,8 +26,8 @@ use zeroize::Zeroizing;
 use super::{
     check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey,
 };
-use crate::cipher::{sha256, KeyWrapper, SHA256_LEN};
-use crate::codec::ByteReader;
+use crate::cipher::KeyWrapper;
+use crate::codec::{open_checksummed, seal_checksummed, start_checksummed};
 use crate::fsutil;
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::{Error, Result};
@@ -436,9 +436,7 @@ fn state_from_code(code: u8) -> Option<KeyState> {
 /// Serializes the file (layout in docs/FORMAT.md). The result holds key
 /// material: callers keep it in a `Zeroizing` buffer.
 fn encode(region: &str, keys: &BTreeMap<String, LocalKey>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + keys.len() * (64 + KEY_LEN));
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FILE_VERSION.to_be_bytes());
+    let mut out = start_checksummed(MAGIC, FILE_VERSION);
     out.extend_from_slice(&(region.len() as u16).to_be_bytes());
     out.extend_from_slice(region.as_bytes());
     out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
@@ -450,36 +448,12 @@ fn encode(region: &str, keys: &BTreeMap<String, LocalKey>) -> Vec<u8> {
         out.extend_from_slice(&key.wraps.to_be_bytes());
         out.extend_from_slice(key.material.expose_secret());
     }
-    let checksum = sha256(&[&out]);
-    out.extend_from_slice(&checksum);
+    seal_checksummed(&mut out);
     out
 }
 
 fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(Error::malformed(
-            WHAT,
-            "not a cmek local key file (bad magic)",
-        ));
-    }
-    if bytes.len() < MAGIC.len() + 2 + SHA256_LEN {
-        return Err(Error::malformed(WHAT, "truncated"));
-    }
-    let version = u16::from_be_bytes([bytes[8], bytes[9]]);
-    if version != FILE_VERSION {
-        return Err(Error::malformed(
-            WHAT,
-            format!("unsupported version {version}"),
-        ));
-    }
-    let (body, checksum) = bytes.split_at(bytes.len() - SHA256_LEN);
-    if sha256(&[body]).as_slice() != checksum {
-        return Err(Error::malformed(
-            WHAT,
-            "checksum mismatch: the file is corrupted or truncated",
-        ));
-    }
-    let mut r = ByteReader::new(&body[MAGIC.len() + 2..], WHAT);
+    let mut r = open_checksummed(bytes, MAGIC, FILE_VERSION, WHAT)?;
     let region = r.str("region", MAX_REGION_LEN)?;
     let count = r.u32()? as usize;
     if count > MAX_KEYS {

@@ -14,8 +14,9 @@
 use std::collections::BTreeMap;
 
 use super::KeyMap;
-use crate::cipher::{sha256, SHA256_LEN};
-use crate::codec::{put_bytes16, ByteReader};
+use crate::codec::{
+    open_checksummed, put_bytes16, seal_checksummed, start_checksummed, ByteReader,
+};
 use crate::provider::KeyRef;
 use crate::zone::ZoneId;
 use crate::{Error, Result};
@@ -73,9 +74,7 @@ fn read_key_ref(r: &mut ByteReader<'_>) -> Result<KeyRef> {
 
 impl RegistryState {
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_be_bytes());
+        let mut out = start_checksummed(MAGIC, VERSION);
         out.extend_from_slice(&(self.keys.len() as u32).to_be_bytes());
         for k in self.keys.values() {
             put_key_ref(&mut out, &k.key);
@@ -92,36 +91,12 @@ impl RegistryState {
             put_bytes16(&mut out, z.region.as_bytes());
             put_key_ref(&mut out, &z.key);
         }
-        let sum = sha256(&[&out]);
-        out.extend_from_slice(&sum);
+        seal_checksummed(&mut out);
         out
     }
 
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(Error::malformed(
-                WHAT,
-                "not a cmek key registry (bad magic)",
-            ));
-        }
-        if bytes.len() < MAGIC.len() + 2 + SHA256_LEN {
-            return Err(Error::malformed(WHAT, "truncated"));
-        }
-        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
-        if version != VERSION {
-            return Err(Error::malformed(
-                WHAT,
-                format!("unsupported version {version}"),
-            ));
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - SHA256_LEN);
-        if sha256(&[body]).as_slice() != sum {
-            return Err(Error::malformed(
-                WHAT,
-                "checksum mismatch: corrupted or truncated",
-            ));
-        }
-        let mut r = ByteReader::new(&body[MAGIC.len() + 2..], WHAT);
+        let mut r = open_checksummed(bytes, MAGIC, VERSION, WHAT)?;
         let mut state = Self::default();
         let keys = r.u32()? as usize;
         if keys > MAX_ITEMS {

@@ -22,8 +22,7 @@
 use std::collections::BTreeMap;
 
 use super::ZoneId;
-use crate::cipher::{sha256, SHA256_LEN};
-use crate::codec::{put_bytes16, ByteReader};
+use crate::codec::{open_checksummed, put_bytes16, seal_checksummed, start_checksummed};
 use crate::provider::{EncryptionContext, KeyRef, WrappedKey};
 use crate::stream::Params;
 use crate::{Error, Result};
@@ -115,9 +114,7 @@ impl ZoneManifest {
 
     /// Serializes the manifest.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.ezks.len() * 128);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        let mut out = start_checksummed(MAGIC, FORMAT_VERSION);
         out.extend_from_slice(self.zone_id.as_bytes());
         out.extend_from_slice(&self.generation.to_be_bytes());
         out.extend_from_slice(&self.created_unix.to_be_bytes());
@@ -139,8 +136,7 @@ impl ZoneManifest {
             out.extend_from_slice(&record.created_unix.to_be_bytes());
             put_bytes16(&mut out, record.wrapped.as_bytes());
         }
-        let sum = sha256(&[&out]);
-        out.extend_from_slice(&sum);
+        seal_checksummed(&mut out);
         out
     }
 
@@ -150,30 +146,7 @@ impl ZoneManifest {
     /// [`Error::Malformed`] for a truncated, corrupted (checksum), foreign or
     /// unknown-version file, or one whose fields are inconsistent.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(Error::malformed(
-                WHAT,
-                "not a cmek zone manifest (bad magic)",
-            ));
-        }
-        if bytes.len() < MAGIC.len() + 2 + SHA256_LEN {
-            return Err(Error::malformed(WHAT, "truncated"));
-        }
-        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
-            return Err(Error::malformed(
-                WHAT,
-                format!("unsupported version {version}"),
-            ));
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - SHA256_LEN);
-        if sha256(&[body]).as_slice() != sum {
-            return Err(Error::malformed(
-                WHAT,
-                "checksum mismatch: corrupted or truncated",
-            ));
-        }
-        let mut r = ByteReader::new(&body[MAGIC.len() + 2..], WHAT);
+        let mut r = open_checksummed(bytes, MAGIC, FORMAT_VERSION, WHAT)?;
         let zone_id = ZoneId::from_bytes(r.array()?);
         let generation = r.u64()?;
         let created_unix = r.u64()?;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cipher::{sha256, SHA256_LEN};
 
 fn ctx(zone: &str) -> EncryptionContext {
     EncryptionContext::new()
