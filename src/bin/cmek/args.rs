@@ -1,0 +1,271 @@
+//! The command line: every command, option and help text, as clap derive
+//! types. This module only describes; the commands live in their own
+//! modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::EXIT_CODES_HELP;
+
+/// Operate cmek by hand: root keys, encryption zones, encrypted files and
+/// IAM policies.
+///
+/// State (the key registry, the local key file and zone manifests) lives in
+/// one directory, `--home` (default `./.cmek`, or `$CMEK_HOME`).
+#[derive(Debug, Parser)]
+#[command(name = "cmek", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Options every command shares.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command shares.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// State directory: `registry.state` (the key registry), `local.keys`
+    /// (the local key file) and `zones/NAME.manifest` (zone manifests).
+    #[arg(long, global = true, env = "CMEK_HOME", default_value = ".cmek")]
+    pub home: PathBuf,
+
+    /// Region. For AWS KMS: the region to call (default: the standard AWS
+    /// configuration, or the key ARN's region). For a new zone: its region
+    /// (default: the root key's). For a new local key file: the region its
+    /// keys live in (default `local`).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// An AWS KMS endpoint to use instead of the public one (a VPC
+    /// endpoint, or a KMS-compatible test server).
+    #[arg(long, global = true, env = "CMEK_AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Never draw a progress bar (it is drawn only when standard error is a
+    /// terminal anyway).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// The commands. Each variant's module is named after it.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register, check and manage root keys (local key file or AWS KMS).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Create, inspect and rotate encryption zones.
+    #[command(subcommand)]
+    Zone(ZoneCommand),
+    /// Encrypt a file or standard input into a segment (header ‖ body).
+    Encrypt(EncryptArgs),
+    /// Decrypt a segment, whole or a byte range, to a file or standard output.
+    Decrypt(DecryptArgs),
+    /// Show a segment's header (no key needed).
+    Inspect(InspectArgs),
+    /// Move every segment in a directory to its zone's active EZK version
+    /// (rewrites headers only; resumable).
+    Rewrap(RewrapArgs),
+    /// Print the IAM policy documents the AWS KMS provider needs.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// A root key, written `PROVIDER:ID`: `local:NAME` for a key in the local
+/// key file, `aws:ID` for an AWS KMS key id, key ARN or alias.
+pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file) or \
+`aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN)";
+
+/// `cmek key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Validate a root key (encrypt, decrypt, describe) and register it.
+    /// A `local:` key is created in the local key file first if missing.
+    /// At most 20 keys may be registered.
+    Add {
+        #[arg(help = KEY_HELP)]
+        key: String,
+        /// A region the key is replicated to (multi-region `mrk-` keys
+        /// only); repeat for each replica.
+        #[arg(long = "replica-region", value_name = "REGION")]
+        replica_regions: Vec<String>,
+    },
+    /// Run the validation round trip (encrypt, decrypt, describe) and print
+    /// each step's outcome. Exits non-zero if a step fails.
+    Validate {
+        #[arg(help = KEY_HELP)]
+        key: String,
+    },
+    /// List registered keys, the regions they serve and the zones using them.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a key in its provider: every zone under it stops opening.
+    Disable {
+        #[arg(help = KEY_HELP)]
+        key: String,
+    },
+    /// Re-enable a disabled key in its provider.
+    Enable {
+        #[arg(help = KEY_HELP)]
+        key: String,
+    },
+    /// Remove a key from the registry. Refused while a zone uses it.
+    /// The key itself is kept unless `--destroy` is given.
+    Delete {
+        #[arg(help = KEY_HELP)]
+        key: String,
+        /// Also destroy a `local:` key's material (crypto-shredding: every
+        /// zone ever wrapped by it becomes unreadable). Not for AWS keys.
+        #[arg(long)]
+        destroy: bool,
+    },
+}
+
+/// `cmek zone ...`.
+#[derive(Debug, Subcommand)]
+pub enum ZoneCommand {
+    /// Create a zone under a registered root key (one provider call).
+    Create {
+        /// The zone's name (letters, digits, `.`, `_`, `-`).
+        name: String,
+        /// The root key, registered first with `cmek key add`.
+        #[arg(long, help = KEY_HELP)]
+        key: String,
+        /// Stream segment size of the zone's files, in bytes (4096 to
+        /// 16777216).
+        #[arg(long, default_value_t = cmek::stream::DEFAULT_SEGMENT_SIZE)]
+        segment_size: usize,
+    },
+    /// Show a zone's manifest (no provider call).
+    Show {
+        /// The zone's name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new EZK version and make it active. Run `cmek rewrap` after it
+    /// to move existing files to the new version.
+    Rotate {
+        /// The zone's name.
+        name: String,
+    },
+    /// Rewrap every EZK version under another registered root key of the
+    /// same provider. No file changes.
+    RotateRoot {
+        /// The zone's name.
+        name: String,
+        /// The new root key.
+        #[arg(long, help = KEY_HELP)]
+        key: String,
+    },
+    /// Remove an inactive EZK version for good. Files still under it become
+    /// unreadable: rewrap them first.
+    RetireVersion {
+        /// The zone's name.
+        name: String,
+        /// The EZK version to retire.
+        version: u32,
+        /// Refuse if any segment in this directory still uses the version.
+        #[arg(long, value_name = "DIR")]
+        check_dir: Option<PathBuf>,
+        /// Confirm that no segment uses the version any more.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `cmek encrypt`.
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// The zone to encrypt under.
+    #[arg(long, short)]
+    pub zone: String,
+    /// Plaintext file, or `-` for standard input.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// Where to write the segment, or `-` for standard output. A file is
+    /// written beside its final name and renamed into place when complete.
+    #[arg(long, short, default_value = "-")]
+    pub output: PathBuf,
+    /// The segment id bound into the header and body. Default: the output
+    /// file's name (required when writing to standard output).
+    #[arg(long)]
+    pub segment_id: Option<String>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `cmek decrypt`.
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// The zone the segment belongs to.
+    #[arg(long, short)]
+    pub zone: String,
+    /// Segment file, or `-` for standard input.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// Where to write the plaintext, or `-` for standard output. A file is
+    /// written beside its final name and renamed into place only once every
+    /// byte authenticated.
+    #[arg(long, short, default_value = "-")]
+    pub output: PathBuf,
+    /// The segment id it was encrypted with. Default: the input file's name
+    /// (required when reading standard input).
+    #[arg(long)]
+    pub segment_id: Option<String>,
+    /// Decrypt only plaintext bytes START..END (either end may be left
+    /// out), reading and authenticating only the chunks that hold them.
+    /// Needs a file input.
+    #[arg(long, value_name = "START..END")]
+    pub range: Option<String>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `cmek inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cmek rewrap`.
+#[derive(Debug, Args)]
+pub struct RewrapArgs {
+    /// The zone whose segments to rewrap.
+    #[arg(long, short)]
+    pub zone: String,
+    /// Directory of segment files (not descended into); each file's name is
+    /// its segment id. Files that are not segments of the zone are skipped.
+    pub dir: PathBuf,
+}
+
+/// `cmek policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The role policy: kms:Encrypt, kms:Decrypt, kms:DescribeKey on exactly
+    /// the given key ARNs (default: every registered AWS key given by ARN).
+    Role {
+        /// KMS key ARNs (list each replica of a multi-region key).
+        key_arns: Vec<String>,
+    },
+    /// The trust policy letting a principal assume that role.
+    Trust {
+        /// The principal: an IAM ARN or a 12-digit account id.
+        principal: String,
+        /// Require this `sts:ExternalId`.
+        #[arg(long)]
+        external_id: Option<String>,
+    },
+}

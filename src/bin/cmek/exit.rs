@@ -1,0 +1,176 @@
+//! Exit codes and error messages: the one place that maps a failure to the
+//! code a script sees. Codes are part of the command's interface; never
+//! renumber one.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The exit codes, as shown by `cmek --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  other failure (the provider refused for another reason, no randomness)
+  2  bad usage: wrong arguments, unknown zone or key, invalid request
+  3  integrity failure: modified, truncated or misplaced data, wrong key or segment id
+  4  malformed input: not a cmek file, damaged header or state file
+  5  key unavailable: disabled, pending deletion, not found, retired EZK version,
+     or failed validation
+  6  access denied by the key provider
+  7  key provider unreachable or throttled (transient: retry later)
+  8  refused by a rule: key limit, key in use, region rule
+  9  I/O error: missing or unreadable file or directory, disk full";
+
+/// What kind of failure ended the command; its discriminant is the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Anything without a more specific code.
+    Other = 1,
+    /// Wrong arguments or an impossible request.
+    Usage = 2,
+    /// Authentication of data or keys failed.
+    Integrity = 3,
+    /// Input that does not parse.
+    Malformed = 4,
+    /// The key cannot be used in its state.
+    KeyUnavailable = 5,
+    /// The provider refused for lack of permission.
+    AccessDenied = 6,
+    /// The provider could not answer now.
+    Unreachable = 7,
+    /// A registry rule forbids the request.
+    Refused = 8,
+    /// The operating system failed a file operation.
+    Io = 9,
+}
+
+impl Code {
+    /// The process exit code.
+    pub fn exit_code(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}
+
+/// The code for a library error: the mapping scripts rely on.
+pub fn code_of(error: &cmek::Error) -> Code {
+    use cmek::Error as E;
+    match error {
+        E::Integrity { .. } => Code::Integrity,
+        E::Malformed { .. } => Code::Malformed,
+        E::KeyUnavailable { .. } | E::KeyValidationFailed { .. } => Code::KeyUnavailable,
+        E::AccessDenied { .. } => Code::AccessDenied,
+        E::ProviderUnreachable { .. } | E::Throttled { .. } => Code::Unreachable,
+        E::KeyInUse { .. } | E::LimitExceeded { .. } | E::RegionMismatch { .. } => Code::Refused,
+        E::InvalidArgument(_) => Code::Usage,
+        E::Io { .. } => Code::Io,
+        _ => Code::Other,
+    }
+}
+
+/// A failed command: its code and a message naming what failed and why.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: Code,
+    /// The message, without the `cmek: error: ` prefix.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with `code` and `message`.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A usage error.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Code::Usage, message)
+    }
+
+    /// Prefixes the message with what was being done, e.g. the file.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<cmek::Error> for Failure {
+    fn from(error: cmek::Error) -> Self {
+        Self::new(code_of(&error), error.to_string())
+    }
+}
+
+impl From<io::Error> for Failure {
+    /// An I/O error from a stream adapter may carry a library error (an
+    /// integrity failure inside a read): that error decides the code.
+    fn from(error: io::Error) -> Self {
+        match cmek::stream::error_of(&error) {
+            Some(inner) => Self::new(code_of(inner), inner.to_string()),
+            None => Self::new(Code::Io, format!("I/O error: {error}")),
+        }
+    }
+}
+
+/// An I/O error on `path`.
+pub fn io_at(path: &Path, error: io::Error) -> Failure {
+    Failure::from(error).context(path.display())
+}
+
+/// Result of a command.
+pub type CliResult<T = ()> = Result<T, Failure>;
+
+/// Adds context to the error of a result.
+pub trait Context<T> {
+    /// Prefixes the error message with `what`.
+    fn context(self, what: impl fmt::Display) -> CliResult<T>;
+}
+
+impl<T, E: Into<Failure>> Context<T> for Result<T, E> {
+    fn context(self, what: impl fmt::Display) -> CliResult<T> {
+        self.map_err(|e| e.into().context(what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_in_the_help() {
+        for code in [
+            Code::Other,
+            Code::Usage,
+            Code::Integrity,
+            Code::Malformed,
+            Code::KeyUnavailable,
+            Code::AccessDenied,
+            Code::Unreachable,
+            Code::Refused,
+            Code::Io,
+        ] {
+            assert!(
+                EXIT_CODES_HELP.contains(&format!("\n  {}  ", code as u8)),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_integrity_failure_inside_io_keeps_its_code() {
+        let inner = cmek::Error::Integrity { what: "segment" };
+        let io = io::Error::new(io::ErrorKind::InvalidData, inner);
+        assert_eq!(Failure::from(io).code, Code::Integrity);
+        let plain = io::Error::from(io::ErrorKind::NotFound);
+        assert_eq!(Failure::from(plain).code, Code::Io);
+    }
+}

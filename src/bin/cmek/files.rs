@@ -1,0 +1,419 @@
+//! `cmek encrypt`, `decrypt`, `inspect` and `rewrap`: segment files through
+//! `Zone::segment_writer`, `segment_reader`, `segment_seekable` and
+//! `rewrap_files`.
+//!
+//! A segment's id is bound into its header and body, so decrypting needs the
+//! id it was encrypted with. By default it is the name of the encrypted file
+//! (encrypt's output, decrypt's input, each file rewrap visits), so a file
+//! keeps decrypting under its name wherever it is moved.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use cmek::zone::{SegmentHeader, SEGMENT_HEADER_LEN};
+use serde_json::json;
+
+use crate::args::{DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs};
+use crate::exit::{code_of, io_at, CliResult, Context, Failure};
+use crate::home::Home;
+use crate::pipe::{ChunkReader, Chunks, Sink, BUF_LEN};
+use crate::progress;
+
+fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// The segment id: `--segment-id`, else the name of `file` (the encrypted
+/// one).
+fn segment_id(given: Option<String>, file: &Path, role: &str) -> CliResult<String> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    if is_stdio(file) {
+        return Err(Failure::usage(format!(
+            "--segment-id is needed when the segment is on standard {role}"
+        )));
+    }
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{}: no UTF-8 file name to use as segment id; pass --segment-id",
+                file.display()
+            ))
+        })
+}
+
+/// Where output goes: standard output, or a temporary file renamed into
+/// place by [`Output::commit`] (and removed if the command fails first).
+enum Output {
+    Stdout,
+    File { path: PathBuf, tmp: PathBuf },
+}
+
+/// The writable end of an [`Output`].
+enum OutFile {
+    Stdout(io::Stdout),
+    File(File),
+}
+
+impl Write for OutFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            OutFile::Stdout(s) => s.write(data),
+            OutFile::File(f) => f.write(data),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            OutFile::Stdout(s) => s.flush(),
+            OutFile::File(f) => f.flush(),
+        }
+    }
+}
+
+impl Output {
+    fn open(path: &Path, force: bool) -> CliResult<(Self, OutFile)> {
+        if is_stdio(path) {
+            return Ok((Output::Stdout, OutFile::Stdout(io::stdout())));
+        }
+        if !force && path.exists() {
+            return Err(Failure::usage(format!(
+                "{}: exists; pass --force to replace it",
+                path.display()
+            )));
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| Failure::usage(format!("{}: not a file name", path.display())))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".cmek-tmp-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_at(&tmp, e))?;
+        Ok((
+            Output::File {
+                path: path.to_owned(),
+                tmp,
+            },
+            OutFile::File(file),
+        ))
+    }
+
+    /// Makes the output durable and visible under its name.
+    fn commit(mut self, out: OutFile) -> CliResult {
+        let file = match out {
+            OutFile::File(file) => file,
+            mut other => return other.flush().map_err(Failure::from),
+        };
+        // From here on the temporary file is this function's to remove.
+        let (path, tmp) = match &mut self {
+            Output::File { path, tmp } => (std::mem::take(path), std::mem::take(tmp)),
+            Output::Stdout => return Ok(()),
+        };
+        let result = file
+            .sync_all()
+            .map_err(|e| io_at(&tmp, e))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(|e| io_at(&path, e)));
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The rename is durable once the directory is.
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Output::File { tmp, .. } = self {
+            if !tmp.as_os_str().is_empty() {
+                let _ = fs::remove_file(tmp);
+            }
+        }
+    }
+}
+
+/// The input and its length, if known.
+fn open_input(path: &Path) -> CliResult<(Box<dyn Read + Send>, Option<u64>)> {
+    if is_stdio(path) {
+        return Ok((Box::new(io::stdin()), None));
+    }
+    let file = File::open(path).map_err(|e| io_at(path, e))?;
+    let meta = file.metadata().map_err(|e| io_at(path, e))?;
+    if meta.is_dir() {
+        return Err(Failure::usage(format!(
+            "{}: is a directory",
+            path.display()
+        )));
+    }
+    Ok((Box::new(file), Some(meta.len())))
+}
+
+/// `cmek encrypt`.
+pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
+    let id = segment_id(args.segment_id, &args.output, "output")?;
+    let zone = home.open_zone(&args.zone).await?;
+    let (input, len) = open_input(&args.input)?;
+    let (output, out) = Output::open(&args.output, args.force)?;
+    let bar = progress::bytes(quiet, len, "encrypt");
+    let what = format!("encrypt {}", args.input.display());
+
+    let mut chunks = Chunks::spawn(input);
+    let mut writer = zone.segment_writer(&id, Sink::spawn(out)).context(&what)?;
+    while let Some(chunk) = chunks.next_chunk().context(&what)? {
+        writer.write_all(&chunk).context(&what)?;
+        bar.inc(chunk.len() as u64);
+        chunks.recycle(chunk);
+    }
+    let out = writer
+        .finish()
+        .context(&what)?
+        .finish()
+        .context(args.output.display())?;
+    output.commit(out)?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// `cmek decrypt`.
+pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
+    let id = segment_id(args.segment_id, &args.input, "input")?;
+    let range = args.range.as_deref().map(parse_range).transpose()?;
+    if range.is_some() && is_stdio(&args.input) {
+        return Err(Failure::usage(
+            "--range needs a file input, not standard input",
+        ));
+    }
+    let zone = home.open_zone(&args.zone).await?;
+    let what = format!("decrypt {}", args.input.display());
+    let (input, len) = open_input(&args.input)?;
+    let (output, out) = Output::open(&args.output, args.force)?;
+    let mut sink = Sink::spawn(out);
+
+    match range {
+        Some(range) => {
+            // Positioned reads on the file itself: only the chunks that hold
+            // the range are read and authenticated.
+            let file = File::open(&args.input).map_err(|e| io_at(&args.input, e))?;
+            drop(input);
+            let mut reader = zone.segment_seekable(&id, file).context(&what)?;
+            let mut buf = vec![0u8; BUF_LEN];
+            let mut offset = range.start;
+            while offset < range.end {
+                let want = usize::try_from(range.end - offset)
+                    .unwrap_or(usize::MAX)
+                    .min(BUF_LEN);
+                let n = reader.read_at(offset, &mut buf[..want]).context(&what)?;
+                if n == 0 {
+                    break;
+                }
+                sink.write_all(&buf[..n]).context(args.output.display())?;
+                offset += n as u64;
+            }
+        }
+        None => {
+            let bar = progress::bytes(quiet, len, "decrypt");
+            let mut reader = zone
+                .segment_reader(&id, ChunkReader::new(Chunks::spawn(input)))
+                .context(&what)?;
+            loop {
+                let n = sink.fill_from(&mut reader).context(&what)?;
+                if n == 0 {
+                    break;
+                }
+                bar.inc(n as u64);
+            }
+            bar.finish_and_clear();
+        }
+    }
+    let out = sink.finish().context(args.output.display())?;
+    output.commit(out)
+}
+
+/// Parses `START..END`, `START..`, `..END` or `..`.
+fn parse_range(s: &str) -> CliResult<Range<u64>> {
+    let bad = || Failure::usage(format!("--range {s:?}: expected START..END in bytes"));
+    let (a, b) = s.split_once("..").ok_or_else(bad)?;
+    let start = if a.is_empty() {
+        0
+    } else {
+        a.parse().map_err(|_| bad())?
+    };
+    let end = if b.is_empty() {
+        u64::MAX
+    } else {
+        b.parse().map_err(|_| bad())?
+    };
+    if start > end {
+        return Err(Failure::usage(format!("--range {s:?}: start is past end")));
+    }
+    Ok(start..end)
+}
+
+/// `cmek inspect`.
+pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
+    let path = &args.file;
+    let mut file = File::open(path).map_err(|e| io_at(path, e))?;
+    let size = file.metadata().map_err(|e| io_at(path, e))?.len();
+    let mut bytes = [0u8; SEGMENT_HEADER_LEN];
+    let got = read_up_to(&mut file, &mut bytes).map_err(|e| io_at(path, e))?;
+    let header = SegmentHeader::parse(&bytes[..got]).context(path.display())?;
+    let params = header.stream_params().context(path.display())?;
+    let body = size - SEGMENT_HEADER_LEN as u64;
+    // A body of impossible length is reported, not refused: inspecting a
+    // damaged file is what this command is for.
+    let plaintext = params.plaintext_len(body).map_err(|e| e.to_string());
+    let chunks = params
+        .segment_count_for_ciphertext(body)
+        .map_err(|e| e.to_string());
+    let zone_name = home
+        .zones()
+        .into_iter()
+        .find(|(_, m)| m.zone_id() == header.zone_id())
+        .map(|(name, _)| name);
+    if args.json {
+        let doc = json!({
+            "file": path,
+            "format_version": cmek::zone::SEGMENT_FORMAT_VERSION,
+            "zone_id": header.zone_id().to_string(),
+            "zone": zone_name,
+            "ezk_version": header.ezk_version(),
+            "segment_size": header.segment_size(),
+            "file_size": size,
+            "body_size": body,
+            "chunks": chunks.as_ref().ok(),
+            "plaintext_size": plaintext.as_ref().ok(),
+            "body_error": plaintext.as_ref().err().or(chunks.as_ref().err()),
+            "wrapped_dek": hex(header.wrapped_dek()),
+            "key_commitment": hex(header.commitment()),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON value")
+        );
+        return Ok(());
+    }
+    println!("file            {}", path.display());
+    println!(
+        "format          cmek segment v{}",
+        cmek::zone::SEGMENT_FORMAT_VERSION
+    );
+    println!(
+        "zone id         {}{}",
+        header.zone_id(),
+        zone_name
+            .map(|n| format!(" (zone {n})"))
+            .unwrap_or_default()
+    );
+    println!("EZK version     {}", header.ezk_version());
+    println!("segment size    {}", header.segment_size());
+    println!("file size       {size}");
+    match (&plaintext, &chunks) {
+        (Ok(p), Ok(c)) => {
+            println!("body            {body} bytes in {c} chunks");
+            println!("plaintext       {p} bytes");
+        }
+        (Err(e), _) | (_, Err(e)) => println!("body            {body} bytes: invalid: {e}"),
+    }
+    println!("wrapped DEK     {}", hex(header.wrapped_dek()));
+    println!("key commitment  {}", hex(header.commitment()));
+    Ok(())
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `cmek rewrap`.
+pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
+    let dir = &args.dir;
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| io_at(dir, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<io::Result<_>>()
+        .map_err(|e| io_at(dir, e))?;
+    entries.sort();
+    let zone = home.open_zone(&args.zone).await?;
+
+    // Only this zone's segments are handed to the library; anything else in
+    // the directory is counted and left alone.
+    let mut batch = Vec::new();
+    let mut skipped = 0usize;
+    let mut failed: Vec<(PathBuf, Failure)> = Vec::new();
+    for path in entries {
+        if !path.is_file() {
+            continue;
+        }
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        let got = File::open(&path).and_then(|mut f| read_up_to(&mut f, &mut header));
+        match got {
+            Err(e) => failed.push((path.clone(), io_at(&path, e))),
+            Ok(n) => match SegmentHeader::parse(&header[..n]) {
+                Ok(h) if h.zone_id() == zone.id() => {
+                    match path.file_name().and_then(|n| n.to_str()) {
+                        Some(id) => batch.push((id.to_owned(), path.clone())),
+                        None => failed.push((
+                            path.clone(),
+                            Failure::usage("no UTF-8 file name to use as segment id"),
+                        )),
+                    }
+                }
+                _ => skipped += 1,
+            },
+        }
+    }
+    let bar = progress::files(quiet, batch.len() as u64, "rewrap");
+    let summary = zone.rewrap_files(batch, |p| bar.set_position(p.done as u64));
+    bar.finish_and_clear();
+    for (path, e) in summary.failed {
+        let code = code_of(&e);
+        failed.push((
+            path.clone(),
+            Failure::new(code, e.to_string()).context(path.display()),
+        ));
+    }
+    println!(
+        "zone {}: {} rewrapped to EZK version {}, {} already current, {} failed, {} skipped (not segments of this zone)",
+        args.zone,
+        summary.rewrapped,
+        zone.active_version(),
+        summary.already_current,
+        failed.len(),
+        skipped
+    );
+    for (_, f) in &failed {
+        eprintln!("cmek: error: rewrap {f}");
+    }
+    match failed.into_iter().next() {
+        None => Ok(()),
+        Some((_, first)) => Err(Failure::new(
+            first.code,
+            "some files were not rewrapped (listed above); run the same command again after fixing them",
+        )),
+    }
+}

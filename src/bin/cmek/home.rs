@@ -1,0 +1,245 @@
+//! The state directory and the key providers built from it.
+//!
+//! ```text
+//! HOME/                    --home, $CMEK_HOME, default ./.cmek (mode 0700)
+//!   registry.state         the project key registry (KeyRegistry)
+//!   local.keys             the local key file (LocalKeyProvider), on first use
+//!   zones/NAME.manifest    one manifest per zone (FileManifestStore)
+//! ```
+//!
+//! Nothing else is kept: AWS credentials come from the standard AWS
+//! configuration at every run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cmek::provider::{AwsKmsOptions, AwsKmsProvider, LocalKeyProvider, AWS_KMS_PROVIDER};
+use cmek::registry::KeyRegistry;
+use cmek::zone::{FileManifestStore, Keyring, Zone, ZoneManifest};
+use cmek::{KeyProvider, KeyRef};
+
+use crate::args::Global;
+use crate::exit::{io_at, CliResult, Context, Failure};
+
+/// Region of a new local key file when `--region` is not given.
+const DEFAULT_LOCAL_REGION: &str = "local";
+/// Longest zone name (the library's limit).
+const MAX_ZONE_NAME: usize = 256;
+
+/// Which provider a `PROVIDER:ID` key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// The local key file.
+    Local,
+    /// AWS KMS.
+    Aws,
+}
+
+/// A key as given on the command line.
+#[derive(Debug, Clone)]
+pub struct KeyArg {
+    /// Its provider.
+    pub kind: ProviderKind,
+    /// Its id there.
+    pub id: String,
+}
+
+impl KeyArg {
+    /// Parses `local:NAME` or `aws:ID` (`aws-kms:` is accepted too).
+    pub fn parse(s: &str) -> CliResult<Self> {
+        let (provider, id) = s.split_once(':').ok_or_else(|| {
+            Failure::usage(format!(
+                "key {s:?}: expected PROVIDER:ID, e.g. local:root-1 or aws:alias/orders"
+            ))
+        })?;
+        let kind = match provider {
+            "local" => ProviderKind::Local,
+            "aws" | AWS_KMS_PROVIDER => ProviderKind::Aws,
+            other => {
+                return Err(Failure::usage(format!(
+                    "key {s:?}: unknown provider {other:?} (expected local or aws)"
+                )))
+            }
+        };
+        if id.is_empty() {
+            return Err(Failure::usage(format!("key {s:?}: empty key id")));
+        }
+        Ok(Self {
+            kind,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// The state directory and the global options, with providers opened on
+/// first use.
+pub struct Home {
+    dir: PathBuf,
+    global_region: Option<String>,
+    endpoint_url: Option<String>,
+}
+
+impl Home {
+    /// The state directory of `global`; nothing is created yet.
+    pub fn new(global: &Global) -> Self {
+        Self {
+            dir: global.home.clone(),
+            global_region: global.region.clone(),
+            endpoint_url: global.endpoint_url.clone(),
+        }
+    }
+
+    /// The `--region` option.
+    pub fn region(&self) -> Option<&str> {
+        self.global_region.as_deref()
+    }
+
+    /// Creates the directory (owner-only) if it is missing.
+    fn ensure_dir(&self, dir: &Path) -> CliResult {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| io_at(dir, e))
+    }
+
+    /// The key registry (an empty one if there is none yet).
+    pub fn registry(&self) -> CliResult<KeyRegistry> {
+        self.ensure_dir(&self.dir)?;
+        let path = self.dir.join("registry.state");
+        KeyRegistry::open(&path).context(path.display())
+    }
+
+    fn local_path(&self) -> PathBuf {
+        self.dir.join("local.keys")
+    }
+
+    /// The local key file, created (in `--region`, default `local`) if
+    /// `create` and there is none.
+    pub fn local(&self, create: bool) -> CliResult<LocalKeyProvider> {
+        let path = self.local_path();
+        if create {
+            self.ensure_dir(&self.dir)?;
+            let region = self.region().unwrap_or(DEFAULT_LOCAL_REGION);
+            LocalKeyProvider::open_or_create(&path, region).context(path.display())
+        } else {
+            LocalKeyProvider::open(&path).context(path.display())
+        }
+    }
+
+    /// An AWS KMS provider for `region` (else `--region`, else the standard
+    /// AWS configuration), at `--endpoint-url` if given.
+    pub async fn aws(&self, region: Option<&str>) -> CliResult<AwsKmsProvider> {
+        let options = AwsKmsOptions {
+            region: region.or(self.region()).map(str::to_owned),
+            endpoint_url: self.endpoint_url.clone(),
+            ..AwsKmsOptions::default()
+        };
+        Ok(AwsKmsProvider::from_env(options).await?)
+    }
+
+    /// The provider and full reference for a command-line key.
+    pub async fn provider_for(&self, key: &KeyArg) -> CliResult<(Arc<dyn KeyProvider>, KeyRef)> {
+        match key.kind {
+            ProviderKind::Local => {
+                let local = self.local(false)?;
+                let key_ref = local.key_ref(&key.id);
+                Ok((Arc::new(local), key_ref))
+            }
+            ProviderKind::Aws => {
+                // An ARN names its own region; use it unless told otherwise.
+                let arn_region = cmek::provider::aws::arn::region_of(&key.id);
+                let aws = self.aws(self.region().or(arn_region.as_deref())).await?;
+                let key_ref = aws.key_ref(&key.id);
+                Ok((Arc::new(aws), key_ref))
+            }
+        }
+    }
+
+    /// The provider that serves a zone's root key, in the zone's region.
+    pub async fn provider_for_root(
+        &self,
+        root: &KeyRef,
+        zone_region: &str,
+    ) -> CliResult<Arc<dyn KeyProvider>> {
+        match root.provider() {
+            cmek::provider::LOCAL_PROVIDER => Ok(Arc::new(self.local(false)?)),
+            AWS_KMS_PROVIDER => Ok(Arc::new(
+                self.aws(Some(self.region().unwrap_or(zone_region))).await?,
+            )),
+            other => Err(Failure::usage(format!(
+                "root key {root} is of provider {other:?}, which this tool cannot reach"
+            ))),
+        }
+    }
+
+    /// The path of zone `name`'s manifest, after checking the name.
+    pub fn zone_path(&self, name: &str) -> CliResult<PathBuf> {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_ZONE_NAME
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(Failure::usage(format!(
+                "zone name {name:?}: use letters, digits, '.', '_' and '-' (not first)"
+            )));
+        }
+        Ok(self.dir.join("zones").join(format!("{name}.manifest")))
+    }
+
+    /// The store for a new zone `name` (its directory created).
+    pub fn new_zone_store(&self, name: &str) -> CliResult<Arc<FileManifestStore>> {
+        let path = self.zone_path(name)?;
+        self.ensure_dir(path.parent().expect("zone paths have a parent"))?;
+        Ok(Arc::new(FileManifestStore::new(path)))
+    }
+
+    /// Zone `name`'s manifest, read without any provider call.
+    pub fn zone_manifest(&self, name: &str) -> CliResult<(ZoneManifest, Arc<FileManifestStore>)> {
+        let path = self.zone_path(name)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::usage(format!(
+                    "no zone {name:?} in {} (create it with `cmek zone create`)",
+                    self.dir.display()
+                )))
+            }
+            Err(e) => return Err(io_at(&path, e)),
+        };
+        let manifest = ZoneManifest::parse(&bytes).context(path.display())?;
+        Ok((manifest, Arc::new(FileManifestStore::new(path))))
+    }
+
+    /// Opens zone `name`: one provider call per EZK version.
+    pub async fn open_zone(&self, name: &str) -> CliResult<Zone> {
+        let (manifest, store) = self.zone_manifest(name)?;
+        let provider = self
+            .provider_for_root(manifest.root(), manifest.region())
+            .await?;
+        Keyring::new(provider)
+            .open_zone_expecting(store, manifest.zone_id())
+            .await
+            .context(format!("zone {name}"))
+    }
+
+    /// Every zone manifest in the state directory, by name (those that do
+    /// not parse are left out).
+    pub fn zones(&self) -> Vec<(String, ZoneManifest)> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("zones")) else {
+            return Vec::new();
+        };
+        let mut zones: Vec<_> = entries
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let name = path.file_name()?.to_str()?.strip_suffix(".manifest")?;
+                let manifest = ZoneManifest::parse(&std::fs::read(&path).ok()?).ok()?;
+                Some((name.to_owned(), manifest))
+            })
+            .collect();
+        zones.sort_by(|a, b| a.0.cmp(&b.0));
+        zones
+    }
+}

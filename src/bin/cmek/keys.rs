@@ -1,0 +1,269 @@
+//! `cmek key ...`: root keys through the project key registry.
+//!
+//! Every registry rule (key limit, validation before adding, region rule,
+//! no removal of a key in use) is the library's `KeyRegistry`'s; this
+//! module only gathers arguments and prints.
+
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use cmek::provider::{AwsKmsProvider, StepOutcome, AWS_KMS_PROVIDER};
+use cmek::{KeyRef, KeyState};
+use serde_json::json;
+
+use crate::args::KeyCommand;
+use crate::exit::{CliResult, Context, Failure};
+use crate::home::{Home, KeyArg, ProviderKind};
+
+/// Runs one `cmek key` command.
+pub async fn run(home: &Home, command: KeyCommand) -> CliResult {
+    match command {
+        KeyCommand::Add {
+            key,
+            replica_regions,
+        } => add(home, &KeyArg::parse(&key)?, &replica_regions).await,
+        KeyCommand::Validate { key } => validate(home, &KeyArg::parse(&key)?).await,
+        KeyCommand::List { json } => list(home, json),
+        KeyCommand::Disable { key } => set_enabled(home, &KeyArg::parse(&key)?, false).await,
+        KeyCommand::Enable { key } => set_enabled(home, &KeyArg::parse(&key)?, true).await,
+        KeyCommand::Delete { key, destroy } => delete(home, &KeyArg::parse(&key)?, destroy).await,
+    }
+}
+
+async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult {
+    if key.kind == ProviderKind::Local {
+        // Creating the key first lets one command set up a local project.
+        let local = home.local(true)?;
+        if !local.list_keys().iter().any(|k| k.key.key_id() == key.id) {
+            local.add_key(&key.id)?;
+            println!("created local key {}", local.key_ref(&key.id));
+        }
+    }
+    let registry = home.registry()?;
+    let (provider, key_ref) = home.provider_for(key).await?;
+    let replicas: Vec<&str> = replica_regions.iter().map(String::as_str).collect();
+    registry
+        .add_key(provider.as_ref(), key_ref.clone(), &replicas)
+        .await?;
+    let regions = registry
+        .keys()
+        .into_iter()
+        .find(|k| k.key == key_ref)
+        .map(|k| k.regions.join(","))
+        .unwrap_or_default();
+    println!(
+        "registered {key_ref} (serves {regions}; {} of {} keys)",
+        registry.keys().len(),
+        registry.limit()
+    );
+    Ok(())
+}
+
+async fn validate(home: &Home, key: &KeyArg) -> CliResult {
+    let (provider, key_ref) = home.provider_for(key).await?;
+    let report = provider.validate_key(&key_ref).await;
+    println!("key {key_ref}");
+    for (step, outcome) in report.steps() {
+        let text = match outcome {
+            StepOutcome::Passed => "passed".to_owned(),
+            StepOutcome::Skipped => "skipped".to_owned(),
+            StepOutcome::Failed(why) => format!("FAILED: {why}"),
+        };
+        println!("  {:<9} {text}", step.as_str());
+    }
+    if let Some(state) = report.state {
+        println!("  state     {state}");
+    }
+    match report.first_failure() {
+        None => {
+            println!("valid");
+            Ok(())
+        }
+        Some((step, why)) => Err(Failure::from(cmek::Error::KeyValidationFailed {
+            key: key_ref.to_string(),
+            step: step.as_str(),
+            reason: why.to_string(),
+        })),
+    }
+}
+
+fn list(home: &Home, as_json: bool) -> CliResult {
+    let registry = home.registry()?;
+    // Local states come from the key file at no cost; AWS states would need
+    // a call per key, which `cmek key validate` makes on demand.
+    let local = home.local(false).ok();
+    let local_state = |key: &KeyRef| -> Option<KeyState> {
+        local
+            .as_ref()?
+            .list_keys()
+            .into_iter()
+            .find(|k| &k.key == key)
+            .map(|k| k.state)
+    };
+    let zones = registry.zones();
+    let rows: Vec<_> = registry
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let users: Vec<String> = zones
+                .iter()
+                .filter(|z| z.key == k.key)
+                .map(|z| z.name.clone())
+                .collect();
+            let state = if k.key.provider() == cmek::provider::LOCAL_PROVIDER {
+                local_state(&k.key).map_or("not-found", KeyState::as_str)
+            } else {
+                "-"
+            };
+            (k, users, state)
+        })
+        .collect();
+    if as_json {
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|(k, users, state)| {
+                json!({
+                    "key": k.key.to_string(),
+                    "provider": k.key.provider(),
+                    "key_id": k.key.key_id(),
+                    "region": k.key.region(),
+                    "regions": k.regions,
+                    "added_unix": k.added_unix,
+                    "state": state,
+                    "zones": users,
+                })
+            })
+            .collect();
+        let doc = json!({ "limit": registry.limit(), "keys": keys });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON value")
+        );
+        return Ok(());
+    }
+    println!("{} of {} keys", rows.len(), registry.limit());
+    for (k, users, state) in rows {
+        let users = if users.is_empty() {
+            "-".to_owned()
+        } else {
+            users.join(",")
+        };
+        println!(
+            "  {}  state={state}  regions={}  zones={users}",
+            k.key,
+            k.regions.join(",")
+        );
+    }
+    Ok(())
+}
+
+async fn set_enabled(home: &Home, key: &KeyArg, enable: bool) -> CliResult {
+    let verb = if enable { "enabled" } else { "disabled" };
+    match key.kind {
+        ProviderKind::Local => {
+            let local = home.local(false)?;
+            if enable {
+                local.enable_key(&key.id)?;
+            } else {
+                local.disable_key(&key.id)?;
+            }
+            println!("{verb} {}", local.key_ref(&key.id));
+        }
+        ProviderKind::Aws => {
+            let (_, key_ref) = home.provider_for(key).await?;
+            let aws = home.aws(Some(key_ref.region())).await?;
+            aws_set_enabled(&aws, &key_ref, enable).await?;
+            println!("{verb} {key_ref}");
+        }
+    }
+    Ok(())
+}
+
+/// KMS EnableKey / DisableKey: administration the provider does not cover.
+async fn aws_set_enabled(aws: &AwsKmsProvider, key: &KeyRef, enable: bool) -> CliResult {
+    let client = aws.client();
+    let result = if enable {
+        client
+            .enable_key()
+            .key_id(key.key_id())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_error(e, key, "enable"))
+    } else {
+        client
+            .disable_key()
+            .key_id(key.key_id())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_error(e, key, "disable"))
+    };
+    result.map_err(Failure::from)
+}
+
+/// The library error for a failed KMS administration call.
+fn aws_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+    key: &KeyRef,
+    operation: &'static str,
+) -> cmek::Error {
+    let SdkError::ServiceError(service) = &err else {
+        return cmek::Error::ProviderUnreachable {
+            provider: AWS_KMS_PROVIDER.into(),
+            reason: format!("{operation}: {}", source_chain(&err)),
+        };
+    };
+    let inner = service.err();
+    let key = key.to_string();
+    match inner.code().unwrap_or("Unknown") {
+        "AccessDeniedException" => cmek::Error::AccessDenied { key, operation },
+        "NotFoundException" => cmek::Error::KeyUnavailable {
+            key,
+            state: KeyState::NotFound,
+        },
+        "KMSInvalidStateException" => cmek::Error::KeyUnavailable {
+            key,
+            state: KeyState::Unavailable,
+        },
+        "ThrottlingException" | "LimitExceededException" => cmek::Error::Throttled {
+            provider: AWS_KMS_PROVIDER.into(),
+        },
+        code => cmek::Error::ProviderRejected {
+            provider: AWS_KMS_PROVIDER.into(),
+            code: code.to_owned(),
+            message: inner.message().unwrap_or_default().to_owned(),
+        },
+    }
+}
+
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+async fn delete(home: &Home, key: &KeyArg, destroy: bool) -> CliResult {
+    if destroy && key.kind != ProviderKind::Local {
+        return Err(Failure::usage(
+            "--destroy is for local keys; schedule an AWS key's deletion in KMS itself",
+        ));
+    }
+    let registry = home.registry()?;
+    let key_ref = match key.kind {
+        ProviderKind::Local => home.local(false)?.key_ref(&key.id),
+        ProviderKind::Aws => home.provider_for(key).await?.1,
+    };
+    registry
+        .remove_key(&key_ref)
+        .context(format!("delete {key_ref}"))?;
+    println!("removed {key_ref} from the registry");
+    if destroy {
+        home.local(false)?.destroy_key(&key.id)?;
+        println!("destroyed the material of {key_ref}");
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! `cmek zone ...`: create, show, rotate and retire through the library's
+//! `Keyring` and `Zone`, with every zone recorded in the key registry (which
+//! enforces the region rule).
+
+use std::path::Path;
+
+use cmek::stream::Params;
+use cmek::zone::{Keyring, RetireConfirmation, SegmentHeader, ZoneManifest, ZoneSpec};
+use serde_json::json;
+
+use crate::args::ZoneCommand;
+use crate::exit::{io_at, CliResult, Code, Context, Failure};
+use crate::home::{Home, KeyArg};
+
+/// Runs one `cmek zone` command.
+pub async fn run(home: &Home, command: ZoneCommand) -> CliResult {
+    match command {
+        ZoneCommand::Create {
+            name,
+            key,
+            segment_size,
+        } => create(home, &name, &KeyArg::parse(&key)?, segment_size).await,
+        ZoneCommand::Show { name, json } => show(home, &name, json),
+        ZoneCommand::Rotate { name } => rotate(home, &name).await,
+        ZoneCommand::RotateRoot { name, key } => {
+            rotate_root(home, &name, &KeyArg::parse(&key)?).await
+        }
+        ZoneCommand::RetireVersion {
+            name,
+            version,
+            check_dir,
+            yes,
+        } => retire(home, &name, version, check_dir.as_deref(), yes).await,
+    }
+}
+
+async fn create(home: &Home, name: &str, key: &KeyArg, segment_size: usize) -> CliResult {
+    let params = Params::new(segment_size).context("--segment-size")?;
+    let store = home.new_zone_store(name)?;
+    let registry = home.registry()?;
+    let (provider, root) = home.provider_for(key).await?;
+    if !registry.keys().iter().any(|k| k.key == root) {
+        return Err(Failure::usage(format!(
+            "key {root} is not registered; add it first with `cmek key add`"
+        )));
+    }
+    let region = home.region().unwrap_or(root.region()).to_owned();
+    let mut spec = ZoneSpec::new(name, &region, root.clone());
+    spec.stream = params;
+    let zone = Keyring::new(provider)
+        .create_zone(store.clone(), spec)
+        .await
+        .context(format!("zone {name}"))?;
+    // The zone id exists only now; if the registry refuses the zone (region
+    // rule), the new manifest goes, so no unregistered zone is left behind.
+    if let Err(e) = registry.register_zone(zone.id(), name, &region, &root) {
+        let _ = std::fs::remove_file(store.path());
+        return Err(Failure::from(e).context(format!("zone {name}")));
+    }
+    println!(
+        "created zone {name} ({}) in {region} under {root}, EZK version {}",
+        zone.id(),
+        zone.active_version()
+    );
+    Ok(())
+}
+
+fn show(home: &Home, name: &str, as_json: bool) -> CliResult {
+    let (m, store) = home.zone_manifest(name)?;
+    if as_json {
+        let versions: Vec<_> = m
+            .ezk_versions()
+            .map(|(v, r)| json!({ "version": v, "created_unix": r.created_unix, "active": v == m.active_version() }))
+            .collect();
+        let doc = json!({
+            "name": m.name(),
+            "zone_id": m.zone_id().to_string(),
+            "region": m.region(),
+            "root": m.root().to_string(),
+            "segment_size": m.stream_params().segment_size(),
+            "active_version": m.active_version(),
+            "generation": m.generation(),
+            "created_unix": m.created_unix(),
+            "updated_unix": m.updated_unix(),
+            "manifest": store.path(),
+            "ezk_versions": versions,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON value")
+        );
+        return Ok(());
+    }
+    println!("zone           {}", m.name());
+    println!("id             {}", m.zone_id());
+    println!("region         {}", m.region());
+    println!("root key       {}", m.root());
+    println!("segment size   {}", m.stream_params().segment_size());
+    println!("active version {}", m.active_version());
+    println!("generation     {}", m.generation());
+    println!("manifest       {}", store.path().display());
+    for (v, r) in m.ezk_versions() {
+        let mark = if v == m.active_version() {
+            " (active)"
+        } else {
+            ""
+        };
+        println!("  EZK v{v}  created {}{mark}", r.created_unix);
+    }
+    Ok(())
+}
+
+async fn rotate(home: &Home, name: &str) -> CliResult {
+    let zone = home.open_zone(name).await?;
+    let version = zone.rotate_ezk().await.context(format!("zone {name}"))?;
+    println!("zone {name}: EZK version {version} is active; run `cmek rewrap --zone {name} DIR` to move existing files to it");
+    Ok(())
+}
+
+async fn rotate_root(home: &Home, name: &str, key: &KeyArg) -> CliResult {
+    let zone = home.open_zone(name).await?;
+    let old = zone.root();
+    let (_, new_root) = home.provider_for(key).await?;
+    if new_root.provider() != old.provider() {
+        return Err(Failure::usage(format!(
+            "zone {name}: the new root key must be of the zone's provider ({})",
+            old.provider()
+        )));
+    }
+    // The registry checks the region rule and is updated first; it goes back
+    // if the provider refuses, so it never names a key the zone does not use.
+    let registry = home.registry()?;
+    registry
+        .set_zone_key(zone.id(), &new_root)
+        .context(format!("zone {name}"))?;
+    if let Err(e) = zone.rotate_root(new_root.clone()).await {
+        let _ = registry.set_zone_key(zone.id(), &old);
+        return Err(Failure::from(e).context(format!("zone {name}")));
+    }
+    println!("zone {name}: every EZK version is now wrapped by {new_root} (was {old})");
+    Ok(())
+}
+
+async fn retire(
+    home: &Home,
+    name: &str,
+    version: u32,
+    check_dir: Option<&Path>,
+    yes: bool,
+) -> CliResult {
+    if !yes {
+        return Err(Failure::usage(format!(
+            "retiring EZK version {version} makes every file still under it unreadable; \
+             rewrap them, then confirm with --yes"
+        )));
+    }
+    let (manifest, _) = home.zone_manifest(name)?;
+    if let Some(dir) = check_dir {
+        let users = segments_under(dir, &manifest, version)?;
+        if !users.is_empty() {
+            return Err(Failure::new(
+                Code::Refused,
+                format!(
+                    "zone {name}: {} file(s) in {} still use EZK version {version}, e.g. {}; run `cmek rewrap` first",
+                    users.len(),
+                    dir.display(),
+                    users[0]
+                ),
+            ));
+        }
+    }
+    let zone = home.open_zone(name).await?;
+    zone.retire_ezk(version, RetireConfirmation::NoSegmentUsesIt)
+        .await
+        .context(format!("zone {name}"))?;
+    println!("zone {name}: EZK version {version} retired");
+    Ok(())
+}
+
+/// Files in `dir` whose header is the zone's and names EZK `version`.
+fn segments_under(dir: &Path, manifest: &ZoneManifest, version: u32) -> CliResult<Vec<String>> {
+    let mut users = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_at(dir, e))? {
+        let path = entry.map_err(|e| io_at(dir, e))?.path();
+        if !path.is_file() {
+            continue;
+        }
+        let mut header = [0u8; cmek::zone::SEGMENT_HEADER_LEN];
+        let read = std::fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => continue,
+            Err(e) => return Err(io_at(&path, e)),
+        }
+        if let Ok(h) = SegmentHeader::parse(&header) {
+            if h.zone_id() == manifest.zone_id() && h.ezk_version() == version {
+                users.push(path.display().to_string());
+            }
+        }
+    }
+    Ok(users)
+}
