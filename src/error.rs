@@ -122,6 +122,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A segment of a backup differs from what the backup recorded (length,
+    /// SHA-256), is missing, or does not authenticate. Nothing restored from
+    /// it was kept. The segment is named so that an operator can fetch a
+    /// good copy of that one file.
+    #[error("backup segment {segment:?} failed verification: {reason}")]
+    BackupSegmentCorrupt {
+        /// The segment's id.
+        segment: String,
+        /// What failed, in words.
+        reason: String,
+    },
+
     /// A configured or cryptographic usage limit was reached.
     #[error("limit exceeded: {what} (limit {limit})")]
     LimitExceeded {

@@ -30,6 +30,8 @@
 //!   DEKs in self-describing headers, rotation and rewrap.
 //! * [`registry`] — the project key registry: key limit, validation, region
 //!   rule, no removal of a key in use.
+//! * [`backup`] — backups of encrypted zones and their restore into a new
+//!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
 //! * [`testing`] (feature `testing`) — an in-memory provider that counts calls and
 //!   injects faults.
 //!
@@ -41,10 +43,12 @@
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
+pub mod backup;
 pub mod cipher;
 mod codec;
 mod error;
 mod fsutil;
+pub mod monitor;
 pub mod provider;
 pub mod registry;
 pub mod secret;

@@ -25,6 +25,9 @@ pub enum KeyState {
     Unavailable,
     /// The provider does not know this key (deleted, or never existed).
     NotFound,
+    /// The key exists but the caller may no longer use it (a permission
+    /// was revoked). Reported by checks that try the key, not by describe.
+    AccessDenied,
     /// The provider could not be asked; the key's real state is unknown.
     Unreachable,
 }
@@ -44,6 +47,7 @@ impl KeyState {
             KeyState::PendingImport => "pending-import",
             KeyState::Unavailable => "unavailable",
             KeyState::NotFound => "not-found",
+            KeyState::AccessDenied => "access-denied",
             KeyState::Unreachable => "unreachable",
         }
     }

@@ -2,16 +2,16 @@
 //! zones. It creates and opens zones, and coalesces concurrent unwraps of the
 //! same EZK version into one provider call.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
 use super::manifest::{EzkRecord, ZoneManifest};
 use super::store::ManifestStore;
-use super::{now_unix, Ezk, Zone, ZoneId};
+use super::{now_unix, Ezk, Zone, ZoneAvailability, ZoneId};
 use crate::cipher::{sha256, SHA256_LEN};
-use crate::provider::{KeyProvider, KeyRef, WrappedKey};
+use crate::provider::{KeyProvider, KeyRef, KeyState, WrappedKey};
 use crate::stream::Params;
 use crate::{Error, Result};
 
@@ -96,13 +96,28 @@ impl Keyring {
         store: Arc<dyn ManifestStore>,
         spec: ZoneSpec,
     ) -> Result<Zone> {
+        let zone_id = ZoneId::generate()?;
+        self.create_zone_with_ids(store, spec, zone_id, zone_id)
+            .await
+    }
+
+    /// [`create_zone`](Self::create_zone) with a zone id the caller drew
+    /// (a restore records it before the zone exists, so that a restore
+    /// resumed after a crash recognizes its zone) and the body zone id its
+    /// segment bodies are bound to (see [`ZoneManifest::body_zone_id`]).
+    pub(crate) async fn create_zone_with_ids(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        spec: ZoneSpec,
+        zone_id: ZoneId,
+        body_zone_id: ZoneId,
+    ) -> Result<Zone> {
         ZoneManifest::check_new(&spec.name, &spec.region, &spec.root)?;
         if store.load()?.is_some() {
             return Err(Error::InvalidArgument(format!(
                 "{store:?} already holds a zone manifest"
             )));
         }
-        let zone_id = ZoneId::generate()?;
         let version = 1;
         let (ezk, wrapped) = self
             .provider
@@ -111,6 +126,7 @@ impl Keyring {
         let now = now_unix();
         let manifest = ZoneManifest {
             zone_id,
+            body_zone_id,
             name: spec.name,
             region: spec.region,
             root: spec.root,
@@ -131,7 +147,13 @@ impl Keyring {
         store.store(&manifest.to_bytes())?;
         tracing::info!(zone = %zone_id, name = manifest.name, root = %manifest.root, "created zone");
         let ezks = [(version, Arc::new(Ezk::new(ezk)))].into();
-        Ok(Zone::from_parts(self.clone(), store, manifest, ezks))
+        Ok(Zone::from_parts(
+            self.clone(),
+            store,
+            manifest,
+            ezks,
+            ZoneAvailability::Available,
+        ))
     }
 
     /// Opens the zone whose manifest is in `store`: parses it and unwraps
@@ -143,19 +165,71 @@ impl Keyring {
     /// [`Error::Malformed`] if it does not parse; provider errors as they
     /// come ([`Error::Integrity`] for a wrapped EZK that is not this zone's).
     pub async fn open_zone(self: &Arc<Self>, store: Arc<dyn ManifestStore>) -> Result<Zone> {
+        let manifest = Self::load_manifest(&store)?;
+        let ezks = self.unwrap_all(&manifest).await?;
+        tracing::info!(zone = %manifest.zone_id, versions = ezks.len(), "opened zone");
+        Ok(Zone::from_parts(
+            self.clone(),
+            store,
+            manifest,
+            ezks,
+            ZoneAvailability::Available,
+        ))
+    }
+
+    /// Opens the zone in `store` like [`open_zone`](Self::open_zone), except
+    /// that a root key that cannot be used now — disabled, pending deletion,
+    /// not found, access denied, or its provider unreachable or throttling —
+    /// gives a zone in the [unavailable](ZoneAvailability::Unavailable)
+    /// state instead of an error. Such a zone holds no key material, refuses
+    /// every data call, and serves once a
+    /// [`KeyMonitor`](crate::monitor::KeyMonitor) watching it sees the key
+    /// usable again. This is how a service starts while a customer's key is
+    /// revoked, and comes back without a restart when it is restored.
+    ///
+    /// # Errors
+    /// As [`open_zone`](Self::open_zone) for everything but the key's
+    /// availability: a missing or malformed manifest, a wrapped EZK that is
+    /// not this zone's ([`Error::Integrity`]), I/O.
+    pub async fn open_zone_gated(self: &Arc<Self>, store: Arc<dyn ManifestStore>) -> Result<Zone> {
+        let manifest = Self::load_manifest(&store)?;
+        let (ezks, availability) = match self.unwrap_all(&manifest).await {
+            Ok(ezks) => (ezks, ZoneAvailability::Available),
+            Err(e) => match unavailable_key_state(&e) {
+                Some(state) => {
+                    tracing::warn!(zone = %manifest.zone_id, root = %manifest.root, error = %e,
+                        "opened zone unavailable: its root key cannot be used");
+                    (BTreeMap::new(), ZoneAvailability::Unavailable(state))
+                }
+                None => return Err(e),
+            },
+        };
+        Ok(Zone::from_parts(
+            self.clone(),
+            store,
+            manifest,
+            ezks,
+            availability,
+        ))
+    }
+
+    fn load_manifest(store: &Arc<dyn ManifestStore>) -> Result<ZoneManifest> {
         let bytes = store
             .load()?
             .ok_or_else(|| Error::InvalidArgument(format!("{store:?} holds no zone manifest")))?;
-        let manifest = ZoneManifest::parse(&bytes)?;
-        let mut ezks = std::collections::BTreeMap::new();
+        ZoneManifest::parse(&bytes)
+    }
+
+    /// Unwraps every EZK version of `manifest`.
+    async fn unwrap_all(&self, manifest: &ZoneManifest) -> Result<BTreeMap<u32, Arc<Ezk>>> {
+        let mut ezks = BTreeMap::new();
         for (version, record) in manifest.ezk_versions() {
             let ezk = self
                 .unwrap_ezk(&manifest.root, &manifest.zone_id, version, &record.wrapped)
                 .await?;
             ezks.insert(version, ezk);
         }
-        tracing::info!(zone = %manifest.zone_id, versions = ezks.len(), "opened zone");
-        Ok(Zone::from_parts(self.clone(), store, manifest, ezks))
+        Ok(ezks)
     }
 
     /// Opens the zone in `store` and checks that it is zone `expected`.
@@ -218,5 +292,16 @@ impl Keyring {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UnwrapKey, InFlight>> {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The key state an error says the root key is in, if the error is about
+/// the key's availability rather than about the data.
+pub(crate) fn unavailable_key_state(error: &Error) -> Option<KeyState> {
+    match error {
+        Error::KeyUnavailable { state, .. } => Some(*state),
+        Error::AccessDenied { .. } => Some(KeyState::AccessDenied),
+        Error::ProviderUnreachable { .. } | Error::Throttled { .. } => Some(KeyState::Unreachable),
+        _ => None,
     }
 }

@@ -13,6 +13,14 @@
 //! SHA-256 of every preceding byte (32)
 //! ```
 //!
+//! Version 2 is version 1 with a **body zone id** (16 bytes) right after the
+//! zone id: the zone id bound into the associated data of the zone's segment
+//! bodies when it is not the zone's own id. Only a zone restored from a
+//! backup by rewrapping has one (its bodies were copied untouched from the
+//! backed-up zone, so they stay bound to that zone's body zone id); every
+//! other manifest is written as version 1, so a version 2 manifest whose
+//! body zone id equals its zone id is refused.
+//!
 //! Every EZK version is wrapped by the root key with the encryption context
 //! `{cmek:zone = zone id, cmek:purpose = ezk, cmek:ezk-version = N}`, so a
 //! wrapped EZK moved into another zone's manifest, or to another version
@@ -29,6 +37,8 @@ use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CMEK-ZMF";
 const FORMAT_VERSION: u16 = 1;
+/// The version that carries a body zone id.
+const FORMAT_VERSION_BODY_ZONE: u16 = 2;
 const WHAT: &str = "zone manifest";
 const MAX_NAME: usize = 256;
 const MAX_KEY_ID: usize = 2048;
@@ -51,6 +61,9 @@ pub struct EzkRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneManifest {
     pub(crate) zone_id: ZoneId,
+    /// The zone id segment bodies are bound to; equal to `zone_id` except
+    /// in a zone restored by rewrapping (see the module docs).
+    pub(crate) body_zone_id: ZoneId,
     pub(crate) name: String,
     pub(crate) region: String,
     pub(crate) root: KeyRef,
@@ -66,6 +79,12 @@ impl ZoneManifest {
     /// The zone's id.
     pub fn zone_id(&self) -> ZoneId {
         self.zone_id
+    }
+    /// The zone id bound into the associated data of the zone's segment
+    /// bodies: the zone's own id, except in a zone restored from a backup by
+    /// rewrapping, whose bodies keep the backed-up zone's binding.
+    pub fn body_zone_id(&self) -> ZoneId {
+        self.body_zone_id
     }
     /// The zone's human-readable name.
     pub fn name(&self) -> &str {
@@ -114,8 +133,19 @@ impl ZoneManifest {
 
     /// Serializes the manifest.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = start_checksummed(MAGIC, FORMAT_VERSION);
+        // Version 1 whenever it suffices, so zones that never were restored
+        // by rewrapping stay readable by releases that know only version 1.
+        let own_body_zone = self.body_zone_id == self.zone_id;
+        let version = if own_body_zone {
+            FORMAT_VERSION
+        } else {
+            FORMAT_VERSION_BODY_ZONE
+        };
+        let mut out = start_checksummed(MAGIC, version);
         out.extend_from_slice(self.zone_id.as_bytes());
+        if !own_body_zone {
+            out.extend_from_slice(self.body_zone_id.as_bytes());
+        }
         out.extend_from_slice(&self.generation.to_be_bytes());
         out.extend_from_slice(&self.created_unix.to_be_bytes());
         out.extend_from_slice(&self.updated_unix.to_be_bytes());
@@ -146,8 +176,28 @@ impl ZoneManifest {
     /// [`Error::Malformed`] for a truncated, corrupted (checksum), foreign or
     /// unknown-version file, or one whose fields are inconsistent.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let mut r = open_checksummed(bytes, MAGIC, FORMAT_VERSION, WHAT)?;
+        // The frame check below refuses any version but the one named here;
+        // peek at it so that both known versions get there.
+        let version = match bytes.get(8..10) {
+            Some(&[a, b]) if u16::from_be_bytes([a, b]) == FORMAT_VERSION_BODY_ZONE => {
+                FORMAT_VERSION_BODY_ZONE
+            }
+            _ => FORMAT_VERSION,
+        };
+        let mut r = open_checksummed(bytes, MAGIC, version, WHAT)?;
         let zone_id = ZoneId::from_bytes(r.array()?);
+        let body_zone_id = if version == FORMAT_VERSION_BODY_ZONE {
+            let body = ZoneId::from_bytes(r.array()?);
+            if body == zone_id {
+                return Err(Error::malformed(
+                    WHAT,
+                    "version 2 with a body zone id equal to the zone id",
+                ));
+            }
+            body
+        } else {
+            zone_id
+        };
         let generation = r.u64()?;
         let created_unix = r.u64()?;
         let updated_unix = r.u64()?;
@@ -198,6 +248,7 @@ impl ZoneManifest {
         }
         Ok(Self {
             zone_id,
+            body_zone_id,
             name,
             region,
             root,
@@ -247,6 +298,7 @@ mod tests {
         }
         ZoneManifest {
             zone_id: ZoneId::from_bytes([3; 16]),
+            body_zone_id: ZoneId::from_bytes([3; 16]),
             name: "orders".into(),
             region: "eu-west-1".into(),
             root: KeyRef::new("local", "root-1", "eu-west-1"),
@@ -266,10 +318,50 @@ mod tests {
     }
 
     #[test]
+    fn body_zone_id_needs_version_2_and_only_then() {
+        let own = sample().to_bytes();
+        assert_eq!(&own[8..10], &[0, 1], "a zone's own binding stays version 1");
+        let mut m = sample();
+        m.body_zone_id = ZoneId::from_bytes([4; 16]);
+        let bytes = m.to_bytes();
+        assert_eq!(&bytes[8..10], &[0, 2]);
+        assert_eq!(&bytes[10..26], &[3; 16], "zone id first");
+        assert_eq!(&bytes[26..42], &[4; 16], "then the body zone id");
+        assert_eq!(bytes.len(), own.len() + 16);
+        let back = ZoneManifest::parse(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.body_zone_id(), ZoneId::from_bytes([4; 16]));
+        assert_eq!(
+            ZoneManifest::parse(&own).unwrap().body_zone_id(),
+            ZoneId::from_bytes([3; 16])
+        );
+
+        // A version 2 file that repeats the zone id is not canonical.
+        let mut body: Vec<u8> = bytes[..bytes.len() - 32].to_vec();
+        body[26..42].copy_from_slice(&[3; 16]);
+        crate::codec::seal_checksummed(&mut body);
+        let err = ZoneManifest::parse(&body).unwrap_err();
+        assert!(err.to_string().contains("body zone id equal"), "{err}");
+        // Unknown versions stay refused.
+        let mut v3 = bytes[..bytes.len() - 32].to_vec();
+        v3[9] = 3;
+        crate::codec::seal_checksummed(&mut v3);
+        let err = ZoneManifest::parse(&v3).unwrap_err();
+        assert!(err.to_string().contains("unsupported version 3"), "{err}");
+    }
+
+    #[test]
     fn every_bit_flip_and_truncation_is_malformed() {
-        let good = sample().to_bytes();
+        let mut restored = sample();
+        restored.body_zone_id = ZoneId::from_bytes([4; 16]);
+        for good in [sample().to_bytes(), restored.to_bytes()] {
+            flips_and_truncations_are_malformed(&good);
+        }
+    }
+
+    fn flips_and_truncations_are_malformed(good: &[u8]) {
         for i in 0..good.len() {
-            let mut bad = good.clone();
+            let mut bad = good.to_vec();
             bad[i] ^= 0x10;
             assert!(
                 matches!(

@@ -45,20 +45,25 @@ use crate::stream::{
 };
 use crate::{Error, Result};
 
+mod availability;
 mod header;
 mod id;
 mod keyring;
 mod manifest;
 mod rewrap;
 mod store;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
 
+pub(crate) use availability::WeakZone;
+pub use availability::ZoneAvailability;
 pub use header::{
     SegmentHeader, COMMITMENT_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 pub use id::ZoneId;
+pub(crate) use keyring::unavailable_key_state;
 pub use keyring::{Keyring, ZoneSpec};
 pub use manifest::{EzkRecord, ZoneManifest, MAX_EZK_VERSIONS};
 pub use rewrap::{RewrapOutcome, RewrapProgress, RewrapSummary};
@@ -96,11 +101,13 @@ impl fmt::Debug for Ezk {
     }
 }
 
-/// What a zone knows at one instant: its manifest and the unwrapped EZKs.
-/// Replaced whole on every change, so readers never see half of one.
+/// What a zone knows at one instant: its manifest, the unwrapped EZKs and
+/// whether it serves. Replaced whole on every change, so readers never see
+/// half of one. An unavailable state holds no EZK.
 struct ZoneState {
     manifest: ZoneManifest,
     ezks: BTreeMap<u32, Arc<Ezk>>,
+    availability: ZoneAvailability,
 }
 
 struct ZoneInner {
@@ -149,12 +156,18 @@ impl Zone {
         store: Arc<dyn ManifestStore>,
         manifest: ZoneManifest,
         ezks: BTreeMap<u32, Arc<Ezk>>,
+        availability: ZoneAvailability,
     ) -> Self {
+        debug_assert!(availability.is_available() || ezks.is_empty());
         Self {
             inner: Arc::new(ZoneInner {
                 keyring,
                 store,
-                state: RwLock::new(Arc::new(ZoneState { manifest, ezks })),
+                state: RwLock::new(Arc::new(ZoneState {
+                    manifest,
+                    ezks,
+                    availability,
+                })),
                 admin: tokio::sync::Mutex::new(()),
             }),
         }
@@ -166,10 +179,6 @@ impl Zone {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    fn set_state(&self, state: ZoneState) {
-        *self.inner.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
     }
 
     /// The zone's id.
@@ -192,6 +201,11 @@ impl Zone {
         self.state().manifest.root.clone()
     }
 
+    /// The provider of the zone's root key.
+    pub(crate) fn provider(&self) -> Arc<dyn crate::provider::KeyProvider> {
+        self.inner.keyring.provider().clone()
+    }
+
     /// Draws a DEK and builds the header for a new segment under the active
     /// EZK, with the stream header its body will use. No provider call.
     ///
@@ -208,7 +222,7 @@ impl Zone {
 
         let state = self.state();
         let m = &state.manifest;
-        let wrapped = state.ezks[&m.active].wrapper.wrap_with_drawn_nonce(
+        let wrapped = state.ezk(m.active)?.wrapper.wrap_with_drawn_nonce(
             &dek,
             &header::dek_aad(&m.zone_id, segment_id, m.active),
             nonce.try_into().expect("NONCE_LEN bytes"),
@@ -256,7 +270,7 @@ impl Zone {
             .map_err(|_| Error::InvalidArgument("segment exceeds memory".into()))?;
         let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
         out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
-        let aad = header::body_aad(&header.zone_id(), segment_id);
+        let aad = self.body_aad(segment_id);
         params.encrypt_with_header(
             &dek,
             &aad,
@@ -277,7 +291,7 @@ impl Zone {
     /// zone does not have (retired, or newer than this manifest).
     pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
         let (dek, params) = self.open_header(segment_id, segment)?;
-        let aad = header::body_aad(&self.id(), segment_id);
+        let aad = self.body_aad(segment_id);
         params.decrypt(&dek, &aad, &segment[SEGMENT_HEADER_LEN..], Threads::Auto)
     }
 
@@ -300,7 +314,7 @@ impl Zone {
             ..
         } = self.new_segment(segment_id)?;
         sink.write_all(&header.to_bytes())?;
-        let aad = header::body_aad(&header.zone_id(), segment_id);
+        let aad = self.body_aad(segment_id);
         EncryptingWriter::new(sink, &dek, &aad, params)
     }
 
@@ -316,7 +330,7 @@ impl Zone {
         mut source: R,
     ) -> Result<DecryptingReader<R>> {
         let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
-        let aad = header::body_aad(&self.id(), segment_id);
+        let aad = self.body_aad(segment_id);
         Ok(DecryptingReader::new(source, &dek, &aad, params))
     }
 
@@ -331,7 +345,7 @@ impl Zone {
         mut source: R,
     ) -> Result<SeekableReader<R>> {
         let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
-        let aad = header::body_aad(&self.id(), segment_id);
+        let aad = self.body_aad(segment_id);
         SeekableReader::new(source, &dek, &aad, params)
     }
 
@@ -346,6 +360,7 @@ impl Zone {
     pub async fn rotate_ezk(&self) -> Result<u32> {
         let _admin = self.inner.admin.lock().await;
         let state = self.state();
+        state.ensure_available()?;
         let mut manifest = state.manifest.clone();
         if manifest.ezks.len() >= MAX_EZK_VERSIONS {
             return Err(Error::LimitExceeded {
@@ -405,7 +420,7 @@ impl Zone {
         for (version, record) in manifest.ezks.iter_mut() {
             let context = ZoneManifest::ezk_context(&manifest.zone_id, *version);
             record.wrapped = provider
-                .wrap_key(&new_root, &state.ezks[version].key, &context)
+                .wrap_key(&new_root, &state.ezk(*version)?.key, &context)
                 .await?;
         }
         let old = std::mem::replace(&mut manifest.root, new_root);
@@ -445,6 +460,9 @@ impl Zone {
 
     /// Persists `manifest` (generation bumped), then swaps in a state with
     /// the EZK set changed by `change`. Nothing changes if storing fails.
+    ///
+    /// If the zone was marked unavailable while the change ran, the new
+    /// manifest is installed but no EZK is: recovery unwraps them from it.
     fn commit(
         &self,
         mut manifest: ZoneManifest,
@@ -454,9 +472,20 @@ impl Zone {
         manifest.generation += 1;
         manifest.updated_unix = now_unix();
         self.inner.store.store(&manifest.to_bytes())?;
-        let mut ezks = base.ezks.clone();
-        change(&mut ezks);
-        self.set_state(ZoneState { manifest, ezks });
+        let mut slot = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
+        let availability = slot.availability;
+        let ezks = if availability.is_available() {
+            let mut ezks = base.ezks.clone();
+            change(&mut ezks);
+            ezks
+        } else {
+            BTreeMap::new()
+        };
+        *slot = Arc::new(ZoneState {
+            manifest,
+            ezks,
+            availability,
+        });
         Ok(())
     }
 }
@@ -482,13 +511,7 @@ fn unwrap_dek(state: &ZoneState, segment_id: &str, header: &SegmentHeader) -> Re
         });
     }
     let version = header.ezk_version();
-    let ezk = state
-        .ezks
-        .get(&version)
-        .ok_or_else(|| Error::KeyUnavailable {
-            key: format!("zone {} EZK version {version}", m.zone_id),
-            state: crate::KeyState::NotFound,
-        })?;
+    let ezk = state.ezk(version)?;
     let dek = ezk
         .wrapper
         .unwrap(

@@ -83,7 +83,8 @@ impl Zone {
             return Ok(None);
         }
         let zone_id = state.manifest.zone_id;
-        let wrapped = state.ezks[&active]
+        let wrapped = state
+            .ezk(active)?
             .wrapper
             .wrap(&dek, &header::dek_aad(&zone_id, segment_id, active))?;
         Ok(Some(old.rewrapped(active, wrapped).to_bytes()))
@@ -107,7 +108,7 @@ impl Zone {
         let state = self.state();
         let active = state.manifest.active;
         let zone_id = state.manifest.zone_id;
-        let wrapper = &state.ezks[&active].wrapper;
+        let wrapper = &state.ezk(active)?.wrapper;
         Ok(headers
             .iter()
             .zip(nonces.chunks_exact(NONCE_LEN))

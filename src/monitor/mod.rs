@@ -1,0 +1,468 @@
+//! The key-availability monitor: periodic checks of root keys that gate the
+//! zones under them.
+//!
+//! A [`KeyMonitor`] watches keys (registered explicitly, typically every
+//! key of a [`KeyRegistry`](crate::registry::KeyRegistry)) and zones (whose
+//! root keys it then checks too). Each check describes a key and, by
+//! default, wraps and unwraps a throwaway key under it. Then, for every
+//! watched zone:
+//!
+//! * key usable → a zone that was unavailable unwraps its EZKs again and
+//!   serves (no reload, no restart);
+//! * key disabled, pending deletion, not found, access denied → the zone
+//!   becomes unavailable at once: its EZKs are dropped and zeroized, and
+//!   every data call fails with [`Error::KeyUnavailable`](crate::Error::KeyUnavailable);
+//! * provider unreachable → the [`UnreachablePolicy`] decides.
+//!
+//! **The bound.** Checks start every [`MonitorConfig::interval`] (10
+//! minutes by default), measured from start to start. A key revoked at
+//! time *t* is seen by the first check that starts after *t*, which starts
+//! before *t + interval* and ends within one check's duration (at most
+//! [`MonitorConfig::check_timeout`]); its zones stop at that moment. So a
+//! revoked key stops all data access through its zones within **one
+//! interval plus one check's duration**. Two things are outside the bound:
+//! a revocation hidden behind an unreachable provider follows the
+//! [`UnreachablePolicy`], and segment readers and writers opened before
+//! the zone stopped hold their own segment's DEK and finish that segment.
+//!
+//! Changes are published as [`MonitorEvent`]s to every
+//! [`subscribe`](KeyMonitor::subscribe)r and as `tracing` events.
+//!
+//! This module decides when zones serve; it must not touch segment data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::provider::{KeyProvider, KeyRef, KeyState};
+use crate::zone::{Keyring, ManifestStore, WeakZone, Zone, ZoneAvailability, ZoneId};
+use crate::Result;
+
+mod check;
+mod config;
+mod event;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{MonitorConfig, UnreachablePolicy};
+pub use event::MonitorEvent;
+
+/// What the monitor knows of one key.
+struct KeyEntry {
+    provider: Arc<dyn KeyProvider>,
+    /// Watched for its own sake (not only because a zone uses it).
+    explicit: bool,
+    /// What the last check found; `None` before the first.
+    status: Option<KeyState>,
+}
+
+/// What the monitor knows of one zone.
+struct ZoneEntry {
+    zone: WeakZone,
+    /// When a check (or the open) last confirmed the zone's key usable:
+    /// where a grace period counts from.
+    last_confirmed: Option<Instant>,
+}
+
+/// A key to check and the provider to ask.
+type Target = (KeyRef, Arc<dyn KeyProvider>);
+
+#[derive(Default)]
+struct Watched {
+    keys: HashMap<KeyRef, KeyEntry>,
+    zones: HashMap<ZoneId, ZoneEntry>,
+}
+
+/// The outcome of one check of every watched key and zone.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// Every checked key and the state found.
+    pub keys: Vec<(KeyRef, KeyState)>,
+    /// Every watched zone and its availability after the check.
+    pub zones: Vec<(ZoneId, ZoneAvailability)>,
+    /// How long the check took.
+    pub took: Duration,
+    /// Something is unsettled (a provider unreachable, a zone that could
+    /// not recover): the next check comes after
+    /// [`MonitorConfig::retry_interval`] instead of the full interval.
+    pub retry_soon: bool,
+}
+
+impl CheckReport {
+    /// The state found for `key`, if it was checked.
+    pub fn key_state(&self, key: &KeyRef) -> Option<KeyState> {
+        self.keys.iter().find(|(k, _)| k == key).map(|(_, s)| *s)
+    }
+
+    /// The availability of zone `zone` after the check, if it is watched.
+    pub fn zone_availability(&self, zone: ZoneId) -> Option<ZoneAvailability> {
+        self.zones.iter().find(|(z, _)| *z == zone).map(|(_, a)| *a)
+    }
+}
+
+/// Checks root keys on an interval and gates the zones under them. See the
+/// [module docs](self).
+///
+/// Create it with [`KeyMonitor::new`], watch keys and zones, then either
+/// [`spawn`](Self::spawn) its loop on the tokio runtime or call
+/// [`check_now`](Self::check_now) yourself.
+pub struct KeyMonitor {
+    config: MonitorConfig,
+    watched: Mutex<Watched>,
+    events: broadcast::Sender<MonitorEvent>,
+    /// One check at a time: two overlapping checks could gate a zone on
+    /// stale results.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for KeyMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let watched = self.lock();
+        f.debug_struct("KeyMonitor")
+            .field("interval", &self.config.interval)
+            .field("keys", &watched.keys.len())
+            .field("zones", &watched.zones.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyMonitor {
+    /// A monitor with `config`, watching nothing yet.
+    pub fn new(config: MonitorConfig) -> Arc<Self> {
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        Arc::new(Self {
+            config,
+            watched: Mutex::new(Watched::default()),
+            events,
+            pass: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    /// A receiver of every event from now on. A subscriber that falls more
+    /// than [`MonitorConfig::event_capacity`] events behind loses the
+    /// oldest (and is told so by the channel).
+    pub fn subscribe(&self) -> broadcast::Receiver<MonitorEvent> {
+        self.events.subscribe()
+    }
+
+    /// Checks `key` through `provider` at every check, whether or not a
+    /// zone uses it.
+    pub fn watch_key(&self, key: KeyRef, provider: Arc<dyn KeyProvider>) {
+        let mut watched = self.lock();
+        let entry = watched.keys.entry(key).or_insert(KeyEntry {
+            provider,
+            explicit: true,
+            status: None,
+        });
+        entry.explicit = true;
+    }
+
+    /// Stops checking `key` for its own sake (zones using it keep it
+    /// checked).
+    pub fn unwatch_key(&self, key: &KeyRef) {
+        if let Some(entry) = self.lock().keys.get_mut(key) {
+            entry.explicit = false;
+        }
+    }
+
+    /// Gates `zone` on its root key from the next check on. The monitor
+    /// does not keep the zone open: once every clone of it is dropped, it
+    /// is forgotten.
+    pub fn watch_zone(&self, zone: &Zone) {
+        let last_confirmed = zone.is_available().then(Instant::now);
+        self.lock().zones.insert(
+            zone.id(),
+            ZoneEntry {
+                zone: zone.downgrade(),
+                last_confirmed,
+            },
+        );
+    }
+
+    /// Stops gating zone `id`. Its availability stays as it is.
+    pub fn unwatch_zone(&self, id: ZoneId) {
+        self.lock().zones.remove(&id);
+    }
+
+    /// Opens the zone in `store` with
+    /// [`Keyring::open_zone_gated`] and watches it: a zone whose key is
+    /// unusable now opens unavailable and serves from the first check that
+    /// finds the key usable.
+    ///
+    /// # Errors
+    /// As [`Keyring::open_zone_gated`].
+    pub async fn open_zone(
+        &self,
+        keyring: &Arc<Keyring>,
+        store: Arc<dyn ManifestStore>,
+    ) -> Result<Zone> {
+        let zone = keyring.open_zone_gated(store).await?;
+        self.watch_zone(&zone);
+        Ok(zone)
+    }
+
+    /// The state the last check found for `key`, if it was checked.
+    pub fn key_status(&self, key: &KeyRef) -> Option<KeyState> {
+        self.lock().keys.get(key).and_then(|e| e.status)
+    }
+
+    /// Checks every watched key now (concurrently, each bounded by
+    /// [`MonitorConfig::check_timeout`]), gates every watched zone on the
+    /// result, and publishes the changes.
+    pub async fn check_now(&self) -> CheckReport {
+        let _pass = self.pass.lock().await;
+        let started = Instant::now();
+        let (targets, zones) = self.targets();
+
+        let mut checks = JoinSet::new();
+        for (key, provider) in targets {
+            let config = self.config.clone();
+            checks.spawn(async move {
+                let state = check::check_key(provider.as_ref(), &key, &config).await;
+                (key, state)
+            });
+        }
+        let mut results = HashMap::new();
+        while let Some(joined) = checks.join_next().await {
+            match joined {
+                Ok((key, state)) => {
+                    results.insert(key, state);
+                }
+                // A provider that panics is a bug in it; the keys it did
+                // not report are treated as unchecked (zones unchanged,
+                // retried soon).
+                Err(e) => {
+                    tracing::error!(target: "cmek::monitor", error = %e, "key check task failed")
+                }
+            }
+        }
+        let mut retry_soon = false;
+        for (key, state) in &results {
+            self.record_key(key, *state);
+            retry_soon |= *state == KeyState::Unreachable;
+        }
+
+        let mut zone_report = Vec::with_capacity(zones.len());
+        for zone in zones {
+            let root = zone.root();
+            let Some(state) = results.get(&root).copied() else {
+                // The root changed while the keys were checked: the next
+                // check covers the new one.
+                retry_soon = true;
+                zone_report.push((zone.id(), zone.availability()));
+                continue;
+            };
+            retry_soon |= !self.gate(&zone, &root, state).await;
+            zone_report.push((zone.id(), zone.availability()));
+        }
+
+        let mut keys: Vec<_> = results.into_iter().collect();
+        keys.sort_by_key(|(key, _)| key.to_string());
+        CheckReport {
+            keys,
+            zones: zone_report,
+            took: started.elapsed(),
+            retry_soon,
+        }
+    }
+
+    /// Starts the check loop on the current tokio runtime: a check at once,
+    /// then one every [`MonitorConfig::interval`] (start to start), or
+    /// every [`MonitorConfig::retry_interval`] while something is
+    /// unsettled. The loop runs until the handle is stopped or dropped.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn spawn(self: &Arc<Self>) -> MonitorHandle {
+        let monitor = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let started = Instant::now();
+                let report = monitor.check_now().await;
+                let wait = if report.retry_soon {
+                    monitor.config.retry_interval.min(monitor.config.interval)
+                } else {
+                    monitor.config.interval
+                };
+                tokio::time::sleep_until(started + wait).await;
+            }
+        });
+        MonitorHandle { task }
+    }
+
+    /// The keys to check (with their providers) and the live zones;
+    /// forgets dropped zones and keys nothing needs any more.
+    fn targets(&self) -> (Vec<Target>, Vec<Zone>) {
+        let mut watched = self.lock();
+        let mut zones = Vec::new();
+        watched.zones.retain(|_, entry| match entry.zone.upgrade() {
+            Some(zone) => {
+                zones.push(zone);
+                true
+            }
+            None => false,
+        });
+        let roots: HashMap<KeyRef, &Zone> = zones.iter().map(|z| (z.root(), z)).collect();
+        watched
+            .keys
+            .retain(|key, entry| entry.explicit || roots.contains_key(key));
+        for (root, zone) in &roots {
+            watched
+                .keys
+                .entry(root.clone())
+                .or_insert_with(|| KeyEntry {
+                    provider: zone.provider(),
+                    explicit: false,
+                    status: None,
+                });
+        }
+        let targets = watched
+            .keys
+            .iter()
+            .map(|(key, entry)| (key.clone(), Arc::clone(&entry.provider)))
+            .collect();
+        (targets, zones)
+    }
+
+    /// Stores a key's new state and publishes a change.
+    fn record_key(&self, key: &KeyRef, state: KeyState) {
+        let old = {
+            let mut watched = self.lock();
+            let Some(entry) = watched.keys.get_mut(key) else {
+                return;
+            };
+            entry.status.replace(state)
+        };
+        if old != Some(state) {
+            self.publish(MonitorEvent::KeyStatusChanged {
+                key: key.clone(),
+                old,
+                new: state,
+                at: SystemTime::now(),
+            });
+        }
+    }
+
+    /// Applies a key check's result to one zone. Returns false if the zone
+    /// is left unsettled (kept serving on a grace period, or not recovered).
+    async fn gate(&self, zone: &Zone, root: &KeyRef, state: KeyState) -> bool {
+        let id = zone.id();
+        let before = zone.availability();
+        match state {
+            KeyState::Enabled => {
+                self.set_last_confirmed(id);
+                if before.is_available() {
+                    return true;
+                }
+                match zone.recover().await {
+                    Ok(true) => {
+                        self.publish_zone(id, root, before, ZoneAvailability::Available);
+                        true
+                    }
+                    Ok(false) => true,
+                    Err(e) => {
+                        tracing::warn!(target: "cmek::monitor", zone = %id, key = %root, error = %e,
+                            "key is usable but the zone could not recover; retrying soon");
+                        false
+                    }
+                }
+            }
+            KeyState::Unreachable => {
+                let within_grace = match self.config.unreachable {
+                    UnreachablePolicy::FailClosed => false,
+                    UnreachablePolicy::GracePeriod(grace) => self
+                        .last_confirmed(id)
+                        .is_some_and(|t| t.elapsed() <= grace),
+                };
+                if !within_grace {
+                    self.stop(zone, root, before, state);
+                } else if before.is_available() {
+                    tracing::warn!(target: "cmek::monitor", zone = %id, key = %root,
+                        "key provider unreachable; zone serving from cache within its grace period");
+                }
+                false
+            }
+            _ => {
+                self.stop(zone, root, before, state);
+                true
+            }
+        }
+    }
+
+    fn stop(&self, zone: &Zone, root: &KeyRef, before: ZoneAvailability, state: KeyState) {
+        if zone.mark_unavailable(state).is_some() {
+            self.publish_zone(
+                zone.id(),
+                root,
+                before,
+                ZoneAvailability::Unavailable(state),
+            );
+        }
+    }
+
+    fn publish_zone(
+        &self,
+        zone: ZoneId,
+        key: &KeyRef,
+        old: ZoneAvailability,
+        new: ZoneAvailability,
+    ) {
+        self.publish(MonitorEvent::ZoneAvailabilityChanged {
+            zone,
+            key: key.clone(),
+            old,
+            new,
+            at: SystemTime::now(),
+        });
+    }
+
+    fn publish(&self, event: MonitorEvent) {
+        event.trace();
+        // No subscriber is not an error: tracing still has the event.
+        let _ = self.events.send(event);
+    }
+
+    fn set_last_confirmed(&self, id: ZoneId) {
+        if let Some(entry) = self.lock().zones.get_mut(&id) {
+            entry.last_confirmed = Some(Instant::now());
+        }
+    }
+
+    fn last_confirmed(&self, id: ZoneId) -> Option<Instant> {
+        self.lock().zones.get(&id).and_then(|e| e.last_confirmed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The running check loop of a [`KeyMonitor`]. Dropping it stops the loop.
+#[derive(Debug)]
+pub struct MonitorHandle {
+    task: JoinHandle<()>,
+}
+
+impl MonitorHandle {
+    /// Stops the loop (a check in progress is abandoned; zones keep the
+    /// availability they have).
+    pub fn stop(self) {
+        // Drop does it.
+    }
+}
+
+impl Drop for MonitorHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,69 @@
+//! Moving a segment's DEK from one zone to another without touching its
+//! body: what restoring a backup into a new zone by rewrapping needs.
+//!
+//! A segment body is bound (through its stream's associated data) to the
+//! zone's *body zone id* and the segment id, not to the header, so a header
+//! rewrapped under another zone's EZK opens the same body — provided the
+//! receiving zone binds bodies to the same body zone id. A zone created to
+//! receive rewrapped segments records the source's body zone id in its
+//! manifest ([`ZoneManifest::body_zone_id`](super::ZoneManifest::body_zone_id)),
+//! and this module refuses a transfer into any other zone.
+//!
+//! This module makes no provider call and does no I/O.
+
+use super::header::{self, SegmentHeader, SEGMENT_HEADER_LEN};
+use super::{unwrap_dek, Zone};
+use crate::{Error, Result};
+
+impl Zone {
+    /// Associated data of segment `segment_id`'s body in this zone.
+    pub(super) fn body_aad(&self, segment_id: &str) -> Vec<u8> {
+        header::body_aad(&self.state().manifest.body_zone_id, segment_id)
+    }
+
+    /// The header of segment `segment_id` rewrapped from this zone into
+    /// `target`: the DEK is unwrapped with this zone's EZK (which
+    /// authenticates the header), checked against the key commitment, and
+    /// wrapped under `target`'s active EZK, bound to `target`'s zone id. The
+    /// body is left as it is and opens in `target` unchanged.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `target` binds bodies to another body
+    /// zone id (the body would not open there); otherwise as
+    /// [`decrypt_segment`](Zone::decrypt_segment) for the header, and the
+    /// target's wrap errors ([`Error::LimitExceeded`], [`Error::Random`],
+    /// [`Error::KeyUnavailable`] for an unavailable zone).
+    pub(crate) fn rewrap_header_into(
+        &self,
+        target: &Zone,
+        segment_id: &str,
+        header_bytes: &[u8],
+    ) -> Result<[u8; SEGMENT_HEADER_LEN]> {
+        let old = SegmentHeader::parse(header_bytes)?;
+        let source = self.state();
+        let target_state = target.state();
+        if source.manifest.body_zone_id != target_state.manifest.body_zone_id {
+            return Err(Error::InvalidArgument(format!(
+                "zone {} binds segment bodies to zone {}, not {}: a rewrapped body would not open there",
+                target_state.manifest.zone_id,
+                target_state.manifest.body_zone_id,
+                source.manifest.body_zone_id
+            )));
+        }
+        let dek = unwrap_dek(&source, segment_id, &old)?;
+        old.check_commitment(&dek)?;
+        let m = &target_state.manifest;
+        let wrapped = target_state
+            .ezk(m.active)?
+            .wrapper
+            .wrap(&dek, &header::dek_aad(&m.zone_id, segment_id, m.active))?;
+        Ok(SegmentHeader::new(
+            m.zone_id,
+            m.active,
+            old.stream_params()?,
+            wrapped,
+            *old.commitment(),
+        )
+        .to_bytes())
+    }
+}
