@@ -93,7 +93,8 @@ pub enum KeyCommand {
         replica_regions: Vec<String>,
     },
     /// Run the validation round trip (encrypt, decrypt, describe) and print
-    /// each step's outcome. Exits non-zero if a step fails.
+    /// each step's outcome. A failed step exits 5, or 6 if access was
+    /// denied, or 7 if the provider was unreachable.
     Validate {
         #[arg(help = KEY_HELP)]
         key: String,

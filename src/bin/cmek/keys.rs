@@ -5,12 +5,12 @@
 //! module only gathers arguments and prints.
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
-use cmek::provider::{AwsKmsProvider, StepOutcome, AWS_KMS_PROVIDER};
+use cmek::provider::{AwsKmsProvider, StepOutcome, ValidationFailure, AWS_KMS_PROVIDER};
 use cmek::{KeyRef, KeyState};
 use serde_json::json;
 
 use crate::args::KeyCommand;
-use crate::exit::{CliResult, Context, Failure};
+use crate::exit::{CliResult, Code, Context, Failure};
 use crate::home::{Home, KeyArg, ProviderKind};
 
 /// Runs one `cmek key` command.
@@ -77,11 +77,21 @@ async fn validate(home: &Home, key: &KeyArg) -> CliResult {
             println!("valid");
             Ok(())
         }
-        Some((step, why)) => Err(Failure::from(cmek::Error::KeyValidationFailed {
-            key: key_ref.to_string(),
-            step: step.as_str(),
-            reason: why.to_string(),
-        })),
+        Some((step, why)) => {
+            let failure = Failure::from(cmek::Error::KeyValidationFailed {
+                key: key_ref.to_string(),
+                step: step.as_str(),
+                reason: why.to_string(),
+            });
+            // The step's reason says more than "invalid": a script retries
+            // an unreachable provider, and fixes a permission.
+            let code = match why {
+                ValidationFailure::AccessDenied => Code::AccessDenied,
+                ValidationFailure::Unreachable(_) => Code::Unreachable,
+                _ => failure.code,
+            };
+            Err(Failure::new(code, failure.message))
+        }
     }
 }
 
@@ -180,10 +190,23 @@ async fn set_enabled(home: &Home, key: &KeyArg, enable: bool) -> CliResult {
 /// KMS EnableKey / DisableKey: administration the provider does not cover.
 async fn aws_set_enabled(aws: &AwsKmsProvider, key: &KeyRef, enable: bool) -> CliResult {
     let client = aws.client();
+    // EnableKey and DisableKey take a key id or key ARN, not an alias:
+    // DescribeKey resolves whatever was given to the key id.
+    let key_id = client
+        .describe_key()
+        .key_id(key.key_id())
+        .send()
+        .await
+        .map_err(|e| aws_error(e, key, "describe"))?
+        .key_metadata
+        .map(|m| m.key_id)
+        .ok_or_else(|| {
+            Failure::new(Code::Other, format!("KMS described {key} without metadata"))
+        })?;
     let result = if enable {
         client
             .enable_key()
-            .key_id(key.key_id())
+            .key_id(&key_id)
             .send()
             .await
             .map(drop)
@@ -191,7 +214,7 @@ async fn aws_set_enabled(aws: &AwsKmsProvider, key: &KeyRef, enable: bool) -> Cl
     } else {
         client
             .disable_key()
-            .key_id(key.key_id())
+            .key_id(&key_id)
             .send()
             .await
             .map(drop)
