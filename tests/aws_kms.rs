@@ -407,3 +407,98 @@ async fn a_zone_end_to_end_and_its_manifest_in_the_replica_region() {
     let err = keyring_b.open_zone(store).await.unwrap_err();
     assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn the_monitor_follows_a_key_disabled_and_enabled_in_kms() {
+    use cmek::monitor::{KeyMonitor, MonitorConfig, MonitorEvent};
+    use cmek::zone::{Keyring, MemoryManifestStore, ZoneAvailability, ZoneSpec};
+    use std::sync::Arc;
+
+    let Some(url) = endpoint() else { return };
+    let kms = provider(&url, PRIMARY_REGION);
+    let (arn, key_id) = create_key_with_id(&kms, false).await;
+    let root = kms.key_ref(&arn);
+    let keyring = Keyring::new(Arc::new(kms.clone()));
+    let store = Arc::new(MemoryManifestStore::new());
+    let zone = keyring
+        .create_zone(
+            store.clone(),
+            ZoneSpec::new("orders", PRIMARY_REGION, root.clone()),
+        )
+        .await
+        .unwrap();
+    let segment = zone.encrypt_segment("orders/1", b"rows").unwrap();
+
+    // The loop on a short interval, so the test shows it in real time.
+    let interval = Duration::from_millis(500);
+    let monitor = KeyMonitor::new(MonitorConfig::with_interval(interval));
+    monitor.watch_zone(&zone);
+    let mut events = monitor.subscribe();
+    let _loop = monitor.spawn();
+    let deadline = interval + monitor.config().check_timeout;
+
+    async fn wait_for_zone(
+        events: &mut tokio::sync::broadcast::Receiver<MonitorEvent>,
+        deadline: Duration,
+    ) -> ZoneAvailability {
+        tokio::time::timeout(deadline, async {
+            loop {
+                if let MonitorEvent::ZoneAvailabilityChanged { new, .. } =
+                    events.recv().await.unwrap()
+                {
+                    return new;
+                }
+            }
+        })
+        .await
+        .expect("the zone follows its key within one interval plus one check")
+    }
+
+    // Disabled in KMS: DescribeKey reports it, the zone stops.
+    kms.client()
+        .disable_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        wait_for_zone(&mut events, deadline).await,
+        ZoneAvailability::Unavailable(KeyState::Disabled)
+    );
+    assert!(started.elapsed() < deadline);
+    assert_eq!(monitor.key_status(&root), Some(KeyState::Disabled));
+    let err = zone.decrypt_segment("orders/1", &segment).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KeyUnavailable {
+                state: KeyState::Disabled,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Enabled again: it serves again, with no reload.
+    kms.client()
+        .enable_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for_zone(&mut events, deadline).await,
+        ZoneAvailability::Available
+    );
+    assert_eq!(
+        &zone.decrypt_segment("orders/1", &segment).unwrap()[..],
+        b"rows"
+    );
+    let report = monitor.check_now().await;
+    assert_eq!(report.key_state(&root), Some(KeyState::Enabled));
+    assert_eq!(
+        report.zone_availability(zone.id()),
+        Some(ZoneAvailability::Available)
+    );
+}

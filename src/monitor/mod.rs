@@ -20,10 +20,11 @@
 //! before *t + interval* and ends within one check's duration (at most
 //! [`MonitorConfig::check_timeout`]); its zones stop at that moment. So a
 //! revoked key stops all data access through its zones within **one
-//! interval plus one check's duration**. Two things are outside the bound:
-//! a revocation hidden behind an unreachable provider follows the
-//! [`UnreachablePolicy`], and segment readers and writers opened before
-//! the zone stopped hold their own segment's DEK and finish that segment.
+//! interval plus one check's duration**. Segment readers and writers
+//! opened before the zone stopped are stopped too, at their next segment
+//! (a reader may still return what it had decrypted: at most one segment).
+//! Outside the bound: a revocation hidden behind an unreachable provider,
+//! which follows the [`UnreachablePolicy`].
 //!
 //! Changes are published as [`MonitorEvent`]s to every
 //! [`subscribe`](KeyMonitor::subscribe)r and as `tracing` events.
@@ -61,8 +62,10 @@ struct KeyEntry {
     status: Option<KeyState>,
 }
 
-/// What the monitor knows of one zone.
+/// What the monitor knows of one open zone (one [`Zone`] and its clones;
+/// the same zone opened twice is two entries, each gated).
 struct ZoneEntry {
+    id: ZoneId,
     zone: WeakZone,
     /// When a check (or the open) last confirmed the zone's key usable:
     /// where a grace period counts from.
@@ -75,7 +78,13 @@ type Target = (KeyRef, Arc<dyn KeyProvider>);
 #[derive(Default)]
 struct Watched {
     keys: HashMap<KeyRef, KeyEntry>,
-    zones: HashMap<ZoneId, ZoneEntry>,
+    zones: Vec<ZoneEntry>,
+}
+
+impl Watched {
+    fn zone_mut(&mut self, zone: &Zone) -> Option<&mut ZoneEntry> {
+        self.zones.iter_mut().find(|e| e.zone.is(zone))
+    }
 }
 
 /// The outcome of one check of every watched key and zone.
@@ -180,18 +189,21 @@ impl KeyMonitor {
     /// is forgotten.
     pub fn watch_zone(&self, zone: &Zone) {
         let last_confirmed = zone.is_available().then(Instant::now);
-        self.lock().zones.insert(
-            zone.id(),
-            ZoneEntry {
+        let mut watched = self.lock();
+        match watched.zone_mut(zone) {
+            Some(entry) => entry.last_confirmed = last_confirmed,
+            None => watched.zones.push(ZoneEntry {
+                id: zone.id(),
                 zone: zone.downgrade(),
                 last_confirmed,
-            },
-        );
+            }),
+        }
     }
 
-    /// Stops gating zone `id`. Its availability stays as it is.
+    /// Stops gating zone `id` (every open instance of it). Its availability
+    /// stays as it is.
     pub fn unwatch_zone(&self, id: ZoneId) {
-        self.lock().zones.remove(&id);
+        self.lock().zones.retain(|e| e.id != id);
     }
 
     /// Opens the zone in `store` with
@@ -305,7 +317,7 @@ impl KeyMonitor {
     fn targets(&self) -> (Vec<Target>, Vec<Zone>) {
         let mut watched = self.lock();
         let mut zones = Vec::new();
-        watched.zones.retain(|_, entry| match entry.zone.upgrade() {
+        watched.zones.retain(|entry| match entry.zone.upgrade() {
             Some(zone) => {
                 zones.push(zone);
                 true
@@ -360,7 +372,7 @@ impl KeyMonitor {
         let before = zone.availability();
         match state {
             KeyState::Enabled => {
-                self.set_last_confirmed(id);
+                self.set_last_confirmed(zone);
                 if before.is_available() {
                     return true;
                 }
@@ -381,7 +393,7 @@ impl KeyMonitor {
                 let within_grace = match self.config.unreachable {
                     UnreachablePolicy::FailClosed => false,
                     UnreachablePolicy::GracePeriod(grace) => self
-                        .last_confirmed(id)
+                        .last_confirmed(zone)
                         .is_some_and(|t| t.elapsed() <= grace),
                 };
                 if !within_grace {
@@ -432,14 +444,14 @@ impl KeyMonitor {
         let _ = self.events.send(event);
     }
 
-    fn set_last_confirmed(&self, id: ZoneId) {
-        if let Some(entry) = self.lock().zones.get_mut(&id) {
+    fn set_last_confirmed(&self, zone: &Zone) {
+        if let Some(entry) = self.lock().zone_mut(zone) {
             entry.last_confirmed = Some(Instant::now());
         }
     }
 
-    fn last_confirmed(&self, id: ZoneId) -> Option<Instant> {
-        self.lock().zones.get(&id).and_then(|e| e.last_confirmed)
+    fn last_confirmed(&self, zone: &Zone) -> Option<Instant> {
+        self.lock().zone_mut(zone).and_then(|e| e.last_confirmed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {

@@ -410,3 +410,87 @@ async fn a_rotation_committed_while_unavailable_installs_no_key() {
     assert_eq!(f.zone.ezk_handles().len(), 2);
     assert_serves(&f.segment, &f.zone);
 }
+
+#[tokio::test(start_paused = true)]
+async fn two_opens_of_one_zone_are_both_gated() {
+    let f = fixture().await;
+    let monitor = KeyMonitor::new(config());
+    let second = monitor
+        .open_zone(&f.keyring, f.store.clone())
+        .await
+        .unwrap();
+    monitor.watch_zone(&f.zone);
+    monitor.watch_zone(&f.zone.clone()); // a clone is the same entry
+    assert_eq!(second.id(), f.zone.id());
+
+    assert!(f.kms.disable_key("root"));
+    let report = monitor.check_now().await;
+    assert_eq!(report.zones.len(), 2);
+    assert_refused(&f.zone, &f.segment, KeyState::Disabled);
+    assert_refused(&second, &f.segment, KeyState::Disabled);
+
+    assert!(f.kms.enable_key("root"));
+    monitor.check_now().await;
+    assert_serves(&f.segment, &f.zone);
+    assert_serves(&f.segment, &second);
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_open_before_the_key_was_revoked_stop_at_their_next_segment() {
+    use std::io::{Cursor, Read, Write};
+
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let keyring = Keyring::new(kms.clone());
+    let mut spec = ZoneSpec::new("logs", "local", root);
+    spec.stream = crate::stream::Params::new(4096).unwrap();
+    let zone = keyring
+        .create_zone(Arc::new(MemoryManifestStore::new()), spec)
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..5 * 4096u32).map(|i| (i % 251) as u8).collect();
+    let segment = zone.encrypt_segment("log-1", &data).unwrap();
+
+    let monitor = KeyMonitor::new(config());
+    monitor.watch_zone(&zone);
+    let mut reader = zone
+        .segment_reader("log-1", Cursor::new(&segment[..]))
+        .unwrap();
+    let mut seekable = zone
+        .segment_seekable("log-1", Cursor::new(&segment[..]))
+        .unwrap();
+    let mut writer = zone.segment_writer("log-2", Vec::new()).unwrap();
+    let mut first = [0u8; 100];
+    reader.read_exact(&mut first).unwrap();
+    assert_eq!(seekable.read_at(0, &mut first).unwrap(), 100);
+    writer.write_all(&data[..1000]).unwrap();
+
+    assert!(kms.disable_key("root"));
+    monitor.check_now().await;
+    assert!(!zone.is_available());
+
+    let refused = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::PermissionDenied
+            && matches!(
+                crate::stream::error_of(e),
+                Some(Error::KeyUnavailable {
+                    state: KeyState::Disabled,
+                    ..
+                })
+            )
+    };
+    let mut rest = Vec::new();
+    let err = reader.read_to_end(&mut rest).unwrap_err();
+    assert!(refused(&err), "{err:?}");
+    assert!(
+        rest.len() < 4096,
+        "at most the segment already open is served"
+    );
+    assert!(matches!(
+        seekable.read_at(3 * 4096, &mut first),
+        Err(Error::KeyUnavailable { .. })
+    ));
+    let err = writer.write_all(&data).unwrap_err();
+    assert!(refused(&err), "{err:?}");
+    assert!(matches!(writer.finish(), Err(Error::KeyUnavailable { .. })));
+}

@@ -63,6 +63,16 @@ mod tests;
 #[cfg(feature = "tokio")]
 pub use self::tokio::{AsyncDecryptingReader, AsyncEncryptingWriter};
 pub(crate) use header::Header;
+
+/// A check the adapters run before sealing or opening each segment; an
+/// error stops the stream there. Zones use it to stop streams already open
+/// when their key becomes unavailable.
+pub(crate) type Gate = std::sync::Arc<dyn Fn() -> crate::Result<()> + Send + Sync>;
+
+/// Runs `gate`, if any.
+fn pass(gate: &Option<Gate>) -> crate::Result<()> {
+    gate.as_ref().map_or(Ok(()), |g| g())
+}
 pub use oneshot::{decrypt, encrypt, Threads};
 pub use params::{
     Params, DEFAULT_SEGMENT_SIZE, HEADER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
@@ -95,6 +105,9 @@ pub fn error_of(err: &io::Error) -> Option<&Error> {
 pub(crate) fn to_io(err: Error) -> io::Error {
     match err {
         Error::Io { source, .. } => source,
+        Error::KeyUnavailable { .. } | Error::AccessDenied { .. } => {
+            io::Error::new(io::ErrorKind::PermissionDenied, err)
+        }
         Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
             io::Error::new(io::ErrorKind::InvalidInput, err)
         }

@@ -8,7 +8,7 @@ use std::io::{self, Read};
 
 use super::decoder::{Decoder, Step};
 use super::params::Params;
-use super::to_io;
+use super::{pass, to_io, Gate};
 use crate::secret::SecretKey;
 
 /// Decrypts a stream read sequentially from `R`.
@@ -27,6 +27,7 @@ use crate::secret::SecretKey;
 pub struct DecryptingReader<R: Read> {
     inner: R,
     dec: Decoder,
+    gate: Option<Gate>,
 }
 
 impl<R: Read> DecryptingReader<R> {
@@ -36,7 +37,14 @@ impl<R: Read> DecryptingReader<R> {
         Self {
             inner,
             dec: Decoder::new(key, aad, params),
+            gate: None,
         }
+    }
+
+    /// Runs `gate` before reading each segment.
+    pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The inner reader.
@@ -58,6 +66,7 @@ impl<R: Read> Read for DecryptingReader<R> {
                 }
                 Step::End => return Ok(0),
                 Step::NeedInput => {
+                    pass(&self.gate).map_err(to_io)?;
                     let n = loop {
                         match self.inner.read(self.dec.input()) {
                             Ok(n) => break n,

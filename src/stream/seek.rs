@@ -11,7 +11,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use super::header::Header;
 use super::params::{index_u32, Params, HEADER_LEN};
 use super::segment::SegmentCipher;
-use super::to_io;
+use super::{pass, to_io, Gate};
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
 use crate::{Error, Result};
@@ -47,6 +47,7 @@ pub struct SeekableReader<R> {
     cached: Option<u64>,
     cached_len: usize,
     decrypted: u64,
+    gate: Option<Gate>,
 }
 
 impl<R: Read + Seek> SeekableReader<R> {
@@ -79,7 +80,14 @@ impl<R: Read + Seek> SeekableReader<R> {
             cached: None,
             cached_len: 0,
             decrypted: 0,
+            gate: None,
         })
+    }
+
+    /// Runs `gate` before opening each segment.
+    pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The authenticated plaintext length (opens the last segment first if
@@ -147,6 +155,7 @@ impl<R: Read + Seek> SeekableReader<R> {
         if self.cached == Some(index) {
             return Ok(());
         }
+        pass(&self.gate)?;
         self.cached = None;
         let start = self.base + self.params.ciphertext_start(index);
         let sealed = self

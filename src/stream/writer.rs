@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use super::encoder::Encoder;
 use super::params::Params;
-use super::to_io;
+use super::{pass, to_io, Gate};
 use crate::secret::SecretKey;
 use crate::Result;
 
@@ -43,6 +43,7 @@ pub struct EncryptingWriter<W: Write> {
     inner: Option<W>,
     enc: Encoder,
     poisoned: bool,
+    gate: Option<Gate>,
 }
 
 impl<W: Write> EncryptingWriter<W> {
@@ -56,7 +57,14 @@ impl<W: Write> EncryptingWriter<W> {
             inner: Some(inner),
             enc: Encoder::new(key, aad, params)?,
             poisoned: false,
+            gate: None,
         })
+    }
+
+    /// Runs `gate` before sealing each segment.
+    pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The inner writer.
@@ -96,6 +104,7 @@ impl<W: Write> EncryptingWriter<W> {
     /// 2^32 segments.
     pub fn finish(mut self) -> Result<W> {
         self.check()?;
+        pass(&self.gate)?;
         self.enc.seal(true)?;
         self.drain()?;
         let mut inner = self.inner.take().expect("inner is present until finish");
@@ -111,6 +120,7 @@ impl<W: Write> Write for EncryptingWriter<W> {
             return Ok(0);
         }
         if self.enc.is_full() {
+            pass(&self.gate).map_err(to_io)?;
             if let Err(e) = self.enc.seal(false) {
                 self.poisoned = true;
                 return Err(to_io(e));

@@ -5,7 +5,9 @@
 //! unavailable replaces its state with one that holds none, so the EZK
 //! plaintext is dropped (and zeroized) as soon as the last in-flight data
 //! call that borrowed the previous state returns; every later data call
-//! fails with [`Error::KeyUnavailable`]. Recovery unwraps the EZKs again
+//! fails with [`Error::KeyUnavailable`], including the next segment of a
+//! reader or writer opened before (their gate checks the zone's state at
+//! each segment). Recovery unwraps the EZKs again
 //! through the provider: it is the only way back, so a zone never serves
 //! on a key nobody has confirmed.
 //!
@@ -162,6 +164,11 @@ impl Zone {
 pub(crate) struct WeakZone(std::sync::Weak<super::ZoneInner>);
 
 impl WeakZone {
+    /// True if this refers to `zone` (or one of its clones).
+    pub(crate) fn is(&self, zone: &Zone) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&zone.inner))
+    }
+
     /// The zone, if some clone of it is still alive.
     pub(crate) fn upgrade(&self) -> Option<Zone> {
         self.0.upgrade().map(|inner| Zone { inner })

@@ -315,7 +315,7 @@ impl Zone {
         } = self.new_segment(segment_id)?;
         sink.write_all(&header.to_bytes())?;
         let aad = self.body_aad(segment_id);
-        EncryptingWriter::new(sink, &dek, &aad, params)
+        Ok(EncryptingWriter::new(sink, &dek, &aad, params)?.with_gate(self.gate()))
     }
 
     /// Reads a segment's header from `source` and returns a reader of its
@@ -331,7 +331,7 @@ impl Zone {
     ) -> Result<DecryptingReader<R>> {
         let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
         let aad = self.body_aad(segment_id);
-        Ok(DecryptingReader::new(source, &dek, &aad, params))
+        Ok(DecryptingReader::new(source, &dek, &aad, params).with_gate(self.gate()))
     }
 
     /// Reads a segment's header from `source` (at its start) and returns a
@@ -346,7 +346,21 @@ impl Zone {
     ) -> Result<SeekableReader<R>> {
         let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
         let aad = self.body_aad(segment_id);
-        SeekableReader::new(source, &dek, &aad, params)
+        Ok(SeekableReader::new(source, &dek, &aad, params)?.with_gate(self.gate()))
+    }
+
+    /// The check a segment stream of this zone runs before each segment:
+    /// a stream opened while the zone served stops at its next segment
+    /// once the zone is unavailable. It holds the zone open, not its keys.
+    fn gate(&self) -> crate::stream::Gate {
+        let inner = Arc::clone(&self.inner);
+        Arc::new(move || {
+            inner
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .ensure_available()
+        })
     }
 
     /// Adds a new EZK version and makes it active: one provider call, then
