@@ -1,0 +1,149 @@
+//! Backups of encrypted zones, and their restore into a new zone — with or
+//! without encryption, in the zone's region or in another one.
+//!
+//! A **backup** ([`create_backup`]) is a directory (a [`Bundle`]):
+//!
+//! ```text
+//! backup.manifest    the bundle manifest: backup id, the zone's manifest
+//!                    (root key, wrapped EZKs), and per segment its id,
+//!                    length and SHA-256 (layout in docs/FORMAT.md)
+//! segments/<name>    every segment file exactly as the zone wrote it
+//! ```
+//!
+//! Data stays encrypted: a backup is never plaintext at rest, and making
+//! one needs no key. The manifest is written last, so a directory without
+//! one is an unfinished backup.
+//!
+//! A **restore** ([`Restore`]) opens the backup's EZKs with the backup's
+//! root key (one provider call per EZK version) and writes a destination
+//! directory, in one of three [`RestoreMode`]s:
+//!
+//! * [`Rewrap`](RestoreMode::Rewrap) (the default, fast): a new encrypted
+//!   zone under a root key the caller chooses; each segment's DEK is
+//!   unwrapped with the backup's EZK and rewrapped under the new zone's,
+//!   and bodies are copied untouched. The new zone binds segment bodies to
+//!   the backed-up zone's *body zone id*
+//!   ([`ZoneManifest::body_zone_id`](crate::zone::ZoneManifest::body_zone_id)),
+//!   which is how the copied bodies keep authenticating there.
+//! * [`Reencrypt`](RestoreMode::Reencrypt): a new zone, every segment
+//!   decrypted and encrypted again under a fresh DEK, for when nothing of
+//!   the old keys may survive.
+//! * [`Plaintext`](RestoreMode::Plaintext): every segment decrypted to a
+//!   plaintext file.
+//!
+//! **Across regions**: a backup copied to another region restores there
+//! through a provider of that region. A backup made under a multi-region
+//! key (`mrk-`) is opened with its replica there; one made under a
+//! single-region key is refused with [`Error::RegionMismatch`](crate::Error::RegionMismatch)
+//! before any provider call.
+//!
+//! **Crash safety and resumption**: a restore records what it restores and
+//! into which zone (`restore.state`) before anything else, writes each
+//! segment under a temporary name and renames it into place only after it
+//! was written, synced and verified (SHA-256 against the backup's record,
+//! and authentication of header and body). Running the same restore again
+//! after a crash skips the segments already in place and redoes only the
+//! one that was interrupted; it finishes by checking every segment before
+//! it reports success.
+//!
+//! This module uses zones through their crate-internal API and must not
+//! know the segment or stream byte layouts beyond the header length.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use crate::Error;
+
+mod bundle;
+mod create;
+mod digest;
+mod fs;
+mod names;
+mod restore;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use bundle::{
+    BundleManifest, BundleSegment, BUNDLE_FORMAT_VERSION, MAX_SEGMENTS, MAX_SEGMENT_ID,
+};
+pub use create::{create_backup, Bundle};
+pub use restore::{PreparedRestore, Restore, RestoreReport, RestoredSegment};
+pub use state::RestoreMode;
+
+/// The bundle manifest's file name in a backup directory.
+pub const BUNDLE_MANIFEST: &str = "backup.manifest";
+/// The directory of segment files, in a backup and in a restore.
+pub const SEGMENTS_DIR: &str = "segments";
+/// The restore state's file name in a restore's destination.
+pub const RESTORE_STATE: &str = "restore.state";
+/// The restored zone's manifest file name in a restore's destination (open
+/// it with [`FileManifestStore`](crate::zone::FileManifestStore)).
+pub const ZONE_MANIFEST: &str = "zone.manifest";
+
+/// What a long backup or restore is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Copying segments into a backup.
+    Backup,
+    /// Restoring segments.
+    Restore,
+    /// Checking segments already written.
+    Verify,
+}
+
+/// Progress of a backup or restore, reported after each segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// What is being done.
+    pub phase: Phase,
+    /// Segments handled so far in this phase, this one included.
+    pub done: usize,
+    /// Segments in this phase.
+    pub total: usize,
+    /// Bytes of the backup's segment files handled so far.
+    pub bytes_done: u64,
+    /// Bytes of the backup's segment files in all.
+    pub bytes_total: u64,
+    /// The segment just handled.
+    pub segment_id: &'a str,
+    /// True if an earlier, interrupted run had already restored it.
+    pub already_done: bool,
+}
+
+/// Which side of a copy failed.
+pub(crate) enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl CopyError {
+    /// The error, with the path of the side that failed.
+    pub(crate) fn with_paths(self, source: &Path, dest: &Path) -> Error {
+        match self {
+            CopyError::Read(e) => Error::io(source, e),
+            CopyError::Write(e) => Error::io(dest, e),
+        }
+    }
+}
+
+/// Copy buffer: large enough that per-call overhead vanishes, small enough
+/// to stay in cache.
+const COPY_BUF: usize = 256 * 1024;
+
+/// Copies `r` to the end into `w`, telling which side failed.
+pub(crate) fn copy_all(r: &mut dyn Read, w: &mut dyn Write) -> Result<u64, CopyError> {
+    // Restores pass plaintext through here: wipe it when done.
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; COPY_BUF]);
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        w.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
+    }
+}
