@@ -11,6 +11,28 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
+#[cfg(test)]
+pub(crate) use faults::{Fault, Step};
+
+/// Test builds can make one step of the next file write fail, as a full
+/// disk or a failing device would; other builds compile this away.
+#[cfg(not(test))]
+#[inline(always)]
+fn inject(_step: Step) -> std::io::Result<()> {
+    Ok(())
+}
+#[cfg(not(test))]
+#[derive(Clone, Copy)]
+enum Step {
+    Create,
+    Write,
+    SyncFile,
+    Rename,
+    SyncDir,
+}
+#[cfg(test)]
+use faults::inject;
+
 /// Replaces `path` with `contents` atomically and durably. On Unix the new
 /// file gets permission bits `mode` (e.g. `0o600`) from its creation on, so
 /// the contents are never readable by others, even briefly.
@@ -18,7 +40,11 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()
     let dir = parent_dir(path);
     let tmp = temp_path(path)?;
     let result = write_synced(&tmp, contents, mode)
-        .and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)))
+        .and_then(|()| {
+            inject(Step::Rename)
+                .and_then(|()| fs::rename(&tmp, path))
+                .map_err(|e| Error::io(path, e))
+        })
         .and_then(|()| sync_dir(&dir));
     if result.is_err() {
         // Best effort: a leftover temp file is harmless but untidy.
@@ -30,16 +56,37 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()
 /// Creates `path` with `contents`, failing if it already exists; durable like
 /// [`write_atomic`].
 pub(crate) fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let mut file = open_new(path, mode)?;
-    file.write_all(contents).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))?;
-    sync_dir(&parent_dir(path))
+    let result = write_synced(path, contents, mode).and_then(|()| sync_dir(&parent_dir(path)));
+    if result.is_err() {
+        // Nothing existed before: a partial file must not stay behind to
+        // be mistaken for a complete one (it would fail its checksum).
+        let _ = fs::remove_file(path);
+    }
+    result
 }
 
 fn write_synced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut file = open_new(path, mode)?;
-    file.write_all(contents).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))
+    inject_write(&mut file, contents)
+        .and_then(|()| file.write_all(contents))
+        .map_err(|e| Error::io(path, e))?;
+    inject(Step::SyncFile)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// A short write: part of `contents` reaches the file, then the error.
+#[cfg(test)]
+fn inject_write(file: &mut File, contents: &[u8]) -> std::io::Result<()> {
+    if faults::armed_for(Step::Write) == Some(Fault::ShortWrite) {
+        file.write_all(&contents[..contents.len() / 2])?;
+    }
+    inject(Step::Write)
+}
+#[cfg(not(test))]
+#[inline(always)]
+fn inject_write(_file: &mut File, _contents: &[u8]) -> std::io::Result<()> {
+    inject(Step::Write)
 }
 
 fn open_new(path: &Path, mode: u32) -> Result<File> {
@@ -52,7 +99,9 @@ fn open_new(path: &Path, mode: u32) -> Result<File> {
     }
     #[cfg(not(unix))]
     let _ = mode;
-    options.open(path).map_err(|e| Error::io(path, e))
+    inject(Step::Create)
+        .and_then(|()| options.open(path))
+        .map_err(|e| Error::io(path, e))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -77,7 +126,8 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
 fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
-        File::open(dir)
+        inject(Step::SyncDir)
+            .and_then(|()| File::open(dir))
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(dir, e))
     }
@@ -85,6 +135,83 @@ fn sync_dir(dir: &Path) -> Result<()> {
     {
         let _ = dir;
         Ok(())
+    }
+}
+
+/// One-shot I/O faults for tests, armed per thread.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::cell::Cell;
+    use std::io;
+
+    /// A step of a durable file write.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Step {
+        /// Creating the (temporary) file.
+        Create,
+        /// Writing its contents.
+        Write,
+        /// fsync of the file.
+        SyncFile,
+        /// Renaming it over the target.
+        Rename,
+        /// fsync of the directory.
+        SyncDir,
+    }
+
+    /// How the step fails.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Fault {
+        /// ENOSPC.
+        NoSpace,
+        /// Half the bytes written, then ENOSPC (only at [`Step::Write`]).
+        ShortWrite,
+        /// EIO, as a failing fsync reports.
+        SyncFailed,
+    }
+
+    /// Every step, with the faults that make sense there.
+    pub(crate) const ALL: [(Step, Fault); 6] = [
+        (Step::Create, Fault::NoSpace),
+        (Step::Write, Fault::NoSpace),
+        (Step::Write, Fault::ShortWrite),
+        (Step::SyncFile, Fault::SyncFailed),
+        (Step::Rename, Fault::NoSpace),
+        (Step::SyncDir, Fault::SyncFailed),
+    ];
+
+    thread_local! {
+        static ARMED: Cell<Option<(Step, Fault)>> = const { Cell::new(None) };
+    }
+
+    /// Makes the next `step` on this thread fail with `fault` (once).
+    pub(crate) fn arm(step: Step, fault: Fault) {
+        ARMED.with(|a| a.set(Some((step, fault))));
+    }
+
+    /// True if a fault is still armed (its step was never reached).
+    pub(crate) fn pending() -> bool {
+        ARMED.with(|a| a.get().is_some())
+    }
+
+    /// Disarms any fault.
+    pub(crate) fn disarm() {
+        ARMED.with(|a| a.set(None));
+    }
+
+    pub(super) fn armed_for(step: Step) -> Option<Fault> {
+        ARMED.with(|a| a.get().filter(|(s, _)| *s == step).map(|(_, f)| f))
+    }
+
+    pub(super) fn inject(step: Step) -> io::Result<()> {
+        let Some(fault) = armed_for(step) else {
+            return Ok(());
+        };
+        disarm();
+        Err(match fault {
+            Fault::NoSpace | Fault::ShortWrite => io::Error::from_raw_os_error(28),
+            Fault::SyncFailed => io::Error::from_raw_os_error(5),
+        })
     }
 }
 

@@ -47,6 +47,8 @@ pub mod backup;
 pub mod cipher;
 mod codec;
 mod error;
+#[cfg(test)]
+mod fault_tests;
 mod fsutil;
 pub mod monitor;
 pub mod provider;
