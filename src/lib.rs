@@ -50,6 +50,8 @@ mod error;
 #[cfg(test)]
 mod fault_tests;
 mod fsutil;
+#[cfg(test)]
+mod hygiene_tests;
 pub mod monitor;
 pub mod provider;
 pub mod registry;

@@ -257,6 +257,14 @@ impl LocalKeyProvider {
             .collect()
     }
 
+    /// Key `id`'s material, for tests that look for it where it must not be.
+    #[cfg(test)]
+    pub(crate) fn material_for_tests(&self, id: &str) -> Option<[u8; crate::secret::KEY_LEN]> {
+        self.read_keys()
+            .get(id)
+            .map(|k| *k.material.expose_secret())
+    }
+
     fn set_state(&self, id: &str, state: KeyState) -> Result<()> {
         self.update(|keys| {
             let key = keys

@@ -153,6 +153,26 @@ impl Zone {
         self.state().ezks.values().map(Arc::downgrade).collect()
     }
 
+    /// The zone's EZKs and the DEKs of `segments` (id, bytes starting with
+    /// the header), for tests that look for them where they must not be.
+    #[cfg(test)]
+    pub(crate) fn secrets_for_tests(
+        &self,
+        segments: &[(&str, &[u8])],
+    ) -> Vec<[u8; crate::secret::KEY_LEN]> {
+        let mut secrets: Vec<_> = self
+            .state()
+            .ezks
+            .values()
+            .map(|e| *e.key.expose_secret())
+            .collect();
+        for (id, bytes) in segments {
+            let (dek, _) = self.open_header(id, bytes).expect("a segment of this zone");
+            secrets.push(*dek.expose_secret());
+        }
+        secrets
+    }
+
     /// A handle that does not keep the zone open.
     pub(crate) fn downgrade(&self) -> WeakZone {
         WeakZone(Arc::downgrade(&self.inner))
