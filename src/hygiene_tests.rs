@@ -61,7 +61,7 @@ fn encodings(secret: &[u8; KEY_LEN]) -> Vec<(String, Vec<u8>)> {
         ] {
             let text = engine.encode(&secret[shift..]);
             let whole = (KEY_LEN - shift) / 3 * 4;
-            found.push((format!("{name}+{shift}"), text[..whole].as_bytes().to_vec()));
+            found.push((format!("{name}+{shift}"), text.as_bytes()[..whole].to_vec()));
         }
     }
     found
@@ -214,7 +214,6 @@ async fn no_key_material_in_any_output() {
     render(&SecretKey::generate().unwrap());
     secrets.push(local.material_for_tests("root-1").unwrap());
     secrets.push(local.material_for_tests("root-2").unwrap());
-    drop(render);
 
     for e in &errors {
         let mut chain = format!("{e} | {e:?}");

@@ -50,6 +50,9 @@ mod error;
 #[cfg(test)]
 mod fault_tests;
 mod fsutil;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(test)]
 mod hygiene_tests;
 pub mod monitor;

@@ -71,6 +71,12 @@ pub use create::{create_backup, Bundle};
 pub use restore::{PreparedRestore, Restore, RestoreReport, RestoredSegment};
 pub use state::RestoreMode;
 
+/// Parses a restore state file, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_restore_state(bytes: &[u8]) -> crate::Result<()> {
+    state::RestoreState::parse(bytes).map(drop)
+}
+
 /// The bundle manifest's file name in a backup directory.
 pub const BUNDLE_MANIFEST: &str = "backup.manifest";
 /// The directory of segment files, in a backup and in a restore.

@@ -460,6 +460,12 @@ fn encode(region: &str, keys: &BTreeMap<String, LocalKey>) -> Vec<u8> {
     out
 }
 
+/// Parses a key file and counts its keys, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_key_file(bytes: &[u8]) -> Result<usize> {
+    decode(bytes).map(|(_, keys)| keys.len())
+}
+
 fn decode(bytes: &[u8]) -> Result<(String, BTreeMap<String, LocalKey>)> {
     let mut r = open_checksummed(bytes, MAGIC, FILE_VERSION, WHAT)?;
     let region = r.str("region", MAX_REGION_LEN)?;

@@ -28,7 +28,7 @@ use crate::Result;
 
 #[cfg(feature = "aws-kms")]
 pub mod aws;
-mod local;
+pub(crate) mod local;
 mod state;
 mod validate;
 

@@ -30,7 +30,7 @@ use crate::{fsutil, Error, Result};
 
 mod state;
 
-use state::RegistryState;
+pub(crate) use state::RegistryState;
 pub use state::{RegisteredKey, RegisteredZone};
 
 /// Root keys a project may hold unless configured otherwise.
