@@ -4,7 +4,9 @@
 //! fresh DEK), with a plaintext restore and a bare copy of the bundle's
 //! files (read, write, fsync each, rename) as baselines, all in one run.
 //!
-//! `cargo bench --bench backup` (`CMEK_BENCH_SEGMENTS=n` for another count)
+//! `cargo bench --bench backup` (`CMEK_BENCH_SEGMENTS=n` for another
+//! count; `CMEK_BENCH_DIR=/dev/shm` to work on a memory file system, where
+//! fsync costs nothing and the restores' own work shows)
 //!
 //! Every restore goes to a fresh directory, removed after the timed part.
 
@@ -29,7 +31,10 @@ struct Setup {
 }
 
 fn setup(segments: usize) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = match std::env::var_os("CMEK_BENCH_DIR") {
+        Some(base) => tempfile::tempdir_in(base).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -266,8 +266,14 @@ async fn expect_corrupt(s: &Setup, bundle: &Path, mode: RestoreMode, segment: &s
         other => panic!("{mode:?}: expected a corrupt segment, got {other}"),
     }
     assert!(err.to_string().contains(segment), "{err}");
-    // Nothing of the bad segment is in place.
+    // Nothing of the bad segment is in place, nor left behind.
     assert!(!file_of(&dest, segment).exists());
+    if let Ok(entries) = std::fs::read_dir(dest.join(SEGMENTS_DIR)) {
+        for e in entries {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            assert!(!name.starts_with('.'), "{mode:?}: {name} left behind");
+        }
+    }
 }
 
 #[tokio::test]

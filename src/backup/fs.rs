@@ -46,6 +46,8 @@ pub(crate) trait Fs: Send + Sync + fmt::Debug {
     fn sync_dir(&self, dir: &Path) -> Result<()>;
     /// Replaces a small file atomically and durably.
     fn write_atomic(&self, path: &Path, contents: &[u8]) -> Result<()>;
+    /// Removes a file; a missing one is not an error.
+    fn remove_file(&self, path: &Path) -> Result<()>;
 }
 
 /// The operating system's file system.
@@ -147,6 +149,13 @@ impl Fs for RealFs {
 
     fn write_atomic(&self, path: &Path, contents: &[u8]) -> Result<()> {
         fsutil::write_atomic(path, contents, FILE_MODE)
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -40,7 +40,6 @@ use super::names::{partial_file_name, segment_file_name};
 use super::state::{RestoreMode, RestoreState};
 use super::{copy_all, CopyError, Phase, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST};
 use crate::provider::KeyRef;
-use crate::stream::Params;
 use crate::zone::{
     Keyring, MemoryManifestStore, SegmentHeader, Zone, ZoneId, ZoneSpec, SEGMENT_HEADER_LEN,
 };
@@ -463,18 +462,29 @@ impl PreparedRestore {
     }
 
     /// Restores one segment to a temporary file, verifies it, and renames
-    /// it into place.
+    /// it into place. On failure the temporary file is removed: it may
+    /// hold part of a segment that did not verify (plaintext, in plaintext
+    /// mode).
     fn restore_segment(&self, seg: &BundleSegment, seg_dir: &Path) -> Result<()> {
+        let partial = seg_dir.join(partial_file_name(&seg.segment_id));
+        let final_path = seg_dir.join(segment_file_name(&seg.segment_id));
+        let result = self.write_segment(seg, &partial, &final_path);
+        if result.is_err() {
+            // Best effort: a rerun overwrites it anyway.
+            let _ = self.fs.remove_file(&partial);
+        }
+        result
+    }
+
+    fn write_segment(&self, seg: &BundleSegment, partial: &Path, final_path: &Path) -> Result<()> {
         let id = seg.segment_id.as_str();
         let src_path = self.bundle.segment_path(id);
-        let partial = seg_dir.join(partial_file_name(id));
-        let final_path = seg_dir.join(segment_file_name(id));
         let mut input = HashingReader::new(open_segment(&*self.fs, &src_path, id)?);
-        let mut out = self.fs.create(&partial)?;
+        let mut out = self.fs.create(partial)?;
         let paths = Paths {
             segment: id,
             source: &src_path,
-            dest: &partial,
+            dest: partial,
         };
         match (self.mode, &self.target) {
             (RestoreMode::Rewrap, Some(target)) => {
@@ -486,7 +496,7 @@ impl PreparedRestore {
                     .source
                     .rewrap_header_into(target, id, &header)
                     .map_err(|e| paths.content_error(e))?;
-                out.write_all(&header).map_err(|e| Error::io(&partial, e))?;
+                out.write_all(&header).map_err(|e| Error::io(partial, e))?;
                 // The body is copied as it is, and authenticated on the way
                 // through the new zone, as the new zone will read it.
                 let mut tee = Tee {
@@ -502,7 +512,7 @@ impl PreparedRestore {
                         })
                     });
                 if let Some(failed) = tee.failed.take() {
-                    return Err(failed.with_paths(&src_path, &partial));
+                    return Err(failed.with_paths(&src_path, partial));
                 }
                 result.map_err(|e| paths.content_error(e))?;
             }
@@ -525,7 +535,7 @@ impl PreparedRestore {
             _ => unreachable!("the mode and the target are set together"),
         }
         check_record(seg, input.finish())?;
-        commit(&*self.fs, out, &partial, &final_path)
+        commit(&*self.fs, out, partial, final_path)
     }
 
     /// Checks a segment at its final name: present, of the length the
@@ -540,17 +550,17 @@ impl PreparedRestore {
                 io::Error::new(io::ErrorKind::NotFound, "restored segment vanished"),
             )
         })?;
-        let expected = match self.mode {
-            RestoreMode::Rewrap => seg.len,
-            mode => {
-                let plaintext = self.plaintext_len(seg)?;
-                if mode == RestoreMode::Plaintext {
-                    plaintext
-                } else {
-                    let params = self.restored_params(&path)?;
-                    SEGMENT_HEADER_LEN as u64 + params.ciphertext_len(plaintext)?
-                }
+        let header = match self.mode {
+            RestoreMode::Plaintext => None,
+            _ => Some(read_header(&*self.fs, &path)?),
+        };
+        let expected = match (self.mode, &header) {
+            (RestoreMode::Rewrap, _) => seg.len,
+            (RestoreMode::Reencrypt, Some(header)) => {
+                let params = SegmentHeader::parse(header)?.stream_params()?;
+                SEGMENT_HEADER_LEN as u64 + params.ciphertext_len(self.plaintext_len(seg)?)?
             }
+            _ => self.plaintext_len(seg)?,
         };
         if len != expected {
             return Err(Error::malformed(
@@ -558,8 +568,7 @@ impl PreparedRestore {
                 format!("{} has {len} bytes, expected {expected}", path.display()),
             ));
         }
-        if let Some(target) = &self.target {
-            let header = read_header(&*self.fs, &path)?;
+        if let (Some(target), Some(header)) = (&self.target, &header) {
             target.segment_reader(id, &header[..])?;
         }
         Ok(RestoredSegment {
@@ -576,11 +585,6 @@ impl PreparedRestore {
         header
             .stream_params()?
             .plaintext_len(seg.len - SEGMENT_HEADER_LEN as u64)
-    }
-
-    /// The stream parameters of a restored segment, from its header.
-    fn restored_params(&self, path: &Path) -> Result<Params> {
-        SegmentHeader::parse(&read_header(&*self.fs, path)?)?.stream_params()
     }
 }
 

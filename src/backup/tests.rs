@@ -150,6 +150,10 @@ impl Fs for FaultyFs {
         RealFs.write_atomic(path, contents)?;
         self.step(path)
     }
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        self.step(path)?;
+        RealFs.remove_file(path)
+    }
 }
 
 /// A zone with segments under two EZK versions, its files on disk, and
