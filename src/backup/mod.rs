@@ -34,7 +34,7 @@
 //! **Across regions**: a backup copied to another region restores there
 //! through a provider of that region. A backup made under a multi-region
 //! key (`mrk-`) is opened with its replica there; one made under a
-//! single-region key is refused with [`Error::RegionMismatch`](crate::Error::RegionMismatch)
+//! single-region key is refused with [`Error::RegionMismatch`]
 //! before any provider call.
 //!
 //! **Crash safety and resumption**: a restore records what it restores and

@@ -58,7 +58,7 @@ enum Target {
 }
 
 /// A restore of one backup into one destination directory. See the
-/// [module docs](self) for the order of work and its crash safety.
+/// [module docs](crate::backup) for the modes, regions and crash safety.
 ///
 /// ```no_run
 /// # async fn f(source: std::sync::Arc<cmek::zone::Keyring>, target: std::sync::Arc<cmek::zone::Keyring>,
