@@ -530,3 +530,60 @@ async fn committed_backup_vector_restores_in_every_mode() {
         }
     }
 }
+
+/// A zone restored by rewrapping can itself be backed up and restored
+/// again, both ways: its bodies keep the first zone's binding, and new
+/// segments written after the first restore come along.
+#[tokio::test]
+async fn a_restored_zone_backs_up_and_restores_again() {
+    let s = setup().await;
+    let first = s.backup("first");
+    let restored = s.path("restored");
+    let zone = s
+        .restore(first.dir(), &restored, RestoreMode::Rewrap)
+        .run(|_| {})
+        .await
+        .unwrap()
+        .zone
+        .unwrap();
+    let mut files: Vec<(String, PathBuf)> = s
+        .plaintexts
+        .keys()
+        .map(|id| (id.clone(), file_of(&restored, id)))
+        .collect();
+    let later = s.path("later.seg");
+    std::fs::write(
+        &later,
+        zone.encrypt_segment("orders/later", b"written after")
+            .unwrap(),
+    )
+    .unwrap();
+    files.push(("orders/later".into(), later));
+    zone.rotate_ezk().await.unwrap();
+
+    let second = create_backup(&zone.manifest(), files, s.path("second"), |_| {}).unwrap();
+    for mode in [RestoreMode::Rewrap, RestoreMode::Reencrypt] {
+        let dest = s.path(&format!("again-{mode:?}"));
+        let again = s
+            .restore(second.dir(), &dest, mode)
+            .run(|_| {})
+            .await
+            .unwrap()
+            .zone
+            .unwrap();
+        let expected_body_zone = match mode {
+            RestoreMode::Rewrap => s.zone.id(),
+            _ => again.id(),
+        };
+        assert_eq!(again.manifest().body_zone_id(), expected_body_zone);
+        for (id, pt) in &s.plaintexts {
+            let bytes = std::fs::read(file_of(&dest, id)).unwrap();
+            assert_eq!(&again.decrypt_segment(id, &bytes).unwrap()[..], &pt[..]);
+        }
+        let bytes = std::fs::read(file_of(&dest, "orders/later")).unwrap();
+        assert_eq!(
+            &again.decrypt_segment("orders/later", &bytes).unwrap()[..],
+            b"written after"
+        );
+    }
+}

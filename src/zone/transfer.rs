@@ -67,3 +67,47 @@ impl Zone {
         .to_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Keyring, MemoryManifestStore, ZoneId, ZoneSpec};
+    use crate::testing::MockProvider;
+    use crate::Error;
+
+    #[tokio::test]
+    async fn a_transferred_header_opens_the_same_body_only_where_bodies_match() {
+        let kms = Arc::new(MockProvider::new());
+        let root = kms.add_key("root");
+        let keyring = Keyring::new(kms.clone());
+        let spec = ZoneSpec::new("z", "mock-region-1", root);
+        let store = || Arc::new(MemoryManifestStore::new());
+        let source = keyring.create_zone(store(), spec.clone()).await.unwrap();
+        let segment = source.encrypt_segment("s", b"body").unwrap();
+
+        // A zone that binds bodies to its own id cannot take the header.
+        let other = keyring.create_zone(store(), spec.clone()).await.unwrap();
+        let err = source
+            .rewrap_header_into(&other, "s", &segment)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+
+        // One that binds them to the source's body zone id can.
+        let id = ZoneId::generate().unwrap();
+        let target = keyring
+            .create_zone_with_ids(store(), spec, id, source.id())
+            .await
+            .unwrap();
+        let header = source.rewrap_header_into(&target, "s", &segment).unwrap();
+        let moved = [&header[..], &segment[128..]].concat();
+        assert_eq!(&target.decrypt_segment("s", &moved).unwrap()[..], b"body");
+        assert_eq!(&moved[8..24], id.as_bytes(), "bound to the target zone");
+        // Not under another segment id, and not back in the source zone.
+        assert!(source.rewrap_header_into(&target, "t", &segment).is_err());
+        assert!(source.decrypt_segment("s", &moved).is_err());
+        // A body from the target's own new segments opens there too.
+        let fresh = target.encrypt_segment("n", b"new").unwrap();
+        assert_eq!(&target.decrypt_segment("n", &fresh).unwrap()[..], b"new");
+    }
+}
