@@ -309,3 +309,102 @@ async fn opening_through_a_throttling_burst() {
     assert!(zone.is_available());
     assert_eq!(&zone.decrypt_segment("s", &segment).unwrap()[..], b"data");
 }
+
+#[tokio::test]
+async fn file_rewrap_faults_lose_nothing() {
+    // Each step of a journaled rewrap: the journal's creation, the header
+    // overwrite (the second write and file fsync), the journal's removal
+    // (the second directory fsync).
+    let cases = [
+        (Step::Create, Fault::NoSpace, 0),
+        (Step::Write, Fault::NoSpace, 0),
+        (Step::Write, Fault::ShortWrite, 0),
+        (Step::SyncFile, Fault::SyncFailed, 0),
+        (Step::SyncDir, Fault::SyncFailed, 0),
+        (Step::Write, Fault::NoSpace, 1),
+        (Step::Write, Fault::ShortWrite, 1),
+        (Step::SyncFile, Fault::SyncFailed, 1),
+        (Step::SyncDir, Fault::SyncFailed, 1),
+    ];
+    let kms = Arc::new(MockProvider::new());
+    let keyring = Keyring::new(kms.clone());
+    let zone = keyring
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("z", "local", kms.add_key("root")),
+        )
+        .await
+        .unwrap();
+    let plaintext = vec![7u8; 100_000];
+    let segment = zone.encrypt_segment("seg", &plaintext).unwrap();
+    zone.rotate_ezk().await.unwrap();
+
+    for case @ (step, fault, skip) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        fs::write(&path, &segment).unwrap();
+
+        faults::arm_nth(step, fault, skip);
+        assert_injected(zone.rewrap_file("seg", &path), dir.path(), (step, fault));
+        faults::disarm();
+
+        let opens = zone.decrypt_segment("seg", &fs::read(&path).unwrap());
+        if (step, fault, skip) == (Step::Write, Fault::ShortWrite, 1) {
+            // The header is torn: this is what the journal is for.
+            assert!(opens.is_err(), "{case:?}: a torn header must not open");
+        } else {
+            assert_eq!(&opens.unwrap()[..], &plaintext[..], "{case:?}");
+        }
+
+        // Running the rewrap again repairs and finishes it.
+        zone.rewrap_file("seg", &path).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(
+            &zone.decrypt_segment("seg", &bytes).unwrap()[..],
+            &plaintext[..],
+            "{case:?}"
+        );
+        assert_eq!(
+            crate::zone::SegmentHeader::parse(&bytes)
+                .unwrap()
+                .ezk_version(),
+            2
+        );
+        assert_eq!(files_in(dir.path()), ["seg"], "{case:?}: journal removed");
+    }
+}
+
+#[tokio::test]
+async fn a_torn_header_without_a_usable_journal_is_an_integrity_error() {
+    let kms = Arc::new(MockProvider::new());
+    let keyring = Keyring::new(kms.clone());
+    let zone = keyring
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("z", "local", kms.add_key("root")),
+        )
+        .await
+        .unwrap();
+    let segment = zone.encrypt_segment("seg", b"data").unwrap();
+    zone.rotate_ezk().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let journal = dir.path().join(".seg.cmek-rewrap");
+
+    // An incomplete journal (a crash while it was written) beside an intact
+    // segment is dropped, and the rewrap goes on.
+    fs::write(&path, &segment).unwrap();
+    fs::write(&journal, b"partial").unwrap();
+    zone.rewrap_file("seg", &path).unwrap();
+    assert_eq!(files_in(dir.path()), ["seg"]);
+
+    // A torn header with an incomplete journal cannot be repaired: say so,
+    // and keep the journal and the file for a human to look at.
+    let mut torn = segment.to_vec();
+    torn[60..90].fill(0);
+    fs::write(&path, &torn).unwrap();
+    fs::write(&journal, b"partial").unwrap();
+    let err = zone.rewrap_file("seg", &path).unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    assert_eq!(files_in(dir.path()), [".seg.cmek-rewrap", "seg"]);
+}

@@ -65,6 +65,31 @@ pub(crate) fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
     result
 }
 
+/// Overwrites the first `bytes.len()` bytes of `file` (open at `path`) and
+/// fsyncs its data.
+pub(crate) fn overwrite_start(file: &mut File, path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    inject_write(file, bytes)
+        .and_then(|()| file.write_all(bytes))
+        .map_err(|e| Error::io(path, e))?;
+    inject(Step::SyncFile)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Removes `path` (gone already is fine) and syncs its directory, so that
+/// the removal survives a crash.
+pub(crate) fn remove_durably(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    sync_dir(&parent_dir(path))
+}
+
 fn write_synced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut file = open_new(path, mode)?;
     inject_write(&mut file, contents)
@@ -182,11 +207,18 @@ pub(crate) mod faults {
 
     thread_local! {
         static ARMED: Cell<Option<(Step, Fault)>> = const { Cell::new(None) };
+        static SKIP: Cell<u32> = const { Cell::new(0) };
     }
 
     /// Makes the next `step` on this thread fail with `fault` (once).
     pub(crate) fn arm(step: Step, fault: Fault) {
+        arm_nth(step, fault, 0);
+    }
+
+    /// Makes the `skip + 1`-th `step` on this thread fail with `fault`.
+    pub(crate) fn arm_nth(step: Step, fault: Fault, skip: u32) {
         ARMED.with(|a| a.set(Some((step, fault))));
+        SKIP.with(|s| s.set(skip));
     }
 
     /// True if a fault is still armed (its step was never reached).
@@ -199,12 +231,17 @@ pub(crate) mod faults {
         ARMED.with(|a| a.set(None));
     }
 
+    /// The fault armed for this occurrence of `step`, if any.
     pub(super) fn armed_for(step: Step) -> Option<Fault> {
-        ARMED.with(|a| a.get().filter(|(s, _)| *s == step).map(|(_, f)| f))
+        let armed = ARMED.with(|a| a.get().filter(|(s, _)| *s == step).map(|(_, f)| f));
+        armed.filter(|_| SKIP.with(|s| s.get()) == 0)
     }
 
     pub(super) fn inject(step: Step) -> io::Result<()> {
         let Some(fault) = armed_for(step) else {
+            if ARMED.with(|a| a.get().is_some_and(|(s, _)| s == step)) {
+                SKIP.with(|s| s.set(s.get() - 1));
+            }
             return Ok(());
         };
         disarm();

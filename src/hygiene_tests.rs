@@ -87,7 +87,12 @@ async fn no_key_material_in_any_output() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The process-wide default, not a scoped one: tests on other threads
+    // register the same callsites, and with only a scoped subscriber a
+    // callsite first seen elsewhere may stay disabled here. Other tests'
+    // events land in the capture too, which only widens the search.
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("no other test sets a global subscriber");
 
     let dir = tempfile::tempdir().unwrap();
     let mut rendered: Vec<String> = Vec::new();

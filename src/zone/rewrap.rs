@@ -6,9 +6,17 @@
 //! identity, not to the wrapped DEK). The new EZK version is in the
 //! persisted manifest before any segment is rewrapped
 //! ([`Zone::rotate_ezk`] persists first), and the old one stays until the
-//! caller retires it, so a file holds a decryptable header at every instant
-//! — provided the 128-byte write at offset 0 is not torn. It lies within the
-//! first 512-byte sector, which storage devices write atomically.
+//! caller retires it.
+//!
+//! [`Zone::rewrap_file`] does not rely on the 128-byte overwrite being
+//! atomic: it first saves the old header in a journal file beside the
+//! segment (`.NAME.cmek-rewrap`: the header ‖ its SHA-256, fsynced), then
+//! overwrites and fsyncs, then removes the journal durably. If the write is
+//! torn (a short write, a failing disk, a crash), the next `rewrap_file` of
+//! that segment finds the journal, keeps the header if it opens, or puts
+//! the old one back if not, and goes on. Until then the segment does not
+//! open; nothing is lost. [`Zone::rewrap_in_place`] on a caller's file has
+//! no journal: it relies on the write not being torn.
 //!
 //! A batch ([`Zone::rewrap_files`]) is resumable: a segment already under the
 //! active version is skipped, so running the batch again after a crash
@@ -21,7 +29,57 @@ use std::path::{Path, PathBuf};
 use super::header::{self, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::{read_header, unwrap_dek, Zone};
 use crate::cipher::{fill_random, Nonce, NONCE_LEN};
+use crate::fsutil;
 use crate::{Error, Result};
+
+/// The rewrap journal: the old header of a segment being rewrapped.
+mod journal {
+    use std::path::{Path, PathBuf};
+
+    use super::SEGMENT_HEADER_LEN;
+    use crate::cipher::{sha256, SHA256_LEN};
+    use crate::{fsutil, Error, Result};
+
+    const LEN: usize = SEGMENT_HEADER_LEN + SHA256_LEN;
+
+    /// `DIR/.NAME.cmek-rewrap` for segment file `DIR/NAME`.
+    pub(super) fn path_for(segment: &Path) -> Result<PathBuf> {
+        let name = segment.file_name().ok_or_else(|| {
+            Error::InvalidArgument(format!("{} is not a file path", segment.display()))
+        })?;
+        let mut journal = std::ffi::OsString::from(".");
+        journal.push(name);
+        journal.push(".cmek-rewrap");
+        Ok(segment.with_file_name(journal))
+    }
+
+    /// Saves `header` durably; fails if a journal exists.
+    pub(super) fn write(path: &Path, header: &[u8; SEGMENT_HEADER_LEN]) -> Result<()> {
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(&sha256(&[header]));
+        fsutil::create_new(path, &bytes, 0o600)
+    }
+
+    /// `None` if there is no journal; `Some(None)` if there is one but it
+    /// is incomplete (a crash while it was written, before the segment was
+    /// touched); `Some(Some(header))` otherwise.
+    #[allow(clippy::option_option)]
+    pub(super) fn read(path: &Path) -> Result<Option<Option<[u8; SEGMENT_HEADER_LEN]>>> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        if bytes.len() != LEN
+            || sha256(&[&bytes[..SEGMENT_HEADER_LEN]])[..] != bytes[SEGMENT_HEADER_LEN..]
+        {
+            return Ok(Some(None));
+        }
+        Ok(Some(Some(
+            bytes[..SEGMENT_HEADER_LEN].try_into().expect("LEN bytes"),
+        )))
+    }
+}
 
 /// What a rewrap did to one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,25 +227,68 @@ impl Zone {
         Ok(outcome)
     }
 
-    /// Rewraps the segment file at `path` in place and fsyncs it before
-    /// returning.
+    /// Rewraps the segment file at `path` in place, journaled (see the
+    /// [module docs](self)), and fsyncs it before returning. First repairs
+    /// a header torn by an earlier interrupted rewrap.
     ///
     /// # Errors
     /// As [`rewrap_in_place`](Self::rewrap_in_place), with the path in I/O
-    /// errors.
+    /// errors; [`Error::Integrity`] if the header is torn and its journal
+    /// cannot repair it.
     pub fn rewrap_file(&self, segment_id: &str, path: &Path) -> Result<RewrapOutcome> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        let outcome = self
-            .rewrap_in_place(segment_id, &mut file)
-            .map_err(|e| with_path(e, path))?;
+        let journal = journal::path_for(path)?;
+        self.recover_journal(segment_id, &mut file, path, &journal)?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
+        let old = read_header(&mut file).map_err(|e| with_path(e, path))?;
+        let mut new = old;
+        let outcome = self.rewrap_segment(segment_id, &mut new)?;
         if outcome != RewrapOutcome::AlreadyCurrent {
-            file.sync_data().map_err(|e| Error::io(path, e))?;
+            journal::write(&journal, &old)?;
+            fsutil::overwrite_start(&mut file, path, &new)?;
+            fsutil::remove_durably(&journal)?;
         }
         Ok(outcome)
+    }
+
+    /// Finishes what an interrupted [`rewrap_file`](Self::rewrap_file)
+    /// left: keeps the header if it opens, else puts the journaled one
+    /// back; then removes the journal.
+    fn recover_journal(
+        &self,
+        segment_id: &str,
+        file: &mut std::fs::File,
+        path: &Path,
+        journal: &Path,
+    ) -> Result<()> {
+        let Some(saved) = journal::read(journal)? else {
+            return Ok(());
+        };
+        // Below, a header that does not open is taken as torn: make sure
+        // that is not because the zone cannot open any.
+        self.state().ensure_available()?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
+        let current = read_header(file).map_err(|e| with_path(e, path))?;
+        if self.open_header(segment_id, &current).is_err() {
+            match saved {
+                Some(old) if self.open_header(segment_id, &old).is_ok() => {
+                    tracing::warn!(path = %path.display(), "restoring a segment header torn by an interrupted rewrap");
+                    fsutil::overwrite_start(file, path, &old)?;
+                }
+                _ => {
+                    return Err(Error::Integrity {
+                        what: "segment header (torn by an interrupted rewrap, and its journal cannot restore it)",
+                    })
+                }
+            }
+        }
+        fsutil::remove_durably(journal)
     }
 
     /// Rewraps many segment files, each given as (segment id, path),
