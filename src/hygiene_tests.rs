@@ -1,7 +1,8 @@
 //! Secret hygiene: no key material in any rendering the crate produces.
 //!
 //! A full run — create, write (one-shot, streaming, seekable), rotate,
-//! rewrap, rotate the root, revoke and restore the key under the monitor,
+//! rewrap, rotate the root, back up and restore (rewrap and plaintext),
+//! revoke and re-enable the key under the monitor,
 //! reopen, fail in every way — runs under a `tracing` subscriber that
 //! records everything at TRACE level. Then every root key, EZK and DEK of
 //! the run is looked for in that output and in the `Debug` and `Display`
@@ -155,6 +156,40 @@ async fn no_key_material_in_any_output() {
     let third = zone.encrypt_segment("seg-3", b"after rotation").unwrap();
     secrets.extend(zone.secrets_for_tests(&[("seg-3", &third)]));
 
+    // A backup, and its restore into a new zone and to plaintext.
+    let third_path = dir.path().join("seg-3.bin");
+    std::fs::write(&third_path, &third).unwrap();
+    let bundle = crate::backup::create_backup(
+        &zone.manifest(),
+        [("seg-1", path.clone()), ("seg-3", third_path)],
+        dir.path().join("backup"),
+        |p| render(p),
+    )
+    .unwrap();
+    render(bundle.manifest());
+    let restored = crate::backup::Restore::rewrap(
+        bundle.dir(),
+        dir.path().join("restored"),
+        keyring.clone(),
+        keyring.clone(),
+        ZoneSpec::new("orders-restored", "local", root.clone()),
+    )
+    .run(|p| render(p))
+    .await
+    .unwrap();
+    render(&restored);
+    secrets.extend(restored.zone.as_ref().unwrap().secrets_for_tests(&[]));
+    let plain = crate::backup::Restore::plaintext(
+        bundle.dir(),
+        dir.path().join("plain"),
+        keyring.clone(),
+        "local",
+    )
+    .run(|p| render(p))
+    .await
+    .unwrap();
+    render(&plain);
+
     // Revocation and restoration under the monitor.
     let monitor = KeyMonitor::new(MonitorConfig::default());
     let mut events = monitor.subscribe();
@@ -240,6 +275,7 @@ async fn no_key_material_in_any_output() {
         "key status changed",
         "zone availability changed",
         "registered root key",
+        "restore",
     ] {
         assert!(
             log_text.contains(expected),
