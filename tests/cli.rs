@@ -400,6 +400,12 @@ fn encrypt_decrypt_files_and_pipes() {
         .assert()
         .code(INTEGRITY)
         .stderr(contains("integrity check failed"));
+    // A device is written as it is, never replaced.
+    #[cfg(unix)]
+    {
+        env.ok(&["decrypt", "-z", "z", "seg", "-o", "/dev/null"]);
+        assert!(!Path::new("/dev/null").is_file());
+    }
     // No temporary file is left behind.
     let leftovers: Vec<_> = fs::read_dir(env.dir.path())
         .unwrap()
@@ -407,6 +413,28 @@ fn encrypt_decrypt_files_and_pipes() {
         .filter(|e| e.file_name().to_string_lossy().contains("cmek-tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn no_progress_bar_when_standard_error_is_not_a_terminal() {
+    let env = Env::new();
+    env.zone("z", "k", &[]);
+    // Above the size from which a terminal would get a bar.
+    let input = env.write("big", &vec![0x5a; (64 << 20) + 1]);
+    env.cmek()
+        .args(["encrypt", "-z", "z", s(&input), "-o", "big.seg"])
+        .assert()
+        .success()
+        .stderr(predicate::str::is_empty());
+    env.cmek()
+        .args(["decrypt", "-z", "z", "big.seg", "-o", "big.out"])
+        .assert()
+        .success()
+        .stderr(predicate::str::is_empty());
+    assert_eq!(
+        fs::metadata(env.path("big.out")).unwrap().len(),
+        (64 << 20) + 1
+    );
 }
 
 #[test]

@@ -50,7 +50,9 @@ pub struct Global {
     pub quiet: bool,
 }
 
-/// The commands. Each variant's module is named after it.
+/// The commands. A command group is a variant here, a module of its own
+/// beside `main.rs`, and one arm in `main::run`; variants with a subcommand
+/// enum (like `Key`) nest their own commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Register, check and manage root keys (local key file or AWS KMS).

@@ -47,10 +47,11 @@ fn segment_id(given: Option<String>, file: &Path, role: &str) -> CliResult<Strin
         })
 }
 
-/// Where output goes: standard output, or a temporary file renamed into
-/// place by [`Output::commit`] (and removed if the command fails first).
+/// Where output goes: written as it is (standard output, a device, a
+/// pipe), or a temporary file renamed into place by [`Output::commit`] (and
+/// removed if the command fails first).
 enum Output {
-    Stdout,
+    Direct,
     File { path: PathBuf, tmp: PathBuf },
 }
 
@@ -78,7 +79,25 @@ impl Write for OutFile {
 impl Output {
     fn open(path: &Path, force: bool) -> CliResult<(Self, OutFile)> {
         if is_stdio(path) {
-            return Ok((Output::Stdout, OutFile::Stdout(io::stdout())));
+            return Ok((Output::Direct, OutFile::Stdout(io::stdout())));
+        }
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(Failure::usage(format!(
+                    "{}: is a directory",
+                    path.display()
+                )))
+            }
+            // A device or pipe (e.g. /dev/null) is written as it is: it
+            // cannot be replaced by a rename.
+            Ok(meta) if !meta.is_file() => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| io_at(path, e))?;
+                return Ok((Output::Direct, OutFile::File(file)));
+            }
+            _ => {}
         }
         if !force && path.exists() {
             return Err(Failure::usage(format!(
@@ -108,15 +127,14 @@ impl Output {
     }
 
     /// Makes the output durable and visible under its name.
-    fn commit(mut self, out: OutFile) -> CliResult {
-        let file = match out {
-            OutFile::File(file) => file,
-            mut other => return other.flush().map_err(Failure::from),
-        };
+    fn commit(mut self, mut out: OutFile) -> CliResult {
         // From here on the temporary file is this function's to remove.
         let (path, tmp) = match &mut self {
             Output::File { path, tmp } => (std::mem::take(path), std::mem::take(tmp)),
-            Output::Stdout => return Ok(()),
+            Output::Direct => return out.flush().map_err(Failure::from),
+        };
+        let OutFile::File(file) = out else {
+            return Ok(());
         };
         let result = file
             .sync_all()
@@ -172,8 +190,8 @@ pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
     let mut chunks = Chunks::spawn(input);
     let mut writer = zone.segment_writer(&id, Sink::spawn(out)).context(&what)?;
     while let Some(chunk) = chunks.next_chunk().context(&what)? {
-        writer.write_all(&chunk).context(&what)?;
-        bar.inc(chunk.len() as u64);
+        writer.write_all(chunk.data()).context(&what)?;
+        bar.inc(chunk.data().len() as u64);
         chunks.recycle(chunk);
     }
     let out = writer
@@ -321,7 +339,8 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
     println!("file size       {size}");
     match (&plaintext, &chunks) {
         (Ok(p), Ok(c)) => {
-            println!("body            {body} bytes in {c} chunks");
+            let plural = if *c == 1 { "" } else { "s" };
+            println!("body            {body} bytes in {c} chunk{plural}");
             println!("plaintext       {p} bytes");
         }
         (Err(e), _) | (_, Err(e)) => println!("body            {body} bytes: invalid: {e}"),
