@@ -56,7 +56,17 @@ async fn create_key(endpoint: &str, multi_region: bool) -> String {
         .send()
         .await
         .unwrap();
-    out.key_metadata.unwrap().arn.unwrap()
+    let meta = out.key_metadata.unwrap();
+    if multi_region {
+        p.client()
+            .replicate_key()
+            .key_id(&meta.key_id)
+            .replica_region(OTHER_REGION)
+            .send()
+            .await
+            .unwrap();
+    }
+    meta.arn.unwrap()
 }
 
 /// `cmek` with its own state directory, the test server and test
@@ -224,4 +234,53 @@ async fn zones_under_a_kms_key_and_the_region_rule() {
         .args(["key", "validate", &second])
         .assert()
         .code(UNREACHABLE);
+}
+
+#[tokio::test]
+async fn a_multi_region_key_serves_its_replica_regions() {
+    let Some(endpoint) = endpoint() else { return };
+    let arn = create_key(&endpoint, true).await;
+    assert!(arn.contains(":key/mrk-"), "{arn}");
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("aws:{arn}");
+    let run = |args: &[&str]| cmek(dir.path(), &endpoint).args(args).assert();
+
+    run(&["key", "add", &key, "--replica-region", OTHER_REGION])
+        .success()
+        .stdout(contains(format!("serves {OTHER_REGION},{REGION}")));
+    // A zone in the replica's region, reached through the replica there.
+    run(&[
+        "zone",
+        "create",
+        "far",
+        "--key",
+        &key,
+        "--region",
+        OTHER_REGION,
+    ])
+    .success()
+    .stdout(contains(format!("in {OTHER_REGION}")));
+    run(&[
+        "zone",
+        "create",
+        "none",
+        "--key",
+        &key,
+        "--region",
+        "ap-south-1",
+    ])
+    .code(REFUSED);
+    let seg = dir.path().join("seg");
+    cmek(dir.path(), &endpoint)
+        .args(["encrypt", "-z", "far", "-o", seg.to_str().unwrap()])
+        .write_stdin("across regions")
+        .assert()
+        .success();
+    run(&["decrypt", "-z", "far", seg.to_str().unwrap()])
+        .success()
+        .stdout("across regions");
+    // The role policy lists the key in every region it serves.
+    run(&["policy", "role"])
+        .success()
+        .stdout(contains(arn.replace(REGION, OTHER_REGION)).and(contains(&arn)));
 }

@@ -39,12 +39,26 @@ async fn create(home: &Home, name: &str, key: &KeyArg, segment_size: usize) -> C
     let store = home.new_zone_store(name)?;
     let registry = home.registry()?;
     let (provider, root) = home.provider_for(key).await?;
-    if !registry.keys().iter().any(|k| k.key == root) {
+    let Some(registered) = registry.keys().into_iter().find(|k| k.key == root) else {
         return Err(Failure::usage(format!(
             "key {root} is not registered; add it first with `cmek key add`"
         )));
-    }
+    };
     let region = home.region().unwrap_or(root.region()).to_owned();
+    // The registry enforces the region rule when the zone is registered,
+    // but only a created zone has an id to register: checking here first
+    // refuses before any provider call (which would fail less clearly, on
+    // a replica that does not exist).
+    if !registered.regions.contains(&region) {
+        return Err(Failure::new(
+            Code::Refused,
+            format!(
+                "zone {name}: key {root} serves {} and cannot be used from region {region}: \
+                 a zone may only use a key of its own region (or a multi-region key replicated there)",
+                registered.regions.join(",")
+            ),
+        ));
+    }
     let mut spec = ZoneSpec::new(name, &region, root.clone());
     spec.stream = params;
     let zone = Keyring::new(provider)
