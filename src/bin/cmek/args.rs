@@ -216,7 +216,8 @@ pub struct DecryptArgs {
     pub input: PathBuf,
     /// Where to write the plaintext, or `-` for standard output. A file is
     /// written beside its final name and renamed into place only once every
-    /// byte authenticated.
+    /// byte authenticated. Standard output gets each chunk once it
+    /// authenticated: after a failure (exit 3) it holds the chunks before it.
     #[arg(long, short, default_value = "-")]
     pub output: PathBuf,
     /// The segment id it was encrypted with. Default: the input file's name
