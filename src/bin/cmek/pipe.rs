@@ -12,8 +12,10 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
-/// Bytes per buffer handed between threads.
-pub const BUF_LEN: usize = 1 << 20;
+/// Bytes per buffer handed between threads. Small enough that a buffer is
+/// still in cache when the other thread takes it: 1 MiB buffers made a
+/// 1 GiB encrypt about 25% slower than 256 KiB ones (128 KiB was no faster).
+pub const BUF_LEN: usize = 256 << 10;
 /// Buffers in flight per direction.
 const DEPTH: usize = 4;
 /// Alignment of a buffer's data: the kernel copies to and from the page
