@@ -66,7 +66,9 @@ pub use id::ZoneId;
 pub(crate) use keyring::unavailable_key_state;
 pub use keyring::{Keyring, ZoneSpec};
 pub use manifest::{EzkRecord, ZoneManifest, MAX_EZK_VERSIONS};
-pub use rewrap::{RewrapOutcome, RewrapProgress, RewrapSummary};
+pub use rewrap::{
+    is_rewrap_journal, rewrap_journal_path, RewrapOutcome, RewrapProgress, RewrapSummary,
+};
 pub use store::{FileManifestStore, ManifestStore, MemoryManifestStore};
 
 /// Stream header bytes other than its length byte.

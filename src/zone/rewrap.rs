@@ -32,6 +32,21 @@ use crate::cipher::{fill_random, Nonce, NONCE_LEN};
 use crate::fsutil;
 use crate::{Error, Result};
 
+/// The rewrap journal of segment file `segment` (`DIR/.NAME.cmek-rewrap`);
+/// it exists only while [`Zone::rewrap_file`] rewrites the header, or after
+/// it was interrupted.
+pub fn rewrap_journal_path(segment: &Path) -> Option<PathBuf> {
+    journal::path_for(segment).ok()
+}
+
+/// True if `path` names a rewrap journal rather than a segment (tools that
+/// walk a directory of segments skip these).
+pub fn is_rewrap_journal(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n.ends_with(journal::SUFFIX))
+}
+
 /// The rewrap journal: the old header of a segment being rewrapped.
 mod journal {
     use std::path::{Path, PathBuf};
@@ -41,6 +56,7 @@ mod journal {
     use crate::{fsutil, Error, Result};
 
     const LEN: usize = SEGMENT_HEADER_LEN + SHA256_LEN;
+    pub(super) const SUFFIX: &str = ".cmek-rewrap";
 
     /// `DIR/.NAME.cmek-rewrap` for segment file `DIR/NAME`.
     pub(super) fn path_for(segment: &Path) -> Result<PathBuf> {
@@ -49,7 +65,7 @@ mod journal {
         })?;
         let mut journal = std::ffi::OsString::from(".");
         journal.push(name);
-        journal.push(".cmek-rewrap");
+        journal.push(SUFFIX);
         Ok(segment.with_file_name(journal))
     }
 

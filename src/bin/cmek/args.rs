@@ -73,6 +73,45 @@ pub enum Command {
     /// Print the IAM policy documents the AWS KMS provider needs.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check every registered key and gate every zone on its key, once or
+    /// on an interval, printing each change (key status, zone
+    /// availability). Exits with the key-unavailable, access-denied or
+    /// unreachable code if the last check found a key unusable.
+    Monitor(MonitorArgs),
+}
+
+/// `cmek monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Check once, print the states and exit.
+    #[arg(long, conflicts_with = "checks")]
+    pub once: bool,
+    /// Stop after this many checks (default: run until interrupted).
+    #[arg(long, value_name = "N")]
+    pub checks: Option<u64>,
+    /// Seconds between the starts of two checks.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub interval: u64,
+    /// Stop serving a zone at the first check that cannot reach its key's
+    /// provider (default: serve for the grace period after the last good
+    /// check).
+    #[arg(long)]
+    pub fail_closed: bool,
+    /// Grace period, in seconds, while a key's provider is unreachable.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1800,
+        conflicts_with = "fail_closed"
+    )]
+    pub grace: u64,
+    /// Only describe keys; skip the test wrap and unwrap (which also
+    /// catches revoked permissions).
+    #[arg(long)]
+    pub no_test_wrap: bool,
+    /// One JSON object per line: each event, then the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A root key, written `PROVIDER:ID`: `local:NAME` for a key in the local

@@ -368,6 +368,22 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Adds the segment file at `path` to a rewrap batch; its file name is its
+/// segment id.
+fn push_segment(
+    path: &Path,
+    batch: &mut Vec<(String, PathBuf)>,
+    failed: &mut Vec<(PathBuf, Failure)>,
+) {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some(id) => batch.push((id.to_owned(), path.to_owned())),
+        None => failed.push((
+            path.to_owned(),
+            Failure::usage("no UTF-8 file name to use as segment id"),
+        )),
+    }
+}
+
 /// `cmek rewrap`.
 pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
     let dir = &args.dir;
@@ -385,23 +401,19 @@ pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
     let mut skipped = 0usize;
     let mut failed: Vec<(PathBuf, Failure)> = Vec::new();
     for path in entries {
-        if !path.is_file() {
+        if !path.is_file() || cmek::zone::is_rewrap_journal(&path) {
             continue;
         }
+        // A segment whose rewrap was interrupted may have a torn header:
+        // the library repairs it from its journal, so it goes in the batch.
+        let interrupted = cmek::zone::rewrap_journal_path(&path).is_some_and(|j| j.exists());
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         let got = File::open(&path).and_then(|mut f| read_up_to(&mut f, &mut header));
         match got {
             Err(e) => failed.push((path.clone(), io_at(&path, e))),
             Ok(n) => match SegmentHeader::parse(&header[..n]) {
-                Ok(h) if h.zone_id() == zone.id() => {
-                    match path.file_name().and_then(|n| n.to_str()) {
-                        Some(id) => batch.push((id.to_owned(), path.clone())),
-                        None => failed.push((
-                            path.clone(),
-                            Failure::usage("no UTF-8 file name to use as segment id"),
-                        )),
-                    }
-                }
+                Ok(h) if h.zone_id() == zone.id() => push_segment(&path, &mut batch, &mut failed),
+                _ if interrupted => push_segment(&path, &mut batch, &mut failed),
                 _ => skipped += 1,
             },
         }

@@ -11,6 +11,7 @@ mod exit;
 mod files;
 mod home;
 mod keys;
+mod monitor;
 mod pipe;
 mod policy;
 mod progress;
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> CliResult {
             Command::Inspect(args) => files::inspect(&home, args),
             Command::Rewrap(args) => files::rewrap(&home, args, quiet).await,
             Command::Policy(command) => policy::run(&home, command),
+            Command::Monitor(args) => monitor::run(&home, args).await,
         }
     })
 }
