@@ -1,8 +1,9 @@
 //! Restore costs: the same backup of 256 segments of 1 MiB restored by
 //! rewrapping (DEKs rewrapped, bodies copied and authenticated on the way)
 //! and by re-encryption (every segment decrypted and encrypted under a
-//! fresh DEK), with a plaintext restore and a bare copy of the bundle's
-//! files (read, write, fsync each, rename) as baselines, all in one run.
+//! fresh DEK), on one thread and on the default thread count, with a
+//! plaintext restore and a bare copy of the bundle's files (read, write,
+//! fsync each, rename; one thread) as baselines, all in one run.
 //!
 //! `cargo bench --bench backup` (`CMEK_BENCH_SEGMENTS=n` for another
 //! count; `CMEK_BENCH_DIR=/dev/shm` to work on a memory file system, where
@@ -118,6 +119,21 @@ fn restore(c: &mut Criterion) {
     g.bench_function("copy_files_baseline", |b| {
         b.iter_custom(|iters| s.time(iters, |dest| copy_files(&s.bundle, dest)))
     });
+    for (name, threads) in [("rewrap_1_thread", 1), ("reencrypt_1_thread", 1)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                s.time(iters, |dest| {
+                    let k = s.keyring.clone();
+                    let r = if name.starts_with("rewrap") {
+                        Restore::rewrap(&bundle, dest, k.clone(), k, s.spec())
+                    } else {
+                        Restore::reencrypt(&bundle, dest, k.clone(), k, s.spec())
+                    };
+                    s.rt.block_on(r.threads(threads).run(|_| {})).unwrap();
+                })
+            })
+        });
+    }
     g.bench_function("rewrap", |b| {
         b.iter_custom(|iters| {
             s.time(iters, |dest| {

@@ -44,7 +44,8 @@
 //! and authentication of header and body). Running the same restore again
 //! after a crash skips the segments already in place and redoes only the
 //! one that was interrupted; it finishes by checking every segment before
-//! it reports success.
+//! it reports success. Segments are independent, so a restore works on
+//! several at once ([`Restore::threads`]) without changing any of this.
 //!
 //! This module uses zones through their crate-internal API and must not
 //! know the segment or stream byte layouts beyond the header length.
