@@ -243,9 +243,11 @@ impl Zone {
         Ok(outcome)
     }
 
-    /// Rewraps the segment file at `path` in place, journaled (see the
-    /// [module docs](self)), and fsyncs it before returning. First repairs
-    /// a header torn by an earlier interrupted rewrap.
+    /// Rewraps the segment file at `path` in place and fsyncs it before
+    /// returning. The old header is journaled beside the segment first
+    /// ([`rewrap_journal_path`]; layout in `docs/FORMAT.md`), so a torn write
+    /// loses nothing: the next call first repairs a header that an
+    /// interrupted rewrap tore.
     ///
     /// # Errors
     /// As [`rewrap_in_place`](Self::rewrap_in_place), with the path in I/O
