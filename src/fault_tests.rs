@@ -55,6 +55,33 @@ fn assert_injected<T: std::fmt::Debug>(result: crate::Result<T>, dir: &Path, cas
     }
 }
 
+/// A zone under a fresh mock key, its manifest in memory.
+struct MockZone {
+    kms: Arc<MockProvider>,
+    keyring: Arc<Keyring>,
+    store: Arc<MemoryManifestStore>,
+    zone: crate::zone::Zone,
+}
+
+async fn mock_zone() -> MockZone {
+    let kms = Arc::new(MockProvider::new());
+    let keyring = Keyring::new(kms.clone());
+    let store = Arc::new(MemoryManifestStore::new());
+    let zone = keyring
+        .create_zone(
+            store.clone(),
+            ZoneSpec::new("z", "local", kms.add_key("root")),
+        )
+        .await
+        .unwrap();
+    MockZone {
+        kms,
+        keyring,
+        store,
+        zone,
+    }
+}
+
 #[tokio::test]
 async fn manifest_write_faults_lose_nothing() {
     for case @ (step, fault) in ALL {
@@ -199,16 +226,9 @@ async fn registry_write_faults_lose_nothing() {
 
 #[tokio::test]
 async fn provider_failures_during_rotation_change_nothing() {
-    let kms = Arc::new(MockProvider::new());
-    let keyring = Keyring::new(kms.clone());
-    let store = Arc::new(MemoryManifestStore::new());
-    let zone = keyring
-        .create_zone(
-            store.clone(),
-            ZoneSpec::new("z", "local", kms.add_key("root")),
-        )
-        .await
-        .unwrap();
+    let MockZone {
+        kms, store, zone, ..
+    } = mock_zone().await;
     zone.rotate_ezk().await.unwrap();
     let segment = zone.encrypt_segment("s", b"data").unwrap();
     let new_root = kms.add_key("root-2");
@@ -242,15 +262,7 @@ async fn provider_failures_during_rotation_change_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn the_data_path_ignores_the_provider_slow_or_down() {
-    let kms = Arc::new(MockProvider::new());
-    let keyring = Keyring::new(kms.clone());
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("z", "local", kms.add_key("root")),
-        )
-        .await
-        .unwrap();
+    let MockZone { kms, zone, .. } = mock_zone().await;
 
     // A rotation stuck in a 10-minute provider call blocks no data call.
     kms.set_latency(Duration::from_secs(600));
@@ -279,16 +291,12 @@ async fn the_data_path_ignores_the_provider_slow_or_down() {
 
 #[tokio::test(start_paused = true)]
 async fn opening_through_a_throttling_burst() {
-    let kms = Arc::new(MockProvider::new());
-    let keyring = Keyring::new(kms.clone());
-    let store = Arc::new(MemoryManifestStore::new());
-    let zone = keyring
-        .create_zone(
-            store.clone(),
-            ZoneSpec::new("z", "local", kms.add_key("root")),
-        )
-        .await
-        .unwrap();
+    let MockZone {
+        kms,
+        keyring,
+        store,
+        zone,
+    } = mock_zone().await;
     let segment = zone.encrypt_segment("s", b"data").unwrap();
     drop(zone);
 
@@ -326,15 +334,7 @@ async fn file_rewrap_faults_lose_nothing() {
         (Step::SyncFile, Fault::SyncFailed, 1),
         (Step::SyncDir, Fault::SyncFailed, 1),
     ];
-    let kms = Arc::new(MockProvider::new());
-    let keyring = Keyring::new(kms.clone());
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("z", "local", kms.add_key("root")),
-        )
-        .await
-        .unwrap();
+    let MockZone { zone, .. } = mock_zone().await;
     let plaintext = vec![7u8; 100_000];
     let segment = zone.encrypt_segment("seg", &plaintext).unwrap();
     zone.rotate_ezk().await.unwrap();
@@ -376,15 +376,7 @@ async fn file_rewrap_faults_lose_nothing() {
 
 #[tokio::test]
 async fn a_torn_header_without_a_usable_journal_is_an_integrity_error() {
-    let kms = Arc::new(MockProvider::new());
-    let keyring = Keyring::new(kms.clone());
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("z", "local", kms.add_key("root")),
-        )
-        .await
-        .unwrap();
+    let MockZone { zone, .. } = mock_zone().await;
     let segment = zone.encrypt_segment("seg", b"data").unwrap();
     zone.rotate_ezk().await.unwrap();
     let dir = tempfile::tempdir().unwrap();

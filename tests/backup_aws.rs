@@ -26,23 +26,7 @@ use cmek::Error;
 const REGION_A: &str = "us-east-1";
 const REGION_B: &str = "eu-west-1";
 
-/// The test server's endpoint, or `None` (after saying so) when the tests
-/// may be skipped.
-fn endpoint() -> Option<String> {
-    match std::env::var("CMEK_KMS_ENDPOINT") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("CMEK_REQUIRE_KMS").is_ok_and(|v| v == "1")
-                || std::env::var_os("CI").is_some();
-            assert!(
-                !required,
-                "CMEK_KMS_ENDPOINT is not set but a KMS test server is required; run scripts/test"
-            );
-            eprintln!("skipped: set CMEK_KMS_ENDPOINT (scripts/test starts a KMS test server)");
-            None
-        }
-    }
-}
+use common::endpoint;
 
 fn provider(endpoint: &str, region: &str) -> Arc<AwsKmsProvider> {
     Arc::new(common::provider(

@@ -25,23 +25,7 @@ const KEY_UNAVAILABLE: i32 = 5;
 const UNREACHABLE: i32 = 7;
 const REFUSED: i32 = 8;
 
-/// The test server's endpoint, or `None` (after saying so) when the tests
-/// may be skipped.
-fn endpoint() -> Option<String> {
-    match std::env::var("CMEK_KMS_ENDPOINT") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("CMEK_REQUIRE_KMS").is_ok_and(|v| v == "1")
-                || std::env::var_os("CI").is_some();
-            assert!(
-                !required,
-                "CMEK_KMS_ENDPOINT is not set but a KMS test server is required; run scripts/test"
-            );
-            eprintln!("skipped: set CMEK_KMS_ENDPOINT (scripts/test starts a KMS test server)");
-            None
-        }
-    }
-}
+use common::endpoint;
 
 /// Creates a symmetric key on the test server; returns its ARN.
 async fn create_key(endpoint: &str, multi_region: bool) -> String {

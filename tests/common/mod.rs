@@ -34,6 +34,25 @@ pub fn sdk_config(endpoint: &str, region: &str, options: &AwsKmsOptions) -> SdkC
         .build()
 }
 
+/// The KMS test server's endpoint (`CMEK_KMS_ENDPOINT`), or `None`, after
+/// saying so, when the tests may be skipped. With `CMEK_REQUIRE_KMS=1` or
+/// `CI` set, a missing endpoint fails the test instead.
+pub fn endpoint() -> Option<String> {
+    match std::env::var("CMEK_KMS_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = std::env::var("CMEK_REQUIRE_KMS").is_ok_and(|v| v == "1")
+                || std::env::var_os("CI").is_some();
+            assert!(
+                !required,
+                "CMEK_KMS_ENDPOINT is not set but a KMS test server is required; run scripts/test"
+            );
+            eprintln!("skipped: set CMEK_KMS_ENDPOINT (scripts/test starts a KMS test server)");
+            None
+        }
+    }
+}
+
 /// A provider for a test endpoint in `region`.
 pub fn provider(endpoint: &str, region: &str, options: &AwsKmsOptions) -> AwsKmsProvider {
     AwsKmsProvider::from_sdk_config(&sdk_config(endpoint, region, options)).unwrap()
