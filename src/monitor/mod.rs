@@ -186,7 +186,9 @@ impl KeyMonitor {
 
     /// Gates `zone` on its root key from the next check on. The monitor
     /// does not keep the zone open: once every clone of it is dropped, it
-    /// is forgotten.
+    /// is forgotten. Watching an available zone counts as a confirmation
+    /// of its key (the zone unwrapped its EZKs with it), so a grace period
+    /// counts from now until the first check.
     pub fn watch_zone(&self, zone: &Zone) {
         let last_confirmed = zone.is_available().then(Instant::now);
         let mut watched = self.lock();
