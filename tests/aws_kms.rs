@@ -16,7 +16,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use cmek::provider::{
     AwsKmsOptions, AwsKmsProvider, KeyValidation, StepOutcome, ValidationFailure, ValidationStep,
 };
@@ -25,7 +24,7 @@ use cmek::{EncryptionContext, Error, KeyProvider, KeyRef, KeyState, SecretKey};
 const PRIMARY_REGION: &str = "us-east-1";
 const REPLICA_REGION: &str = "eu-west-1";
 
-use common::endpoint;
+use common::{create_key_with_id, endpoint};
 
 fn provider(endpoint: &str, region: &str) -> AwsKmsProvider {
     common::provider(endpoint, region, &AwsKmsOptions::default())
@@ -34,23 +33,6 @@ fn provider(endpoint: &str, region: &str) -> AwsKmsProvider {
 /// Creates a symmetric encryption key and returns its ARN.
 async fn create_key(p: &AwsKmsProvider, multi_region: bool) -> String {
     create_key_with_id(p, multi_region).await.0
-}
-
-/// Creates a symmetric encryption key and returns its ARN and key id (the
-/// test server's administrative calls want the id).
-async fn create_key_with_id(p: &AwsKmsProvider, multi_region: bool) -> (String, String) {
-    let out = p
-        .client()
-        .create_key()
-        .key_spec(KeySpec::SymmetricDefault)
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .multi_region(multi_region)
-        .description("cmek integration test")
-        .send()
-        .await
-        .unwrap();
-    let meta = out.key_metadata.unwrap();
-    (meta.arn.unwrap(), meta.key_id)
 }
 
 /// Creates a multi-region key in the primary region, replicates it to the

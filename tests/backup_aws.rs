@@ -17,7 +17,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use cmek::backup::{create_backup, Restore, RestoreMode, SEGMENTS_DIR};
 use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
 use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneSpec};
@@ -38,18 +37,7 @@ fn provider(endpoint: &str, region: &str) -> Arc<AwsKmsProvider> {
 
 /// Creates a symmetric encryption key and returns its ARN and key id.
 async fn create_key(p: &AwsKmsProvider, multi_region: bool) -> (String, String) {
-    let out = p
-        .client()
-        .create_key()
-        .key_spec(KeySpec::SymmetricDefault)
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .multi_region(multi_region)
-        .description("cmek backup test")
-        .send()
-        .await
-        .unwrap();
-    let meta = out.key_metadata.unwrap();
-    (meta.arn.unwrap(), meta.key_id)
+    common::create_key_with_id(p, multi_region).await
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {

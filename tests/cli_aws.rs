@@ -13,7 +13,6 @@ mod common;
 use std::fs;
 
 use assert_cmd::Command;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use cmek::provider::AwsKmsOptions;
 use predicates::prelude::*;
 use predicates::str::contains;
@@ -30,27 +29,17 @@ use common::endpoint;
 /// Creates a symmetric key on the test server; returns its ARN.
 async fn create_key(endpoint: &str, multi_region: bool) -> String {
     let p = common::provider(endpoint, REGION, &AwsKmsOptions::default());
-    let out = p
-        .client()
-        .create_key()
-        .key_spec(KeySpec::SymmetricDefault)
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .multi_region(multi_region)
-        .description("cmek CLI test")
-        .send()
-        .await
-        .unwrap();
-    let meta = out.key_metadata.unwrap();
+    let (arn, key_id) = common::create_key_with_id(&p, multi_region).await;
     if multi_region {
         p.client()
             .replicate_key()
-            .key_id(&meta.key_id)
+            .key_id(&key_id)
             .replica_region(OTHER_REGION)
             .send()
             .await
             .unwrap();
     }
-    meta.arn.unwrap()
+    arn
 }
 
 /// `cmek` with its own state directory, the test server and test

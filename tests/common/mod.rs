@@ -57,3 +57,20 @@ pub fn endpoint() -> Option<String> {
 pub fn provider(endpoint: &str, region: &str, options: &AwsKmsOptions) -> AwsKmsProvider {
     AwsKmsProvider::from_sdk_config(&sdk_config(endpoint, region, options)).unwrap()
 }
+
+/// Creates a symmetric encryption key on the test server and returns its
+/// ARN and key id (the server's administrative calls want the id).
+pub async fn create_key_with_id(p: &AwsKmsProvider, multi_region: bool) -> (String, String) {
+    let out = p
+        .client()
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .multi_region(multi_region)
+        .description("cmek integration test")
+        .send()
+        .await
+        .unwrap();
+    let meta = out.key_metadata.unwrap();
+    (meta.arn.unwrap(), meta.key_id)
+}
