@@ -61,13 +61,15 @@ fn scripted_server(script: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize
             let mut request_body = vec![0u8; length];
             let _ = reader.read_exact(&mut request_body);
             let mut stream = reader.into_inner();
+            // Counted before answering: the client may read the answer,
+            // and the test the counter, before this thread runs again.
+            counter.fetch_add(1, Ordering::SeqCst);
             let response = format!(
                 "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\n\
                  content-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes());
-            counter.fetch_add(1, Ordering::SeqCst);
         }
     });
     (url, served)
