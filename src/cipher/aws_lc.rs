@@ -54,6 +54,47 @@ impl Backend for AwsLc {
         .is_ok()
     }
 
+    #[inline]
+    fn seal_to(
+        key: &Self::AeadKey,
+        nonce: &Nonce,
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Option<Tag> {
+        // No extra input: `extra_out_and_tag` receives the tag alone.
+        let mut tag = [0u8; TAG_LEN];
+        key.seal_out_of_place_scatter(
+            aead::Nonce::assume_unique_for_key(*nonce),
+            aead::Aad::from(aad),
+            input,
+            output,
+            &[],
+            &mut tag,
+        )
+        .ok()?;
+        Some(tag)
+    }
+
+    #[inline]
+    fn open_to(
+        key: &Self::AeadKey,
+        nonce: &Nonce,
+        aad: &[u8],
+        input: &[u8],
+        tag: &Tag,
+        output: &mut [u8],
+    ) -> bool {
+        key.open_separate_gather(
+            aead::Nonce::assume_unique_for_key(*nonce),
+            aead::Aad::from(aad),
+            input,
+            tag,
+            output,
+        )
+        .is_ok()
+    }
+
     fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) -> bool {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
         let info = [info];

@@ -1,5 +1,6 @@
 //! The RustCrypto backend: pure Rust `aes-gcm`, `hkdf` and `sha2`.
 
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use sha2::{Digest, Sha256};
 
@@ -29,6 +30,37 @@ impl Backend for RustCrypto {
     #[inline]
     fn open(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8], tag: &Tag) -> bool {
         key.decrypt_inout_detached(&(*nonce).into(), aad, in_out.into(), &(*tag).into())
+            .is_ok()
+    }
+
+    #[inline]
+    fn seal_to(
+        key: &Self::AeadKey,
+        nonce: &Nonce,
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Option<Tag> {
+        let buf = InOutBuf::new(input, output).ok()?;
+        let tag = key
+            .encrypt_inout_detached(&(*nonce).into(), aad, buf)
+            .ok()?;
+        Some(tag.into())
+    }
+
+    #[inline]
+    fn open_to(
+        key: &Self::AeadKey,
+        nonce: &Nonce,
+        aad: &[u8],
+        input: &[u8],
+        tag: &Tag,
+        output: &mut [u8],
+    ) -> bool {
+        let Ok(buf) = InOutBuf::new(input, output) else {
+            return false;
+        };
+        key.decrypt_inout_detached(&(*nonce).into(), aad, buf, &(*tag).into())
             .is_ok()
     }
 

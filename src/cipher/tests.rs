@@ -89,6 +89,44 @@ fn open_wipes_buffer_on_failure<B: Backend>() {
     assert!(buf.iter().all(|&b| b == 0), "buffer wiped after failure");
 }
 
+fn out_of_place_matches_in_place<B: Backend>() {
+    let aead = Aes256Gcm::<B>::new(&key(KAT_KEK));
+    let nonce = [3u8; NONCE_LEN];
+    for len in [0usize, 1, 15, 16, 17, 255, 4096, 65_520] {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        let mut in_place = msg.clone();
+        let t1 = aead.seal_in_place(&nonce, b"ad", &mut in_place).unwrap();
+        let mut ct = vec![0u8; len];
+        let t2 = aead.seal_into(&nonce, b"ad", &msg, &mut ct).unwrap();
+        assert_eq!(ct, in_place, "ciphertext, {len} bytes");
+        assert_eq!(t1, t2, "tag, {len} bytes");
+        let mut pt = vec![0xffu8; len];
+        aead.open_into(&nonce, b"ad", &ct, &t2, &mut pt).unwrap();
+        assert_eq!(pt, msg);
+    }
+    // Mismatched lengths are an argument error, before any cryptography.
+    let mut short = [0u8; 3];
+    assert!(matches!(
+        aead.seal_into(&nonce, b"", &[0u8; 4], &mut short),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        aead.open_into(&nonce, b"", &[0u8; 4], &[0u8; 16], &mut short),
+        Err(Error::InvalidArgument(_))
+    ));
+    // A bad tag leaves the output all zeros.
+    let msg = [0x5au8; 1000];
+    let mut ct = [0u8; 1000];
+    let mut tag = aead.seal_into(&nonce, b"ad", &msg, &mut ct).unwrap();
+    tag[15] ^= 0x80;
+    let mut out = [0x77u8; 1000];
+    assert!(matches!(
+        aead.open_into(&nonce, b"ad", &ct, &tag, &mut out),
+        Err(Error::Integrity { .. })
+    ));
+    assert!(out.iter().all(|&b| b == 0), "output wiped after failure");
+}
+
 fn wrap_limit_is_enforced<B: Backend>() {
     let wrapper = KeyWrapper::<B>::with_usage(&key(KAT_KEK), 10).with_limit(12);
     let k = key(KAT_KEY);
@@ -189,6 +227,10 @@ macro_rules! backend_tests {
                 open_wipes_buffer_on_failure::<$backend>();
             }
             #[test]
+            fn out_of_place_calls() {
+                out_of_place_matches_in_place::<$backend>();
+            }
+            #[test]
             fn wrap_limit() {
                 wrap_limit_is_enforced::<$backend>();
             }
@@ -242,6 +284,17 @@ mod cross_backend {
             a.open_in_place(&nonce, &aad, &mut cr, &tr).unwrap();
             prop_assert_eq!(&ca, &msg);
             prop_assert_eq!(&cr, &msg);
+            // The out-of-place calls agree with both.
+            let mut oa = vec![0u8; msg.len()];
+            let mut or = vec![0u8; msg.len()];
+            prop_assert_eq!(a.seal_into(&nonce, &aad, &msg, &mut oa).unwrap(), ta);
+            prop_assert_eq!(r.seal_into(&nonce, &aad, &msg, &mut or).unwrap(), tr);
+            prop_assert_eq!(&oa, &or);
+            let mut back = vec![0u8; msg.len()];
+            r.open_into(&nonce, &aad, &oa, &ta, &mut back).unwrap();
+            prop_assert_eq!(&back, &msg);
+            a.open_into(&nonce, &aad, &or, &tr, &mut back).unwrap();
+            prop_assert_eq!(&back, &msg);
         }
 
         #[test]

@@ -3,6 +3,9 @@
 //! It buffers one segment of plaintext, seals it once it knows whether the
 //! segment is the last (a full segment is sealed only when more data
 //! arrives, or as the last one on finish), and hands out the sealed bytes.
+//! A caller holding more than a whole segment of plaintext can instead have
+//! the segment sealed straight from its bytes into the buffer
+//! ([`Encoder::seal_full_from`]), which saves the copy.
 //! It holds exactly one ciphertext segment of memory. It must not do I/O:
 //! the adapters in [`super::writer`] and `super::tokio` move the bytes.
 
@@ -70,6 +73,39 @@ impl Encoder {
     /// caller must [`seal`](Self::seal) it (as not last) before more data fits.
     pub(crate) fn is_full(&self) -> bool {
         self.out == self.out_end && self.end == self.capacity_end()
+    }
+
+    /// True when nothing is buffered or pending, so the next segment may be
+    /// sealed straight from the caller's bytes.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.finished && self.out == self.out_end && self.end == self.start
+    }
+
+    /// Plaintext bytes in the current segment when full.
+    pub(crate) fn segment_capacity(&self) -> usize {
+        self.capacity_end() - self.start
+    }
+
+    /// Seals `data`, exactly [`segment_capacity`](Self::segment_capacity)
+    /// bytes, as a full segment that is not the last, straight into the
+    /// buffer, and makes it pending. Only when [`is_empty`](Self::is_empty),
+    /// and only when the caller knows more data follows: it must
+    /// [`accept`](Self::accept) at least one more byte before the stream
+    /// can finish, or the last segment would be empty.
+    pub(crate) fn seal_full_from(&mut self, data: &[u8]) -> Result<()> {
+        debug_assert!(self.is_empty() && data.len() == self.segment_capacity());
+        if self.index + 1 >= MAX_SEGMENTS {
+            return Err(too_many_segments());
+        }
+        let index = index_u32(self.index)?;
+        let start = self.start;
+        self.cipher
+            .seal_from(index, false, data, &mut self.buf[start..])?;
+        self.out = 0;
+        self.out_end = self.buf.len();
+        self.index += 1;
+        self.accepted += data.len() as u64;
+        Ok(())
     }
 
     /// Copies as much of `data` as fits into the current segment. Accepts

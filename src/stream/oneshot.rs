@@ -3,7 +3,8 @@
 //! Segments are independent (each has its own nonce), so a large buffer is
 //! cut into runs of whole segments that threads seal or open at once, each
 //! writing straight into its part of the output: no per-segment allocation,
-//! one copy per byte. This module owns that split; it must not do I/O.
+//! and each byte is read once and written once (out-of-place AES-GCM, no
+//! copy). This module owns that split; it must not do I/O.
 
 use std::num::NonZeroUsize;
 use std::sync::OnceLock;
@@ -134,9 +135,12 @@ impl Params {
                 } else {
                     self.plaintext_segment_len()
                 };
-                let seg = &mut out[o..o + n + TAG_LEN];
-                seg[..n].copy_from_slice(&pt[p..p + n]);
-                cipher.seal(index_u32(i)?, last, seg)?;
+                cipher.seal_from(
+                    index_u32(i)?,
+                    last,
+                    &pt[p..p + n],
+                    &mut out[o..o + n + TAG_LEN],
+                )?;
                 o += n + TAG_LEN;
                 p += n;
             }
@@ -201,9 +205,7 @@ impl Params {
                     self.full_segment_len(i)
                 };
                 let n = sealed - TAG_LEN;
-                let seg = &mut out[o..o + n];
-                seg.copy_from_slice(&ct[c..c + n]);
-                cipher.open_detached(index_u32(i)?, last, seg, &ct[c + n..c + sealed])?;
+                cipher.open_to(index_u32(i)?, last, &ct[c..c + sealed], &mut out[o..o + n])?;
                 o += n;
                 c += sealed;
             }

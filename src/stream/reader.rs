@@ -56,7 +56,8 @@ impl<R: Read> DecryptingReader<R> {
 impl<R: Read> Read for DecryptingReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.dec.step().map_err(to_io)? {
+            match self.dec.step_into(out).map_err(to_io)? {
+                Step::Direct(n) => return Ok(n),
                 Step::Ready => {
                     let pt = self.dec.plaintext();
                     let n = pt.len().min(out.len());

@@ -204,7 +204,15 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            match this.dec.step().map_err(to_io)? {
+            match this
+                .dec
+                .step_into(out.initialize_unfilled())
+                .map_err(to_io)?
+            {
+                Step::Direct(n) => {
+                    out.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
                 Step::Ready => {
                     let pt = this.dec.plaintext();
                     let n = pt.len().min(out.remaining());

@@ -14,10 +14,11 @@ use crate::Result;
 
 /// Encrypts everything written to it into `W`, one segment at a time.
 ///
-/// Memory: one ciphertext segment, whatever the stream length. Each
-/// `write` call copies into that buffer; a full segment is sealed and
-/// written to `W` only when more data follows, because the last segment is
-/// sealed differently.
+/// Memory: one ciphertext segment, whatever the stream length. A `write`
+/// holding more than a whole segment seals it straight from the caller's
+/// bytes into that buffer; smaller writes are copied into it. A full
+/// segment is sealed and written to `W` only when more data follows,
+/// because the last segment is sealed differently.
 ///
 /// **Call [`finish`](Self::finish).** It seals the last segment and returns
 /// `W`. If the writer is dropped without `finish`, the buffered tail is
@@ -56,6 +57,23 @@ impl<W: Write> EncryptingWriter<W> {
         Ok(Self {
             inner: Some(inner),
             enc: Encoder::new(key, aad, params)?,
+            poisoned: false,
+            gate: None,
+        })
+    }
+
+    /// A writer with a chosen header: only for known-answer tests.
+    #[cfg(test)]
+    pub(crate) fn with_header(
+        inner: W,
+        key: &SecretKey,
+        aad: &[u8],
+        params: Params,
+        header: super::header::Header,
+    ) -> Result<Self> {
+        Ok(Self {
+            inner: Some(inner),
+            enc: Encoder::with_header(key, aad, params, header)?,
             poisoned: false,
             gate: None,
         })
@@ -127,7 +145,28 @@ impl<W: Write> Write for EncryptingWriter<W> {
             }
             self.drain()?;
         }
-        Ok(self.enc.accept(data))
+        // While more than a whole segment remains, seal it straight from
+        // `data`: a full segment needs no copy into the buffer first. The
+        // loop stops with at least one byte left, which `accept` takes, so
+        // a segment sealed here is never followed by an empty last one.
+        let mut taken = 0;
+        while self.enc.is_empty() && data.len() - taken > self.enc.segment_capacity() {
+            if let Err(e) = pass(&self.gate) {
+                if taken == 0 {
+                    return Err(to_io(e));
+                }
+                // Report what was taken; the next write meets the gate.
+                break;
+            }
+            let end = taken + self.enc.segment_capacity();
+            if let Err(e) = self.enc.seal_full_from(&data[taken..end]) {
+                self.poisoned = true;
+                return Err(to_io(e));
+            }
+            self.drain()?;
+            taken = end;
+        }
+        Ok(taken + self.enc.accept(&data[taken..]))
     }
 
     fn flush(&mut self) -> io::Result<()> {
