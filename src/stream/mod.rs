@@ -29,7 +29,9 @@
 //! * random access: [`SeekableReader`] (`Read + Seek`,
 //!   [`read_at`](SeekableReader::read_at)), and for ranged GETs
 //!   [`Params::ciphertext_range`] with [`RangeDecryptor`];
-//! * async (feature `tokio`): `AsyncEncryptingWriter`, `AsyncDecryptingReader`.
+//! * async (feature `tokio`): `AsyncEncryptingWriter`, `AsyncDecryptingReader`;
+//! * one segment at a time, into and out of the caller's own buffers:
+//!   [`SegmentSealer`] and [`SegmentOpener`] (no copies, no I/O).
 //!
 //! Guarantees: no plaintext is released from a segment before it
 //! authenticated; a flipped bit, truncation (also at a segment boundary),
@@ -44,6 +46,7 @@ use std::io;
 
 use crate::Error;
 
+mod by_segment;
 mod decoder;
 mod encoder;
 mod header;
@@ -73,6 +76,7 @@ pub(crate) type Gate = std::sync::Arc<dyn Fn() -> crate::Result<()> + Send + Syn
 fn pass(gate: &Option<Gate>) -> crate::Result<()> {
     gate.as_ref().map_or(Ok(()), |g| g())
 }
+pub use by_segment::{SegmentOpener, SegmentSealer};
 pub use oneshot::{decrypt, encrypt, Threads};
 pub use params::{
     Params, DEFAULT_SEGMENT_SIZE, HEADER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,

@@ -41,7 +41,8 @@ use crate::cipher::{fill_random, KeyWrapper, NONCE_LEN};
 use crate::provider::KeyRef;
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::stream::{
-    DecryptingReader, EncryptingWriter, Header as StreamHeader, Params, SeekableReader, Threads,
+    DecryptingReader, EncryptingWriter, Header as StreamHeader, Params, SeekableReader,
+    SegmentOpener, SegmentSealer, Threads,
 };
 use crate::{Error, Result};
 
@@ -73,6 +74,10 @@ pub use store::{FileManifestStore, ManifestStore, MemoryManifestStore};
 
 /// Stream header bytes other than its length byte.
 const STREAM_RANDOM_LEN: usize = crate::stream::HEADER_LEN - 1;
+
+/// Bytes at the start of every segment before its first sealed stream
+/// segment: the segment header and the stream header.
+pub const SEGMENT_PREFIX_LEN: usize = SEGMENT_HEADER_LEN + crate::stream::HEADER_LEN;
 
 /// What a new segment starts from.
 struct NewSegment {
@@ -349,6 +354,57 @@ impl Zone {
         let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
         let aad = self.body_aad(segment_id);
         Ok(SeekableReader::new(source, &dek, &aad, params)?.with_gate(self.gate()))
+    }
+
+    /// Starts a new segment to be sealed one stream segment at a time into
+    /// buffers the caller owns (see [`SegmentSealer`]). Returns the
+    /// segment header: write it first, then the sealer's
+    /// [`stream_header`](SegmentSealer::stream_header), then each sealed
+    /// segment. The result reads like any other segment of the zone.
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment).
+    pub fn segment_sealer(
+        &self,
+        segment_id: &str,
+    ) -> Result<([u8; SEGMENT_HEADER_LEN], SegmentSealer)> {
+        // The sealer draws its own stream header.
+        let NewSegment {
+            header,
+            dek,
+            params,
+            ..
+        } = self.new_segment(segment_id)?;
+        let aad = self.body_aad(segment_id);
+        let sealer = SegmentSealer::new(&dek, &aad, params)?.with_gate(self.gate());
+        Ok((header.to_bytes(), sealer))
+    }
+
+    /// Prepares to open a segment one stream segment at a time (see
+    /// [`SegmentOpener`]). `prefix` holds at least the segment's first
+    /// [`SEGMENT_PREFIX_LEN`] bytes: its header and the stream header; the
+    /// sealed segments follow them.
+    ///
+    /// # Errors
+    /// As [`decrypt_segment`](Self::decrypt_segment) for the header;
+    /// [`Error::Malformed`] if `prefix` is shorter than
+    /// [`SEGMENT_PREFIX_LEN`].
+    pub fn segment_opener(&self, segment_id: &str, prefix: &[u8]) -> Result<SegmentOpener> {
+        if prefix.len() < SEGMENT_PREFIX_LEN {
+            return Err(Error::malformed(
+                "segment",
+                format!(
+                    "{} bytes is shorter than its header and stream header",
+                    prefix.len()
+                ),
+            ));
+        }
+        let (dek, params) = self.open_header(segment_id, &prefix[..SEGMENT_HEADER_LEN])?;
+        let aad = self.body_aad(segment_id);
+        Ok(
+            SegmentOpener::new(&dek, &aad, params, &prefix[SEGMENT_HEADER_LEN..])?
+                .with_gate(self.gate()),
+        )
     }
 
     /// The check a segment stream of this zone runs before each segment:

@@ -356,6 +356,85 @@ async fn streaming_and_random_access_variants() {
         .is_err());
 }
 
+/// Segment by segment, into and out of buffers the caller owns: the result
+/// is an ordinary segment of the zone, both ways, and the zone's gate
+/// applies to every segment.
+#[tokio::test]
+async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
+    use crate::stream::{SegmentSealer, HEADER_LEN};
+    use std::io::Write;
+    let f = fixture().await;
+    let plain = data(200_000, 5);
+
+    let (header, mut sealer) = f.zone.segment_sealer("s").unwrap();
+    let mut ct = header.to_vec();
+    ct.extend_from_slice(sealer.stream_header());
+    assert_eq!(ct.len(), SEGMENT_PREFIX_LEN);
+    let mut rest = &plain[..];
+    while !sealer.is_finished() {
+        let take = rest.len().min(sealer.plaintext_len());
+        let last = take == rest.len();
+        let at = ct.len();
+        ct.resize(at + take + SegmentSealer::OVERHEAD, 0);
+        sealer.seal(&rest[..take], last, &mut ct[at..]).unwrap();
+        rest = &rest[take..];
+    }
+    assert_eq!(&f.zone.decrypt_segment("s", &ct).unwrap()[..], &plain[..]);
+    assert!(f.zone.decrypt_segment("t", &ct).is_err(), "bound to its id");
+
+    // The opener reads what the writer wrote.
+    let mut w = f.zone.segment_writer("w", Vec::new()).unwrap();
+    w.write_all(&plain).unwrap();
+    let written = w.finish().unwrap();
+    let mut opener = f.zone.segment_opener("w", &written).unwrap();
+    let mut body = &written[SEGMENT_PREFIX_LEN..];
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; opener.params().segment_size()];
+    while !opener.is_finished() {
+        let take = body.len().min(opener.sealed_len());
+        let n = opener
+            .open(&body[..take], take == body.len(), &mut buf)
+            .unwrap();
+        out.extend_from_slice(&buf[..n]);
+        body = &body[take..];
+    }
+    assert_eq!(out, plain);
+    assert!(
+        f.zone.segment_opener("x", &written).is_err(),
+        "bound to its id"
+    );
+    assert!(matches!(
+        f.zone
+            .segment_opener("w", &written[..SEGMENT_PREFIX_LEN - 1]),
+        Err(Error::Malformed { .. })
+    ));
+    assert!(matches!(
+        f.zone
+            .segment_opener("w", &written[..SEGMENT_HEADER_LEN + HEADER_LEN - 1]),
+        Err(Error::Malformed { .. })
+    ));
+
+    // An unavailable zone stops both at their next segment.
+    let (_, mut sealer) = f.zone.segment_sealer("g").unwrap();
+    let mut opener = f.zone.segment_opener("w", &written).unwrap();
+    f.zone.mark_unavailable(crate::provider::KeyState::Disabled);
+    let n = sealer.plaintext_len();
+    let mut out = vec![0u8; n + SegmentSealer::OVERHEAD];
+    assert!(matches!(
+        sealer.seal(&plain[..n], false, &mut out),
+        Err(Error::KeyUnavailable { .. })
+    ));
+    let first = opener.sealed_len();
+    assert!(matches!(
+        opener.open(
+            &written[SEGMENT_PREFIX_LEN..SEGMENT_PREFIX_LEN + first],
+            false,
+            &mut buf
+        ),
+        Err(Error::KeyUnavailable { .. })
+    ));
+}
+
 /// A store that fails (as a crash during the write would) from the n-th
 /// store on, leaving what was stored before.
 #[derive(Debug)]

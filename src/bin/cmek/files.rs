@@ -1,6 +1,6 @@
 //! `cmek encrypt`, `decrypt`, `inspect` and `rewrap`: segment files through
-//! `Zone::segment_writer`, `segment_reader`, `segment_seekable` and
-//! `rewrap_files`.
+//! `Zone::segment_sealer`, `segment_opener` (see [`crate::segments`]),
+//! `segment_seekable` and `rewrap_files`.
 //!
 //! A segment's id is bound into its header and body, so decrypting needs the
 //! id it was encrypted with. By default it is the name of the encrypted file
@@ -8,18 +8,19 @@
 //! keeps decrypting under its name wherever it is moved.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use cmek::zone::{SegmentHeader, SEGMENT_HEADER_LEN};
+use cmek::zone::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_PREFIX_LEN};
 use serde_json::json;
 
 use crate::args::{DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs};
 use crate::exit::{code_of, io_at, CliResult, Context, Failure};
 use crate::home::Home;
-use crate::pipe::{ChunkReader, Chunks, Sink, BUF_LEN};
+use crate::pipe::{Chunks, Sink, BUF_LEN};
 use crate::progress;
+use crate::segments::{chunk_lengths, open_all, seal_all, Names};
 
 fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == "-"
@@ -178,6 +179,20 @@ fn open_input(path: &Path) -> CliResult<(Box<dyn Read + Send>, Option<u64>)> {
     Ok((Box::new(file), Some(meta.len())))
 }
 
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_up_to(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// `cmek encrypt`.
 pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
     let id = segment_id(args.segment_id, &args.output, "output")?;
@@ -187,18 +202,25 @@ pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
     let bar = progress::bytes(quiet, len, "encrypt");
     let what = format!("encrypt {}", args.input.display());
 
-    let mut chunks = Chunks::spawn(input);
-    let mut writer = zone.segment_writer(&id, Sink::spawn(out)).context(&what)?;
-    while let Some(chunk) = chunks.next_chunk().context(&what)? {
-        writer.write_all(chunk.data()).context(&what)?;
-        bar.inc(chunk.data().len() as u64);
-        chunks.recycle(chunk);
-    }
-    let out = writer
-        .finish()
-        .context(&what)?
-        .finish()
-        .context(args.output.display())?;
+    let (header, mut sealer) = zone.segment_sealer(&id).context(&what)?;
+    let output_name = args.output.display().to_string();
+    let names = Names {
+        what: &what,
+        input: &args.input.display().to_string(),
+        output: &output_name,
+    };
+    let mut sink = Sink::spawn(out);
+    sink.write_all(&header).context(&output_name)?;
+    sink.write_all(sealer.stream_header())
+        .context(&output_name)?;
+    let params = sealer.params();
+    let (first, then) = chunk_lengths(
+        params.first_segment_plaintext_len(),
+        params.plaintext_segment_len(),
+    );
+    let mut chunks = Chunks::spawn_sized(input, first, then);
+    seal_all(&mut sealer, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
+    let out = sink.finish().context(&output_name)?;
     output.commit(out)?;
     bar.finish_and_clear();
     Ok(())
@@ -242,16 +264,20 @@ pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
         }
         None => {
             let bar = progress::bytes(quiet, len, "decrypt");
-            let mut reader = zone
-                .segment_reader(&id, ChunkReader::new(Chunks::spawn(input)))
-                .context(&what)?;
-            loop {
-                let n = sink.fill_from(&mut reader).context(&what)?;
-                if n == 0 {
-                    break;
-                }
-                bar.inc(n as u64);
-            }
+            let mut input = input;
+            let mut prefix = [0u8; SEGMENT_PREFIX_LEN];
+            let got = read_up_to(&mut input, &mut prefix).map_err(|e| io_at(&args.input, e))?;
+            bar.inc(got as u64);
+            let mut opener = zone.segment_opener(&id, &prefix[..got]).context(&what)?;
+            let params = opener.params();
+            let (first, then) = chunk_lengths(params.full_segment_len(0), params.segment_size());
+            let mut chunks = Chunks::spawn_sized(input, first, then);
+            let names = Names {
+                what: &what,
+                input: &args.input.display().to_string(),
+                output: &args.output.display().to_string(),
+            };
+            open_all(&mut opener, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
             bar.finish_and_clear();
         }
     }
@@ -348,20 +374,6 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
     println!("wrapped DEK     {}", hex(header.wrapped_dek()));
     println!("key commitment  {}", hex(header.commitment()));
     Ok(())
-}
-
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 fn hex(bytes: &[u8]) -> String {

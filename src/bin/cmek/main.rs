@@ -15,6 +15,7 @@ mod monitor;
 mod pipe;
 mod policy;
 mod progress;
+mod segments;
 mod zones;
 
 use std::process::ExitCode;

@@ -1,12 +1,14 @@
 //! Reading and writing on their own threads, so file I/O overlaps the
 //! cipher instead of taking turns with it.
 //!
-//! The library's stream adapters are sequential and run on the calling
-//! thread; on a two-core machine, a read or write system call (a copy from
-//! or into the page cache) would otherwise stall encryption. Data moves in
-//! [`BUF_LEN`] buffers through bounded channels of [`DEPTH`] buffers each,
-//! and used buffers go back to be refilled, so memory stays at a few
-//! megabytes whatever the input's length.
+//! The cipher runs on the calling thread; on a two-core machine, a read or
+//! write system call (a copy from or into the page cache) would otherwise
+//! stall encryption. Data moves in buffers of about [`BUF_LEN`] through
+//! bounded channels of [`DEPTH`] buffers each, and used buffers go back to
+//! be refilled, so memory stays at a few megabytes whatever the input's
+//! length. The cipher reads the reading thread's buffers in place and
+//! writes into the writing thread's ([`Sink::reserve`]), so neither side
+//! copies on its way through.
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -23,19 +25,30 @@ const DEPTH: usize = 4;
 /// 1 GiB read took 4× the system time of `dd` before buffers were aligned).
 const ALIGN: usize = 4096;
 
-/// A [`BUF_LEN`] buffer whose data starts at a page boundary.
+/// A buffer (of [`BUF_LEN`] bytes unless a caller needs more) whose data
+/// starts at a page boundary.
 pub struct Buf {
     mem: Vec<u8>,
     off: usize,
     len: usize,
+    cap: usize,
 }
 
 impl Buf {
     fn new() -> Self {
-        let mem = vec![0u8; BUF_LEN + ALIGN];
+        Self::with_capacity(BUF_LEN)
+    }
+
+    fn with_capacity(cap: usize) -> Self {
+        let mem = vec![0u8; cap + ALIGN];
         // Byte pointers can always be aligned; 0 is a safe fallback.
         let off = mem.as_ptr().align_offset(ALIGN).min(ALIGN);
-        Self { mem, off, len: 0 }
+        Self {
+            mem,
+            off,
+            len: 0,
+            cap,
+        }
     }
 
     /// The bytes it holds.
@@ -45,11 +58,11 @@ impl Buf {
 
     /// The room after the bytes it holds.
     fn space(&mut self) -> &mut [u8] {
-        &mut self.mem[self.off + self.len..self.off + BUF_LEN]
+        &mut self.mem[self.off + self.len..self.off + self.cap]
     }
 
     fn is_full(&self) -> bool {
-        self.len == BUF_LEN
+        self.len == self.cap
     }
 
     fn clear(&mut self) {
@@ -74,36 +87,47 @@ pub struct Chunks {
 }
 
 impl Chunks {
-    /// Starts reading `source` on a new thread.
-    pub fn spawn<R: Read + Send + 'static>(mut source: R) -> Self {
+    /// Starts reading `source` on a new thread: a first chunk of `first`
+    /// bytes, then chunks of `then` bytes (the last one shorter), however
+    /// little each read returns. A caller whose records have known lengths
+    /// gets chunks that end on record boundaries.
+    pub fn spawn_sized<R: Read + Send + 'static>(mut source: R, first: usize, then: usize) -> Self {
+        let cap = first.max(then).max(1);
         let (full_tx, full) = sync_channel::<io::Result<Buf>>(DEPTH);
         // Room for every buffer that can exist, so returning one never blocks.
         let (empty, empty_rx) = sync_channel::<Buf>(DEPTH + 2);
-        let reader = thread::spawn(move || loop {
-            let mut buf = empty_rx.try_recv().unwrap_or_else(|_| Buf::new());
-            buf.clear();
-            // Fill the buffer (pipes return little at a time) or reach EOF.
-            let result = loop {
-                match source.read(buf.space()) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        buf.len += n;
-                        if buf.is_full() {
-                            break Ok(());
+        let reader = thread::spawn(move || {
+            let mut want = first.max(1);
+            loop {
+                let mut buf = empty_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Buf::with_capacity(cap));
+                buf.clear();
+                // Fill the chunk (pipes return little at a time) or reach EOF.
+                let result = loop {
+                    let room = want - buf.len;
+                    match source.read(&mut buf.space()[..room]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            buf.len += n;
+                            if buf.len == want {
+                                break Ok(());
+                            }
                         }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
+                };
+                let end = buf.len < want || result.is_err();
+                let sent = match result {
+                    Ok(()) if buf.len == 0 => true,
+                    Ok(()) => full_tx.send(Ok(buf)).is_ok(),
+                    Err(e) => full_tx.send(Err(e)).is_ok(),
+                };
+                if end || !sent {
+                    break;
                 }
-            };
-            let end = !buf.is_full() || result.is_err();
-            let sent = match result {
-                Ok(()) if buf.len == 0 => true,
-                Ok(()) => full_tx.send(Ok(buf)).is_ok(),
-                Err(e) => full_tx.send(Err(e)).is_ok(),
-            };
-            if end || !sent {
-                break;
+                want = then.max(1);
             }
         });
         Self {
@@ -132,58 +156,6 @@ impl Chunks {
     /// Returns a used buffer for refilling.
     pub fn recycle(&self, buf: Buf) {
         let _ = self.empty.try_send(buf);
-    }
-}
-
-/// `Read` over [`Chunks`], for the library's decrypting readers.
-pub struct ChunkReader {
-    chunks: Chunks,
-    current: Option<Buf>,
-    pos: usize,
-    done: bool,
-    /// Bytes handed out so far.
-    pub consumed: u64,
-}
-
-impl ChunkReader {
-    /// Reads `chunks` as one byte stream.
-    pub fn new(chunks: Chunks) -> Self {
-        Self {
-            chunks,
-            current: None,
-            pos: 0,
-            done: false,
-            consumed: 0,
-        }
-    }
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some(buf) = &self.current {
-                if self.pos < buf.len {
-                    let data = &buf.data()[self.pos..];
-                    let n = out.len().min(data.len());
-                    out[..n].copy_from_slice(&data[..n]);
-                    self.pos += n;
-                    self.consumed += n as u64;
-                    return Ok(n);
-                }
-            }
-            if self.done {
-                return Ok(0);
-            }
-            match self.chunks.next_chunk()? {
-                None => self.done = true,
-                Some(next) => {
-                    if let Some(used) = self.current.replace(next) {
-                        self.chunks.recycle(used);
-                    }
-                    self.pos = 0;
-                }
-            }
-        }
     }
 }
 
@@ -242,20 +214,31 @@ impl<W: Write + Send + 'static> Sink<W> {
         }
     }
 
-    /// Reads once from `source` straight into the pending buffer (saving the
-    /// copy a `write` would make). Returns the bytes read; 0 at its end.
-    pub fn fill_from<R: Read>(&mut self, source: &mut R) -> io::Result<usize> {
-        let n = loop {
-            match source.read(self.current.space()) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
+    /// Room for at least `n` bytes at the end of the pending buffer
+    /// (sending it on first if it has less), to be written in place and
+    /// then [`commit`](Self::commit)ted: a producer that can write into a
+    /// buffer saves the copy a `write` would make.
+    pub fn reserve(&mut self, n: usize) -> io::Result<&mut [u8]> {
+        if self.current.cap - self.current.len < n {
+            if self.current.len > 0 {
+                self.send_current()?;
             }
-        };
+            if self.current.cap < n {
+                self.current = Buf::with_capacity(n);
+            }
+        }
+        Ok(self.current.space())
+    }
+
+    /// Marks `n` bytes written into the room [`reserve`](Self::reserve)
+    /// gave.
+    pub fn commit(&mut self, n: usize) -> io::Result<()> {
+        debug_assert!(n <= self.current.cap - self.current.len);
         self.current.len += n;
         if self.current.is_full() {
             self.send_current()?;
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Writes what is buffered, waits for the thread, and returns `W`.
@@ -291,12 +274,54 @@ mod tests {
     fn bytes_pass_through_unchanged_at_every_size() {
         for len in [0, 1, BUF_LEN - 1, BUF_LEN, BUF_LEN + 1, 3 * BUF_LEN + 17] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
-            let mut reader = ChunkReader::new(Chunks::spawn(std::io::Cursor::new(data.clone())));
+            let mut chunks =
+                Chunks::spawn_sized(std::io::Cursor::new(data.clone()), BUF_LEN, BUF_LEN);
             let mut sink = Sink::spawn(Vec::new());
-            std::io::copy(&mut reader, &mut sink).unwrap();
-            assert_eq!(reader.consumed, len as u64);
+            let mut read = 0;
+            while let Some(chunk) = chunks.next_chunk().unwrap() {
+                read += chunk.data().len();
+                sink.write_all(chunk.data()).unwrap();
+                chunks.recycle(chunk);
+            }
+            assert_eq!(read, len);
             assert_eq!(sink.finish().unwrap(), data, "{len}");
         }
+    }
+
+    #[test]
+    fn sized_chunks_end_where_asked_and_reserved_room_passes_through() {
+        // A reader that returns a few bytes at a time, like a pipe.
+        struct Trickle(std::io::Cursor<Vec<u8>>);
+        impl Read for Trickle {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = out.len().min(1000);
+                self.0.read(&mut out[..n])
+            }
+        }
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        let mut chunks =
+            Chunks::spawn_sized(Trickle(std::io::Cursor::new(data.clone())), 7000, 30_000);
+        let mut sizes = Vec::new();
+        let mut sink = Sink::spawn(Vec::new());
+        while let Some(chunk) = chunks.next_chunk().unwrap() {
+            sizes.push(chunk.data().len());
+            // Through reserve/commit, in pieces larger than a buffer's room.
+            for piece in chunk.data().chunks(5000) {
+                let room = sink.reserve(piece.len()).unwrap();
+                room[..piece.len()].copy_from_slice(piece);
+                sink.commit(piece.len()).unwrap();
+            }
+            chunks.recycle(chunk);
+        }
+        assert_eq!(sizes, [7000, 30_000, 30_000, 30_000, 3000]);
+        assert_eq!(sink.finish().unwrap(), data);
+        // A reservation larger than a whole buffer gets its own.
+        let mut sink = Sink::spawn(Vec::new());
+        let room = sink.reserve(BUF_LEN + 10).unwrap();
+        assert!(room.len() >= BUF_LEN + 10);
+        room[..BUF_LEN + 10].fill(7);
+        sink.commit(BUF_LEN + 10).unwrap();
+        assert_eq!(sink.finish().unwrap(), vec![7u8; BUF_LEN + 10]);
     }
 
     #[test]
