@@ -16,7 +16,9 @@ use std::io::{Cursor, Read};
 
 use crate::cipher::sha256;
 use crate::secret::SecretKey;
-use crate::stream::{DecryptingReader, Header, Params, RangeDecryptor, SeekableReader, Threads};
+use crate::stream::{
+    DecryptingReader, Header, Params, RangeDecryptor, SeekableReader, SegmentOpener, Threads,
+};
 use crate::zone::{SegmentHeader, ZoneManifest};
 
 /// The names of the targets, as `fuzz/fuzz_targets/<name>.rs` and
@@ -166,6 +168,26 @@ fn assert_rejected(key: &SecretKey, params: Params, ct: &[u8], what: &str) {
             "the seekable reader accepted {what}"
         );
     }
+    assert!(
+        open_by_segment(key, params, ct).is_err(),
+        "the segment opener accepted {what}"
+    );
+}
+
+/// Decrypts `ct` with [`SegmentOpener`], cutting it the way a caller
+/// would: full segments while more bytes follow, then the rest as last.
+fn open_by_segment(key: &SecretKey, params: Params, ct: &[u8]) -> crate::Result<Vec<u8>> {
+    let mut opener = SegmentOpener::new(key, AAD, params, ct)?;
+    let mut rest = &ct[crate::stream::HEADER_LEN..];
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; params.segment_size()];
+    while !opener.is_finished() {
+        let take = rest.len().min(opener.sealed_len());
+        let n = opener.open(&rest[..take], take == rest.len(), &mut buf)?;
+        out.extend_from_slice(&buf[..n]);
+        rest = &rest[take..];
+    }
+    Ok(out)
 }
 
 /// Structure-aware: encrypts a plaintext chosen by the input, applies the
@@ -242,6 +264,9 @@ pub fn mutated_ciphertext(data: &[u8]) {
             .decrypt(&key, AAD, &ct, Threads::One)
             .expect("the unmodified ciphertext decrypts");
         assert_eq!(&back[..], &plaintext[..]);
+        let by_segment =
+            open_by_segment(&key, params, &ct).expect("the segment opener decrypts it too");
+        assert_eq!(by_segment, plaintext);
     } else {
         assert_rejected(&key, params, &ct, "a modified ciphertext");
     }
