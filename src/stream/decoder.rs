@@ -112,6 +112,11 @@ impl Decoder {
         }
     }
 
+    /// The stream's segment size: no segment holds more plaintext.
+    pub(crate) fn segment_size(&self) -> usize {
+        self.params.segment_size()
+    }
+
     /// Authenticated plaintext ready to be copied out.
     pub(crate) fn plaintext(&self) -> &[u8] {
         &self.buf[self.pt..self.pt_end]

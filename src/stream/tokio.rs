@@ -204,9 +204,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
+            // Room for one segment's plaintext is all a direct open can
+            // use; initializing more of a large uninitialized buffer would
+            // only cost a memset.
+            let room = out.remaining().min(this.dec.segment_size());
             match this
                 .dec
-                .step_into(out.initialize_unfilled())
+                .step_into(out.initialize_unfilled_to(room))
                 .map_err(to_io)?
             {
                 Step::Direct(n) => {
