@@ -20,7 +20,7 @@ use crate::exit::{code_of, io_at, CliResult, Context, Failure};
 use crate::home::Home;
 use crate::pipe::{Chunks, Sink, BUF_LEN};
 use crate::progress;
-use crate::segments::{chunk_lengths, open_all, seal_all, Names};
+use crate::segments::{self, chunk_lengths, Names};
 
 fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == "-"
@@ -219,7 +219,7 @@ pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
         params.plaintext_segment_len(),
     );
     let mut chunks = Chunks::spawn_sized(input, first, then);
-    seal_all(&mut sealer, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
+    segments::run(&mut sealer, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
     let out = sink.finish().context(&output_name)?;
     output.commit(out)?;
     bar.finish_and_clear();
@@ -277,7 +277,7 @@ pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
                 input: &args.input.display().to_string(),
                 output: &args.output.display().to_string(),
             };
-            open_all(&mut opener, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
+            segments::run(&mut opener, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
             bar.finish_and_clear();
         }
     }

@@ -32,25 +32,52 @@ pub fn chunk_lengths(first: usize, later: usize) -> (usize, usize) {
     (first + (per_chunk - 1) * later, per_chunk * later)
 }
 
-/// Feeds every chunk to `each` with a flag telling whether another chunk
-/// follows, returning each chunk for reuse.
-fn for_each_chunk(
-    chunks: &mut Chunks,
-    names: &Names<'_>,
-    mut each: impl FnMut(&[u8], bool) -> CliResult,
-) -> CliResult {
-    let mut next = chunks.next_chunk().context(names.input)?;
-    while let Some(chunk) = next.take() {
-        next = chunks.next_chunk().context(names.input)?;
-        each(chunk.data(), next.is_some())?;
-        chunks.recycle(chunk);
-    }
-    Ok(())
+/// One direction of the cipher, one stream segment at a time.
+pub trait Segments {
+    /// Input bytes of the next segment unless it is the last.
+    fn record_len(&self) -> usize;
+    /// Output room a segment of `input` bytes needs.
+    fn output_len(input: usize) -> usize;
+    /// Seals or opens one segment into `out`; returns the bytes written.
+    fn apply(&mut self, input: &[u8], last: bool, out: &mut [u8]) -> cmek::Result<usize>;
+    /// True once the last segment is done.
+    fn is_finished(&self) -> bool;
 }
 
-/// Cuts the input into records of `record_len()` bytes (the last one
-/// shorter) and hands each to `record` with its last flag. A record is last
-/// only when nothing follows it.
+impl Segments for SegmentSealer {
+    fn record_len(&self) -> usize {
+        self.plaintext_len()
+    }
+    fn output_len(input: usize) -> usize {
+        input + SegmentSealer::OVERHEAD
+    }
+    fn apply(&mut self, input: &[u8], last: bool, out: &mut [u8]) -> cmek::Result<usize> {
+        self.seal(input, last, out)
+    }
+    fn is_finished(&self) -> bool {
+        SegmentSealer::is_finished(self)
+    }
+}
+
+impl Segments for SegmentOpener {
+    fn record_len(&self) -> usize {
+        self.sealed_len()
+    }
+    fn output_len(input: usize) -> usize {
+        input.saturating_sub(SegmentSealer::OVERHEAD)
+    }
+    fn apply(&mut self, input: &[u8], last: bool, out: &mut [u8]) -> cmek::Result<usize> {
+        self.open(input, last, out)
+    }
+    fn is_finished(&self) -> bool {
+        SegmentOpener::is_finished(self)
+    }
+}
+
+/// Cuts the input into records of the next segment's length (the last one
+/// shorter) and hands each to `emit` with its last flag. A record is last
+/// only when nothing follows it; one split across chunks is gathered in
+/// `carry` first.
 struct Records {
     carry: Vec<u8>,
 }
@@ -60,106 +87,66 @@ impl Records {
         Self { carry: Vec::new() }
     }
 
-    fn feed(
+    fn feed<S: Segments>(
         &mut self,
         mut data: &[u8],
         more: bool,
-        record_len: &dyn Fn() -> usize,
-        record: &mut dyn FnMut(&[u8], bool) -> CliResult,
+        segments: &mut S,
+        emit: &mut dyn FnMut(&mut S, &[u8], bool) -> CliResult,
     ) -> CliResult {
         if !self.carry.is_empty() {
-            let take = (record_len() - self.carry.len()).min(data.len());
+            let take = (segments.record_len() - self.carry.len()).min(data.len());
             self.carry.extend_from_slice(&data[..take]);
             data = &data[take..];
             let end = data.is_empty() && !more;
-            if self.carry.len() == record_len() || end {
-                record(&self.carry, end)?;
+            if self.carry.len() == segments.record_len() || end {
+                emit(segments, &self.carry, end)?;
                 self.carry.clear();
             }
         }
         while !data.is_empty() {
-            let len = record_len();
+            let len = segments.record_len();
             if data.len() < len && more {
                 self.carry.extend_from_slice(data);
                 break;
             }
             let take = data.len().min(len);
-            record(&data[..take], take == data.len() && !more)?;
+            emit(segments, &data[..take], take == data.len() && !more)?;
             data = &data[take..];
         }
         Ok(())
     }
-
-    /// What is left when the input ended without a record marked last:
-    /// nothing, unless the input never came (no chunk at all).
-    fn rest(&self) -> &[u8] {
-        &self.carry
-    }
 }
 
-/// Seals everything `chunks` yields into `sink`.
-pub fn seal_all<W: Write + Send + 'static>(
-    sealer: &mut SegmentSealer,
+/// Seals or opens everything `chunks` yields into `sink`, looking one chunk
+/// ahead to know which segment is the last.
+pub fn run<S: Segments, W: Write + Send + 'static>(
+    segments: &mut S,
     chunks: &mut Chunks,
     sink: &mut Sink<W>,
     names: &Names<'_>,
     mut progress: impl FnMut(u64),
 ) -> CliResult {
-    let mut records = Records::new();
-    let sealer = std::cell::RefCell::new(sealer);
-    let mut seal = |plaintext: &[u8], last: bool| -> CliResult {
+    let mut emit = |segments: &mut S, input: &[u8], last: bool| -> CliResult {
         let room = sink
-            .reserve(plaintext.len() + SegmentSealer::OVERHEAD)
+            .reserve(S::output_len(input.len()))
             .context(names.output)?;
-        let n = sealer
-            .borrow_mut()
-            .seal(plaintext, last, room)
-            .context(names.what)?;
+        let n = segments.apply(input, last, room).context(names.what)?;
         sink.commit(n).context(names.output)
     };
-    let record_len = || sealer.borrow().plaintext_len();
-    for_each_chunk(chunks, names, |data, more| {
-        records.feed(data, more, &record_len, &mut seal)?;
-        progress(data.len() as u64);
-        Ok(())
-    })?;
-    if !sealer.borrow().is_finished() {
-        // An empty input: one empty segment, marked last.
-        seal(records.rest(), true)?;
+    let mut records = Records::new();
+    let mut next = chunks.next_chunk().context(names.input)?;
+    while let Some(chunk) = next.take() {
+        next = chunks.next_chunk().context(names.input)?;
+        records.feed(chunk.data(), next.is_some(), segments, &mut emit)?;
+        progress(chunk.data().len() as u64);
+        chunks.recycle(chunk);
     }
-    Ok(())
-}
-
-/// Opens every sealed segment `chunks` yields into `sink`.
-pub fn open_all<W: Write + Send + 'static>(
-    opener: &mut SegmentOpener,
-    chunks: &mut Chunks,
-    sink: &mut Sink<W>,
-    names: &Names<'_>,
-    mut progress: impl FnMut(u64),
-) -> CliResult {
-    let mut records = Records::new();
-    let opener = std::cell::RefCell::new(opener);
-    let mut open = |sealed: &[u8], last: bool| -> CliResult {
-        let room = sink
-            .reserve(sealed.len().saturating_sub(SegmentSealer::OVERHEAD))
-            .context(names.output)?;
-        let n = opener
-            .borrow_mut()
-            .open(sealed, last, room)
-            .context(names.what)?;
-        sink.commit(n).context(names.output)
-    };
-    let record_len = || opener.borrow().sealed_len();
-    for_each_chunk(chunks, names, |data, more| {
-        records.feed(data, more, &record_len, &mut open)?;
-        progress(data.len() as u64);
-        Ok(())
-    })?;
-    if !opener.borrow().is_finished() {
-        // No body at all after the headers: opening nothing as the last
-        // segment fails, and names why.
-        open(records.rest(), true)?;
+    if !segments.is_finished() {
+        // No chunk at all. Encrypting, that is an empty input: one empty
+        // segment, marked last. Decrypting, a body missing after the
+        // headers: opening nothing as the last segment fails and says so.
+        emit(segments, &[], true)?;
     }
     Ok(())
 }
@@ -168,25 +155,49 @@ pub fn open_all<W: Write + Send + 'static>(
 mod tests {
     use super::*;
 
+    /// A stand-in with fixed-length records, recording what it is given.
+    struct Fixed {
+        len: usize,
+        seen: Vec<(Vec<u8>, bool)>,
+    }
+
+    impl Segments for Fixed {
+        fn record_len(&self) -> usize {
+            self.len
+        }
+        fn output_len(input: usize) -> usize {
+            input
+        }
+        fn apply(&mut self, input: &[u8], last: bool, _: &mut [u8]) -> cmek::Result<usize> {
+            self.seen.push((input.to_vec(), last));
+            Ok(0)
+        }
+        fn is_finished(&self) -> bool {
+            self.seen.last().is_some_and(|(_, last)| *last)
+        }
+    }
+
     /// Cuts `data` with `Records` fed in the given piece sizes.
     fn cut(data: &[u8], pieces: &[usize], record_len: usize) -> Vec<(Vec<u8>, bool)> {
         let mut records = Records::new();
-        let mut out = Vec::new();
+        let mut fixed = Fixed {
+            len: record_len,
+            seen: Vec::new(),
+        };
         let mut rest = data;
         let mut i = 0;
         while !rest.is_empty() {
             let n = pieces[i % pieces.len()].min(rest.len());
             let more = n < rest.len();
             records
-                .feed(&rest[..n], more, &|| record_len, &mut |r, last| {
-                    out.push((r.to_vec(), last));
-                    Ok(())
+                .feed(&rest[..n], more, &mut fixed, &mut |f, r, last| {
+                    f.apply(r, last, &mut []).map(|_| ()).map_err(Into::into)
                 })
                 .unwrap();
             rest = &rest[n..];
             i += 1;
         }
-        out
+        fixed.seen
     }
 
     #[test]
