@@ -3,12 +3,13 @@
 //! writing thread's, through the library's `SegmentSealer` and
 //! `SegmentOpener`.
 //!
-//! The reading thread cuts its chunks on segment boundaries, so a segment
-//! almost never straddles two chunks; one that does (a short read from a
-//! pipe) is gathered in a small carry buffer. Everything else touches each
-//! byte once on this thread: no copy in, no copy out. A segment is sealed as
-//! the last one only once the next chunk is known to be empty, which is why
-//! the loop looks one chunk ahead.
+//! The reading thread fills each chunk to a length that ends on a segment
+//! boundary (however short the reads of a pipe are), so segments do not
+//! straddle chunks; the loop does not rely on it, though, and gathers one
+//! that does in a small carry buffer. Every other byte is touched once on
+//! this thread: no copy in, no copy out. A segment is sealed as the last
+//! one only once it is known that no chunk follows, which is why the loop
+//! looks one chunk ahead.
 
 use std::io::Write;
 
