@@ -134,6 +134,44 @@ pub enum Error {
         reason: String,
     },
 
+    /// State read back from storage (a zone manifest, a rewrap journal, a
+    /// restore's state file) is well formed but is not what the caller
+    /// independently knows to be current: an older generation, another
+    /// zone's, another root key's, or not this operation's. It was not used
+    /// and nothing was written. Someone may have put back or planted a file:
+    /// investigate before overriding.
+    #[error("{what} refused: {reason}")]
+    StateRejected {
+        /// What was refused (e.g. "zone manifest").
+        what: &'static str,
+        /// Why.
+        reason: StateRejection,
+    },
+
+    /// Another writer changed shared state (a manifest, a key file, a
+    /// registry) after this one read it, or holds it now. Nothing was
+    /// written: read again and retry.
+    #[error("conflicting update of {what}: {reason}")]
+    Conflict {
+        /// What was being updated.
+        what: &'static str,
+        /// What the conflict was.
+        reason: String,
+    },
+
+    /// A segment header names an EZK version the open zone does not hold.
+    /// A version newer than the zone's newest means another process rotated
+    /// the zone since it was opened (reload it) or a damaged or foreign
+    /// header; an older one was retired, or the header is damaged. Either
+    /// way the key provider is not at fault.
+    #[error("segment header names EZK version {version}, {}", if .version > .newest { format!("newer than the zone's newest ({newest}): reload the zone; if that persists, the header is damaged or foreign") } else { "which the zone no longer has: retired, or a damaged header".to_string() })]
+    UnknownEzkVersion {
+        /// The version the header names.
+        version: u32,
+        /// The newest EZK version the open zone holds.
+        newest: u32,
+    },
+
     /// A configured or cryptographic usage limit was reached.
     #[error("limit exceeded: {what} (limit {limit})")]
     LimitExceeded {
@@ -161,6 +199,54 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Random,
+}
+
+/// Why [`Error::StateRejected`] refused state read back from storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateRejection {
+    /// Older than the newest state the caller has seen: a rollback.
+    Rollback {
+        /// The generation found in storage.
+        found: u64,
+        /// The lowest generation the caller accepts.
+        minimum: u64,
+    },
+    /// It belongs to another zone than the one expected.
+    ForeignZone {
+        /// The zone the caller expected.
+        expected: String,
+        /// The zone the state names.
+        found: String,
+    },
+    /// It names another root key than the one the caller knows.
+    UnexpectedRoot {
+        /// The root key the caller expected.
+        expected: String,
+        /// The root key the state names.
+        found: String,
+    },
+    /// It does not match the operation resuming it, or was not written by
+    /// it (e.g. a restore's spec differs from the state file's).
+    Mismatch(String),
+}
+
+impl std::fmt::Display for StateRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateRejection::Rollback { found, minimum } => write!(
+                f,
+                "generation {found} is older than {minimum}, the newest known (rolled back)"
+            ),
+            StateRejection::ForeignZone { expected, found } => {
+                write!(f, "it belongs to zone {found}, not {expected}")
+            }
+            StateRejection::UnexpectedRoot { expected, found } => {
+                write!(f, "it names root key {found}, not {expected}")
+            }
+            StateRejection::Mismatch(reason) => f.write_str(reason),
+        }
+    }
 }
 
 impl Error {

@@ -90,6 +90,93 @@ pub(crate) fn remove_durably(path: &Path) -> Result<()> {
     sync_dir(&parent_dir(path))
 }
 
+/// Reads the whole of `path`, refusing a file longer than `max` bytes before
+/// reading it (and one that grows past `max` while it is read), so that a
+/// planted or damaged file cannot make cmek allocate without bound.
+/// `Ok(None)` if it does not exist.
+///
+/// # Errors
+/// [`Error::LimitExceeded`] past `max`; [`Error::Io`] otherwise.
+#[allow(dead_code)] // first callers arrive with the key file and bundle readers
+pub(crate) fn read_capped(path: &Path, max: u64, what: &'static str) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len > max {
+        return Err(Error::LimitExceeded { what, limit: max });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::LimitExceeded { what, limit: max });
+    }
+    Ok(Some(bytes))
+}
+
+/// An exclusive advisory lock (`flock`) on a lock file, released on drop.
+/// Every process that reads, changes and rewrites a shared file takes it
+/// around the whole read-modify-write, so no update is lost. The lock file
+/// is separate from the file it guards because that file is replaced by
+/// rename, and a lock on a replaced inode guards nothing.
+#[derive(Debug)]
+#[allow(dead_code)] // first callers arrive with the key file and rewrap locks
+pub(crate) struct ExclusiveLock {
+    file: File,
+}
+
+#[allow(dead_code)]
+impl ExclusiveLock {
+    /// Blocks until the lock on `lock_path` (created owner-only if missing)
+    /// is held.
+    pub(crate) fn acquire(lock_path: &Path) -> Result<Self> {
+        let file = Self::open(lock_path)?;
+        file.lock().map_err(|e| Error::io(lock_path, e))?;
+        Ok(Self { file })
+    }
+
+    /// Takes the lock if no one holds it; `Ok(None)` if another holder has it.
+    pub(crate) fn try_acquire(lock_path: &Path) -> Result<Option<Self>> {
+        let file = Self::open(lock_path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(lock_path, e)),
+        }
+    }
+
+    fn open(lock_path: &Path) -> Result<File> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(lock_path).map_err(|e| Error::io(lock_path, e))
+    }
+}
+
+impl Drop for ExclusiveLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// The lock file that guards `path`: `.NAME.lock` beside it.
+#[allow(dead_code)]
+pub(crate) fn lock_path_for(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".lock");
+    parent_dir(path).join(name)
+}
+
 fn write_synced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut file = open_new(path, mode)?;
     inject_write(&mut file, contents)
@@ -295,5 +382,33 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"old");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 2, "temp file removed after failure");
+    }
+
+    #[test]
+    fn read_capped_refuses_a_file_over_the_cap_before_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        assert!(read_capped(&path, 10, "state").unwrap().is_none());
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(
+            read_capped(&path, 10, "state").unwrap().unwrap(),
+            b"0123456789"
+        );
+        std::fs::write(&path, b"0123456789a").unwrap();
+        assert!(matches!(
+            read_capped(&path, 10, "state").unwrap_err(),
+            Error::LimitExceeded { limit: 10, .. }
+        ));
+    }
+
+    #[test]
+    fn exclusive_lock_excludes_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = lock_path_for(&dir.path().join("keys"));
+        assert!(lock.ends_with(".keys.lock"));
+        let held = ExclusiveLock::acquire(&lock).unwrap();
+        assert!(ExclusiveLock::try_acquire(&lock).unwrap().is_none());
+        drop(held);
+        assert!(ExclusiveLock::try_acquire(&lock).unwrap().is_some());
     }
 }

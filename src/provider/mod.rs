@@ -263,6 +263,21 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// (e.g. access denied) are errors.
     async fn describe_key(&self, root: &KeyRef) -> Result<KeyState>;
 
+    /// The stable name of the key `root` designates now. A provider with
+    /// key aliases (AWS KMS) answers with the key the alias points to, so
+    /// that a zone records a key that cannot be re-pointed under it; the
+    /// default, for providers without aliases, returns `root` unchanged.
+    async fn resolve_key(&self, root: &KeyRef) -> Result<KeyRef> {
+        Ok(root.clone())
+    }
+
+    /// True if `root` is a multi-region key: one whose replicas in other
+    /// regions unwrap what it wrapped. Only the provider may decide this
+    /// from a key's name; the default is `false`.
+    fn is_multi_region(&self, _root: &KeyRef) -> bool {
+        false
+    }
+
     /// A fresh key and its wrapping under `root`. The default generates
     /// locally and calls [`wrap_key`](Self::wrap_key); a KMS may generate on
     /// its side instead.
@@ -351,6 +366,12 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
     }
     async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
         (**self).describe_key(root).await
+    }
+    async fn resolve_key(&self, root: &KeyRef) -> Result<KeyRef> {
+        (**self).resolve_key(root).await
+    }
+    fn is_multi_region(&self, root: &KeyRef) -> bool {
+        (**self).is_multi_region(root)
     }
     async fn generate_key(
         &self,

@@ -65,9 +65,9 @@ impl ZoneState {
         self.ensure_available()?;
         self.ezks
             .get(&version)
-            .ok_or_else(|| Error::KeyUnavailable {
-                key: format!("zone {} EZK version {version}", self.manifest.zone_id),
-                state: KeyState::NotFound,
+            .ok_or_else(|| Error::UnknownEzkVersion {
+                version,
+                newest: self.manifest.newest_version(),
             })
     }
 }

@@ -130,6 +130,7 @@ impl Keyring {
             name: spec.name,
             region: spec.region,
             root: spec.root,
+            root_alias: None,
             segment_size: spec.stream.segment_size() as u32,
             active: version,
             generation: 1,

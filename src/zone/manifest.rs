@@ -67,6 +67,9 @@ pub struct ZoneManifest {
     pub(crate) name: String,
     pub(crate) region: String,
     pub(crate) root: KeyRef,
+    /// The name the zone's creator gave the root key when it differs from
+    /// `root` (an alias resolved at creation), for display only.
+    pub(crate) root_alias: Option<String>,
     pub(crate) segment_size: u32,
     pub(crate) active: u32,
     pub(crate) generation: u64,
@@ -98,6 +101,12 @@ impl ZoneManifest {
     pub fn root(&self) -> &KeyRef {
         &self.root
     }
+    /// The name the root key was given at zone creation when it was an
+    /// alias (`root` is then the key it pointed to). For display and for
+    /// noticing that the alias now points elsewhere; never used to wrap.
+    pub fn root_alias(&self) -> Option<&str> {
+        self.root_alias.as_deref()
+    }
     /// The stream parameters new segments use.
     pub fn stream_params(&self) -> Params {
         Params::new(self.segment_size as usize).expect("checked when built or parsed")
@@ -105,6 +114,16 @@ impl ZoneManifest {
     /// The EZK version new segments use.
     pub fn active_version(&self) -> u32 {
         self.active
+    }
+    /// The newest EZK version the zone has: the active one, since a rotation
+    /// always adds a newer version and makes it active.
+    pub fn newest_version(&self) -> u32 {
+        self.ezks
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.active)
+            .max(self.active)
     }
     /// Incremented at every change.
     pub fn generation(&self) -> u64 {
@@ -252,6 +271,7 @@ impl ZoneManifest {
             name,
             region,
             root,
+            root_alias: None,
             segment_size,
             active,
             generation,
@@ -302,6 +322,7 @@ mod tests {
             name: "orders".into(),
             region: "eu-west-1".into(),
             root: KeyRef::new("local", "root-1", "eu-west-1"),
+            root_alias: None,
             segment_size: 65536,
             active: 2,
             generation: 5,

@@ -134,7 +134,7 @@ async fn misplaced_or_damaged_segments_are_typed_errors() {
         assert!(
             matches!(
                 err,
-                Error::Integrity { .. } | Error::Malformed { .. } | Error::KeyUnavailable { .. }
+                Error::Integrity { .. } | Error::Malformed { .. } | Error::UnknownEzkVersion { .. }
             ),
             "byte {i}: {err}"
         );
@@ -150,7 +150,16 @@ async fn misplaced_or_damaged_segments_are_typed_errors() {
     let mut future = ct.to_vec();
     future[24..28].copy_from_slice(&9u32.to_be_bytes());
     let err = f.zone.decrypt_segment("a", &future).unwrap_err();
-    assert!(matches!(err, Error::KeyUnavailable { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::UnknownEzkVersion {
+                version: 9,
+                newest: 1
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -261,7 +270,7 @@ async fn rotation_rewrap_and_retirement() {
         .is_err());
     assert!(matches!(
         f.zone.decrypt_segment("left", &left_on_v1).unwrap_err(),
-        Error::KeyUnavailable { .. }
+        Error::UnknownEzkVersion { version: 1, .. }
     ));
     assert_eq!(&f.zone.decrypt_segment("x", &snapshot).unwrap()[..], b"x");
     let reopened = f.keyring.open_zone(f.store.clone()).await.unwrap();

@@ -14,13 +14,16 @@ Exit codes:
   1  other failure (the provider refused for another reason, no randomness)
   2  bad usage: wrong arguments, unknown zone or key, invalid request
   3  integrity failure: modified, truncated or misplaced data, wrong key or segment id
-  4  malformed input: not a cmek file, damaged header or state file
-  5  key unavailable: disabled, pending deletion, not found, retired EZK version,
-     or failed validation
+  4  malformed input: not a cmek file, damaged header or state file, or a
+     header naming an EZK version the zone does not have (retired or damaged)
+  5  key unavailable: disabled, pending deletion, not found, or failed validation
   6  access denied by the key provider
   7  key provider unreachable or throttled (transient: retry later)
   8  refused by a rule: key limit, key in use, region rule
-  9  I/O error: missing or unreadable file or directory, disk full";
+  9  I/O error: missing or unreadable file or directory, disk full
+  10  stored state refused: a manifest rolled back or swapped, a journal or
+      restore state that is not this zone's or this operation's
+  11  conflict: another process changed or holds the same state (retry)";
 
 /// What kind of failure ended the command; its discriminant is the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,11 @@ pub enum Code {
     Refused = 8,
     /// The operating system failed a file operation.
     Io = 9,
+    /// Stored state was refused: rolled back, another zone's, another root
+    /// key's, or not this operation's.
+    Rejected = 10,
+    /// Another process changed or holds the same state: retry.
+    Conflict = 11,
 }
 
 impl Code {
@@ -57,7 +65,9 @@ pub fn code_of(error: &cmek::Error) -> Code {
     use cmek::Error as E;
     match error {
         E::Integrity { .. } => Code::Integrity,
-        E::Malformed { .. } => Code::Malformed,
+        E::Malformed { .. } | E::UnknownEzkVersion { .. } => Code::Malformed,
+        E::StateRejected { .. } => Code::Rejected,
+        E::Conflict { .. } => Code::Conflict,
         E::KeyUnavailable { .. } | E::KeyValidationFailed { .. } => Code::KeyUnavailable,
         E::AccessDenied { .. } => Code::AccessDenied,
         E::ProviderUnreachable { .. } | E::Throttled { .. } => Code::Unreachable,
@@ -157,6 +167,8 @@ mod tests {
             Code::Unreachable,
             Code::Refused,
             Code::Io,
+            Code::Rejected,
+            Code::Conflict,
         ] {
             assert!(
                 EXIT_CODES_HELP.contains(&format!("\n  {}  ", code as u8)),
