@@ -125,7 +125,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         segment.len(),
         String::from_utf8_lossy(&plaintext)
     );
-    let reopened = keyring.open_zone(store).await?;
+    // Reopening checks the manifest against what the caller kept: the
+    // zone's anchor (id, root key, generation), stored outside the storage
+    // that holds the manifest.
+    let anchor = zone.anchor();
+    let reopened = keyring.open_zone(store, &anchor).await?;
     assert_eq!(
         reopened.decrypt_segment("example/segment-1", &segment)?,
         plaintext

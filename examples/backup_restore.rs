@@ -200,10 +200,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     provider.disable_key("orders-2025")?;
     for label in ["rewrap", "reencrypt"] {
         let dest = base.join(format!("restored-{label}"));
+        // A restored zone's anchor comes from the restore's own report in a
+        // real deployment; here the example reads it back from the manifest.
+        let manifest_path = dest.join(cmek::backup::ZONE_MANIFEST);
+        let m = cmek::zone::ZoneManifest::parse(&std::fs::read(&manifest_path)?)?;
+        let anchor = cmek::zone::ZoneAnchor::new(m.zone_id(), m.root().clone(), m.generation());
         let zone = keyring
-            .open_zone(Arc::new(FileManifestStore::new(
-                dest.join(cmek::backup::ZONE_MANIFEST),
-            )))
+            .open_zone(Arc::new(FileManifestStore::new(manifest_path)), &anchor)
             .await?;
         let (id, _) = &files[0];
         zone.decrypt_segment(id, &std::fs::read(segment_file(&dest, id))?)?;

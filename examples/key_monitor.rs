@@ -67,7 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("read: {:?}", read(&zone, &segment));
 
     // A service restarting now still starts: its zone opens unavailable.
-    let restarted = monitor.open_zone(&keyring, store.clone()).await?;
+    let restarted = monitor
+        .open_zone(&keyring, store.clone(), &zone.anchor())
+        .await?;
     println!(
         "a zone opened now is {}: read {:?}",
         restarted.availability(),

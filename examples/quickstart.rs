@@ -140,7 +140,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 6. Reopen from the manifest, as after a restart: one call per EZK version.
     let before = provider.calls.load(Ordering::Relaxed);
-    let reopened = keyring.open_zone(store).await?;
+    // The anchor (zone id, root key, manifest generation) is what the
+    // engine keeps outside the manifest's storage: it refuses a manifest
+    // put back or swapped there.
+    let reopened = keyring.open_zone(store, &zone.anchor()).await?;
     println!(
         "reopened        {} EZK versions with {} provider calls",
         reopened.manifest().ezk_versions().count(),

@@ -104,7 +104,13 @@ async fn manifest_write_faults_lose_nothing() {
         assert_injected(zone.rotate_ezk().await, dir.path(), case);
         faults::disarm();
 
-        assert_eq!(files_in(dir.path()), ["zone.manifest"], "{case:?}");
+        // The lock file beside the manifest stays (it is empty and guards
+        // every replacement); no temporary file does.
+        assert_eq!(
+            files_in(dir.path()),
+            [".zone.manifest.lock", "zone.manifest"],
+            "{case:?}"
+        );
         assert_eq!(zone.active_version(), 1, "{case:?}: memory unchanged");
         let on_disk = ZoneManifest::parse(&fs::read(&path).unwrap()).unwrap();
         if step == Step::SyncDir {
@@ -123,7 +129,10 @@ async fn manifest_write_faults_lose_nothing() {
         // The zone serves on, and whichever manifest is on disk serves
         // every segment after a restart.
         let after = zone.encrypt_segment("s2", b"after").unwrap();
-        let reopened = keyring.open_zone(store.clone()).await.unwrap();
+        let reopened = keyring
+            .open_zone(store.clone(), &zone.anchor())
+            .await
+            .unwrap();
         assert_eq!(
             &reopened.decrypt_segment("s1", &before).unwrap()[..],
             b"before"
@@ -253,7 +262,10 @@ async fn provider_failures_during_rotation_change_nothing() {
         kms.clear_faults();
 
         assert_eq!(zone.manifest(), manifest, "{fault:?}: manifest unchanged");
-        assert_eq!(store.load().unwrap().unwrap(), manifest.to_bytes());
+        assert_eq!(
+            store.load().unwrap().unwrap(),
+            manifest.stored_bytes().unwrap()
+        );
         assert_eq!(&zone.decrypt_segment("s", &segment).unwrap()[..], b"data");
     }
     zone.rotate_root(new_root.clone()).await.unwrap();
@@ -298,17 +310,21 @@ async fn opening_through_a_throttling_burst() {
         zone,
     } = mock_zone().await;
     let segment = zone.encrypt_segment("s", b"data").unwrap();
+    let anchor = zone.anchor();
     drop(zone);
 
     // A plain open reports the transient error; the caller retries.
     kms.inject_fault(ProviderFault::Throttled, Some(Operation::Unwrap), Some(3));
-    let err = keyring.open_zone(store.clone()).await.unwrap_err();
+    let err = keyring.open_zone(store.clone(), &anchor).await.unwrap_err();
     assert!(matches!(err, Error::Throttled { .. }), "{err}");
 
     // A gated open starts unavailable and the monitor brings it up once
     // the burst is over (its own retries absorb the rest of it).
     let monitor = KeyMonitor::new(MonitorConfig::default());
-    let zone = monitor.open_zone(&keyring, store.clone()).await.unwrap();
+    let zone = monitor
+        .open_zone(&keyring, store.clone(), &anchor)
+        .await
+        .unwrap();
     assert_eq!(
         zone.availability(),
         crate::zone::ZoneAvailability::Unavailable(KeyState::Unreachable)

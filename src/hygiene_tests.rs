@@ -243,7 +243,10 @@ async fn no_key_material_in_any_output() {
     ));
 
     // A reopen after a restart.
-    let reopened = keyring.open_zone(store.clone()).await.unwrap();
+    let reopened = keyring
+        .open_zone(store.clone(), &zone.anchor())
+        .await
+        .unwrap();
     render(&reopened);
     render(&reopened.manifest());
     render(&keyring);

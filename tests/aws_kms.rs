@@ -349,7 +349,10 @@ async fn a_zone_end_to_end_and_its_manifest_in_the_replica_region() {
     // Region B: the same manifest opens through the replica, and every
     // segment decrypts there.
     let keyring_b = Keyring::new(Arc::new(provider(&url, REPLICA_REGION)));
-    let replica_zone = keyring_b.open_zone(store.clone()).await.unwrap();
+    let replica_zone = keyring_b
+        .open_zone(store.clone(), &zone.anchor())
+        .await
+        .unwrap();
     assert_eq!(replica_zone.id(), zone.id());
     assert_eq!(
         &replica_zone.decrypt_segment("orders/1", &first).unwrap()[..],
@@ -363,14 +366,17 @@ async fn a_zone_end_to_end_and_its_manifest_in_the_replica_region() {
     // A zone under a single-region key does not open in region B, and says why.
     let single = primary.key_ref(&create_key(&primary, false).await);
     let store = Arc::new(MemoryManifestStore::new());
-    keyring_a
+    let local_only = keyring_a
         .create_zone(
             store.clone(),
             ZoneSpec::new("local-only", PRIMARY_REGION, single),
         )
         .await
         .unwrap();
-    let err = keyring_b.open_zone(store).await.unwrap_err();
+    let err = keyring_b
+        .open_zone(store, &local_only.anchor())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
 }
 

@@ -109,7 +109,10 @@ impl Setup {
             RestoreMode::Plaintext => None,
             _ => Some(
                 self.keyring
-                    .open_zone(Arc::new(FileManifestStore::new(dest.join(ZONE_MANIFEST))))
+                    .open_zone(
+                        Arc::new(FileManifestStore::new(dest.join(ZONE_MANIFEST))),
+                        &anchor_of(&dest.join(ZONE_MANIFEST)),
+                    )
                     .await
                     .unwrap(),
             ),
@@ -198,9 +201,10 @@ async fn every_mode_round_trips_every_segment() {
     ));
     let reopened = s
         .keyring
-        .open_zone(Arc::new(FileManifestStore::new(
-            rewrapped.join(ZONE_MANIFEST),
-        )))
+        .open_zone(
+            Arc::new(FileManifestStore::new(rewrapped.join(ZONE_MANIFEST))),
+            &anchor_of(&rewrapped.join(ZONE_MANIFEST)),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -602,10 +606,12 @@ async fn committed_restored_zone_vector_opens_and_decrypts() {
     let manifest = std::fs::read(dir.path().join("zone.manifest")).unwrap();
     assert_eq!(&manifest[8..10], &[0, 2], "manifest version 2");
     let provider = LocalKeyProvider::open(dir.path().join("root.keys")).unwrap();
+    // Written by an older release: adopted once, then version 3.
     let zone = Keyring::new(Arc::new(provider))
-        .open_zone(Arc::new(FileManifestStore::new(
-            dir.path().join("zone.manifest"),
-        )))
+        .adopt_legacy_zone(
+            Arc::new(FileManifestStore::new(dir.path().join("zone.manifest"))),
+            &anchor_of(&dir.path().join("zone.manifest")),
+        )
         .await
         .unwrap();
     let source_id = std::fs::read_to_string(vectors().join("zone/zone-id.txt")).unwrap();
@@ -657,4 +663,11 @@ async fn generate_restored_zone_vector() {
     std::fs::copy(work.path().join("root.keys"), out.join("root.keys")).unwrap();
     // The restore state is not part of the vector.
     std::fs::remove_file(out.join(cmek::backup::RESTORE_STATE)).unwrap();
+}
+
+/// The anchor of the zone whose manifest is at `path`, read from the file
+/// itself: for checking what a restore wrote, not for trusting storage.
+fn anchor_of(path: &Path) -> cmek::zone::ZoneAnchor {
+    let m = cmek::zone::ZoneManifest::parse(&std::fs::read(path).unwrap()).unwrap();
+    cmek::zone::ZoneAnchor::new(m.zone_id(), m.root().clone(), m.generation())
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cmek::provider::LocalKeyProvider;
 use cmek::stream::Params;
-use cmek::zone::{FileManifestStore, Keyring, SegmentHeader, ZoneId, ZoneSpec};
+use cmek::zone::{FileManifestStore, Keyring, SegmentHeader, ZoneAnchor, ZoneId, ZoneSpec};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/zone")
@@ -49,13 +49,19 @@ async fn committed_zone_vectors_open_and_decrypt() {
     let provider = LocalKeyProvider::open(dir.path().join("root.keys")).unwrap();
     let keyring = Keyring::new(Arc::new(provider));
     let expected_id = std::fs::read_to_string(vectors().join("zone-id.txt")).unwrap();
+    // Version 1 files: adopted (rewritten as version 3) under the anchor
+    // the caller knows — the zone id and root key, no generation yet.
+    let root = cmek::KeyRef::new("local", "vectors-root", "local");
+    let anchor = ZoneAnchor::new(ZoneId::parse(expected_id.trim()).unwrap(), root, 0);
+    let store = Arc::new(FileManifestStore::new(dir.path().join("zone.manifest")));
     let zone = keyring
-        .open_zone_expecting(
-            Arc::new(FileManifestStore::new(dir.path().join("zone.manifest"))),
-            ZoneId::parse(expected_id.trim()).unwrap(),
-        )
+        .adopt_legacy_zone(store.clone(), &anchor)
         .await
         .unwrap();
+    let adopted = std::fs::read(dir.path().join("zone.manifest")).unwrap();
+    assert_eq!(&adopted[8..10], &[0, 3], "rewritten as version 3");
+    // After adoption only the authenticated open is needed.
+    keyring.open_zone(store, &zone.anchor()).await.unwrap();
     assert_eq!(zone.manifest().name(), "vectors");
     assert_eq!(zone.active_version(), 2);
     for (id, file, version) in SEGMENTS {

@@ -221,8 +221,19 @@ pub(crate) fn create_backup_with(
     // now does the manifest make the bundle a backup.
     let mut backup_id = [0u8; 16];
     fill_random(&mut backup_id)?;
-    let manifest =
-        BundleManifest::new(backup_id, crate::zone::now_unix(), zone.to_bytes(), records)?;
+    let zone_bytes = zone.stored_bytes().ok_or_else(|| {
+        Error::InvalidArgument(
+            "the zone manifest given was built in memory; take it from Zone::manifest() or \
+             ZoneManifest::parse"
+                .into(),
+        )
+    })?;
+    let manifest = BundleManifest::new(
+        backup_id,
+        crate::zone::now_unix(),
+        zone_bytes.to_vec(),
+        records,
+    )?;
     fs.write_atomic(&manifest_path, &manifest.to_bytes())?;
     tracing::info!(dir = %dest.display(), zone = %zone.zone_id(), segments = total,
         backup = manifest.backup_id(), "backup written");

@@ -186,7 +186,15 @@ impl ManifestStore for FsManifestStore {
         self.fs.read(&self.path)
     }
 
-    fn store(&self, manifest: &[u8]) -> Result<()> {
-        self.fs.write_atomic(&self.path, manifest)
+    fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        // A restore is the one writer of its destination (its state file
+        // says so); the compare still refuses a manifest changed under it.
+        if self.load()?.as_deref() != current {
+            return Err(Error::Conflict {
+                what: "zone manifest",
+                reason: format!("{} changed while the restore ran", self.path.display()),
+            });
+        }
+        self.fs.write_atomic(&self.path, new)
     }
 }

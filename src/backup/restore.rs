@@ -41,9 +41,7 @@ use super::names::{partial_file_name, segment_file_name};
 use super::state::{RestoreMode, RestoreState};
 use super::{copy_all, CopyError, Phase, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST};
 use crate::provider::KeyRef;
-use crate::zone::{
-    Keyring, MemoryManifestStore, SegmentHeader, Zone, ZoneId, ZoneSpec, SEGMENT_HEADER_LEN,
-};
+use crate::zone::{Keyring, SegmentHeader, Zone, ZoneAnchor, ZoneId, ZoneSpec, SEGMENT_HEADER_LEN};
 use crate::{Error, Result};
 
 /// Where restored segments go.
@@ -234,9 +232,12 @@ impl Restore {
         }
 
         // The backup's zone, opened read-only: its store is never written.
-        let backup_store = Arc::new(MemoryManifestStore::new());
-        crate::zone::ManifestStore::store(&*backup_store, &bundle.manifest().zone_manifest)?;
-        let source = self.source.open_zone(backup_store).await?;
+        let bundled = bundle.manifest().zone();
+        let source_anchor = ZoneAnchor::new(bundled.zone_id(), bundled.root().clone(), 0);
+        let source = self
+            .source
+            .open_bundled_zone(&bundle.manifest().zone_manifest, &source_anchor)
+            .await?;
 
         let state = self.load_or_start(&bundle)?;
         let target = match &self.target {
@@ -246,7 +247,10 @@ impl Restore {
                     path: self.dest.join(ZONE_MANIFEST),
                 });
                 let zone = if crate::zone::ManifestStore::load(&*store)?.is_some() {
-                    keyring.open_zone_expecting(store, state.zone_id).await?
+                    // Only the zone this restore created, under the target
+                    // root it was asked for, is resumed.
+                    let anchor = ZoneAnchor::new(state.zone_id, spec.root.clone(), 1);
+                    keyring.open_zone(store, &anchor).await?
                 } else {
                     let body = match self.mode {
                         RestoreMode::Rewrap => source.manifest().body_zone_id(),

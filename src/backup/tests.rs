@@ -260,7 +260,10 @@ impl Fixture {
             RestoreMode::Plaintext => None,
             _ => Some(
                 self.keyring
-                    .open_zone(Arc::new(FileManifestStore::new(dest.join(ZONE_MANIFEST))))
+                    .open_zone(
+                        Arc::new(FileManifestStore::new(dest.join(ZONE_MANIFEST))),
+                        &anchor_of(&dest.join(ZONE_MANIFEST)),
+                    )
                     .await
                     .unwrap(),
             ),
@@ -563,4 +566,11 @@ fn inconsistent_bundle_manifests_are_refused_even_with_a_valid_checksum() {
     assert!(err.to_string().contains("of 100 bytes"), "{err}");
     let err = BundleManifest::new([0; 16], 0, m.zone_manifest.clone(), twice.segments).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+/// The anchor of the zone whose manifest is at `path`, read from the file
+/// itself: for checking what a restore wrote, not for trusting storage.
+fn anchor_of(path: &Path) -> crate::zone::ZoneAnchor {
+    let m = crate::zone::ZoneManifest::parse(&std::fs::read(path).unwrap()).unwrap();
+    crate::zone::ZoneAnchor::new(m.zone_id(), m.root().clone(), m.generation())
 }

@@ -40,7 +40,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::provider::{KeyProvider, KeyRef, KeyState};
-use crate::zone::{Keyring, ManifestStore, WeakZone, Zone, ZoneAvailability, ZoneId};
+use crate::zone::{Keyring, ManifestStore, WeakZone, Zone, ZoneAnchor, ZoneAvailability, ZoneId};
 use crate::Result;
 
 mod check;
@@ -208,7 +208,7 @@ impl KeyMonitor {
         self.lock().zones.retain(|e| e.id != id);
     }
 
-    /// Opens the zone in `store` with
+    /// Opens the zone in `store`, checked against `anchor`, with
     /// [`Keyring::open_zone_gated`] and watches it: a zone whose key is
     /// unusable now opens unavailable and serves from the first check that
     /// finds the key usable.
@@ -219,8 +219,9 @@ impl KeyMonitor {
         &self,
         keyring: &Arc<Keyring>,
         store: Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
     ) -> Result<Zone> {
-        let zone = keyring.open_zone_gated(store).await?;
+        let zone = keyring.open_zone_gated(store, anchor).await?;
         self.watch_zone(&zone);
         Ok(zone)
     }

@@ -186,17 +186,18 @@ async fn every_unusable_state_stops_the_zone() {
 #[tokio::test(start_paused = true)]
 async fn a_zone_opened_while_its_key_is_disabled_waits_for_a_good_check() {
     let f = fixture().await;
+    let anchor = f.zone.anchor();
     drop(f.zone);
     assert!(f.kms.disable_key("root"));
 
     let monitor = KeyMonitor::new(config());
     let zone = monitor
-        .open_zone(&f.keyring, f.store.clone())
+        .open_zone(&f.keyring, f.store.clone(), &anchor)
         .await
         .unwrap();
     assert_refused(&zone, &f.segment, KeyState::Disabled);
     // A plain open still fails: only the gated open defers.
-    assert!(f.keyring.open_zone(f.store.clone()).await.is_err());
+    assert!(f.keyring.open_zone(f.store.clone(), &anchor).await.is_err());
 
     monitor.check_now().await;
     assert_refused(&zone, &f.segment, KeyState::Disabled);
@@ -416,7 +417,7 @@ async fn two_opens_of_one_zone_are_both_gated() {
     let f = fixture().await;
     let monitor = KeyMonitor::new(config());
     let second = monitor
-        .open_zone(&f.keyring, f.store.clone())
+        .open_zone(&f.keyring, f.store.clone(), &f.zone.anchor())
         .await
         .unwrap();
     monitor.watch_zone(&f.zone);

@@ -202,8 +202,38 @@ impl KeyRegistry {
                     name: name.to_owned(),
                     region: region.to_owned(),
                     key: key.clone(),
+                    generation: 0,
                 },
             );
+            Ok(())
+        })
+    }
+
+    /// Records what zone `zone_id` is now, as its open [`Zone`](crate::zone::Zone)
+    /// reports it: root key and manifest generation (its
+    /// [`anchor`](crate::zone::Zone::anchor)). The generation only moves
+    /// forward: an older one is ignored, so a process that saw less cannot
+    /// lower it. Call it after every change to the zone.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unknown zone or one whose anchor
+    /// names another zone; [`Error::Io`].
+    pub fn record_zone(&self, anchor: &crate::zone::ZoneAnchor) -> Result<()> {
+        let zone_id = anchor.zone_id();
+        if self
+            .zone(zone_id)
+            .is_some_and(|z| z.generation >= anchor.min_generation() && z.key == *anchor.root())
+        {
+            return Ok(()); // nothing newer to record
+        }
+        self.update(|s| {
+            let zone = s.zones.get_mut(&zone_id).ok_or_else(|| {
+                Error::InvalidArgument(format!("zone {zone_id} is not registered"))
+            })?;
+            if anchor.min_generation() >= zone.generation {
+                zone.generation = anchor.min_generation();
+                zone.key = anchor.root().clone();
+            }
             Ok(())
         })
     }

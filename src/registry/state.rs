@@ -1,13 +1,19 @@
-//! The registry's persisted state and its layout (version 1):
+//! The registry's persisted state and its layout (version 2, written; and
+//! version 1, read):
 //!
 //! ```text
-//! magic "CMEK-REG" (8) ‖ u16be version = 1
+//! magic "CMEK-REG" (8) ‖ u16be version = 2
 //! u32be key count ‖ per key: str provider ‖ str key id ‖ str key region ‖
 //!     u64be added ‖ u16be region count ‖ region count × str region
 //! u32be zone count ‖ per zone: zone id (16) ‖ str name ‖ str region ‖
-//!     str key provider ‖ str key id ‖ str key region
+//!     str key provider ‖ str key id ‖ str key region ‖ u64be generation
 //! SHA-256 of every preceding byte (32)
 //! ```
+//!
+//! Version 1 has no per-zone generation (read as 0: the zone's next open
+//! records it). The generation is the newest zone manifest generation the
+//! registry saw: the [`ZoneAnchor`](crate::zone::ZoneAnchor) a zone is
+//! opened with.
 //!
 //! `str` is `u16be(len) ‖ UTF-8`. This module owns the layout; no I/O.
 
@@ -22,7 +28,8 @@ use crate::zone::ZoneId;
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CMEK-REG";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+const VERSION_1: u16 = 1;
 const WHAT: &str = "key registry state";
 const MAX_STR: usize = 2048;
 const MAX_ITEMS: usize = 1 << 16;
@@ -50,6 +57,16 @@ pub struct RegisteredZone {
     pub region: String,
     /// The root key it uses.
     pub key: KeyRef,
+    /// The newest manifest generation seen for the zone (0: never recorded).
+    pub generation: u64,
+}
+
+impl RegisteredZone {
+    /// What the zone must be opened with: its id, root key and the newest
+    /// generation recorded.
+    pub fn anchor(&self) -> crate::zone::ZoneAnchor {
+        crate::zone::ZoneAnchor::new(self.zone_id, self.key.clone(), self.generation)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,13 +107,18 @@ impl RegistryState {
             put_bytes16(&mut out, z.name.as_bytes());
             put_bytes16(&mut out, z.region.as_bytes());
             put_key_ref(&mut out, &z.key);
+            out.extend_from_slice(&z.generation.to_be_bytes());
         }
         seal_checksummed(&mut out);
         out
     }
 
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self> {
-        let mut r = open_checksummed(bytes, MAGIC, VERSION, WHAT)?;
+        let version = match bytes.get(8..10) {
+            Some(&[a, b]) if u16::from_be_bytes([a, b]) == VERSION_1 => VERSION_1,
+            _ => VERSION,
+        };
+        let mut r = open_checksummed(bytes, MAGIC, version, WHAT)?;
         let mut state = Self::default();
         let keys = r.u32()? as usize;
         if keys > MAX_ITEMS {
@@ -135,6 +157,7 @@ impl RegistryState {
                 name: r.str("zone name", MAX_STR)?,
                 region: r.str("zone region", MAX_STR)?,
                 key: read_key_ref(&mut r)?,
+                generation: if version == VERSION_1 { 0 } else { r.u64()? },
             };
             if !state.keys.contains_key(&zone.key) {
                 return Err(Error::malformed(

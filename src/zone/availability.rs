@@ -99,6 +99,8 @@ impl Zone {
         }
         *slot = Arc::new(ZoneState {
             manifest: slot.manifest.clone(),
+            stored: slot.stored.clone(),
+            unverified: slot.unverified.clone(),
             ezks: BTreeMap::new(),
             availability: new,
         });
@@ -126,18 +128,25 @@ impl Zone {
             let ezk = self
                 .inner
                 .keyring
-                .unwrap_ezk(&m.root, &m.zone_id, version, &record.wrapped)
+                .unwrap_ezk(&m.root, &m.zone_id, version, record)
                 .await?;
             ezks.insert(version, ezk);
+        }
+        // A zone opened while its key was unusable authenticates its
+        // manifest now, before it serves anything.
+        if let Some(seal) = &state.unverified {
+            super::keyring::verify_with(seal, m, &ezks)?;
         }
         // Installed only if nothing marked the zone again (with another
         // reason) while the provider calls ran: that newer verdict wins.
         let mut slot = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
-        if slot.availability != state.availability {
+        if slot.availability != state.availability || !Arc::ptr_eq(&slot.stored, &state.stored) {
             return Ok(false);
         }
         *slot = Arc::new(ZoneState {
             manifest: slot.manifest.clone(),
+            stored: slot.stored.clone(),
+            unverified: None,
             ezks,
             availability: ZoneAvailability::Available,
         });

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::manifest::{EzkRecord, ZoneManifest};
+use super::anchor::ZoneAnchor;
+use super::manifest::{EzkRecord, ManifestSeal, ZoneManifest};
 use super::store::ManifestStore;
 use super::{now_unix, Ezk, Zone, ZoneAvailability, ZoneId};
 use crate::cipher::{sha256, SHA256_LEN};
@@ -48,6 +49,9 @@ struct UnwrapKey {
     zone: ZoneId,
     version: u32,
     wrapped: [u8; SHA256_LEN],
+    /// Part of the key because the unwrapped EZK's wrap counter starts
+    /// there.
+    wraps_reserved: u64,
 }
 
 type InFlight = Arc<OnceCell<Arc<Ezk>>>;
@@ -136,43 +140,66 @@ impl Keyring {
             generation: 1,
             created_unix: now,
             updated_unix: now,
+            sealed: Default::default(),
             ezks: [(
                 version,
                 EzkRecord {
                     created_unix: now,
                     wrapped,
+                    wraps_reserved: 0,
                 },
             )]
             .into(),
         };
-        store.store(&manifest.to_bytes())?;
+        let bytes = manifest.seal(&ezk)?;
+        // Conditional on there being no manifest still: a concurrent create
+        // in the same place fails instead of replacing this one.
+        store.replace(None, &bytes)?;
         tracing::info!(zone = %zone_id, name = manifest.name, root = %manifest.root, "created zone");
-        let ezks = [(version, Arc::new(Ezk::new(ezk)))].into();
+        let ezks = [(version, Arc::new(Ezk::new(ezk, 0)))].into();
         Ok(Zone::from_parts(
             self.clone(),
             store,
             manifest,
+            bytes,
             ezks,
             ZoneAvailability::Available,
         ))
     }
 
-    /// Opens the zone whose manifest is in `store`: parses it and unwraps
-    /// every EZK version (one provider call each, shared with concurrent
-    /// opens).
+    /// Opens the zone whose manifest is in `store`, which must be the zone
+    /// `anchor` names, under the root key it names, at the generation it
+    /// names or newer — checked before any provider call. Then unwraps every
+    /// EZK version (one provider call each, shared with concurrent opens)
+    /// and authenticates the manifest with the active EZK.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if there is no manifest;
-    /// [`Error::Malformed`] if it does not parse; provider errors as they
-    /// come ([`Error::Integrity`] for a wrapped EZK that is not this zone's).
-    pub async fn open_zone(self: &Arc<Self>, store: Arc<dyn ManifestStore>) -> Result<Zone> {
-        let manifest = Self::load_manifest(&store)?;
+    /// [`Error::Malformed`] if it does not parse; [`Error::StateRejected`]
+    /// if it is another zone's, names another root key, or is older than
+    /// the anchor's generation (a rollback), or is a version 1 or 2 file
+    /// (see [`adopt_legacy_zone`](Self::adopt_legacy_zone));
+    /// [`Error::Integrity`] if a field was changed or a wrapped EZK is not
+    /// this zone's; provider errors as they come.
+    pub async fn open_zone(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
+    ) -> Result<Zone> {
+        let (manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
+        if let Some(refusal) = seal.legacy_refusal() {
+            // Refused before any provider call.
+            return Err(refusal);
+        }
         let ezks = self.unwrap_all(&manifest).await?;
-        tracing::info!(zone = %manifest.zone_id, versions = ezks.len(), "opened zone");
+        verify_with(&seal, &manifest, &ezks)?;
+        tracing::info!(zone = %manifest.zone_id, generation = manifest.generation,
+            versions = ezks.len(), "opened zone");
         Ok(Zone::from_parts(
             self.clone(),
             store,
             manifest,
+            bytes,
             ezks,
             ZoneAvailability::Available,
         ))
@@ -185,73 +212,149 @@ impl Keyring {
     /// state instead of an error. Such a zone holds no key material, refuses
     /// every data call, and serves once a
     /// [`KeyMonitor`](crate::monitor::KeyMonitor) watching it sees the key
-    /// usable again. This is how a service starts while a customer's key is
-    /// revoked, and comes back without a restart when it is restored.
+    /// usable again (its manifest is authenticated then, before it serves).
+    /// This is how a service starts while a customer's key is revoked, and
+    /// comes back without a restart when it is restored.
     ///
     /// # Errors
     /// As [`open_zone`](Self::open_zone) for everything but the key's
-    /// availability: a missing or malformed manifest, a wrapped EZK that is
-    /// not this zone's ([`Error::Integrity`]), I/O.
-    pub async fn open_zone_gated(self: &Arc<Self>, store: Arc<dyn ManifestStore>) -> Result<Zone> {
-        let manifest = Self::load_manifest(&store)?;
-        let (ezks, availability) = match self.unwrap_all(&manifest).await {
-            Ok(ezks) => (ezks, ZoneAvailability::Available),
+    /// availability.
+    pub async fn open_zone_gated(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
+    ) -> Result<Zone> {
+        let (manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
+        if let Some(refusal) = seal.legacy_refusal() {
+            return Err(refusal);
+        }
+        let zone = match self.unwrap_all(&manifest).await {
+            Ok(ezks) => {
+                verify_with(&seal, &manifest, &ezks)?;
+                Zone::from_parts(
+                    self.clone(),
+                    store,
+                    manifest,
+                    bytes,
+                    ezks,
+                    ZoneAvailability::Available,
+                )
+            }
             Err(e) => match unavailable_key_state(&e) {
                 Some(state) => {
                     tracing::warn!(zone = %manifest.zone_id, root = %manifest.root, error = %e,
                         "opened zone unavailable: its root key cannot be used");
-                    (BTreeMap::new(), ZoneAvailability::Unavailable(state))
+                    Zone::from_unverified(
+                        self.clone(),
+                        store,
+                        manifest,
+                        bytes,
+                        seal,
+                        ZoneAvailability::Unavailable(state),
+                    )
                 }
                 None => return Err(e),
             },
         };
+        Ok(zone)
+    }
+
+    /// Opens a zone whose manifest an older release wrote (version 1 or 2,
+    /// not authenticated) and rewrites it as version 3, authenticated, at
+    /// the next generation; a version 3 manifest simply opens. The anchor
+    /// is checked as by [`open_zone`](Self::open_zone), but nothing can
+    /// prove an unauthenticated file is the zone's latest: adopt each zone
+    /// once, from a copy you trust, then keep its new anchor.
+    ///
+    /// # Errors
+    /// As [`open_zone`](Self::open_zone); [`Error::Conflict`] if the
+    /// manifest changed while it was adopted.
+    pub async fn adopt_legacy_zone(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
+    ) -> Result<Zone> {
+        let (mut manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
+        if seal.is_authenticated() {
+            return self.open_zone(store, anchor).await;
+        }
+        let ezks = self.unwrap_all(&manifest).await?;
+        manifest.generation = manifest
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::malformed("zone manifest", "generation at its maximum"))?;
+        manifest.updated_unix = now_unix();
+        let active = ezks.get(&manifest.active).expect("unwrapped every version");
+        let sealed = manifest.seal(&active.key)?;
+        store.replace(Some(&bytes), &sealed)?;
+        tracing::info!(zone = %manifest.zone_id, generation = manifest.generation,
+            "adopted a legacy zone manifest: rewritten as version 3");
         Ok(Zone::from_parts(
             self.clone(),
             store,
             manifest,
+            sealed,
             ezks,
-            availability,
+            ZoneAvailability::Available,
         ))
     }
 
-    fn load_manifest(store: &Arc<dyn ManifestStore>) -> Result<ZoneManifest> {
+    /// Opens, read-only, the zone whose manifest is `bytes` (a backup's copy):
+    /// checked against `anchor`, its EZKs unwrapped, a version 3 manifest
+    /// authenticated. A legacy (version 1 or 2) copy is accepted: a backup
+    /// made by an older release is trusted as far as the caller's anchor
+    /// says. The zone's store is in memory; nothing is written anywhere.
+    pub(crate) async fn open_bundled_zone(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        anchor: &ZoneAnchor,
+    ) -> Result<Zone> {
+        let (manifest, seal) = ZoneManifest::parse_sealed(bytes)?;
+        anchor.check(&manifest)?;
+        let ezks = self.unwrap_all(&manifest).await?;
+        if seal.is_authenticated() {
+            verify_with(&seal, &manifest, &ezks)?;
+        }
+        let store = Arc::new(super::MemoryManifestStore::new());
+        store.replace(None, bytes)?;
+        Ok(Zone::from_parts(
+            self.clone(),
+            store,
+            manifest,
+            bytes.to_vec(),
+            ezks,
+            ZoneAvailability::Available,
+        ))
+    }
+
+    /// Loads, parses and checks the manifest against `anchor`: no provider
+    /// call yet.
+    fn load_checked(
+        store: &Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
+    ) -> Result<(ZoneManifest, ManifestSeal, Vec<u8>)> {
         let bytes = store
             .load()?
             .ok_or_else(|| Error::InvalidArgument(format!("{store:?} holds no zone manifest")))?;
-        ZoneManifest::parse(&bytes)
+        let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
+        anchor.check(&manifest)?;
+        Ok((manifest, seal, bytes))
     }
 
-    /// Unwraps every EZK version of `manifest`.
-    async fn unwrap_all(&self, manifest: &ZoneManifest) -> Result<BTreeMap<u32, Arc<Ezk>>> {
+    /// Unwraps every EZK version of `manifest`, each starting from the wraps
+    /// the manifest reserved for it.
+    pub(crate) async fn unwrap_all(
+        &self,
+        manifest: &ZoneManifest,
+    ) -> Result<BTreeMap<u32, Arc<Ezk>>> {
         let mut ezks = BTreeMap::new();
         for (version, record) in manifest.ezk_versions() {
             let ezk = self
-                .unwrap_ezk(&manifest.root, &manifest.zone_id, version, &record.wrapped)
+                .unwrap_ezk(&manifest.root, &manifest.zone_id, version, record)
                 .await?;
             ezks.insert(version, ezk);
         }
         Ok(ezks)
-    }
-
-    /// Opens the zone in `store` and checks that it is zone `expected`.
-    ///
-    /// # Errors
-    /// As [`open_zone`](Self::open_zone); [`Error::InvalidArgument`] if the
-    /// manifest is another zone's (checked before any provider call).
-    pub async fn open_zone_expecting(
-        self: &Arc<Self>,
-        store: Arc<dyn ManifestStore>,
-        expected: ZoneId,
-    ) -> Result<Zone> {
-        if let Some(bytes) = store.load()? {
-            let found = ZoneManifest::parse(&bytes)?.zone_id;
-            if found != expected {
-                return Err(Error::InvalidArgument(format!(
-                    "the manifest in {store:?} is zone {found}, not {expected}"
-                )));
-            }
-        }
-        self.open_zone(store).await
     }
 
     /// Unwraps one EZK version, sharing the provider call with every
@@ -261,13 +364,15 @@ impl Keyring {
         root: &KeyRef,
         zone: &ZoneId,
         version: u32,
-        wrapped: &WrappedKey,
+        record: &EzkRecord,
     ) -> Result<Arc<Ezk>> {
+        let wrapped: &WrappedKey = &record.wrapped;
         let key = UnwrapKey {
             root: root.clone(),
             zone: *zone,
             version,
             wrapped: sha256(&[wrapped.as_bytes()]),
+            wraps_reserved: record.wraps_reserved,
         };
         let cell = self
             .lock()
@@ -278,7 +383,7 @@ impl Keyring {
             .get_or_try_init(|| async {
                 let context = ZoneManifest::ezk_context(zone, version);
                 let ezk = self.provider.unwrap_key(root, wrapped, &context).await?;
-                Ok::<_, Error>(Arc::new(Ezk::new(ezk)))
+                Ok::<_, Error>(Arc::new(Ezk::new(ezk, record.wraps_reserved)))
             })
             .await
             .cloned();
@@ -294,6 +399,19 @@ impl Keyring {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UnwrapKey, InFlight>> {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Authenticates `manifest` with its unwrapped active EZK.
+pub(crate) fn verify_with(
+    seal: &ManifestSeal,
+    manifest: &ZoneManifest,
+    ezks: &BTreeMap<u32, Arc<Ezk>>,
+) -> Result<()> {
+    let active = ezks.get(&manifest.active).ok_or(Error::UnknownEzkVersion {
+        version: manifest.active,
+        newest: manifest.newest_version(),
+    })?;
+    seal.verify(manifest, &active.key)
 }
 
 /// The key state an error says the root key is in, if the error is about

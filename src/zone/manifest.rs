@@ -1,25 +1,44 @@
 //! The zone manifest: what must persist for a zone to open.
 //!
-//! Layout, version 1 (big-endian; `str` is `u16be(len) ‖ UTF-8`, `bytes` is
-//! `u16be(len) ‖ bytes`):
+//! Layout, version 3 (big-endian; `str` is `u16be(len) ‖ UTF-8`, `bytes` is
+//! `u16be(len) ‖ bytes`), the only version written:
 //!
 //! ```text
-//! magic "CMEK-ZMF" (8) ‖ u16be version = 1
-//! zone id (16) ‖ u64be generation ‖ u64be created ‖ u64be updated
+//! magic "CMEK-ZMF" (8) ‖ u16be version = 3
+//! zone id (16) ‖ body zone id (16)
+//! u64be generation ‖ u64be created ‖ u64be updated
 //! str name ‖ str region
-//! str root provider ‖ str root key id ‖ str root region
-//! u32be stream segment size ‖ u32be active EZK version
-//! u32be count ‖ count × (u32be version ‖ u64be created ‖ bytes wrapped EZK)
+//! str root provider ‖ str root key id ‖ str root region ‖ str root alias ("" = none)
+//! u32be chunk size ‖ u32be active EZK version
+//! u32be count ‖ count × (u32be version ‖ u64be created ‖ u64be wraps reserved ‖ bytes wrapped EZK)
+//! tag (32)   = HKDF-SHA256(ikm = EZK[active], salt = zone id,
+//!                          info = "cmek.zone.manifest.v3" ‖ SHA-256(every byte before the tag))
 //! SHA-256 of every preceding byte (32)
 //! ```
 //!
-//! Version 2 is version 1 with a **body zone id** (16 bytes) right after the
-//! zone id: the zone id bound into the associated data of the zone's segment
-//! bodies when it is not the zone's own id. Only a zone restored from a
-//! backup by rewrapping has one (its bodies were copied untouched from the
-//! backed-up zone, so they stay bound to that zone's body zone id); every
-//! other manifest is written as version 1, so a version 2 manifest whose
-//! body zone id equals its zone id is refused.
+//! **Authentication.** The tag is a MAC keyed by the active EZK: HKDF's
+//! extract and expand are HMAC-SHA256, so the tag is HMAC under a key only a
+//! holder of the unwrapped EZK can compute, over a collision-resistant
+//! digest of every field. Whoever can write the manifest but cannot ask the
+//! KMS to unwrap the EZK cannot change any field (root key, generation, EZK
+//! set, active version, body zone id, wrap reservations) without the zone
+//! refusing it at open. The checksum comes last so that plain corruption is
+//! [`Error::Malformed`] before any KMS call; the tag is checked after the
+//! EZKs are unwrapped ([`Error::Integrity`]).
+//!
+//! **What the tag cannot do**, and the [`ZoneAnchor`](super::ZoneAnchor)
+//! does: an older manifest of the same zone carries a valid tag too, since
+//! the EZK that keys it is unchanged (a root rotation rewraps EZKs; a
+//! retirement removes one). Rollback and swap are stopped by what the
+//! opener independently knows — zone id, root key, lowest generation —
+//! checked before any provider call.
+//!
+//! Versions 1 and 2 (read only, for adopting zones written by older
+//! releases): version 1 is version 3 without the body zone id, the root
+//! alias, the wraps-reserved field and the tag; version 2 is version 1 with
+//! the body zone id after the zone id. Neither is authenticated, so opening
+//! one needs [`Keyring::adopt_legacy_zone`](super::Keyring::adopt_legacy_zone),
+//! which rewrites it as version 3.
 //!
 //! Every EZK version is wrapped by the root key with the encryption context
 //! `{cmek:zone = zone id, cmek:purpose = ezk, cmek:ezk-version = N}`, so a
@@ -29,30 +48,154 @@
 
 use std::collections::BTreeMap;
 
+use subtle::ConstantTimeEq;
+
 use super::ZoneId;
+use crate::cipher::{hkdf_sha256, sha256, SHA256_LEN};
 use crate::codec::{open_checksummed, put_bytes16, seal_checksummed, start_checksummed};
 use crate::provider::{EncryptionContext, KeyRef, WrappedKey};
+use crate::secret::SecretKey;
 use crate::stream::Params;
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CMEK-ZMF";
-const FORMAT_VERSION: u16 = 1;
-/// The version that carries a body zone id.
-const FORMAT_VERSION_BODY_ZONE: u16 = 2;
 const WHAT: &str = "zone manifest";
 const MAX_NAME: usize = 256;
 const MAX_KEY_ID: usize = 2048;
 const MAX_WRAPPED: usize = 4096;
+const MAC_LABEL: &[u8] = b"cmek.zone.manifest.v3";
+/// Length of the manifest's authentication tag.
+const TAG_LEN: usize = 32;
 /// EZK versions one manifest may hold; rotation past it needs a retirement.
 pub const MAX_EZK_VERSIONS: usize = 4096;
+/// The largest manifest file a zone reads: `MAX_EZK_VERSIONS` records of the
+/// largest wrapped key, with room for the fixed fields.
+pub(crate) const MAX_MANIFEST_LEN: u64 = (MAX_EZK_VERSIONS as u64) * (4 + 8 + 8 + 2 + 4096) + 16384;
 
-/// One EZK version as persisted: wrapped by the zone's root key.
+/// The manifest layouts this release reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// Version 1: unauthenticated, no body zone id (read only).
+    V1,
+    /// Version 2: version 1 with a body zone id (read only).
+    V2,
+    /// Version 3: authenticated by a MAC under the active EZK; written.
+    V3,
+}
+
+impl ManifestFormat {
+    fn from_u16(version: u16) -> Option<Self> {
+        match version {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            3 => Some(Self::V3),
+            _ => None,
+        }
+    }
+
+    fn as_u16(self) -> u16 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+            Self::V3 => 3,
+        }
+    }
+
+    /// True for the formats that carry a MAC.
+    pub fn is_authenticated(self) -> bool {
+        self == Self::V3
+    }
+}
+
+/// One EZK version as persisted: wrapped by the root key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EzkRecord {
     /// When the version was created, in seconds since the Unix epoch.
     pub created_unix: u64,
     /// The EZK wrapped by the root key.
     pub wrapped: WrappedKey,
+    /// DEK wraps reserved under this EZK by every process that wrote
+    /// through the zone: never less than the wraps performed, so the
+    /// random-nonce limit holds across restarts and nodes.
+    pub wraps_reserved: u64,
+}
+
+/// How a parsed manifest can be authenticated once its EZKs are unwrapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ManifestSeal {
+    /// A version 1 or 2 file: nothing to check it with.
+    Legacy(ManifestFormat),
+    /// A version 3 file: its tag and the digest of the bytes it covers.
+    Mac {
+        digest: [u8; SHA256_LEN],
+        tag: [u8; TAG_LEN],
+    },
+}
+
+impl ManifestSeal {
+    /// True for a version 3 file.
+    pub(crate) fn is_authenticated(&self) -> bool {
+        matches!(self, ManifestSeal::Mac { .. })
+    }
+
+    /// The refusal of a legacy file by [`open_zone`](super::Keyring::open_zone),
+    /// without a key: `None` for an authenticated one.
+    pub(crate) fn legacy_refusal(&self) -> Option<Error> {
+        match self {
+            ManifestSeal::Legacy(format) => Some(legacy_refusal(*format)),
+            ManifestSeal::Mac { .. } => None,
+        }
+    }
+
+    /// Checks the tag with the unwrapped active EZK of `manifest`.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if the tag does not match;
+    /// [`Error::StateRejected`] for a legacy (unauthenticated) file.
+    pub(crate) fn verify(&self, manifest: &ZoneManifest, active_ezk: &SecretKey) -> Result<()> {
+        match self {
+            ManifestSeal::Legacy(format) => Err(legacy_refusal(*format)),
+            ManifestSeal::Mac { digest, tag } => {
+                let expected = mac_tag(&manifest.zone_id, active_ezk, digest)?;
+                if bool::from(expected.ct_eq(tag)) {
+                    Ok(())
+                } else {
+                    Err(Error::Integrity {
+                        what: "zone manifest (its fields were changed after it was written)",
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn legacy_refusal(format: ManifestFormat) -> Error {
+    Error::StateRejected {
+        what: WHAT,
+        reason: crate::StateRejection::Mismatch(format!(
+            "version {} manifests are not authenticated; adopt the zone once with \
+             Keyring::adopt_legacy_zone (cmek zone adopt) to rewrite it as version 3",
+            format.as_u16()
+        )),
+    }
+}
+
+fn mac_tag(
+    zone_id: &ZoneId,
+    active_ezk: &SecretKey,
+    digest: &[u8; SHA256_LEN],
+) -> Result<[u8; TAG_LEN]> {
+    let mut info = Vec::with_capacity(MAC_LABEL.len() + SHA256_LEN);
+    info.extend_from_slice(MAC_LABEL);
+    info.extend_from_slice(digest);
+    let mut tag = [0u8; TAG_LEN];
+    hkdf_sha256(
+        active_ezk.expose_secret(),
+        zone_id.as_bytes(),
+        &info,
+        &mut tag,
+    )?;
+    Ok(tag)
 }
 
 /// A zone's persisted state: its id, name, region, root key, stream
@@ -76,9 +219,31 @@ pub struct ZoneManifest {
     pub(crate) created_unix: u64,
     pub(crate) updated_unix: u64,
     pub(crate) ezks: BTreeMap<u32, EzkRecord>,
+    /// The exact bytes this manifest was parsed from or sealed into.
+    pub(crate) sealed: SealedBytes,
 }
 
+/// A manifest's stored bytes, carried with it so that it can be copied
+/// (into a backup) without the key that seals it. Not part of the value:
+/// two manifests with the same fields are equal however they were stored.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SealedBytes(pub(crate) Option<std::sync::Arc<[u8]>>);
+
+impl PartialEq for SealedBytes {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for SealedBytes {}
+
 impl ZoneManifest {
+    /// The manifest's bytes as stored, when it was read from storage or
+    /// taken from an open [`Zone`](super::Zone): what a backup copies.
+    /// `None` for a manifest built in memory.
+    pub fn stored_bytes(&self) -> Option<&[u8]> {
+        self.sealed.0.as_deref()
+    }
+
     /// The zone's id.
     pub fn zone_id(&self) -> ZoneId {
         self.zone_id
@@ -150,19 +315,37 @@ impl ZoneManifest {
             .with("cmek:ezk-version", version.to_string())
     }
 
-    /// Serializes the manifest.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Version 1 whenever it suffices, so zones that never were restored
-        // by rewrapping stay readable by releases that know only version 1.
-        let own_body_zone = self.body_zone_id == self.zone_id;
-        let version = if own_body_zone {
-            FORMAT_VERSION
+    /// Serializes the manifest as version 3, authenticated with
+    /// `active_ezk`, the unwrapped EZK of the active version.
+    pub(crate) fn seal(&self, active_ezk: &SecretKey) -> Result<Vec<u8>> {
+        let mut out = self.body(ManifestFormat::V3);
+        let digest = sha256(&[&out]);
+        out.extend_from_slice(&mac_tag(&self.zone_id, active_ezk, &digest)?);
+        seal_checksummed(&mut out);
+        Ok(out)
+    }
+
+    /// Serializes the manifest in a legacy unauthenticated layout (version 1
+    /// or 2, whichever holds its body zone id), as older releases wrote it:
+    /// for tests of adoption and for known-answer files.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn to_legacy_bytes(&self) -> Vec<u8> {
+        let format = if self.body_zone_id == self.zone_id {
+            ManifestFormat::V1
         } else {
-            FORMAT_VERSION_BODY_ZONE
+            ManifestFormat::V2
         };
-        let mut out = start_checksummed(MAGIC, version);
+        let mut out = self.body(format);
+        seal_checksummed(&mut out);
+        out
+    }
+
+    /// Every field before the tag, in `format`'s layout.
+    fn body(&self, format: ManifestFormat) -> Vec<u8> {
+        let v3 = format == ManifestFormat::V3;
+        let mut out = start_checksummed(MAGIC, format.as_u16());
         out.extend_from_slice(self.zone_id.as_bytes());
-        if !own_body_zone {
+        if v3 || format == ManifestFormat::V2 {
             out.extend_from_slice(self.body_zone_id.as_bytes());
         }
         out.extend_from_slice(&self.generation.to_be_bytes());
@@ -177,45 +360,73 @@ impl ZoneManifest {
         ] {
             put_bytes16(&mut out, s.as_bytes());
         }
+        if v3 {
+            put_bytes16(
+                &mut out,
+                self.root_alias.as_deref().unwrap_or("").as_bytes(),
+            );
+        }
         out.extend_from_slice(&self.segment_size.to_be_bytes());
         out.extend_from_slice(&self.active.to_be_bytes());
         out.extend_from_slice(&(self.ezks.len() as u32).to_be_bytes());
         for (version, record) in &self.ezks {
             out.extend_from_slice(&version.to_be_bytes());
             out.extend_from_slice(&record.created_unix.to_be_bytes());
+            if v3 {
+                out.extend_from_slice(&record.wraps_reserved.to_be_bytes());
+            }
             put_bytes16(&mut out, record.wrapped.as_bytes());
         }
-        seal_checksummed(&mut out);
         out
     }
 
-    /// Parses and checks a manifest.
+    /// Parses and checks a manifest of any readable version, without
+    /// authenticating it (that needs the unwrapped EZK): for inspection.
+    /// Opening a zone authenticates it.
     ///
     /// # Errors
     /// [`Error::Malformed`] for a truncated, corrupted (checksum), foreign or
     /// unknown-version file, or one whose fields are inconsistent.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        // The frame check below refuses any version but the one named here;
-        // peek at it so that both known versions get there.
-        let version = match bytes.get(8..10) {
-            Some(&[a, b]) if u16::from_be_bytes([a, b]) == FORMAT_VERSION_BODY_ZONE => {
-                FORMAT_VERSION_BODY_ZONE
-            }
-            _ => FORMAT_VERSION,
-        };
-        let mut r = open_checksummed(bytes, MAGIC, version, WHAT)?;
+        Self::parse_sealed(bytes).map(|(manifest, _)| manifest)
+    }
+
+    /// The layout version of a manifest file, from its first bytes.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a file that is not a manifest or has an
+    /// unknown version.
+    pub fn format_of(bytes: &[u8]) -> Result<ManifestFormat> {
+        if bytes.len() < 10 || &bytes[..8] != MAGIC {
+            return Err(Error::malformed(
+                WHAT,
+                format!("not a cmek {WHAT} (bad magic)"),
+            ));
+        }
+        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+        ManifestFormat::from_u16(version)
+            .ok_or_else(|| Error::malformed(WHAT, format!("unsupported version {version}")))
+    }
+
+    /// Parses a manifest and returns what authenticates it.
+    pub(crate) fn parse_sealed(bytes: &[u8]) -> Result<(Self, ManifestSeal)> {
+        let format = Self::format_of(bytes)?;
+        let v3 = format == ManifestFormat::V3;
+        let mut r = open_checksummed(bytes, MAGIC, format.as_u16(), WHAT)?;
         let zone_id = ZoneId::from_bytes(r.array()?);
-        let body_zone_id = if version == FORMAT_VERSION_BODY_ZONE {
-            let body = ZoneId::from_bytes(r.array()?);
-            if body == zone_id {
-                return Err(Error::malformed(
-                    WHAT,
-                    "version 2 with a body zone id equal to the zone id",
-                ));
+        let body_zone_id = match format {
+            ManifestFormat::V1 => zone_id,
+            ManifestFormat::V2 => {
+                let body = ZoneId::from_bytes(r.array()?);
+                if body == zone_id {
+                    return Err(Error::malformed(
+                        WHAT,
+                        "version 2 with a body zone id equal to the zone id",
+                    ));
+                }
+                body
             }
-            body
-        } else {
-            zone_id
+            ManifestFormat::V3 => ZoneId::from_bytes(r.array()?),
         };
         let generation = r.u64()?;
         let created_unix = r.u64()?;
@@ -227,6 +438,14 @@ impl ZoneManifest {
             r.str("root key id", MAX_KEY_ID)?,
             r.str("root region", MAX_NAME)?,
         );
+        let root_alias = if v3 {
+            let alias = r.bytes16("root alias", MAX_KEY_ID)?;
+            let alias = std::str::from_utf8(alias)
+                .map_err(|_| Error::malformed(WHAT, "root alias is not UTF-8"))?;
+            Some(alias.to_owned()).filter(|a| !a.is_empty())
+        } else {
+            None
+        };
         let segment_size = r.u32()?;
         let active = r.u32()?;
         let count = r.u32()? as usize;
@@ -237,6 +456,7 @@ impl ZoneManifest {
         for _ in 0..count {
             let version = r.u32()?;
             let created_unix = r.u64()?;
+            let wraps_reserved = if v3 { r.u64()? } else { 0 };
             let wrapped = r.bytes16("wrapped EZK", MAX_WRAPPED)?;
             if wrapped.is_empty() {
                 return Err(Error::malformed(WHAT, "empty wrapped EZK"));
@@ -244,6 +464,7 @@ impl ZoneManifest {
             let record = EzkRecord {
                 created_unix,
                 wrapped: WrappedKey::from_bytes(wrapped.to_vec()),
+                wraps_reserved,
             };
             if ezks.insert(version, record).is_some() {
                 return Err(Error::malformed(
@@ -252,11 +473,29 @@ impl ZoneManifest {
                 ));
             }
         }
+        let seal = if v3 {
+            // The tag covers every byte before it: the whole file but the
+            // tag and the checksum.
+            let covered = bytes.len() - TAG_LEN - SHA256_LEN;
+            let tag: [u8; TAG_LEN] = r.array()?;
+            ManifestSeal::Mac {
+                digest: sha256(&[&bytes[..covered]]),
+                tag,
+            }
+        } else {
+            ManifestSeal::Legacy(format)
+        };
         r.finish()?;
         if !ezks.contains_key(&active) {
             return Err(Error::malformed(
                 WHAT,
                 format!("active EZK version {active} is missing"),
+            ));
+        }
+        if ezks.keys().next_back() != Some(&active) {
+            return Err(Error::malformed(
+                WHAT,
+                format!("active EZK version {active} is not the newest"),
             ));
         }
         if Params::new(segment_size as usize).is_err() {
@@ -265,20 +504,22 @@ impl ZoneManifest {
                 format!("stream segment size {segment_size}"),
             ));
         }
-        Ok(Self {
+        let manifest = Self {
             zone_id,
             body_zone_id,
             name,
             region,
             root,
-            root_alias: None,
+            root_alias,
             segment_size,
             active,
             generation,
             created_unix,
             updated_unix,
             ezks,
-        })
+            sealed: SealedBytes(Some(bytes.into())),
+        };
+        Ok((manifest, seal))
     }
 
     /// Checks fields a caller supplied before they are persisted.
@@ -305,6 +546,10 @@ impl ZoneManifest {
 mod tests {
     use super::*;
 
+    fn key(b: u8) -> SecretKey {
+        SecretKey::from_array(&mut [b; 32])
+    }
+
     pub(crate) fn sample() -> ZoneManifest {
         let mut ezks = BTreeMap::new();
         for v in [1, 2] {
@@ -313,6 +558,7 @@ mod tests {
                 EzkRecord {
                     created_unix: 1_700_000_000 + u64::from(v),
                     wrapped: WrappedKey::from_bytes(vec![v as u8; 61]),
+                    wraps_reserved: u64::from(v) << 16,
                 },
             );
         }
@@ -321,85 +567,129 @@ mod tests {
             body_zone_id: ZoneId::from_bytes([3; 16]),
             name: "orders".into(),
             region: "eu-west-1".into(),
-            root: KeyRef::new("local", "root-1", "eu-west-1"),
-            root_alias: None,
+            root: KeyRef::new(
+                "aws-kms",
+                "arn:aws:kms:eu-west-1:111122223333:key/k",
+                "eu-west-1",
+            ),
+            root_alias: Some("alias/orders".into()),
             segment_size: 65536,
             active: 2,
             generation: 5,
             created_unix: 1_700_000_000,
             updated_unix: 1_700_000_100,
             ezks,
+            sealed: SealedBytes::default(),
         }
     }
 
     #[test]
-    fn round_trips() {
+    fn version_3_round_trips_and_verifies_under_its_ezk_only() {
         let m = sample();
-        assert_eq!(ZoneManifest::parse(&m.to_bytes()).unwrap(), m);
+        let bytes = m.seal(&key(9)).unwrap();
+        assert_eq!(&bytes[8..10], &[0, 3]);
+        let (back, seal) = ZoneManifest::parse_sealed(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.stored_bytes(), Some(&bytes[..]));
+        assert_eq!(back.root_alias(), Some("alias/orders"));
+        seal.verify(&back, &key(9)).unwrap();
+        assert!(matches!(
+            seal.verify(&back, &key(8)).unwrap_err(),
+            Error::Integrity { .. }
+        ));
+        // The tag is bound to the zone id too (its HKDF salt).
+        let mut other = back.clone();
+        other.zone_id = ZoneId::from_bytes([4; 16]);
+        assert!(seal.verify(&other, &key(9)).is_err());
     }
 
     #[test]
-    fn body_zone_id_needs_version_2_and_only_then() {
-        let own = sample().to_bytes();
-        assert_eq!(&own[8..10], &[0, 1], "a zone's own binding stays version 1");
+    fn an_edited_field_with_a_fixed_checksum_fails_the_tag() {
+        // The storage attacker's edit: change a field, recompute the plain
+        // checksum (anyone can), keep the old tag.
+        let good = sample().seal(&key(9)).unwrap();
+        for (what, edit) in [
+            ("generation", 42usize),
+            (
+                "root key id",
+                10 + 16 + 16 + 24 + 2 + 6 + 2 + 9 + 2 + 7 + 2 + 5,
+            ),
+        ] {
+            let mut bad = good[..good.len() - SHA256_LEN].to_vec();
+            bad[edit] ^= 0x01;
+            seal_checksummed(&mut bad);
+            let (m, seal) = ZoneManifest::parse_sealed(&bad).unwrap();
+            assert!(
+                matches!(seal.verify(&m, &key(9)), Err(Error::Integrity { .. })),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_versions_parse_and_are_not_authenticated() {
         let mut m = sample();
-        m.body_zone_id = ZoneId::from_bytes([4; 16]);
-        let bytes = m.to_bytes();
-        assert_eq!(&bytes[8..10], &[0, 2]);
-        assert_eq!(&bytes[10..26], &[3; 16], "zone id first");
-        assert_eq!(&bytes[26..42], &[4; 16], "then the body zone id");
-        assert_eq!(bytes.len(), own.len() + 16);
-        let back = ZoneManifest::parse(&bytes).unwrap();
+        m.root_alias = None;
+        for record in m.ezks.values_mut() {
+            record.wraps_reserved = 0;
+        }
+        let v1 = m.to_legacy_bytes();
+        assert_eq!(&v1[8..10], &[0, 1]);
+        let (back, seal) = ZoneManifest::parse_sealed(&v1).unwrap();
         assert_eq!(back, m);
-        assert_eq!(back.body_zone_id(), ZoneId::from_bytes([4; 16]));
-        assert_eq!(
-            ZoneManifest::parse(&own).unwrap().body_zone_id(),
-            ZoneId::from_bytes([3; 16])
-        );
+        assert_eq!(seal, ManifestSeal::Legacy(ManifestFormat::V1));
+        assert!(matches!(
+            seal.verify(&back, &key(9)),
+            Err(Error::StateRejected { .. })
+        ));
+        assert_eq!(ZoneManifest::format_of(&v1).unwrap(), ManifestFormat::V1);
+
+        m.body_zone_id = ZoneId::from_bytes([4; 16]);
+        let v2 = m.to_legacy_bytes();
+        assert_eq!(&v2[8..10], &[0, 2]);
+        assert_eq!(&v2[10..26], &[3; 16], "zone id first");
+        assert_eq!(&v2[26..42], &[4; 16], "then the body zone id");
+        assert_eq!(ZoneManifest::parse(&v2).unwrap(), m);
 
         // A version 2 file that repeats the zone id is not canonical.
-        let mut body: Vec<u8> = bytes[..bytes.len() - 32].to_vec();
+        let mut body: Vec<u8> = v2[..v2.len() - 32].to_vec();
         body[26..42].copy_from_slice(&[3; 16]);
-        crate::codec::seal_checksummed(&mut body);
+        seal_checksummed(&mut body);
         let err = ZoneManifest::parse(&body).unwrap_err();
         assert!(err.to_string().contains("body zone id equal"), "{err}");
         // Unknown versions stay refused.
-        let mut v3 = bytes[..bytes.len() - 32].to_vec();
-        v3[9] = 3;
-        crate::codec::seal_checksummed(&mut v3);
-        let err = ZoneManifest::parse(&v3).unwrap_err();
-        assert!(err.to_string().contains("unsupported version 3"), "{err}");
+        let mut v4 = v2[..v2.len() - 32].to_vec();
+        v4[9] = 4;
+        seal_checksummed(&mut v4);
+        let err = ZoneManifest::parse(&v4).unwrap_err();
+        assert!(err.to_string().contains("unsupported version 4"), "{err}");
     }
 
     #[test]
     fn every_bit_flip_and_truncation_is_malformed() {
-        let mut restored = sample();
-        restored.body_zone_id = ZoneId::from_bytes([4; 16]);
-        for good in [sample().to_bytes(), restored.to_bytes()] {
-            flips_and_truncations_are_malformed(&good);
-        }
-    }
-
-    fn flips_and_truncations_are_malformed(good: &[u8]) {
-        for i in 0..good.len() {
-            let mut bad = good.to_vec();
-            bad[i] ^= 0x10;
-            assert!(
-                matches!(
-                    ZoneManifest::parse(&bad).unwrap_err(),
-                    Error::Malformed { .. }
-                ),
-                "byte {i}"
-            );
-        }
-        for len in 0..good.len() {
-            assert!(
-                matches!(
-                    ZoneManifest::parse(&good[..len]).unwrap_err(),
-                    Error::Malformed { .. }
-                ),
-                "len {len}"
-            );
+        let mut legacy = sample();
+        legacy.root_alias = None;
+        for good in [sample().seal(&key(9)).unwrap(), legacy.to_legacy_bytes()] {
+            for i in 0..good.len() {
+                let mut bad = good.clone();
+                bad[i] ^= 0x10;
+                assert!(
+                    matches!(
+                        ZoneManifest::parse(&bad).unwrap_err(),
+                        Error::Malformed { .. }
+                    ),
+                    "byte {i}"
+                );
+            }
+            for len in 0..good.len() {
+                assert!(
+                    matches!(
+                        ZoneManifest::parse(&good[..len]).unwrap_err(),
+                        Error::Malformed { .. }
+                    ),
+                    "len {len}"
+                );
+            }
         }
     }
 
@@ -407,14 +697,18 @@ mod tests {
     fn inconsistent_fields_are_refused_even_with_a_valid_checksum() {
         let mut m = sample();
         m.active = 9;
-        let err = ZoneManifest::parse(&m.to_bytes()).unwrap_err();
+        let err = ZoneManifest::parse(&m.seal(&key(1)).unwrap()).unwrap_err();
         assert!(
             err.to_string().contains("active EZK version 9 is missing"),
             "{err}"
         );
         let mut m = sample();
+        m.active = 1;
+        let err = ZoneManifest::parse(&m.seal(&key(1)).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("is not the newest"), "{err}");
+        let mut m = sample();
         m.segment_size = 10;
-        assert!(ZoneManifest::parse(&m.to_bytes()).is_err());
+        assert!(ZoneManifest::parse(&m.seal(&key(1)).unwrap()).is_err());
         let err = ZoneManifest::parse(b"CMEK-LKF\x00\x01 some other cmek file").unwrap_err();
         assert!(err.to_string().contains("bad magic"), "{err}");
     }
@@ -427,4 +721,21 @@ mod tests {
         assert_eq!(c.get("cmek:ezk-version"), Some("7"));
         assert_ne!(c, ZoneManifest::ezk_context(&z, 8));
     }
+
+    /// Pins the version 3 layout and tag: `docs/FORMAT.md` shows these
+    /// bytes.
+    #[test]
+    fn version_3_known_answer() {
+        let mut m = sample();
+        m.ezks.remove(&1);
+        m.root = KeyRef::new("local", "root-1", "local");
+        m.root_alias = None;
+        m.segment_size = 4096;
+        m.region = "local".into();
+        let bytes = m.seal(&key(0x11)).unwrap();
+        let hex = hex::encode(&bytes);
+        assert_eq!(hex, KNOWN_V3, "{hex}");
+    }
+
+    const KNOWN_V3: &str = "434d454b2d5a4d46000303030303030303030303030303030303030303030303030303030303030303030000000000000005000000006553f100000000006553f16400066f726465727300056c6f63616c00056c6f63616c0006726f6f742d3100056c6f63616c000000001000000000020000000100000002000000006553f1020000000000020000003d0202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020290d97438c91bf406de445757eabccecffb7447dba46ddea616b8f87dd3de84fe3a7578dda5779d21b7e48f4d05a3bd3ae81581579df0a9e36ad4b726e8b2cc95";
 }

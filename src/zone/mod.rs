@@ -30,14 +30,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Seek, Write};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use zeroize::Zeroizing;
 
-use crate::cipher::{fill_random, KeyWrapper, NONCE_LEN};
+use crate::cipher::{fill_random, KeyWrapper, NONCE_LEN, WRAP_LIMIT};
 use crate::provider::KeyRef;
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::stream::{
@@ -46,6 +47,7 @@ use crate::stream::{
 };
 use crate::{Error, Result};
 
+mod anchor;
 mod availability;
 mod header;
 mod id;
@@ -58,6 +60,7 @@ mod transfer;
 #[cfg(test)]
 mod tests;
 
+pub use anchor::ZoneAnchor;
 pub(crate) use availability::WeakZone;
 pub use availability::ZoneAvailability;
 pub use header::{
@@ -66,7 +69,8 @@ pub use header::{
 pub use id::ZoneId;
 pub(crate) use keyring::unavailable_key_state;
 pub use keyring::{Keyring, ZoneSpec};
-pub use manifest::{EzkRecord, ZoneManifest, MAX_EZK_VERSIONS};
+use manifest::ManifestSeal;
+pub use manifest::{EzkRecord, ManifestFormat, ZoneManifest, MAX_EZK_VERSIONS};
 pub use rewrap::{
     is_rewrap_journal, rewrap_journal_path, RewrapOutcome, RewrapProgress, RewrapSummary,
 };
@@ -91,16 +95,51 @@ struct NewSegment {
 pub(crate) struct Ezk {
     key: SecretKey,
     wrapper: KeyWrapper,
+    /// Wraps counted against the zone-wide reservation: this process's
+    /// position inside the block it reserved last.
+    next: AtomicU64,
+    /// The end of this process's current block (see [`Zone::reserve_wraps`]):
+    /// `next` never passes it.
+    reserved: AtomicU64,
+    /// Reservations this process made under the EZK; each block is twice
+    /// the previous, up to [`MAX_WRAP_BLOCK`].
+    blocks: AtomicU32,
 }
 
 impl Ezk {
-    fn new(key: SecretKey) -> Self {
+    /// An EZK whose manifest record reserved `wraps_reserved` wraps: the
+    /// counter starts there, as if every reserved wrap had been used, so
+    /// that the limit holds whatever processes did before.
+    fn new(key: SecretKey, wraps_reserved: u64) -> Self {
         Self {
-            wrapper: KeyWrapper::new(&key),
+            wrapper: KeyWrapper::with_usage(&key, wraps_reserved),
             key,
+            next: AtomicU64::new(wraps_reserved),
+            reserved: AtomicU64::new(wraps_reserved),
+            blocks: AtomicU32::new(0),
         }
     }
+
+    /// Counts one DEK wrap inside this process's reserved block; false if
+    /// the block is used up.
+    fn take_wrap(&self) -> bool {
+        let reserved = self.reserved.load(Ordering::Acquire);
+        self.next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < reserved).then_some(n + 1)
+            })
+            .is_ok()
+    }
 }
+
+/// The first block of DEK wraps a process reserves under an EZK: small, so
+/// that short-lived processes (one CLI command) use little of the limit.
+const FIRST_WRAP_BLOCK: u64 = 1 << 16;
+/// The largest block: a manifest write per 16 Mi new segments at most.
+const MAX_WRAP_BLOCK: u64 = 1 << 24;
+/// Past this many reserved wraps, the active EZK should be rotated
+/// ([`Zone::needs_ezk_rotation`]): half the random-nonce limit.
+pub const ROTATE_AFTER_WRAPS: u64 = WRAP_LIMIT / 2;
 
 impl fmt::Debug for Ezk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,6 +152,12 @@ impl fmt::Debug for Ezk {
 /// half of one. An unavailable state holds no EZK.
 struct ZoneState {
     manifest: ZoneManifest,
+    /// The manifest's bytes as stored: what the next compare-and-swap
+    /// expects to find.
+    stored: Arc<Vec<u8>>,
+    /// Set while the manifest is not yet authenticated: a zone opened while
+    /// its key was unusable checks it when it recovers, before serving.
+    unverified: Option<ManifestSeal>,
     ezks: BTreeMap<u32, Arc<Ezk>>,
     availability: ZoneAvailability,
 }
@@ -123,6 +168,14 @@ struct ZoneInner {
     state: RwLock<Arc<ZoneState>>,
     /// Serializes manifest changes (rotation, retirement).
     admin: tokio::sync::Mutex<()>,
+    /// Serializes writes of the manifest (admin changes and wrap
+    /// reservations, which the data path makes), held from reading the
+    /// current state to installing the new one.
+    write: Mutex<()>,
+    /// A manifest this zone tried to store whose write failed after it may
+    /// have landed (a failed directory sync follows the rename): if the
+    /// store holds exactly it, the next write replaces it.
+    uncertain: Mutex<Option<Vec<u8>>>,
 }
 
 /// Confirms that no segment still uses an EZK version, for
@@ -162,20 +215,59 @@ impl Zone {
         keyring: Arc<Keyring>,
         store: Arc<dyn ManifestStore>,
         manifest: ZoneManifest,
+        stored: Vec<u8>,
         ezks: BTreeMap<u32, Arc<Ezk>>,
         availability: ZoneAvailability,
     ) -> Self {
         debug_assert!(availability.is_available() || ezks.is_empty());
+        let mut manifest = manifest;
+        manifest.sealed = manifest::SealedBytes(Some(stored.as_slice().into()));
+        Self::with_state(
+            keyring,
+            store,
+            ZoneState {
+                manifest,
+                stored: Arc::new(stored),
+                unverified: None,
+                ezks,
+                availability,
+            },
+        )
+    }
+
+    /// A zone opened unavailable, whose manifest is authenticated only when
+    /// it recovers.
+    fn from_unverified(
+        keyring: Arc<Keyring>,
+        store: Arc<dyn ManifestStore>,
+        manifest: ZoneManifest,
+        stored: Vec<u8>,
+        seal: ManifestSeal,
+        availability: ZoneAvailability,
+    ) -> Self {
+        debug_assert!(!availability.is_available());
+        Self::with_state(
+            keyring,
+            store,
+            ZoneState {
+                manifest,
+                stored: Arc::new(stored),
+                unverified: Some(seal),
+                ezks: BTreeMap::new(),
+                availability,
+            },
+        )
+    }
+
+    fn with_state(keyring: Arc<Keyring>, store: Arc<dyn ManifestStore>, state: ZoneState) -> Self {
         Self {
             inner: Arc::new(ZoneInner {
                 keyring,
                 store,
-                state: RwLock::new(Arc::new(ZoneState {
-                    manifest,
-                    ezks,
-                    availability,
-                })),
+                state: RwLock::new(Arc::new(state)),
                 admin: tokio::sync::Mutex::new(()),
+                write: Mutex::new(()),
+                uncertain: Mutex::new(None),
             }),
         }
     }
@@ -208,6 +300,35 @@ impl Zone {
         self.state().manifest.root.clone()
     }
 
+    /// The generation of the zone's current manifest: it grows at every
+    /// change (rotation, retirement, root rotation, wrap reservation).
+    pub fn generation(&self) -> u64 {
+        self.state().manifest.generation
+    }
+
+    /// What to keep, outside the storage that holds the manifest, to open
+    /// this zone again: its id, root key and current generation. Read it
+    /// after every change the zone makes and keep the newest (see
+    /// [`ZoneAnchor`]).
+    pub fn anchor(&self) -> ZoneAnchor {
+        let state = self.state();
+        let m = &state.manifest;
+        ZoneAnchor::new(m.zone_id, m.root.clone(), m.generation)
+    }
+
+    /// True once the active EZK has reserved more than
+    /// [`ROTATE_AFTER_WRAPS`] DEK wraps (half the random-nonce limit of
+    /// 2^32): rotate it with [`rotate_ezk`](Self::rotate_ezk) soon. New
+    /// segments are refused with [`Error::LimitExceeded`] at the limit.
+    pub fn needs_ezk_rotation(&self) -> bool {
+        let state = self.state();
+        state
+            .manifest
+            .ezks
+            .get(&state.manifest.active)
+            .is_some_and(|r| r.wraps_reserved > ROTATE_AFTER_WRAPS)
+    }
+
     /// The provider of the zone's root key.
     pub(crate) fn provider(&self) -> Arc<dyn crate::provider::KeyProvider> {
         self.inner.keyring.provider().clone()
@@ -227,7 +348,7 @@ impl Zone {
         let dek = SecretKey::from_array(dek_bytes.try_into().expect("KEY_LEN bytes"));
         let stream_header = StreamHeader::from_random(stream_random.try_into().expect("39 bytes"));
 
-        let state = self.state();
+        let state = self.state_with_wrap_reserved()?;
         let m = &state.manifest;
         let wrapped = state.ezk(m.active)?.wrapper.wrap_with_drawn_nonce(
             &dek,
@@ -466,11 +587,12 @@ impl Zone {
             EzkRecord {
                 created_unix: now,
                 wrapped,
+                wraps_reserved: 0,
             },
         );
         manifest.active = version;
         self.commit(manifest, &state, |ezks| {
-            ezks.insert(version, Arc::new(Ezk::new(ezk)));
+            ezks.insert(version, Arc::new(Ezk::new(ezk, 0)));
         })?;
         tracing::info!(zone = %self.id(), version, "rotated EZK");
         Ok(version)
@@ -530,8 +652,10 @@ impl Zone {
         Ok(())
     }
 
-    /// Persists `manifest` (generation bumped), then swaps in a state with
-    /// the EZK set changed by `change`. Nothing changes if storing fails.
+    /// Persists `manifest` (generation bumped, authenticated with its
+    /// active EZK), then swaps in a state with the EZK set changed by
+    /// `change`. Nothing changes if storing fails; [`Error::Conflict`] if
+    /// another process changed the manifest since this zone read it.
     ///
     /// If the zone was marked unavailable while the change ran, the new
     /// manifest is installed but no EZK is: recovery unwraps them from it.
@@ -541,23 +665,252 @@ impl Zone {
         base: &ZoneState,
         change: impl FnOnce(&mut BTreeMap<u32, Arc<Ezk>>),
     ) -> Result<()> {
-        manifest.generation += 1;
+        let mut ezks = base.ezks.clone();
+        change(&mut ezks);
+        let _write = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.state();
+        // Wrap reservations made by the data path since `base` was read are
+        // kept: they count wraps already performed.
+        for (version, record) in manifest.ezks.iter_mut() {
+            if let Some(now) = current.manifest.ezks.get(version) {
+                record.wraps_reserved = record.wraps_reserved.max(now.wraps_reserved);
+            }
+        }
+        manifest.generation = current.manifest.generation + 1;
         manifest.updated_unix = now_unix();
-        self.inner.store.store(&manifest.to_bytes())?;
+        let active = ezks.get(&manifest.active).ok_or(Error::UnknownEzkVersion {
+            version: manifest.active,
+            newest: manifest.newest_version(),
+        })?;
+        let bytes = manifest.seal(&active.key)?;
+        self.replace_stored(&current.stored, &bytes)?;
+        self.install(manifest, bytes, ezks);
+        Ok(())
+    }
+
+    /// Replaces the stored manifest `current` with `new`. If the store holds
+    /// a manifest this zone tried to write and got an error for, that one
+    /// counts as `current`: it was never used (the zone kept the previous
+    /// state), and a write that failed after its rename must not block
+    /// every later change.
+    fn replace_stored(&self, current: &[u8], new: &[u8]) -> Result<()> {
+        let uncertain = self
+            .inner
+            .uncertain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut result = self.inner.store.replace(Some(current), new);
+        if let (Err(Error::Conflict { .. }), Some(ours)) = (&result, &uncertain) {
+            if self.inner.store.load()?.as_deref() == Some(ours.as_slice()) {
+                result = self.inner.store.replace(Some(ours), new);
+            }
+        }
+        match &result {
+            Ok(()) | Err(Error::Conflict { .. }) => {}
+            Err(_) => {
+                *self
+                    .inner
+                    .uncertain
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(new.to_vec());
+            }
+        }
+        result
+    }
+
+    /// Takes in, without a provider call, a manifest another handle or
+    /// process stored since this zone read its own: it must be this zone's,
+    /// under the same root, no older, authentic under an EZK this zone
+    /// holds, and hold only EZK versions this zone holds (a wrap
+    /// reservation or a retirement made elsewhere). Anything more (a
+    /// rotation made elsewhere) needs [`reload`](Self::reload):
+    /// [`Error::Conflict`].
+    fn take_in_stored(&self) -> Result<()> {
+        let state = self.state();
+        let bytes = self
+            .inner
+            .store
+            .load()?
+            .ok_or_else(|| Error::InvalidArgument("the zone's manifest is gone".into()))?;
+        if bytes == *state.stored {
+            return Ok(());
+        }
+        let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
+        self.anchor().check(&manifest)?;
+        let needs_reload = || Error::Conflict {
+            what: "zone manifest",
+            reason: "another process rotated the zone: reload it (Zone::reload) and retry".into(),
+        };
+        let mut ezks = BTreeMap::new();
+        for (version, record) in manifest.ezk_versions() {
+            let same = state
+                .manifest
+                .ezks
+                .get(&version)
+                .is_some_and(|r| r.wrapped == record.wrapped);
+            match state.ezks.get(&version) {
+                Some(ezk) if same => ezks.insert(version, ezk.clone()),
+                _ => return Err(needs_reload()),
+            };
+        }
+        keyring::verify_with(&seal, &manifest, &ezks)?;
+        self.install(manifest, bytes, ezks);
+        Ok(())
+    }
+
+    /// Swaps in a state holding `manifest`, stored as `bytes`, with `ezks`
+    /// if the zone is available now, none otherwise.
+    fn install(&self, mut manifest: ZoneManifest, bytes: Vec<u8>, ezks: BTreeMap<u32, Arc<Ezk>>) {
+        manifest.sealed = manifest::SealedBytes(Some(bytes.as_slice().into()));
         let mut slot = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
         let availability = slot.availability;
-        let ezks = if availability.is_available() {
-            let mut ezks = base.ezks.clone();
-            change(&mut ezks);
-            ezks
-        } else {
-            BTreeMap::new()
-        };
         *slot = Arc::new(ZoneState {
             manifest,
-            ezks,
+            stored: Arc::new(bytes),
+            unverified: None,
+            ezks: if availability.is_available() {
+                ezks
+            } else {
+                BTreeMap::new()
+            },
             availability,
         });
+    }
+
+    /// The current state, after reserving DEK wraps under the active EZK
+    /// in the manifest if this process has used up its reservation.
+    fn state_with_wrap_reserved(&self) -> Result<Arc<ZoneState>> {
+        loop {
+            let state = self.state();
+            if state.ezk(state.manifest.active)?.take_wrap() {
+                return Ok(state);
+            }
+            self.reserve_wraps()?;
+        }
+    }
+
+    /// Reserves the next block of DEK wraps under the active EZK: a
+    /// manifest write (compare-and-swap; no provider call) recording that
+    /// at most that many wraps were performed, so that a restart, a crash or
+    /// another node never starts counting below the wraps really made.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if another process changed the manifest (reload
+    /// the zone); [`Error::LimitExceeded`] if the EZK reached its limit;
+    /// [`Error::Io`].
+    fn reserve_wraps(&self) -> Result<()> {
+        let _write = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        // Another handle or process may have written the manifest (its own
+        // reservation): take that in and try again, a few times.
+        for _ in 0..8 {
+            match self.try_reserve_wraps() {
+                Err(Error::Conflict { .. }) => self.take_in_stored()?,
+                other => return other,
+            }
+        }
+        Err(Error::Conflict {
+            what: "zone manifest",
+            reason: "other writers keep changing it; retry".into(),
+        })
+    }
+
+    fn try_reserve_wraps(&self) -> Result<()> {
+        let state = self.state();
+        let active = state.manifest.active;
+        let ezk = state.ezk(active)?;
+        if ezk.next.load(Ordering::Acquire) < ezk.reserved.load(Ordering::Acquire) {
+            return Ok(()); // another thread reserved meanwhile
+        }
+        let mut manifest = state.manifest.clone();
+        let record = manifest
+            .ezks
+            .get_mut(&active)
+            .expect("active version exists");
+        // The new block starts where every earlier reservation, of any
+        // process, ended: the wraps of all processes together never exceed
+        // what the manifest records.
+        let start = record.wraps_reserved;
+        if start >= WRAP_LIMIT {
+            return Err(Error::LimitExceeded {
+                what: "DEK wraps under one EZK version (rotate the EZK)",
+                limit: WRAP_LIMIT,
+            });
+        }
+        let blocks = ezk.blocks.fetch_add(1, Ordering::Relaxed).min(8);
+        let block = (FIRST_WRAP_BLOCK << blocks).min(MAX_WRAP_BLOCK);
+        let reserved = start.saturating_add(block).min(WRAP_LIMIT);
+        record.wraps_reserved = reserved;
+        manifest.generation += 1;
+        manifest.updated_unix = now_unix();
+        let bytes = manifest.seal(&ezk.key)?;
+        self.replace_stored(&state.stored, &bytes)?;
+        ezk.next.fetch_max(start, Ordering::AcqRel);
+        ezk.reserved.store(reserved, Ordering::Release);
+        if reserved > ROTATE_AFTER_WRAPS {
+            tracing::warn!(zone = %manifest.zone_id, version = active, reserved,
+                "the active EZK is past half its wrap limit: rotate it");
+        }
+        let ezks = state.ezks.clone();
+        self.install(manifest, bytes, ezks);
+        Ok(())
+    }
+
+    /// Reads the manifest again from the store and takes in what other
+    /// processes changed: new EZK versions (one provider call each),
+    /// retirements, wrap reservations. The stored manifest must be this
+    /// zone's, under the same root key, at this generation or newer, and
+    /// authentic; otherwise nothing changes. A zone whose root key was
+    /// rotated elsewhere is opened again with its new anchor instead.
+    ///
+    /// # Errors
+    /// [`Error::StateRejected`] for a rolled-back, foreign or re-rooted
+    /// manifest; [`Error::Integrity`] for a forged one; provider errors.
+    pub async fn reload(&self) -> Result<()> {
+        let _admin = self.inner.admin.lock().await;
+        let state = self.state();
+        state.ensure_available()?;
+        let anchor = self.anchor();
+        let bytes = self
+            .inner
+            .store
+            .load()?
+            .ok_or_else(|| Error::InvalidArgument("the zone's manifest is gone".into()))?;
+        if bytes == *state.stored {
+            return Ok(());
+        }
+        let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
+        anchor.check(&manifest)?;
+        let mut ezks = BTreeMap::new();
+        for (version, record) in manifest.ezk_versions() {
+            let same_wrap = state
+                .manifest
+                .ezks
+                .get(&version)
+                .is_some_and(|r| r.wrapped == record.wrapped);
+            let ezk = match state.ezks.get(&version) {
+                // Its counters carry on: the next reservation starts past
+                // every block other processes took meanwhile.
+                Some(held) if same_wrap => held.clone(),
+                _ => {
+                    self.inner
+                        .keyring
+                        .unwrap_ezk(&manifest.root, &manifest.zone_id, version, record)
+                        .await?
+                }
+            };
+            ezks.insert(version, ezk);
+        }
+        keyring::verify_with(&seal, &manifest, &ezks)?;
+        let _write = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        if *self.state().stored != *state.stored {
+            return Err(Error::Conflict {
+                what: "zone manifest",
+                reason: "this process changed the manifest during the reload; retry".into(),
+            });
+        }
+        tracing::info!(zone = %manifest.zone_id, generation = manifest.generation, "reloaded zone");
+        self.install(manifest, bytes, ezks);
         Ok(())
     }
 }

@@ -1,18 +1,28 @@
 //! Where a zone manifest persists: the [`ManifestStore`] trait, a file
 //! implementation and an in-memory one.
+//!
+//! Several processes (or nodes) may hold the same zone open. Every change
+//! is a compare-and-swap on the manifest's bytes: a writer that read an
+//! older manifest than the one stored now gets [`Error::Conflict`], and no
+//! update is lost.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::manifest::MAX_MANIFEST_LEN;
 use crate::{fsutil, Error, Result};
 
 /// Persistence for one zone's manifest.
 ///
-/// `store` must be atomic and durable: when it returns `Ok`, a crash leaves
-/// the new manifest; when it fails or the process dies inside it, a later
-/// `load` returns the previous manifest intact. The zone never switches to a
-/// new manifest before `store` returned `Ok`.
+/// `replace` must be atomic, durable and conditional: when it returns `Ok`,
+/// a crash leaves the new manifest; when it fails or the process dies inside
+/// it, a later `load` returns the previous manifest intact; and it replaces
+/// nothing unless the stored manifest is still the one the caller read. The
+/// zone never switches to a new manifest before `replace` returned `Ok`.
+///
+/// What a store returns is not trusted: the zone authenticates it and checks
+/// it against the caller's [`ZoneAnchor`](super::ZoneAnchor).
 pub trait ManifestStore: Send + Sync + fmt::Debug {
     /// The manifest's bytes, or `None` if none was ever stored.
     ///
@@ -20,16 +30,22 @@ pub trait ManifestStore: Send + Sync + fmt::Debug {
     /// [`Error::Io`] if it cannot be read.
     fn load(&self) -> Result<Option<Vec<u8>>>;
 
-    /// Replaces the manifest with `manifest`, atomically and durably.
+    /// Replaces the manifest with `new`, atomically and durably, if the
+    /// stored manifest is byte for byte `current` (`None`: if no manifest
+    /// is stored yet).
     ///
     /// # Errors
-    /// [`Error::Io`] if it cannot be written; the previous manifest stays.
-    fn store(&self, manifest: &[u8]) -> Result<()>;
+    /// [`Error::Conflict`] if the stored manifest is another (someone else
+    /// changed it; nothing was written); [`Error::Io`] if it cannot be
+    /// written (the previous manifest stays).
+    fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()>;
 }
 
 /// A manifest in a file, replaced atomically: a temporary file beside it is
 /// written and fsynced, renamed over it, and the directory fsynced. Until the
-/// rename, the previous manifest is untouched.
+/// rename, the previous manifest is untouched. Each replacement holds an
+/// exclusive lock on `.NAME.lock` beside the file while it compares and
+/// renames, so processes sharing the file never lose each other's changes.
 #[derive(Debug, Clone)]
 pub struct FileManifestStore {
     path: PathBuf,
@@ -49,15 +65,13 @@ impl FileManifestStore {
 
 impl ManifestStore for FileManifestStore {
     fn load(&self) -> Result<Option<Vec<u8>>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&self.path, e)),
-        }
+        fsutil::read_capped(&self.path, MAX_MANIFEST_LEN, "zone manifest file size")
     }
 
-    fn store(&self, manifest: &[u8]) -> Result<()> {
-        fsutil::write_atomic(&self.path, manifest, 0o600)
+    fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        let _lock = fsutil::ExclusiveLock::acquire(&fsutil::lock_path_for(&self.path))?;
+        check_current(self.load()?.as_deref(), current)?;
+        fsutil::write_atomic(&self.path, new, 0o600)
     }
 }
 
@@ -80,8 +94,28 @@ impl ManifestStore for MemoryManifestStore {
         Ok(self.bytes.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
-    fn store(&self, manifest: &[u8]) -> Result<()> {
-        *self.bytes.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest.to_vec());
+    fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        let mut slot = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        check_current(slot.as_deref(), current)?;
+        *slot = Some(new.to_vec());
         Ok(())
     }
+}
+
+/// The compare of a compare-and-swap.
+fn check_current(stored: Option<&[u8]>, expected: Option<&[u8]>) -> Result<()> {
+    if stored == expected {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        what: "zone manifest",
+        reason: match (stored, expected) {
+            (Some(_), None) => "a manifest exists already".into(),
+            (None, Some(_)) => "the manifest was removed".into(),
+            _ => {
+                "another process changed it since it was read; reopen or reload the zone and retry"
+                    .into()
+            }
+        },
+    })
 }

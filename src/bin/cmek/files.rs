@@ -223,7 +223,8 @@ pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
     let out = sink.finish().context(&output_name)?;
     output.commit(out)?;
     bar.finish_and_clear();
-    Ok(())
+    // The DEK's wrap may have reserved wraps in the manifest.
+    home.record_zone(&zone)
 }
 
 /// `cmek decrypt`.
@@ -433,6 +434,7 @@ pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
     let bar = progress::files(quiet, batch.len() as u64, "rewrap");
     let summary = zone.rewrap_files(batch, |p| bar.set_position(p.done as u64));
     bar.finish_and_clear();
+    home.record_zone(&zone)?;
     for (path, e) in summary.failed {
         let code = code_of(&e);
         failed.push((

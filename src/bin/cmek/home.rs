@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cmek::provider::{AwsKmsOptions, AwsKmsProvider, LocalKeyProvider, AWS_KMS_PROVIDER};
-use cmek::registry::KeyRegistry;
-use cmek::zone::{FileManifestStore, Keyring, Zone, ZoneManifest};
+use cmek::registry::{KeyRegistry, RegisteredZone};
+use cmek::zone::{FileManifestStore, Keyring, ManifestFormat, Zone, ZoneManifest};
 use cmek::{KeyProvider, KeyRef};
 
 use crate::args::Global;
@@ -213,16 +213,57 @@ impl Home {
         Ok((manifest, Arc::new(FileManifestStore::new(path))))
     }
 
-    /// Opens zone `name`: one provider call per EZK version.
+    /// Zone `name` as the key registry records it: its id, root key and
+    /// the newest manifest generation seen — what its manifest is checked
+    /// against, since the manifest file itself could have been put back or
+    /// swapped.
+    pub fn registered_zone(&self, name: &str) -> CliResult<RegisteredZone> {
+        let registry = self.registry()?;
+        let mut found = registry.zones().into_iter().filter(|z| z.name == name);
+        match (found.next(), found.next()) {
+            (Some(zone), None) => Ok(zone),
+            (None, _) => Err(Failure::usage(format!(
+                "zone {name} is not in the key registry {}: its manifest cannot be checked",
+                registry.path().display()
+            ))),
+            (Some(_), Some(_)) => Err(Failure::usage(format!(
+                "the key registry names two zones {name}"
+            ))),
+        }
+    }
+
+    /// Opens zone `name`, checked against the registry's record of it: one
+    /// provider call per EZK version. A manifest written by an older release
+    /// (version 1 or 2) is adopted once — rewritten as an authenticated
+    /// version 3 — if the registry has no generation for the zone yet.
+    /// Records the zone's new generation in the registry.
     pub async fn open_zone(&self, name: &str) -> CliResult<Zone> {
-        let (manifest, store) = self.zone_manifest(name)?;
-        let provider = self
-            .provider_for_root(manifest.root(), manifest.region())
-            .await?;
-        Keyring::new(provider)
-            .open_zone_expecting(store, manifest.zone_id())
-            .await
-            .context(format!("zone {name}"))
+        let record = self.registered_zone(name)?;
+        let (_, store) = self.zone_manifest(name)?;
+        let provider = self.provider_for_root(&record.key, &record.region).await?;
+        let keyring = Keyring::new(provider);
+        let anchor = record.anchor();
+        let legacy = !manifest_format(store.path())?.is_authenticated();
+        let zone = if legacy && record.generation == 0 {
+            eprintln!(
+                "cmek: zone {name}: adopting a manifest written by an older release \
+                 (rewritten as version 3, authenticated)"
+            );
+            keyring.adopt_legacy_zone(store, &anchor).await
+        } else {
+            keyring.open_zone(store, &anchor).await
+        }
+        .context(format!("zone {name}"))?;
+        self.record_zone(&zone)?;
+        Ok(zone)
+    }
+
+    /// Records zone `zone`'s current root key and generation in the
+    /// registry (after every change).
+    pub fn record_zone(&self, zone: &Zone) -> CliResult {
+        self.registry()?
+            .record_zone(&zone.anchor())
+            .context("key registry")
     }
 
     /// Every zone manifest in the state directory, by name (those that do
@@ -242,4 +283,10 @@ impl Home {
         zones.sort_by(|a, b| a.0.cmp(&b.0));
         zones
     }
+}
+
+/// The layout version of the manifest at `path`.
+fn manifest_format(path: &Path) -> CliResult<ManifestFormat> {
+    let bytes = std::fs::read(path).map_err(|e| io_at(path, e))?;
+    ZoneManifest::format_of(&bytes).context(path.display())
 }

@@ -38,11 +38,12 @@ pub async fn run(home: &Home, args: MonitorArgs) -> CliResult {
     }
     // The zones stay open (gated) for the whole run; names for the report.
     let mut zones = Vec::new();
-    for (name, manifest) in home.zones() {
-        let provider = provider_for(home, manifest.root(), manifest.region()).await?;
+    for (name, _) in home.zones() {
+        let record = home.registered_zone(&name)?;
+        let provider = provider_for(home, &record.key, &record.region).await?;
         let (_, store) = home.zone_manifest(&name)?;
         let zone = monitor
-            .open_zone(&Keyring::new(provider), store)
+            .open_zone(&Keyring::new(provider), store, &record.anchor())
             .await
             .context(format!("zone {name}"))?;
         zones.push((name, zone));

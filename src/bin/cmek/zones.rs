@@ -71,6 +71,7 @@ async fn create(home: &Home, name: &str, key: &KeyArg, segment_size: usize) -> C
         let _ = std::fs::remove_file(store.path());
         return Err(Failure::from(e).context(format!("zone {name}")));
     }
+    home.record_zone(&zone)?;
     println!(
         "created zone {name} ({}) in {region} under {root}, EZK version {}",
         zone.id(),
@@ -127,6 +128,7 @@ fn show(home: &Home, name: &str, as_json: bool) -> CliResult {
 async fn rotate(home: &Home, name: &str) -> CliResult {
     let zone = home.open_zone(name).await?;
     let version = zone.rotate_ezk().await.context(format!("zone {name}"))?;
+    home.record_zone(&zone)?;
     println!("zone {name}: EZK version {version} is active; run `cmek rewrap --zone {name} DIR` to move existing files to it");
     Ok(())
 }
@@ -151,6 +153,7 @@ async fn rotate_root(home: &Home, name: &str, key: &KeyArg) -> CliResult {
         let _ = registry.set_zone_key(zone.id(), &old);
         return Err(Failure::from(e).context(format!("zone {name}")));
     }
+    home.record_zone(&zone)?;
     println!("zone {name}: every EZK version is now wrapped by {new_root} (was {old})");
     Ok(())
 }
@@ -187,6 +190,7 @@ async fn retire(
     zone.retire_ezk(version, RetireConfirmation::NoSegmentUsesIt)
         .await
         .context(format!("zone {name}"))?;
+    home.record_zone(&zone)?;
     println!("zone {name}: EZK version {version} retired");
     Ok(())
 }
