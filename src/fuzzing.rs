@@ -310,3 +310,12 @@ impl Input<'_> {
         u16::from_be_bytes([self.u8(), self.u8()])
     }
 }
+
+/// `manifest` re-encoded in the unauthenticated layout older releases
+/// wrote (version 1 or 2) at `generation`: what a storage attacker can make
+/// from a manifest it reads, for tests that such a downgrade is refused.
+pub fn legacy_manifest_bytes(manifest: &ZoneManifest, generation: u64) -> Vec<u8> {
+    let mut m = manifest.clone();
+    m.generation = generation;
+    m.to_legacy_bytes()
+}
