@@ -452,7 +452,11 @@ async fn wrap_counts_never_go_backwards_when_an_old_file_is_put_back() {
     assert_eq!(p.list_keys().unwrap()[0].wraps, 5, "never reports less");
     p.wrap_key(&a, &ezk, &ctx("z")).await.unwrap();
     let reopened = LocalKeyProvider::open(p.path()).unwrap();
-    assert_eq!(reopened.list_keys().unwrap()[0].wraps, 6, "never stores less");
+    assert_eq!(
+        reopened.list_keys().unwrap()[0].wraps,
+        6,
+        "never stores less"
+    );
 }
 
 #[tokio::test]
