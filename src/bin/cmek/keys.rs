@@ -32,9 +32,17 @@ async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult
     if key.kind == ProviderKind::Local {
         // Creating the key first lets one command set up a local project.
         let local = home.local(true)?;
-        if !local.list_keys()?.iter().any(|k| k.key.key_id() == key.id) {
-            local.add_key(&key.id)?;
-            println!("created local key {}", local.key_ref(&key.id));
+        let exists = || -> cmek::Result<bool> {
+            Ok(local.list_keys()?.iter().any(|k| k.key.key_id() == key.id))
+        };
+        if !exists()? {
+            match local.add_key(&key.id) {
+                Ok(created) => println!("created local key {created}"),
+                // Another process created it since: use it, as one that was
+                // there before.
+                Err(cmek::Error::InvalidArgument(_)) if exists()? => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let registry = home.registry()?;
