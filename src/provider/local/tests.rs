@@ -529,3 +529,47 @@ async fn an_oversized_key_file_is_refused_before_it_is_read() {
         MAX_KEYS
     );
 }
+
+/// A change waits for the lock another holder has (as another process
+/// would hold it for its own read-modify-write), and is then made on the
+/// file as that holder left it.
+#[test]
+fn a_change_waits_for_the_lock_and_applies_to_the_newest_file() {
+    let (dir, p) = new_provider();
+    p.add_key("a").unwrap();
+    let lock_path = dir.path().join(".root.keys.lock");
+    let held = fsutil::ExclusiveLock::acquire(&lock_path).unwrap();
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| p.disable_key("a"));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!waiting.is_finished(), "the change waits for the lock");
+        // The holder's own change, written while it holds the lock.
+        let other = LocalKeyProvider::open(p.path()).unwrap();
+        let mut keys = other.load_existing().unwrap();
+        keys.insert(
+            "b".to_owned(),
+            LocalKey {
+                material: SecretKey::generate().unwrap(),
+                state: KeyState::Enabled,
+                created_unix: 0,
+                wraps: 0,
+            },
+        );
+        fsutil::write_atomic(p.path(), &encode("eu-west-1", &keys), FILE_MODE).unwrap();
+        drop(held);
+        waiting.join().unwrap().unwrap();
+    });
+    let states: Vec<_> = p
+        .list_keys()
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.key.key_id().to_owned(), k.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a".to_owned(), KeyState::Disabled),
+            ("b".to_owned(), KeyState::Enabled),
+        ]
+    );
+}
