@@ -87,8 +87,10 @@ type Keys = BTreeMap<String, LocalKey>;
 /// Root keys in a key file on disk: named keys that can be disabled,
 /// re-enabled and destroyed, in a versioned, checksummed file (owner-only,
 /// replaced atomically). Several providers, in one process or several, may
-/// share a file: see the [module docs](self). See `docs/FORMAT.md` for the
-/// layout.
+/// share a file: every change is made under an exclusive lock on the file as
+/// re-read inside it, and every call re-reads the file, so no change is lost
+/// and a key another process disabled or destroyed is refused at once; wrap
+/// counts never go backwards. See `docs/FORMAT.md` for the layout.
 ///
 /// ```
 /// use cmek::provider::LocalKeyProvider;
