@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. The root of trust: a local key file (0600) holding one root key.
     let local = LocalKeyProvider::open_or_create(dir.join("root.keys"), "local")?;
-    let root = match local.list_keys().into_iter().next() {
+    let root = match local.list_keys()?.into_iter().next() {
         Some(info) => info.key,
         None => local.add_key("root-1")?,
     };

@@ -415,6 +415,49 @@ fn encrypt_decrypt_files_and_pipes() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Plaintext never lands in a file others may read: `cmek decrypt` creates
+/// its output owner-only whatever the umask allows, also when it replaces
+/// a readable file; ciphertext keeps the umask's mode.
+#[cfg(unix)]
+#[test]
+fn decrypted_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.zone("z", "k", &[]);
+    let input = env.write("plain", &data(70_000));
+    // Under a umask that lets everyone read new files.
+    let run = |args: &[&str]| {
+        Command::new("sh")
+            .args([
+                "-c",
+                "umask 022 && exec \"$0\" \"$@\"",
+                env!("CARGO_BIN_EXE_cmek"),
+            ])
+            .args(args)
+            .env("CMEK_HOME", env.home())
+            .env_remove("CMEK_AWS_ENDPOINT_URL")
+            .current_dir(env.dir.path())
+            .assert()
+            .success();
+    };
+    let mode = |name: &str| fs::metadata(env.path(name)).unwrap().permissions().mode() & 0o777;
+    run(&["encrypt", "-z", "z", s(&input), "-o", "seg"]);
+    assert_eq!(mode("seg"), 0o644, "ciphertext keeps the umask's mode");
+    run(&["decrypt", "-z", "z", "seg", "-o", "back"]);
+    assert_eq!(mode("back"), 0o600);
+    assert_eq!(fs::read(env.path("back")).unwrap(), data(70_000));
+    // Replacing a world-readable file gives an owner-only one.
+    let readable = env.write("readable", b"old");
+    fs::set_permissions(&readable, fs::Permissions::from_mode(0o644)).unwrap();
+    run(&["decrypt", "-z", "z", "seg", "-o", "readable", "--force"]);
+    assert_eq!(mode("readable"), 0o600);
+    env.cmek()
+        .args(["decrypt", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("owner-only (mode 0600"));
+}
+
 #[test]
 fn no_progress_bar_when_standard_error_is_not_a_terminal() {
     let env = Env::new();

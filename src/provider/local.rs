@@ -11,13 +11,39 @@
 //! and the encryption context. Each key's wrap count is persisted with it, so
 //! the wrap limit holds across restarts.
 //!
-//! Calls do blocking file I/O only when the file changes (adding a key,
-//! changing a state, wrapping); unwrap and describe never touch the disk.
+//! # Several processes on one file
+//!
+//! A service and the `cmek` CLI (or several services) may share one file.
+//! The file is the only authority; this type keeps no copy of the keys:
+//!
+//! * Every change — adding, destroying, a state change, a wrap (which
+//!   advances the key's persisted wrap count) — takes an exclusive advisory
+//!   lock on `.NAME.lock` beside the file, re-reads and re-parses the file
+//!   inside the lock, applies the change and replaces the file atomically
+//!   before releasing the lock. No process writes back a stale copy, so no
+//!   other process's change is lost.
+//! * Every read (`describe_key`, `unwrap_key`, `list_keys`, and the checks
+//!   of a wrap) re-reads the file, so a key another process disabled or
+//!   destroyed is refused at once. The file is re-read every time rather
+//!   than when a cheap fingerprint (inode, length, modification time)
+//!   changes, because such a fingerprint can repeat across two writes —
+//!   inode numbers are reused after a rename frees them, timestamps are
+//!   coarse, and a state change keeps the length — and a repeat would let a
+//!   process keep using a key that was disabled. Calls are rare by design
+//!   (a zone open, a rotation, a monitor check), the file is small and its
+//!   read is capped, so the re-read costs little. Replacements are renames,
+//!   so a read without the lock sees one complete version.
+//! * Wrap counts never go backwards: they advance only under the lock, from
+//!   the count in the file, and a provider also remembers the highest count
+//!   it has seen per key and never stores or reports less (should an older
+//!   copy of the file be put back).
+//!
+//! Calls do their (small, blocking) file I/O on the calling thread.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -26,9 +52,10 @@ use zeroize::Zeroizing;
 use super::{
     check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey,
 };
-use crate::cipher::KeyWrapper;
+use crate::cipher::{KeyWrapper, SHA256_LEN};
 use crate::codec::{open_checksummed, seal_checksummed, start_checksummed};
-use crate::fsutil;
+use crate::error::StateRejection;
+use crate::fsutil::{self, ExclusiveLock};
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::{Error, Result};
 
@@ -42,12 +69,28 @@ const MAX_ID_LEN: usize = 256;
 const MAX_REGION_LEN: usize = 64;
 /// Keys one file may hold; far above any sensible use, it bounds parsing.
 const MAX_KEYS: usize = 4096;
+/// The longest well-formed key file (every length at its maximum); a longer
+/// file is refused before it is read.
+const MAX_FILE_LEN: u64 = (MAGIC.len()
+    + 2
+    + 2
+    + MAX_REGION_LEN
+    + 4
+    + MAX_KEYS * (2 + MAX_ID_LEN + 1 + 8 + 8 + KEY_LEN)
+    + SHA256_LEN) as u64;
 
 const WHAT: &str = "local key file";
 
+/// The keys of a file, by id.
+type Keys = BTreeMap<String, LocalKey>;
+
 /// Root keys in a key file on disk: named keys that can be disabled,
 /// re-enabled and destroyed, in a versioned, checksummed file (owner-only,
-/// replaced atomically). See `docs/FORMAT.md` for the layout.
+/// replaced atomically). Several providers, in one process or several, may
+/// share a file: every change is made under an exclusive lock on the file as
+/// re-read inside it, and every call re-reads the file, so no change is lost
+/// and a key another process disabled or destroyed is refused at once; wrap
+/// counts never go backwards. See `docs/FORMAT.md` for the layout.
 ///
 /// ```
 /// use cmek::provider::LocalKeyProvider;
@@ -65,8 +108,13 @@ const WHAT: &str = "local key file";
 #[derive(Debug)]
 pub struct LocalKeyProvider {
     path: PathBuf,
+    lock_path: PathBuf,
     region: String,
-    keys: RwLock<BTreeMap<String, LocalKey>>,
+    /// The highest wrap count this provider has seen for each key, by id
+    /// and creation time (a key destroyed and added again under its id is
+    /// another key; one re-added within the same second inherits the count,
+    /// which errs on the safe side).
+    wraps_seen: Mutex<BTreeMap<(String, u64), u64>>,
 }
 
 #[derive(Debug)]
@@ -75,17 +123,6 @@ struct LocalKey {
     state: KeyState,
     created_unix: u64,
     wraps: u64,
-}
-
-impl LocalKey {
-    fn duplicate(&self) -> Self {
-        Self {
-            material: self.material.duplicate(),
-            state: self.state,
-            created_unix: self.created_unix,
-            wraps: self.wraps,
-        }
-    }
 }
 
 /// A summary of one root key, without its material.
@@ -102,6 +139,15 @@ pub struct LocalKeyInfo {
 }
 
 impl LocalKeyProvider {
+    fn new(path: PathBuf, region: String) -> Self {
+        Self {
+            lock_path: fsutil::lock_path_for(&path),
+            path,
+            region,
+            wraps_seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     /// Creates a new, empty key file at `path` (owner-only permissions) for
     /// keys in `region`. Fails if the file exists.
     ///
@@ -110,13 +156,28 @@ impl LocalKeyProvider {
     /// [`Error::InvalidArgument`] for an empty or overlong region.
     pub fn create(path: impl AsRef<Path>, region: &str) -> Result<Self> {
         check_name("region", region, MAX_REGION_LEN)?;
-        let provider = Self {
-            path: path.as_ref().to_path_buf(),
-            region: region.to_owned(),
-            keys: RwLock::new(BTreeMap::new()),
-        };
+        let provider = Self::new(path.as_ref().to_path_buf(), region.to_owned());
+        // Under the lock, so that of two processes creating the file at once
+        // one creates it and the other finds it; the file appears by rename,
+        // complete, so a reader never sees it half-written.
+        let _lock = ExclusiveLock::acquire(&provider.lock_path)?;
+        match fs::symlink_metadata(&provider.path) {
+            Ok(_) => {
+                return Err(Error::io(
+                    &provider.path,
+                    std::io::ErrorKind::AlreadyExists.into(),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&provider.path, e)),
+        }
         let bytes = encode(&provider.region, &BTreeMap::new());
-        fsutil::create_new(&provider.path, &bytes, FILE_MODE)?;
+        if let Err(e) = fsutil::write_atomic(&provider.path, &bytes, FILE_MODE) {
+            // Nothing existed before (checked under the lock): a file whose
+            // creation reported failure must not stay behind.
+            let _ = fs::remove_file(&provider.path);
+            return Err(e);
+        }
         tracing::info!(path = %provider.path.display(), region, "created local key file");
         Ok(provider)
     }
@@ -125,28 +186,39 @@ impl LocalKeyProvider {
     ///
     /// # Errors
     /// [`Error::Io`] if it cannot be read; [`Error::Malformed`] if it is
-    /// truncated, corrupted, of an unknown version or not a key file at all.
+    /// truncated, corrupted, of an unknown version or not a key file at all;
+    /// [`Error::LimitExceeded`] if it is longer than any key file can be.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let bytes = Zeroizing::new(fs::read(&path).map_err(|e| Error::io(&path, e))?);
+        let bytes = fsutil::read_capped(&path, MAX_FILE_LEN, WHAT)?
+            .ok_or_else(|| Error::io(&path, std::io::ErrorKind::NotFound.into()))?;
+        let bytes = Zeroizing::new(bytes);
         warn_if_readable_by_others(&path);
-        let (region, keys) = decode(&bytes)?;
-        Ok(Self {
-            path,
-            region,
-            keys: RwLock::new(keys),
-        })
+        let (region, mut keys) = decode(&bytes)?;
+        let provider = Self::new(path, region);
+        provider.reconcile_wraps(&mut keys);
+        Ok(provider)
     }
 
     /// Opens the key file at `path`, creating an empty one for `region` if
-    /// there is none. An existing file keeps its own region.
+    /// there is none. An existing file keeps its own region. Safe to call
+    /// from several processes at once: one creates the file, the others
+    /// open it.
     ///
     /// # Errors
     /// As [`open`](Self::open) and [`create`](Self::create).
     pub fn open_or_create(path: impl AsRef<Path>, region: &str) -> Result<Self> {
         match Self::open(&path) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Self::create(path, region)
+                match Self::create(&path, region) {
+                    // Another process created it between the two calls.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        Self::open(path)
+                    }
+                    other => other,
+                }
             }
             other => other,
         }
@@ -244,9 +316,14 @@ impl LocalKeyProvider {
         Ok(())
     }
 
-    /// Every key, in id order, without material.
-    pub fn list_keys(&self) -> Vec<LocalKeyInfo> {
-        self.read_keys()
+    /// Every key, in id order, without material, as the file holds them now.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open) (the file is read again), and
+    /// [`Error::StateRejected`] if the file now names another region.
+    pub fn list_keys(&self) -> Result<Vec<LocalKeyInfo>> {
+        Ok(self
+            .load_existing()?
             .iter()
             .map(|(id, k)| LocalKeyInfo {
                 key: self.key_ref(id),
@@ -254,13 +331,14 @@ impl LocalKeyProvider {
                 created_unix: k.created_unix,
                 wraps: k.wraps,
             })
-            .collect()
+            .collect())
     }
 
     /// Key `id`'s material, for tests that look for it where it must not be.
     #[cfg(test)]
     pub(crate) fn material_for_tests(&self, id: &str) -> Option<[u8; crate::secret::KEY_LEN]> {
-        self.read_keys()
+        self.load_existing()
+            .ok()?
             .get(id)
             .map(|k| *k.material.expose_secret())
     }
@@ -277,46 +355,78 @@ impl LocalKeyProvider {
         Ok(())
     }
 
-    /// Applies `change` to a copy of the keys, persists the copy, and only
-    /// then makes it current: a failed write changes nothing.
-    fn update<T>(
-        &self,
-        change: impl FnOnce(&mut BTreeMap<String, LocalKey>) -> Result<T>,
-    ) -> Result<T> {
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let mut next: BTreeMap<String, LocalKey> = keys
-            .iter()
-            .map(|(id, k)| (id.clone(), k.duplicate()))
-            .collect();
-        let out = change(&mut next)?;
-        let bytes = Zeroizing::new(encode(&self.region, &next));
+    /// One read-modify-write of the file, under its lock: re-reads it,
+    /// applies `change`, and replaces it. A `change` that fails, or a write
+    /// that fails, leaves the file as it was.
+    fn update<T>(&self, change: impl FnOnce(&mut Keys) -> Result<T>) -> Result<T> {
+        let _lock = ExclusiveLock::acquire(&self.lock_path)?;
+        // Inside the lock: the copy changed is the newest, whoever wrote it.
+        let mut keys = self.load_existing()?;
+        let out = change(&mut keys)?;
+        let bytes = Zeroizing::new(encode(&self.region, &keys));
         fsutil::write_atomic(&self.path, &bytes, FILE_MODE)?;
-        *keys = next;
+        // Only counts that reached the file are remembered, so a failed
+        // wrap (which handed out nothing) is not counted.
+        self.reconcile_wraps(&mut keys);
         Ok(out)
     }
 
-    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, LocalKey>> {
-        // A panic while holding the lock cannot leave the map half-changed
-        // (changes swap in a complete copy), so a poisoned lock is safe to use.
-        self.keys.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Looks up an enabled key for `root` and runs `f` on it.
-    fn with_usable_key<T>(
-        &self,
-        root: &KeyRef,
-        f: impl FnOnce(&LocalKey) -> Result<T>,
-    ) -> Result<T> {
-        self.check_ref(root)?;
-        let keys = self.read_keys();
-        let key = keys.get(root.key_id()).ok_or_else(|| not_found(root))?;
-        if !key.state.is_usable() {
-            return Err(Error::KeyUnavailable {
-                key: root.to_string(),
-                state: key.state,
+    /// The keys as the file holds them now; `None` if the file is gone
+    /// (deleted: every key in it is destroyed).
+    fn load(&self) -> Result<Option<Keys>> {
+        let Some(bytes) = fsutil::read_capped(&self.path, MAX_FILE_LEN, WHAT)? else {
+            return Ok(None);
+        };
+        let bytes = Zeroizing::new(bytes);
+        let (region, mut keys) = decode(&bytes)?;
+        if region != self.region {
+            // Another file was put in this one's place: its keys are not
+            // the ones this provider's references name.
+            return Err(Error::StateRejected {
+                what: WHAT,
+                reason: StateRejection::Mismatch(format!(
+                    "the file now holds keys of region {region:?}, opened for {:?}",
+                    self.region
+                )),
             });
         }
-        f(key)
+        self.reconcile_wraps(&mut keys);
+        Ok(Some(keys))
+    }
+
+    /// As [`load`](Self::load), with a missing file an I/O error: changing
+    /// or listing a file that was deleted must not quietly start a new one.
+    fn load_existing(&self) -> Result<Keys> {
+        self.load()?
+            .ok_or_else(|| Error::io(&self.path, std::io::ErrorKind::NotFound.into()))
+    }
+
+    /// Raises each key's wrap count to the highest this provider has seen
+    /// for it, and remembers the counts now in `keys`: counts never go
+    /// backwards, even if an older copy of the file is put back.
+    fn reconcile_wraps(&self, keys: &mut Keys) {
+        // A panic while holding the lock cannot leave a count lower than
+        // one already seen, so a poisoned lock is safe to use.
+        let mut seen = self.wraps_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, key) in keys.iter_mut() {
+            let highest = seen.entry((id.clone(), key.created_unix)).or_insert(0);
+            if *highest > key.wraps {
+                tracing::warn!(key = %id, in_file = key.wraps, seen = *highest,
+                    "local key file holds a lower wrap count than already seen; keeping the higher");
+                key.wraps = *highest;
+            } else {
+                *highest = key.wraps;
+            }
+        }
+    }
+
+    /// The key `root` names, as the file holds it now, if it is usable.
+    fn usable_key(&self, root: &KeyRef) -> Result<LocalKey> {
+        self.check_ref(root)?;
+        let mut keys = self.load()?.ok_or_else(|| not_found(root))?;
+        let key = keys.remove(root.key_id()).ok_or_else(|| not_found(root))?;
+        check_usable(root, &key)?;
+        Ok(key)
     }
 
     fn check_ref(&self, root: &KeyRef) -> Result<()> {
@@ -328,6 +438,17 @@ impl LocalKeyProvider {
             )));
         }
         Ok(())
+    }
+}
+
+fn check_usable(root: &KeyRef, key: &LocalKey) -> Result<()> {
+    if key.state.is_usable() {
+        Ok(())
+    } else {
+        Err(Error::KeyUnavailable {
+            key: root.to_string(),
+            state: key.state,
+        })
     }
 }
 
@@ -343,17 +464,14 @@ impl KeyProvider for LocalKeyProvider {
         key: &SecretKey,
         context: &EncryptionContext,
     ) -> Result<WrappedKey> {
-        // Check the key before taking the write lock, for a clear error.
-        self.with_usable_key(root, |_| Ok(()))?;
+        self.check_ref(root)?;
         let aad = root_wrap_aad(root.key_id(), context);
+        // Under the lock, from the file as it is now: a key another process
+        // disabled or destroyed is refused, and the count advances from the
+        // newest count any process stored.
         let wrapped = self.update(|keys| {
             let entry = keys.get_mut(root.key_id()).ok_or_else(|| not_found(root))?;
-            if !entry.state.is_usable() {
-                return Err(Error::KeyUnavailable {
-                    key: root.to_string(),
-                    state: entry.state,
-                });
-            }
+            check_usable(root, entry)?;
             let wrapper: KeyWrapper = KeyWrapper::with_usage(&entry.material, entry.wraps);
             let wrapped = wrapper.wrap(key, &aad)?;
             entry.wraps = wrapper.wraps_performed();
@@ -368,18 +486,17 @@ impl KeyProvider for LocalKeyProvider {
         wrapped: &WrappedKey,
         context: &EncryptionContext,
     ) -> Result<SecretKey> {
-        self.with_usable_key(root, |entry| {
-            let wrapper: KeyWrapper = KeyWrapper::new(&entry.material);
-            wrapper.unwrap(wrapped.as_bytes(), &root_wrap_aad(root.key_id(), context))
-        })
+        let entry = self.usable_key(root)?;
+        let wrapper: KeyWrapper = KeyWrapper::new(&entry.material);
+        wrapper.unwrap(wrapped.as_bytes(), &root_wrap_aad(root.key_id(), context))
     }
 
     async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
         self.check_ref(root)?;
         Ok(self
-            .read_keys()
-            .get(root.key_id())
-            .map_or(KeyState::NotFound, |k| k.state))
+            .load()?
+            .and_then(|keys| keys.get(root.key_id()).map(|k| k.state))
+            .unwrap_or(KeyState::NotFound))
     }
 }
 

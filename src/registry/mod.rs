@@ -19,6 +19,20 @@
 //! (layout in `docs/FORMAT.md`); a corrupted file is [`Error::Malformed`]
 //! and is never overwritten. This module must not open zones or hold key
 //! material: it keeps references and rules.
+//!
+//! Several processes may share the file (a service and the `cmek` CLI, two
+//! CLI runs). Every change takes an exclusive advisory lock on
+//! `.NAME.lock` beside the file, re-reads the file inside the lock, checks
+//! its rules against that newest state, applies the change and replaces the
+//! file before releasing the lock, so no process writes back a stale copy
+//! and no other process's change is lost. The accessors ([`keys`],
+//! [`zones`], [`zone`]) show the state as of the last open, change or
+//! [`reload`]. The file is read with a size cap ([`MAX_STATE_LEN`]).
+//!
+//! [`keys`]: KeyRegistry::keys
+//! [`zones`]: KeyRegistry::zones
+//! [`zone`]: KeyRegistry::zone
+//! [`reload`]: KeyRegistry::reload
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,11 +50,19 @@ pub use state::{RegisteredKey, RegisteredZone};
 /// Root keys a project may hold unless configured otherwise.
 pub const DEFAULT_KEY_LIMIT: usize = 20;
 
+/// The longest registry state file read: 16 MiB, room for far more zones
+/// than any project has (a zone's record is about 100 bytes); a longer file
+/// is refused with [`Error::LimitExceeded`] before it is read.
+pub const MAX_STATE_LEN: u64 = 16 << 20;
+
+const WHAT: &str = "key registry state";
+
 /// A project's key registry, persisted in a state file. See the
 /// [module docs](self).
 #[derive(Debug)]
 pub struct KeyRegistry {
     path: PathBuf,
+    lock_path: PathBuf,
     limit: usize,
     state: Mutex<RegistryState>,
 }
@@ -51,6 +73,7 @@ impl KeyRegistry {
     ///
     /// # Errors
     /// [`Error::Malformed`] for a corrupted or foreign file (left as it is);
+    /// [`Error::LimitExceeded`] for one longer than [`MAX_STATE_LEN`];
     /// [`Error::Io`] if it cannot be read.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         Self::open_with_limit(path, DEFAULT_KEY_LIMIT)
@@ -62,16 +85,24 @@ impl KeyRegistry {
     /// As [`open`](Self::open).
     pub fn open_with_limit(path: impl Into<PathBuf>, limit: usize) -> Result<Self> {
         let path = path.into();
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => RegistryState::parse(&bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RegistryState::default(),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
+        let state = read_state(&path)?;
         Ok(Self {
+            lock_path: fsutil::lock_path_for(&path),
             path,
             limit,
             state: Mutex::new(state),
         })
+    }
+
+    /// Reads the state file again, so that the accessors show changes other
+    /// processes made since this registry last read or changed it.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); the state in memory is then unchanged.
+    pub fn reload(&self) -> Result<()> {
+        let state = read_state(&self.path)?;
+        *self.lock() = state;
+        Ok(())
     }
 
     /// The state file's path.
@@ -245,10 +276,12 @@ impl KeyRegistry {
     /// As [`register_zone`](Self::register_zone), and
     /// [`Error::InvalidArgument`] for an unknown zone.
     pub fn set_zone_key(&self, zone_id: ZoneId, key: &KeyRef) -> Result<()> {
-        let zone = self
-            .zone(zone_id)
-            .ok_or_else(|| Error::InvalidArgument(format!("zone {zone_id} is not registered")))?;
         self.update(|s| {
+            // From the state re-read under the lock: the zone may have been
+            // changed or removed by another process.
+            let zone = s.zones.get(&zone_id).cloned().ok_or_else(|| {
+                Error::InvalidArgument(format!("zone {zone_id} is not registered"))
+            })?;
             let registered = s
                 .keys
                 .get(key)
@@ -299,20 +332,40 @@ impl KeyRegistry {
         check_can_add(&self.lock(), key, self.limit)
     }
 
-    /// Applies `change` to a copy, saves the copy, then makes it current.
+    /// One read-modify-write of the state file, under its lock: re-reads
+    /// the file, applies `change` to what it holds now, saves the result,
+    /// then makes it current in memory. A `change` or a write that fails
+    /// leaves the file as it was, and the memory showing the file as it
+    /// was read.
     fn update<T>(&self, change: impl FnOnce(&mut RegistryState) -> Result<T>) -> Result<T> {
+        // The file lock first, then the memory lock: every thread takes them
+        // in this order, and the file lock also orders this process against
+        // the others.
+        let _file_lock = fsutil::ExclusiveLock::acquire(&self.lock_path)?;
         let mut state = self.lock();
-        let mut next = state.clone();
-        let out = change(&mut next)?;
-        fsutil::write_atomic(&self.path, &next.to_bytes(), 0o600)?;
-        *state = next;
-        Ok(out)
+        let current = read_state(&self.path)?;
+        let mut next = current.clone();
+        let saved = change(&mut next).and_then(|out| {
+            fsutil::write_atomic(&self.path, &next.to_bytes(), 0o600)?;
+            Ok(out)
+        });
+        *state = if saved.is_ok() { next } else { current };
+        saved
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryState> {
         // Changes swap in a complete copy, so a poisoned lock holds a
         // consistent state.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The state in the file at `path` (empty if there is none), read with a
+/// size cap.
+fn read_state(path: &Path) -> Result<RegistryState> {
+    match fsutil::read_capped(path, MAX_STATE_LEN, WHAT)? {
+        Some(bytes) => RegistryState::parse(&bytes),
+        None => Ok(RegistryState::default()),
     }
 }
 

@@ -206,3 +206,105 @@ async fn a_failed_save_changes_nothing() {
     assert!(matches!(reg.remove_key(&k).unwrap_err(), Error::Io { .. }));
     assert_eq!(reg.keys().len(), 1);
 }
+
+/// A service and the CLI (or two CLI runs) each hold a registry on one
+/// file: each change is checked and made against the newest state, and
+/// none is lost.
+#[tokio::test]
+async fn two_registries_on_one_file_lose_no_change_and_keep_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.state");
+    let service = KeyRegistry::open_with_limit(&path, 3).unwrap();
+    let cli = KeyRegistry::open_with_limit(&path, 3).unwrap();
+    let kms = MockProvider::new();
+    let (k1, k2, k3, k4) = (
+        kms.add_key("k1"),
+        kms.add_key("k2"),
+        kms.add_key("k3"),
+        kms.add_key("k4"),
+    );
+
+    // Each adds a key the other has not seen: both stay.
+    service.add_key(&kms, k1.clone(), &[]).await.unwrap();
+    cli.add_key(&kms, k2.clone(), &[]).await.unwrap();
+    // The CLI registers a zone under the key only the service added.
+    cli.register_zone(zone_id(1), "orders", "mock-region-1", &k1)
+        .unwrap();
+    service.add_key(&kms, k3.clone(), &[]).await.unwrap();
+    let on_disk = KeyRegistry::open(&path).unwrap();
+    let keys: Vec<_> = on_disk.keys().into_iter().map(|k| k.key).collect();
+    assert_eq!(keys, [k1.clone(), k2.clone(), k3.clone()]);
+    assert_eq!(on_disk.zones().len(), 1);
+
+    // The rules hold against what the other wrote: the limit counts its
+    // keys, and a key its zone uses cannot be removed.
+    let err = cli.add_key(&kms, k4, &[]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::LimitExceeded { limit: 3, .. }),
+        "{err}"
+    );
+    let err = service.remove_key(&k1).unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyInUse { zones, .. } if zones.len() == 1),
+        "{err}"
+    );
+    // A zone the other unregistered cannot be moved.
+    service.unregister_zone(zone_id(1)).unwrap();
+    let err = cli.set_zone_key(zone_id(1), &k2).unwrap_err();
+    assert!(err.to_string().contains("not registered"), "{err}");
+    assert!(KeyRegistry::open(&path).unwrap().zones().is_empty());
+
+    // Each sees the other's changes after a change of its own or a reload.
+    assert_eq!(service.zones(), cli.zones());
+    cli.remove_key(&k3).unwrap();
+    assert_eq!(service.keys().len(), 3, "not yet reloaded");
+    service.reload().unwrap();
+    assert_eq!(service.keys(), cli.keys());
+    assert_eq!(service.keys().len(), 2);
+}
+
+#[test]
+fn concurrent_registries_lose_no_key() {
+    const THREADS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.state");
+    let kms = MockProvider::new();
+    std::thread::scope(|scope| {
+        for i in 0..THREADS {
+            let (path, kms) = (&path, &kms);
+            scope.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let reg = KeyRegistry::open(path).unwrap();
+                let key = kms.add_key(&format!("k{i}"));
+                rt.block_on(reg.add_key(kms, key.clone(), &[])).unwrap();
+                reg.register_zone(zone_id(i as u8), &format!("z{i}"), "mock-region-1", &key)
+                    .unwrap();
+            });
+        }
+    });
+    let reg = KeyRegistry::open(&path).unwrap();
+    assert_eq!(reg.keys().len(), THREADS);
+    assert_eq!(reg.zones().len(), THREADS);
+}
+
+#[tokio::test]
+async fn an_oversized_state_file_is_refused_and_not_overwritten() {
+    let (dir, reg) = registry(20);
+    let path = dir.path().join("registry");
+    let kms = MockProvider::new();
+    reg.add_key(&kms, kms.add_key("k"), &[]).await.unwrap();
+    let mut big = std::fs::read(&path).unwrap();
+    big.resize(usize::try_from(MAX_STATE_LEN).unwrap() + 1, 0);
+    std::fs::write(&path, &big).unwrap();
+    for err in [
+        KeyRegistry::open(&path).unwrap_err(),
+        reg.reload().unwrap_err(),
+        reg.unregister_zone(zone_id(1)).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), big);
+    assert_eq!(reg.keys().len(), 1, "memory unchanged");
+}

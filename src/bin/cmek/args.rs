@@ -254,8 +254,10 @@ pub struct DecryptArgs {
     #[arg(default_value = "-")]
     pub input: PathBuf,
     /// Where to write the plaintext, or `-` for standard output. A file is
-    /// written beside its final name and renamed into place only once every
-    /// byte authenticated. Standard output gets each chunk once it
+    /// created owner-only (mode 0600, from its creation on, also when
+    /// --force replaces a file with other permissions), written beside its
+    /// final name and renamed into place only once every byte
+    /// authenticated. Standard output gets each chunk once it
     /// authenticated: after a failure (exit 3) it holds the chunks before it.
     #[arg(long, short, default_value = "-")]
     pub output: PathBuf,

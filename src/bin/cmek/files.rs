@@ -77,8 +77,21 @@ impl Write for OutFile {
     }
 }
 
+/// Who may read an output file [`Output::open`] creates.
+#[derive(Clone, Copy)]
+enum Access {
+    /// The process's default (umask): ciphertext, safe to share.
+    Default,
+    /// The owner only (`0600`), from the file's creation on: plaintext.
+    OwnerOnly,
+}
+
 impl Output {
-    fn open(path: &Path, force: bool) -> CliResult<(Self, OutFile)> {
+    /// Opens `path` for writing. A file is created beside its final name,
+    /// new (never an existing file or a planted link), with `access`
+    /// permissions from its creation on, so its contents are never readable
+    /// by more users than the final file is.
+    fn open(path: &Path, force: bool, access: Access) -> CliResult<(Self, OutFile)> {
         if is_stdio(path) {
             return Ok((Output::Direct, OutFile::Stdout(io::stdout())));
         }
@@ -113,11 +126,17 @@ impl Output {
         tmp_name.push(name);
         tmp_name.push(format!(".cmek-tmp-{}", std::process::id()));
         let tmp = path.with_file_name(tmp_name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io_at(&tmp, e))?;
+        let mut options = OpenOptions::new();
+        // create_new fails on any existing name, a symbolic link included,
+        // so nothing planted at the temporary name receives the output.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if let Access::OwnerOnly = access {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = access;
+        let file = options.open(&tmp).map_err(|e| io_at(&tmp, e))?;
         Ok((
             Output::File {
                 path: path.to_owned(),
@@ -198,7 +217,7 @@ pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
     let id = segment_id(args.segment_id, &args.output, "output")?;
     let zone = home.open_zone(&args.zone).await?;
     let (input, len) = open_input(&args.input)?;
-    let (output, out) = Output::open(&args.output, args.force)?;
+    let (output, out) = Output::open(&args.output, args.force, Access::Default)?;
     let bar = progress::bytes(quiet, len, "encrypt");
     let what = format!("encrypt {}", args.input.display());
 
@@ -239,7 +258,8 @@ pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
     let zone = home.open_zone(&args.zone).await?;
     let what = format!("decrypt {}", args.input.display());
     let (input, len) = open_input(&args.input)?;
-    let (output, out) = Output::open(&args.output, args.force)?;
+    // Plaintext: readable by its owner only.
+    let (output, out) = Output::open(&args.output, args.force, Access::OwnerOnly)?;
     let mut sink = Sink::spawn(out);
 
     match range {

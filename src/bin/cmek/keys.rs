@@ -32,9 +32,17 @@ async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult
     if key.kind == ProviderKind::Local {
         // Creating the key first lets one command set up a local project.
         let local = home.local(true)?;
-        if !local.list_keys().iter().any(|k| k.key.key_id() == key.id) {
-            local.add_key(&key.id)?;
-            println!("created local key {}", local.key_ref(&key.id));
+        let exists = || -> cmek::Result<bool> {
+            Ok(local.list_keys()?.iter().any(|k| k.key.key_id() == key.id))
+        };
+        if !exists()? {
+            match local.add_key(&key.id) {
+                Ok(created) => println!("created local key {created}"),
+                // Another process created it since: use it, as one that was
+                // there before.
+                Err(cmek::Error::InvalidArgument(_)) if exists()? => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let registry = home.registry()?;
@@ -99,14 +107,13 @@ fn list(home: &Home, as_json: bool) -> CliResult {
     let registry = home.registry()?;
     // Local states come from the key file at no cost; AWS states would need
     // a call per key, which `cmek key validate` makes on demand.
-    let local = home.local(false).ok();
+    let local_keys = home
+        .local(false)
+        .ok()
+        .and_then(|local| local.list_keys().ok())
+        .unwrap_or_default();
     let local_state = |key: &KeyRef| -> Option<KeyState> {
-        local
-            .as_ref()?
-            .list_keys()
-            .into_iter()
-            .find(|k| &k.key == key)
-            .map(|k| k.state)
+        local_keys.iter().find(|k| &k.key == key).map(|k| k.state)
     };
     let zones = registry.zones();
     let rows: Vec<_> = registry

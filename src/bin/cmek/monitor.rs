@@ -2,15 +2,11 @@
 //! every registered key and every zone — once, or on an interval, printing
 //! each change as it is seen.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use cmek::monitor::{CheckReport, KeyMonitor, MonitorConfig, MonitorEvent, UnreachablePolicy};
-use cmek::provider::{LocalKeyProvider, LOCAL_PROVIDER};
 use cmek::zone::{Keyring, ZoneAvailability};
-use cmek::{EncryptionContext, KeyProvider, KeyRef, KeyState, SecretKey, WrappedKey};
+use cmek::KeyState;
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::args::MonitorArgs;
@@ -33,14 +29,18 @@ pub async fn run(home: &Home, args: MonitorArgs) -> CliResult {
     let mut events = monitor.subscribe();
 
     for registered in home.registry()?.keys() {
-        let provider = provider_for(home, &registered.key, registered.key.region()).await?;
+        let provider = home
+            .provider_for_root(&registered.key, registered.key.region())
+            .await?;
         monitor.watch_key(registered.key, provider);
     }
     // The zones stay open (gated) for the whole run; names for the report.
     let mut zones = Vec::new();
     for (name, _) in home.zones() {
         let record = home.registered_zone(&name)?;
-        let provider = provider_for(home, &record.key, &record.region).await?;
+        let provider = home
+            .provider_for_root(&record.key, &record.region)
+            .await?;
         let (_, store) = home.zone_manifest(&name)?;
         let zone = monitor
             .open_zone(&Keyring::new(provider), store, &record.anchor())
@@ -79,62 +79,6 @@ pub async fn run(home: &Home, args: MonitorArgs) -> CliResult {
     let report = last.expect("at least one check ran");
     print_summary(&report, &zones, args.json);
     verdict(&report)
-}
-
-/// The provider to check `key` with. A local key file is reopened at every
-/// call, so that changes made by other processes (`cmek key disable`) are
-/// seen; other providers ask their service every time anyway.
-async fn provider_for(home: &Home, key: &KeyRef, region: &str) -> CliResult<Arc<dyn KeyProvider>> {
-    if key.provider() == LOCAL_PROVIDER {
-        // Fails now, with the path, if there is no key file at all.
-        let local = home.local(false)?;
-        Ok(Arc::new(ReopenedLocal {
-            path: local.path().to_owned(),
-        }))
-    } else {
-        home.provider_for_root(key, region).await
-    }
-}
-
-/// A [`LocalKeyProvider`] read from its file at every call.
-#[derive(Debug)]
-struct ReopenedLocal {
-    path: PathBuf,
-}
-
-impl ReopenedLocal {
-    fn open(&self) -> cmek::Result<LocalKeyProvider> {
-        LocalKeyProvider::open(&self.path)
-    }
-}
-
-#[async_trait]
-impl KeyProvider for ReopenedLocal {
-    fn kind(&self) -> &str {
-        LOCAL_PROVIDER
-    }
-
-    async fn wrap_key(
-        &self,
-        root: &KeyRef,
-        key: &SecretKey,
-        context: &EncryptionContext,
-    ) -> cmek::Result<WrappedKey> {
-        self.open()?.wrap_key(root, key, context).await
-    }
-
-    async fn unwrap_key(
-        &self,
-        root: &KeyRef,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> cmek::Result<SecretKey> {
-        self.open()?.unwrap_key(root, wrapped, context).await
-    }
-
-    async fn describe_key(&self, root: &KeyRef) -> cmek::Result<KeyState> {
-        self.open()?.describe_key(root).await
-    }
 }
 
 fn unix_seconds(at: SystemTime) -> u64 {
