@@ -308,3 +308,68 @@ async fn an_oversized_state_file_is_refused_and_not_overwritten() {
     assert_eq!(std::fs::read(&path).unwrap(), big);
     assert_eq!(reg.keys().len(), 1, "memory unchanged");
 }
+
+/// A small state, for the known-answer test below.
+fn known_state(generation: u64) -> state::RegistryState {
+    let key = KeyRef::new("local", "k", "r");
+    let mut s = state::RegistryState::default();
+    s.keys.insert(
+        key.clone(),
+        state::RegisteredKey {
+            key: key.clone(),
+            regions: vec!["r".into()],
+            added_unix: 1_700_000_000,
+        },
+    );
+    s.zones.insert(
+        zone_id(1),
+        state::RegisteredZone {
+            zone_id: zone_id(1),
+            name: "z".into(),
+            region: "r".into(),
+            key,
+            generation,
+        },
+    );
+    s
+}
+
+#[test]
+fn state_version_2_known_answer_and_version_1_still_parses() {
+    let bytes = known_state(7).to_bytes();
+    let hex = hex::encode(&bytes);
+    assert_eq!(
+        hex,
+        "434d454b2d52454700020000000100056c6f63616c00016b000172000000006553f100000100017200000001\
+         01010101010101010101010101010101\
+         00017a00017200056c6f63616c00016b0001720000000000000007\
+         32cbe99dfdfa4df106fa2f087afc3fc8770f8dc57bd3a083667bfbf4c97b94f4"
+            .replace(char::is_whitespace, ""),
+        "{hex}"
+    );
+    assert_eq!(state::RegistryState::parse(&bytes).unwrap(), known_state(7));
+    // Version 1, as earlier releases wrote it: no generation (read as 0).
+    let mut v1 = bytes[..bytes.len() - 32 - 8].to_vec();
+    v1[9] = 1;
+    crate::codec::seal_checksummed(&mut v1);
+    assert_eq!(state::RegistryState::parse(&v1).unwrap(), known_state(0));
+}
+
+#[tokio::test]
+async fn a_zones_recorded_generation_only_moves_forward() {
+    let (_dir, reg) = registry(20);
+    let kms = MockProvider::new();
+    let key = kms.add_key("k");
+    reg.add_key(&kms, key.clone(), &[]).await.unwrap();
+    reg.register_zone(zone_id(1), "z", key.region(), &key).unwrap();
+    assert_eq!(reg.zone(zone_id(1)).unwrap().generation, 0);
+    let anchor = |g| crate::zone::ZoneAnchor::new(zone_id(1), key.clone(), g);
+    reg.record_zone(&anchor(5)).unwrap();
+    reg.record_zone(&anchor(3)).unwrap();
+    let zone = reg.zone(zone_id(1)).unwrap();
+    assert_eq!(zone.generation, 5, "an older generation is not recorded");
+    assert_eq!(zone.anchor(), anchor(5));
+    assert!(reg
+        .record_zone(&crate::zone::ZoneAnchor::new(zone_id(9), key.clone(), 1))
+        .is_err());
+}

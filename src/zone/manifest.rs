@@ -737,5 +737,26 @@ mod tests {
         assert_eq!(hex, KNOWN_V3, "{hex}");
     }
 
+    /// The tag recomputed with another library's HMAC-SHA256 (ring), as
+    /// HKDF-Extract then one block of HKDF-Expand: the construction
+    /// `docs/FORMAT.md` describes, not only this crate's code.
+    #[test]
+    fn version_3_tag_matches_an_independent_hmac() {
+        let bytes = hex::decode(KNOWN_V3).unwrap();
+        let (body, rest) = bytes.split_at(bytes.len() - 64);
+        let prk = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[3; 16]),
+            &[0x11; 32],
+        );
+        let mut info = MAC_LABEL.to_vec();
+        info.extend_from_slice(&sha256(&[body]));
+        info.push(1);
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, prk.as_ref()),
+            &info,
+        );
+        assert_eq!(tag.as_ref(), &rest[..32]);
+    }
+
     const KNOWN_V3: &str = "434d454b2d5a4d46000303030303030303030303030303030303030303030303030303030303030303030000000000000005000000006553f100000000006553f16400066f726465727300056c6f63616c00056c6f63616c0006726f6f742d3100056c6f63616c000000001000000000020000000100000002000000006553f1020000000000020000003d0202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020290d97438c91bf406de445757eabccecffb7447dba46ddea616b8f87dd3de84fe3a7578dda5779d21b7e48f4d05a3bd3ae81581579df0a9e36ad4b726e8b2cc95";
 }
