@@ -329,7 +329,7 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
     if args.json {
         let doc = json!({
             "file": path,
-            "format_version": cmek::zone::SEGMENT_FORMAT_VERSION,
+            "format_version": header.format().as_byte(),
             "zone_id": header.zone_id().to_string(),
             "zone": zone_name,
             "ezk_version": header.ezk_version(),
@@ -351,7 +351,7 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
     println!("file            {}", path.display());
     println!(
         "format          cmek segment v{}",
-        cmek::zone::SEGMENT_FORMAT_VERSION
+        header.format().as_byte()
     );
     println!(
         "zone id         {}{}",
