@@ -481,3 +481,326 @@ fn with_path(err: Error, path: &Path) -> Error {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each test is an attack on the journal: a planted or stale journal, a
+    //! header another process moved to a newer EZK version, a second
+    //! process on the same file. Each ends in a typed error or a correct
+    //! result, with nothing overwritten.
+
+    use std::fs;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::stream::Params;
+    use crate::testing::MockProvider;
+    use crate::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+
+    struct Fixture {
+        keyring: Arc<Keyring>,
+        root: crate::KeyRef,
+        store: Arc<MemoryManifestStore>,
+        zone: Zone,
+        dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let kms = Arc::new(MockProvider::new());
+        let root = kms.add_key("root");
+        let keyring = Keyring::new(kms);
+        let store = Arc::new(MemoryManifestStore::new());
+        let zone = keyring
+            .create_zone(store.clone(), spec(&root))
+            .await
+            .unwrap();
+        Fixture {
+            keyring,
+            root,
+            store,
+            zone,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn spec(root: &crate::KeyRef) -> ZoneSpec {
+        ZoneSpec {
+            stream: Params::new(4096).unwrap(),
+            ..ZoneSpec::new("orders", "mock-region-1", root.clone())
+        }
+    }
+
+    /// The segment with its header rewritten as format v1 (as an older
+    /// release wrote it), under the same DEK and EZK version.
+    fn as_v1(zone: &Zone, segment_id: &str, segment: &[u8]) -> Vec<u8> {
+        let state = zone.state();
+        let header = SegmentHeader::parse(segment).unwrap();
+        let dek = unwrap_dek(&state, segment_id, &header).unwrap();
+        let v1 = header.in_format(SegmentFormat::V1);
+        let wrapped = state
+            .ezk(header.ezk_version())
+            .unwrap()
+            .wrapper
+            .wrap(&dek, &v1.dek_aad(segment_id))
+            .unwrap();
+        let mut out = segment.to_vec();
+        out[..SEGMENT_HEADER_LEN].copy_from_slice(&v1.with_wrapped_dek(wrapped).to_bytes());
+        out
+    }
+
+    fn header_of(bytes: &[u8]) -> [u8; SEGMENT_HEADER_LEN] {
+        bytes[..SEGMENT_HEADER_LEN].try_into().unwrap()
+    }
+
+    /// A header torn by an interrupted overwrite: the wrapped DEK half
+    /// zeroed.
+    fn torn(segment: &[u8]) -> Vec<u8> {
+        let mut out = segment.to_vec();
+        out[60..90].fill(0);
+        out
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_planted_journal_of_another_zone_restores_nothing() {
+        let f = fixture().await;
+        let ours = f.zone.encrypt_segment("seg", b"ours").unwrap();
+        // Another zone under the same root, with a segment of the same
+        // name: its header is a well-formed, complete journal.
+        let other = f
+            .keyring
+            .create_zone(Arc::new(MemoryManifestStore::new()), spec(&f.root))
+            .await
+            .unwrap();
+        let theirs = other.encrypt_segment("seg", b"theirs").unwrap();
+        f.zone.rotate_ezk().await.unwrap();
+        let path = f.dir.path().join("seg");
+        let journal = journal::path_for(&path).unwrap();
+
+        // Beside a torn header (where a repair would write) and beside an
+        // intact one: refused either way, nothing written.
+        for segment in [torn(&ours), ours.to_vec()] {
+            fs::write(&path, &segment).unwrap();
+            journal::write(&journal, &header_of(&theirs)).unwrap();
+            let err = f.zone.rewrap_file("seg", &path).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::StateRejected {
+                        reason: StateRejection::ForeignZone { .. },
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert_eq!(fs::read(&path).unwrap(), segment, "segment untouched");
+            assert!(journal.exists(), "journal left for a human to look at");
+            fs::remove_file(&journal).unwrap();
+        }
+        // Without the planted journal the segment rewraps as usual.
+        assert_eq!(
+            f.zone.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &fs::read(&path).unwrap()).unwrap()[..],
+            b"ours"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_journal_that_differs_in_identity_bytes_is_refused() {
+        let f = fixture().await;
+        let path = f.dir.path().join("seg");
+        let journal = journal::path_for(&path).unwrap();
+        // A journal left from an earlier segment of the same name in this
+        // zone (another DEK, so another commitment): it opens as "seg",
+        // but it is not this segment's header.
+        let earlier = f.zone.encrypt_segment("seg", b"earlier").unwrap();
+        let current = f.zone.encrypt_segment("seg", b"current").unwrap();
+        // A v1 journal of this very segment whose stream segment size was
+        // edited: v1 does not bind the size, so it too opens as "seg".
+        let mut resized = as_v1(&f.zone, "seg", &current);
+        resized[28..32].copy_from_slice(&(16u32 << 20).to_be_bytes());
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &resized).unwrap()[..],
+            b"current",
+            "v1 cannot tell"
+        );
+        f.zone.rotate_ezk().await.unwrap();
+
+        for planted in [header_of(&earlier), header_of(&resized)] {
+            let damaged = torn(&current);
+            fs::write(&path, &damaged).unwrap();
+            journal::write(&journal, &planted).unwrap();
+            let err = f.zone.rewrap_file("seg", &path).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::StateRejected {
+                        reason: StateRejection::Mismatch(_),
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert_eq!(fs::read(&path).unwrap(), damaged, "nothing restored");
+            assert!(journal.exists());
+            fs::remove_file(&journal).unwrap();
+        }
+
+        // The journal of the interrupted rewrap itself does repair it.
+        fs::write(&path, torn(&current)).unwrap();
+        journal::write(&journal, &header_of(&current)).unwrap();
+        f.zone.rewrap_file("seg", &path).unwrap();
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &fs::read(&path).unwrap()).unwrap()[..],
+            b"current"
+        );
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+
+    #[tokio::test]
+    async fn a_header_under_a_newer_ezk_version_is_not_repaired_back() {
+        let f = fixture().await;
+        // Two handles on one zone, as two processes have: `stale` does not
+        // see the rotation `fresh` makes.
+        let stale = &f.zone;
+        let fresh = f.keyring.open_zone(f.store.clone()).await.unwrap();
+        let segment = stale.encrypt_segment("seg", b"data").unwrap();
+        let path = f.dir.path().join("seg");
+        let journal = journal::path_for(&path).unwrap();
+        fs::write(&path, &segment).unwrap();
+
+        // `fresh` rotates and rewraps, and stops before removing its
+        // journal (a crash): the header is valid, under version 2.
+        fresh.rotate_ezk().await.unwrap();
+        let mut moved = segment.to_vec();
+        fresh.rewrap_segment("seg", &mut moved).unwrap();
+        fs::write(&path, &moved).unwrap();
+        journal::write(&journal, &header_of(&segment)).unwrap();
+
+        let err = stale.rewrap_file("seg", &path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnknownEzkVersion {
+                    version: 2,
+                    newest: 1
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), moved, "not put back to v1");
+        assert!(journal.exists());
+
+        // Once the handle sees the rotation, the leftover journal goes.
+        let reopened = f.keyring.open_zone(f.store.clone()).await.unwrap();
+        assert_eq!(
+            reopened.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::AlreadyCurrent
+        );
+        assert_eq!(fs::read(&path).unwrap(), moved);
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_is_locked_for_its_whole_rewrap() {
+        let f = fixture().await;
+        let segment = f.zone.encrypt_segment("seg", b"data").unwrap();
+        f.zone.rotate_ezk().await.unwrap();
+        let path = f.dir.path().join("seg");
+        fs::write(&path, &segment).unwrap();
+
+        // Another holder of the file's lock (another process's rewrap).
+        let holder = fs::File::open(&path).unwrap();
+        holder.lock().unwrap();
+        let zone = f.zone.clone();
+        let p = path.clone();
+        let rewrap = std::thread::spawn(move || zone.rewrap_file("seg", &p));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!rewrap.is_finished(), "the rewrap waits for the lock");
+        assert_eq!(fs::read(&path).unwrap(), segment.to_vec());
+        assert!(!journal::path_for(&path).unwrap().exists(), "no journal yet");
+        holder.unlock().unwrap();
+        assert_eq!(
+            rewrap.join().unwrap().unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+
+    #[tokio::test]
+    async fn rewrap_upgrades_v1_headers_to_v2() {
+        let f = fixture().await;
+        let plain = vec![3u8; 10_000];
+        let v2 = f.zone.encrypt_segment("seg", &plain).unwrap();
+        let v1 = as_v1(&f.zone, "seg", &v2);
+        assert_eq!(SegmentHeader::parse(&v1).unwrap().format(), SegmentFormat::V1);
+        assert_eq!(&f.zone.decrypt_segment("seg", &v1).unwrap()[..], &plain[..]);
+
+        // Already under the active version: the format alone is upgraded.
+        let mut segment = v1.clone();
+        assert_eq!(
+            f.zone.rewrap_segment("seg", &mut segment).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 1 }
+        );
+        let header = SegmentHeader::parse(&segment).unwrap();
+        assert_eq!(header.format(), SegmentFormat::V2);
+        assert_eq!(&segment[SEGMENT_HEADER_LEN..], &v1[SEGMENT_HEADER_LEN..]);
+        assert_eq!(&f.zone.decrypt_segment("seg", &segment).unwrap()[..], &plain[..]);
+        assert_eq!(
+            f.zone.rewrap_segment("seg", &mut segment).unwrap(),
+            RewrapOutcome::AlreadyCurrent
+        );
+
+        // After a rotation, through a file and through a batch of headers.
+        f.zone.rotate_ezk().await.unwrap();
+        let path = f.dir.path().join("seg");
+        fs::write(&path, &v1).unwrap();
+        assert_eq!(
+            f.zone.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(SegmentHeader::parse(&bytes).unwrap().format(), SegmentFormat::V2);
+        assert_eq!(&f.zone.decrypt_segment("seg", &bytes).unwrap()[..], &plain[..]);
+        let batch = f.zone.rewrap_headers(&[("seg", &v1[..])]).unwrap();
+        let new = batch[0].as_ref().unwrap().unwrap();
+        assert_eq!(new[4], 2);
+        let moved = [&new[..], &v1[SEGMENT_HEADER_LEN..]].concat();
+        assert_eq!(&f.zone.decrypt_segment("seg", &moved).unwrap()[..], &plain[..]);
+    }
+
+    #[tokio::test]
+    async fn a_torn_v1_to_v2_upgrade_is_repaired_from_its_journal() {
+        let f = fixture().await;
+        let v2 = f.zone.encrypt_segment("seg", b"data").unwrap();
+        let v1 = as_v1(&f.zone, "seg", &v2);
+        f.zone.rotate_ezk().await.unwrap();
+        let mut upgraded = v1.clone();
+        f.zone.rewrap_segment("seg", &mut upgraded).unwrap();
+        // The first 40 bytes of the new header reached the disk, the rest
+        // did not: version byte new, wrapped DEK half old.
+        let mut half = v1.clone();
+        half[..40].copy_from_slice(&upgraded[..40]);
+        let path = f.dir.path().join("seg");
+        fs::write(&path, &half).unwrap();
+        journal::write(&journal::path_for(&path).unwrap(), &header_of(&v1)).unwrap();
+        assert_eq!(
+            f.zone.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(&f.zone.decrypt_segment("seg", &bytes).unwrap()[..], b"data");
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+}
