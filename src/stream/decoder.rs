@@ -101,22 +101,29 @@ impl Decoder {
             State::Body { .. } => (self.filled, self.params.full_segment_len(self.index) + 1),
             State::Failed => return &mut [],
         };
-        self.grow_toward(from, want);
+        self.grow_toward(from);
         let end = want.min(self.buf.len());
         &mut self.buf[from..end]
     }
 
-    /// Makes room past `from` toward `want` bytes: at least
-    /// [`FIRST_BUFFER`] bytes, else double what has arrived, never more
-    /// than `want`. Memory thus stays within twice the ciphertext actually
-    /// received (plus [`FIRST_BUFFER`]), whatever segment size the params
-    /// claim, and the copies made while growing add up to less than the
-    /// bytes read.
-    fn grow_toward(&mut self, from: usize, want: usize) {
-        if self.buf.len() >= want || self.buf.len() > from {
+    /// Makes room past `from` once the buffer is full up to it: to
+    /// [`FIRST_BUFFER`] bytes at first, then to twice what has arrived,
+    /// never past one segment and its look-ahead byte. Memory thus stays
+    /// within twice the ciphertext actually received (or
+    /// [`FIRST_BUFFER`]), whatever segment size the params claim; the
+    /// copies made while growing add up to less than the bytes read; and a
+    /// stream under default params allocates once.
+    fn grow_toward(&mut self, from: usize) {
+        if self.buf.len() > from {
             return;
         }
-        let target = from.saturating_mul(2).max(FIRST_BUFFER).min(want);
+        let target = from
+            .saturating_mul(2)
+            .max(FIRST_BUFFER)
+            .min(self.params.segment_size() + 1);
+        // Exactly: `resize` alone would round the capacity up to a power
+        // of two.
+        self.buf.reserve_exact(target - self.buf.len());
         self.buf.resize(target, 0);
     }
 
