@@ -144,9 +144,17 @@ fn counts(stdout: &str) -> (usize, usize) {
     let line = stdout.lines().find(|l| l.starts_with("zone z:")).unwrap();
     let number_before = |word: &str| -> usize {
         let at = line.find(word).unwrap();
-        line[..at].split_whitespace().last().unwrap().parse().unwrap()
+        line[..at]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
-    (number_before(" rewrapped"), number_before(" already current"))
+    (
+        number_before(" rewrapped"),
+        number_before(" already current"),
+    )
 }
 
 #[test]
@@ -197,10 +205,9 @@ fn two_rewraps_of_one_directory_at_once_both_finish() {
         .collect();
     assert_eq!(names.len(), FILES, "no journal left: {names:?}");
     for i in [0, FILES / 2, FILES - 1] {
-        let json: serde_json::Value = serde_json::from_str(
-            &env.ok(&["inspect", &format!("segs/s{i:03}"), "--json"]),
-        )
-        .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&env.ok(&["inspect", &format!("segs/s{i:03}"), "--json"]))
+                .unwrap();
         assert_eq!(json["ezk_version"], 3);
         assert_eq!(json["format_version"], 2);
         env.ok(&["decrypt", "-z", "z", &format!("segs/s{i:03}"), "-o", "back"]);

@@ -106,7 +106,10 @@ fn a_v1_header_claiming_16_mib_segments_makes_no_reader_allocate_them() {
         SegmentFormat::V1
     );
     segment[28..32].copy_from_slice(&CLAIMED.to_be_bytes());
-    assert_eq!(SegmentHeader::parse(&segment).unwrap().segment_size(), CLAIMED);
+    assert_eq!(
+        SegmentHeader::parse(&segment).unwrap().segment_size(),
+        CLAIMED
+    );
 
     let mut out = Vec::with_capacity(4096);
     let sequential = peak_during(|| {
@@ -117,7 +120,9 @@ fn a_v1_header_claiming_16_mib_segments_makes_no_reader_allocate_them() {
     assert!(sequential < BOUND, "segment_reader peak {sequential} bytes");
 
     let random = peak_during(|| {
-        let mut reader = zone.segment_seekable("a", Cursor::new(&segment[..])).unwrap();
+        let mut reader = zone
+            .segment_seekable("a", Cursor::new(&segment[..]))
+            .unwrap();
         let mut buf = [0u8; 100];
         assert_eq!(reader.read_at(900, &mut buf).unwrap(), 100);
         assert_eq!(&buf[..], &expected[900..]);
@@ -125,7 +130,10 @@ fn a_v1_header_claiming_16_mib_segments_makes_no_reader_allocate_them() {
     assert!(random < BOUND, "segment_seekable peak {random} bytes");
 
     let whole = peak_during(|| {
-        assert_eq!(&zone.decrypt_segment("a", &segment).unwrap()[..], &expected[..]);
+        assert_eq!(
+            &zone.decrypt_segment("a", &segment).unwrap()[..],
+            &expected[..]
+        );
     });
     assert!(whole < BOUND, "decrypt_segment peak {whole} bytes");
 
@@ -133,7 +141,9 @@ fn a_v1_header_claiming_16_mib_segments_makes_no_reader_allocate_them() {
     // same (what the zone readers rest on).
     let key = cmek::SecretKey::from_slice(&[9; 32]).unwrap();
     let params = cmek::stream::Params::new(CLAIMED as usize).unwrap();
-    let ct = params.encrypt(&key, b"ad", b"short", cmek::stream::Threads::One).unwrap();
+    let ct = params
+        .encrypt(&key, b"ad", b"short", cmek::stream::Threads::One)
+        .unwrap();
     let stream = peak_during(|| {
         let mut pt = Vec::new();
         cmek::stream::DecryptingReader::new(&ct[..], &key, b"ad", params)

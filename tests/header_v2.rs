@@ -50,7 +50,10 @@ async fn an_edited_chunk_size_in_a_v2_header_opens_nothing() {
         let mut edited = segment.to_vec();
         edited[28..32].copy_from_slice(&claimed.to_be_bytes());
         // Still well formed: only the wrap can tell.
-        assert_eq!(SegmentHeader::parse(&edited).unwrap().segment_size(), claimed);
+        assert_eq!(
+            SegmentHeader::parse(&edited).unwrap().segment_size(),
+            claimed
+        );
 
         let err = zone.decrypt_segment("seg", &edited).unwrap_err();
         assert!(is_integrity(&err), "{claimed}: {err}");

@@ -97,10 +97,16 @@ async fn rewrap_upgrades_the_committed_v1_headers_to_v2() {
         let path = dir.path().join(file);
         std::fs::copy(vectors().join(file), &path).unwrap();
         let before = std::fs::read(&path).unwrap();
-        assert_eq!(SegmentHeader::parse(&before).unwrap().format(), SegmentFormat::V1);
+        assert_eq!(
+            SegmentHeader::parse(&before).unwrap().format(),
+            SegmentFormat::V1
+        );
         assert_eq!(
             zone.rewrap_file(id, &path).unwrap(),
-            RewrapOutcome::Rewrapped { from: version, to: 2 },
+            RewrapOutcome::Rewrapped {
+                from: version,
+                to: 2
+            },
             "{file}"
         );
         let after = std::fs::read(&path).unwrap();

@@ -283,7 +283,11 @@ impl SegmentHeader {
             SegmentFormat::V2 => {
                 let bytes = self.to_bytes();
                 let mut aad = Vec::with_capacity(
-                    DEK_LABEL_V2.len() + BEFORE_WRAP.len() + AFTER_WRAP.len() + 4 + segment_id.len(),
+                    DEK_LABEL_V2.len()
+                        + BEFORE_WRAP.len()
+                        + AFTER_WRAP.len()
+                        + 4
+                        + segment_id.len(),
                 );
                 aad.extend_from_slice(DEK_LABEL_V2);
                 aad.extend_from_slice(&bytes[BEFORE_WRAP]);
@@ -474,7 +478,8 @@ mod tests {
                     let Ok(header) = SegmentHeader::parse(&bad) else {
                         continue; // refused structurally
                     };
-                    let opened = wrapper.unwrap(header.wrapped_dek(), &header.dek_aad(k.segment_id));
+                    let opened =
+                        wrapper.unwrap(header.wrapped_dek(), &header.dek_aad(k.segment_id));
                     let bound_in_v1 = (8..28).contains(&i);
                     if format == SegmentFormat::V2 || bound_in_v1 {
                         assert!(
@@ -546,9 +551,8 @@ mod tests {
     #[test]
     fn bindings_are_unambiguous() {
         let z = ZoneId::from_bytes([1; 16]);
-        let at = |version| {
-            SegmentHeader::unwrapped(z, version, Params::default(), [0; COMMITMENT_LEN])
-        };
+        let at =
+            |version| SegmentHeader::unwrapped(z, version, Params::default(), [0; COMMITMENT_LEN]);
         assert_ne!(at(1).dek_aad("a"), at(2).dek_aad("a"));
         assert_ne!(at(1).dek_aad("ab"), at(1).dek_aad("a"));
         let mut v1 = at(1);

@@ -362,7 +362,8 @@ impl Zone {
             Err(e) => return Err(e),
         };
         let cannot_restore = || Error::Integrity {
-            what: "segment header (torn by an interrupted rewrap, and its journal cannot restore it)",
+            what:
+                "segment header (torn by an interrupted rewrap, and its journal cannot restore it)",
         };
         match saved {
             journal::Saved::Incomplete if opens => {}
@@ -611,7 +612,9 @@ mod tests {
             RewrapOutcome::Rewrapped { from: 1, to: 2 }
         );
         assert_eq!(
-            &f.zone.decrypt_segment("seg", &fs::read(&path).unwrap()).unwrap()[..],
+            &f.zone
+                .decrypt_segment("seg", &fs::read(&path).unwrap())
+                .unwrap()[..],
             b"ours"
         );
     }
@@ -662,7 +665,9 @@ mod tests {
         journal::write(&journal, &header_of(&current)).unwrap();
         f.zone.rewrap_file("seg", &path).unwrap();
         assert_eq!(
-            &f.zone.decrypt_segment("seg", &fs::read(&path).unwrap()).unwrap()[..],
+            &f.zone
+                .decrypt_segment("seg", &fs::read(&path).unwrap())
+                .unwrap()[..],
             b"current"
         );
         assert_eq!(files_in(f.dir.path()), ["seg"]);
@@ -729,7 +734,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(!rewrap.is_finished(), "the rewrap waits for the lock");
         assert_eq!(fs::read(&path).unwrap(), segment.to_vec());
-        assert!(!journal::path_for(&path).unwrap().exists(), "no journal yet");
+        assert!(
+            !journal::path_for(&path).unwrap().exists(),
+            "no journal yet"
+        );
         holder.unlock().unwrap();
         assert_eq!(
             rewrap.join().unwrap().unwrap(),
@@ -744,7 +752,10 @@ mod tests {
         let plain = vec![3u8; 10_000];
         let v2 = f.zone.encrypt_segment("seg", &plain).unwrap();
         let v1 = as_v1(&f.zone, "seg", &v2);
-        assert_eq!(SegmentHeader::parse(&v1).unwrap().format(), SegmentFormat::V1);
+        assert_eq!(
+            SegmentHeader::parse(&v1).unwrap().format(),
+            SegmentFormat::V1
+        );
         assert_eq!(&f.zone.decrypt_segment("seg", &v1).unwrap()[..], &plain[..]);
 
         // Already under the active version: the format alone is upgraded.
@@ -756,7 +767,10 @@ mod tests {
         let header = SegmentHeader::parse(&segment).unwrap();
         assert_eq!(header.format(), SegmentFormat::V2);
         assert_eq!(&segment[SEGMENT_HEADER_LEN..], &v1[SEGMENT_HEADER_LEN..]);
-        assert_eq!(&f.zone.decrypt_segment("seg", &segment).unwrap()[..], &plain[..]);
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &segment).unwrap()[..],
+            &plain[..]
+        );
         assert_eq!(
             f.zone.rewrap_segment("seg", &mut segment).unwrap(),
             RewrapOutcome::AlreadyCurrent
@@ -771,13 +785,22 @@ mod tests {
             RewrapOutcome::Rewrapped { from: 1, to: 2 }
         );
         let bytes = fs::read(&path).unwrap();
-        assert_eq!(SegmentHeader::parse(&bytes).unwrap().format(), SegmentFormat::V2);
-        assert_eq!(&f.zone.decrypt_segment("seg", &bytes).unwrap()[..], &plain[..]);
+        assert_eq!(
+            SegmentHeader::parse(&bytes).unwrap().format(),
+            SegmentFormat::V2
+        );
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &bytes).unwrap()[..],
+            &plain[..]
+        );
         let batch = f.zone.rewrap_headers(&[("seg", &v1[..])]).unwrap();
         let new = batch[0].as_ref().unwrap().unwrap();
         assert_eq!(new[4], 2);
         let moved = [&new[..], &v1[SEGMENT_HEADER_LEN..]].concat();
-        assert_eq!(&f.zone.decrypt_segment("seg", &moved).unwrap()[..], &plain[..]);
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &moved).unwrap()[..],
+            &plain[..]
+        );
     }
 
     #[tokio::test]

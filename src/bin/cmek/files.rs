@@ -270,7 +270,18 @@ pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
             bar.inc(got as u64);
             let mut opener = zone.segment_opener(&id, &prefix[..got]).context(&what)?;
             let params = opener.params();
-            let (first, then) = chunk_lengths(params.full_segment_len(0), params.segment_size());
+            let (mut first, mut then) =
+                chunk_lengths(params.full_segment_len(0), params.segment_size());
+            // A v1 header's segment size is authenticated by nothing: a
+            // file shorter than the chunks it implies gets chunks of its
+            // own length, not of what the header claims.
+            if let Some(len) = len {
+                let body = usize::try_from(len.saturating_sub(got as u64))
+                    .unwrap_or(usize::MAX)
+                    .max(1);
+                first = first.min(body);
+                then = then.min(body);
+            }
             let mut chunks = Chunks::spawn_sized(input, first, then);
             let names = Names {
                 what: &what,
