@@ -295,8 +295,11 @@ impl Zone {
     /// returning. The old header is journaled beside the segment first
     /// ([`rewrap_journal_path`]; layout in `docs/FORMAT.md`), so a torn write
     /// loses nothing: the next call first repairs a header that an
-    /// interrupted rewrap tore, from a journal that passes the checks in
-    /// the [module docs](self).
+    /// interrupted rewrap tore. A journal is used only if it holds this
+    /// zone's header of this segment, equal to the current header in every
+    /// byte a rewrap keeps (zone id, stream segment size, key commitment,
+    /// magic); a header under an EZK version newer than this handle knows
+    /// is never "repaired" back.
     ///
     /// The whole call holds an exclusive advisory lock (`flock`) on the
     /// segment file: another process rewrapping the same file waits for it,
