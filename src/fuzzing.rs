@@ -57,8 +57,8 @@ fn both_framings(data: &[u8]) -> [Vec<u8>; 2] {
     [data.to_vec(), fixed]
 }
 
-/// Segment header parsing: never panics; what parses re-encodes to the
-/// same 128 bytes.
+/// Segment header parsing (versions 1 and 2): never panics; what parses
+/// re-encodes to the same 128 bytes, and yields its wrap's associated data.
 pub fn segment_header(data: &[u8]) {
     if let Ok(header) = SegmentHeader::parse(data) {
         let bytes = header.to_bytes();
@@ -68,6 +68,9 @@ pub fn segment_header(data: &[u8]) {
             "header re-encodes differently"
         );
         let _ = header.stream_params();
+        // What a zone would bind the header's wrap to, for either format.
+        let aad = header.dek_aad("fuzz/segment");
+        assert!(aad.ends_with(b"fuzz/segment"));
     }
 }
 

@@ -92,7 +92,14 @@ fn write_seed_corpus() {
     let mut seeds: Vec<(&str, Vec<Vec<u8>>)> = vec![
         (
             "segment_header",
-            segments.iter().map(|s| s[..128].to_vec()).collect(),
+            // The vectors' version 1 headers, the same as version 2, and
+            // the version 2 known-answer header of docs/FORMAT.md.
+            segments
+                .iter()
+                .map(|s| s[..128].to_vec())
+                .chain(std::iter::once(as_v2(&segments[0][..128])))
+                .chain(std::iter::once(hex::decode(V2_HEADER).unwrap()))
+                .collect(),
         ),
         ("zone_manifest", framed_seeds(vector("zone/zone.manifest"))),
         ("key_file", framed_seeds(vector("zone/root.keys"))),
@@ -122,6 +129,20 @@ fn write_seed_corpus() {
             fs::write(dir.join(format!("seed-{i}")), data).unwrap();
         }
     }
+}
+
+/// The segment header known-answer vector, version 2 (docs/FORMAT.md).
+const V2_HEADER: &str = "434d4b5302000000101112131415161718191a1b1c1d1e1f0000000300010000\
+    01a0a1a2a3a4a5a6a7a8a9aaaba6593e6e018e44f82a2ccd984b378e9120fd0b\
+    43c6e2143bc4577cdd23f62b5ecfc7dbf9a2f0c98f671bdfbe371ebdc66db5fe\
+    fcc97760e185131a35997ab784a5074d10f10cd997689bd12afba14b7b000000";
+
+/// `header` with its version byte set to 2 (well formed; its wrap does not
+/// open, which parsing does not check).
+fn as_v2(header: &[u8]) -> Vec<u8> {
+    let mut out = header.to_vec();
+    out[4] = 2;
+    out
 }
 
 /// A registry state with keys and zones, through the public API.

@@ -6,14 +6,20 @@
 //! header v1, wrapped key v1, stream body).
 //!
 //! The files were made by `generate_zone_vectors` below (ignored; run it
-//! with `--ignored` only to make a new set for a new format version).
+//! with `--ignored` only to make a new set for a new format version). The
+//! committed segments have version 1 headers, written before version 2
+//! existed; the generator now writes version 2, so a new set must keep
+//! these files beside it to keep pinning version 1.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cmek::provider::LocalKeyProvider;
 use cmek::stream::Params;
-use cmek::zone::{FileManifestStore, Keyring, SegmentHeader, ZoneAnchor, ZoneId, ZoneSpec};
+use cmek::zone::{
+    FileManifestStore, Keyring, RewrapOutcome, SegmentFormat, SegmentHeader, ZoneAnchor, ZoneId,
+    ZoneSpec,
+};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/zone")
@@ -74,6 +80,63 @@ async fn committed_zone_vectors_open_and_decrypt() {
             &zone.decrypt_segment(id, &bytes).unwrap()[..],
             &plaintext(id)[..],
             "{file}"
+        );
+    }
+}
+
+/// The committed segments have v1 headers; a rewrap rewrites each as v2
+/// (also those already under the active EZK version) without touching its
+/// body, and each still decrypts.
+#[tokio::test]
+async fn rewrap_upgrades_the_committed_v1_headers_to_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["root.keys", "zone.manifest"] {
+        std::fs::copy(vectors().join(f), dir.path().join(f)).unwrap();
+    }
+    let provider = LocalKeyProvider::open(dir.path().join("root.keys")).unwrap();
+    let keyring = Keyring::new(Arc::new(provider));
+    let expected_id = std::fs::read_to_string(vectors().join("zone-id.txt")).unwrap();
+    let anchor = ZoneAnchor::new(
+        ZoneId::parse(expected_id.trim()).unwrap(),
+        cmek::KeyRef::new("local", "vectors-root", "local"),
+        0,
+    );
+    let zone = keyring
+        .adopt_legacy_zone(
+            Arc::new(FileManifestStore::new(dir.path().join("zone.manifest"))),
+            &anchor,
+        )
+        .await
+        .unwrap();
+    for (id, file, version) in SEGMENTS {
+        let path = dir.path().join(file);
+        std::fs::copy(vectors().join(file), &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        assert_eq!(
+            SegmentHeader::parse(&before).unwrap().format(),
+            SegmentFormat::V1
+        );
+        assert_eq!(
+            zone.rewrap_file(id, &path).unwrap(),
+            RewrapOutcome::Rewrapped {
+                from: version,
+                to: 2
+            },
+            "{file}"
+        );
+        let after = std::fs::read(&path).unwrap();
+        let header = SegmentHeader::parse(&after).unwrap();
+        assert_eq!(header.format(), SegmentFormat::V2);
+        assert_eq!(header.ezk_version(), 2);
+        assert_eq!(&after[128..], &before[128..], "{file}: body untouched");
+        assert_eq!(
+            &zone.decrypt_segment(id, &after).unwrap()[..],
+            &plaintext(id)[..],
+            "{file}"
+        );
+        assert_eq!(
+            zone.rewrap_file(id, &path).unwrap(),
+            RewrapOutcome::AlreadyCurrent
         );
     }
 }

@@ -5,8 +5,11 @@
 //! past each segment to learn whether that segment is the last, opens each
 //! segment in place (or straight into the caller's buffer when a whole
 //! segment fits), and releases plaintext only from segments that
-//! authenticated. It holds one ciphertext segment (plus one byte) of memory.
-//! It must not do I/O: the adapters in [`super::reader`] and `super::tokio`
+//! authenticated. It holds one ciphertext segment (plus one byte) of memory
+//! at most, and grows to it only as ciphertext arrives: the segment size
+//! may come from an unauthenticated header (a v1 segment header), and a
+//! short stream must not make a reader allocate a 16 MiB segment. It must
+//! not do I/O: the adapters in [`super::reader`] and `super::tokio`
 //! feed it.
 
 use super::header::Header;
@@ -15,6 +18,10 @@ use super::segment::SegmentCipher;
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
 use crate::{Error, Result};
+
+/// The decoder's first buffer: the default segment size plus its
+/// look-ahead byte, so streams under default params allocate once.
+const FIRST_BUFFER: usize = super::params::DEFAULT_SEGMENT_SIZE + 1;
 
 /// What the decoder needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +57,8 @@ pub(crate) struct Decoder {
     params: Params,
     state: State,
     /// Ciphertext of the current segment plus one look-ahead byte; after
-    /// opening, its plaintext.
+    /// opening, its plaintext. Grown by [`input`](Self::input) as
+    /// ciphertext arrives, up to one segment plus one byte.
     buf: Vec<u8>,
     /// Ciphertext bytes held in `buf`.
     filled: usize,
@@ -74,7 +82,7 @@ impl Decoder {
                 aad: aad.into(),
                 have: 0,
             },
-            buf: vec![0u8; params.segment_size() + 1],
+            buf: Vec::new(),
             filled: 0,
             pt: 0,
             pt_end: 0,
@@ -88,14 +96,35 @@ impl Decoder {
     /// Where the next ciphertext bytes go. Empty only when no input is
     /// needed.
     pub(crate) fn input(&mut self) -> &mut [u8] {
-        match self.state {
-            State::Header { have, .. } => &mut self.buf[have..HEADER_LEN],
-            State::Body { .. } => {
-                let want = self.params.full_segment_len(self.index) + 1;
-                &mut self.buf[self.filled..want]
-            }
-            State::Failed => &mut [],
+        let (from, want) = match self.state {
+            State::Header { have, .. } => (have, HEADER_LEN),
+            State::Body { .. } => (self.filled, self.params.full_segment_len(self.index) + 1),
+            State::Failed => return &mut [],
+        };
+        self.grow_toward(from);
+        let end = want.min(self.buf.len());
+        &mut self.buf[from..end]
+    }
+
+    /// Makes room past `from` once the buffer is full up to it: to
+    /// [`FIRST_BUFFER`] bytes at first, then to twice what has arrived,
+    /// never past one segment and its look-ahead byte. Memory thus stays
+    /// within twice the ciphertext actually received (or
+    /// [`FIRST_BUFFER`]), whatever segment size the params claim; the
+    /// copies made while growing add up to less than the bytes read; and a
+    /// stream under default params allocates once.
+    fn grow_toward(&mut self, from: usize) {
+        if self.buf.len() > from {
+            return;
         }
+        let target = from
+            .saturating_mul(2)
+            .max(FIRST_BUFFER)
+            .min(self.params.segment_size() + 1);
+        // Exactly: `resize` alone would round the capacity up to a power
+        // of two.
+        self.buf.reserve_exact(target - self.buf.len());
+        self.buf.resize(target, 0);
     }
 
     /// Records that `n` bytes were written into [`input`](Self::input);

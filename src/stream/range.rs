@@ -172,7 +172,9 @@ impl RangeDecryptor {
             ));
         }
         let mut out = Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize);
-        let mut scratch = vec![0u8; self.params.segment_size()];
+        // No segment is longer than what was fetched (checked below before
+        // each copy), whatever the params claim.
+        let mut scratch = vec![0u8; self.params.segment_size().min(fetched.len())];
         let mut at = 0usize;
         let mut index = plan.first_segment;
         while at < fetched.len() {

@@ -76,7 +76,15 @@ impl<R: Read + Seek> SeekableReader<R> {
             claimed_len,
             end_verified: false,
             pos: 0,
-            buf: vec![0u8; params.segment_size()],
+            // No sealed segment is longer than the stream itself: a short
+            // stream under a large (possibly unauthenticated) segment size
+            // gets a buffer of its own length.
+            buf: vec![
+                0u8;
+                params
+                    .segment_size()
+                    .min(usize::try_from(ciphertext_len).unwrap_or(usize::MAX))
+            ],
             cached: None,
             cached_len: 0,
             decrypted: 0,

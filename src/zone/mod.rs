@@ -64,7 +64,8 @@ pub use anchor::ZoneAnchor;
 pub(crate) use availability::WeakZone;
 pub use availability::ZoneAvailability;
 pub use header::{
-    SegmentHeader, COMMITMENT_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    SegmentFormat, SegmentHeader, COMMITMENT_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN,
+    SEGMENT_MAGIC,
 };
 pub use id::ZoneId;
 pub(crate) use keyring::unavailable_key_state;
@@ -72,7 +73,8 @@ pub use keyring::{Keyring, ZoneSpec};
 use manifest::ManifestSeal;
 pub use manifest::{EzkRecord, ManifestFormat, ZoneManifest, MAX_EZK_VERSIONS};
 pub use rewrap::{
-    is_rewrap_journal, rewrap_journal_path, RewrapOutcome, RewrapProgress, RewrapSummary,
+    is_rewrap_journal, rewrap_journal_header, rewrap_journal_path, RewrapOutcome, RewrapProgress,
+    RewrapSummary,
 };
 pub use store::{FileManifestStore, ManifestStore, MemoryManifestStore};
 
@@ -350,19 +352,17 @@ impl Zone {
 
         let state = self.state_with_wrap_reserved()?;
         let m = &state.manifest;
+        let params = m.stream_params();
+        // The wrap binds every other header byte (format v2), so the
+        // header is laid out first and the wrapped DEK put in last.
+        let header =
+            SegmentHeader::unwrapped(m.zone_id, m.active, params, header::commitment(&dek)?);
         let wrapped = state.ezk(m.active)?.wrapper.wrap_with_drawn_nonce(
             &dek,
-            &header::dek_aad(&m.zone_id, segment_id, m.active),
+            &header.dek_aad(segment_id),
             nonce.try_into().expect("NONCE_LEN bytes"),
         )?;
-        let params = m.stream_params();
-        let header = SegmentHeader::new(
-            m.zone_id,
-            m.active,
-            params,
-            wrapped,
-            header::commitment(&dek)?,
-        );
+        let header = header.with_wrapped_dek(wrapped);
         Ok(NewSegment {
             header,
             dek,
@@ -373,6 +373,10 @@ impl Zone {
 
     /// Parses a header and recovers its DEK, checking zone, version and key
     /// commitment. No provider call.
+    ///
+    /// The stream parameters returned are authenticated for a v2 header
+    /// (its wrap binds them); a v1 header's are not, which is why the
+    /// stream readers size their buffers by the bytes they actually have.
     fn open_header(&self, segment_id: &str, bytes: &[u8]) -> Result<(SecretKey, Params)> {
         let header = SegmentHeader::parse(bytes)?;
         let state = self.state();
@@ -926,8 +930,8 @@ fn read_header<R: Read>(source: &mut R) -> Result<[u8; SEGMENT_HEADER_LEN]> {
 }
 
 /// Recovers a segment's DEK from its header with the zone's EZKs. The DEK
-/// is authenticated by its wrap; callers that decrypt the body also check
-/// the key commitment.
+/// is authenticated by its wrap, and with it (format v2) every other header
+/// byte; callers that decrypt the body also check the key commitment.
 fn unwrap_dek(state: &ZoneState, segment_id: &str, header: &SegmentHeader) -> Result<SecretKey> {
     let m = &state.manifest;
     if header.zone_id() != m.zone_id {
@@ -939,10 +943,7 @@ fn unwrap_dek(state: &ZoneState, segment_id: &str, header: &SegmentHeader) -> Re
     let ezk = state.ezk(version)?;
     let dek = ezk
         .wrapper
-        .unwrap(
-            header.wrapped_dek(),
-            &header::dek_aad(&m.zone_id, segment_id, version),
-        )
+        .unwrap(header.wrapped_dek(), &header.dek_aad(segment_id))
         .map_err(|e| match e {
             Error::Integrity { .. } => Error::Integrity {
                 what: "segment DEK (wrong segment id, or a modified header)",

@@ -1,5 +1,8 @@
 //! Rewrap: move a segment's DEK to the zone's active EZK version by
-//! rewriting its 128-byte header, without touching the body.
+//! rewriting its 128-byte header, without touching the body. A header of
+//! an older format (v1) is rewritten in the current one (v2) on the way,
+//! also when its EZK version is already the active one: the body does not
+//! depend on the header's format, so this is as safe as any rewrap.
 //!
 //! Crash safety. A rewrap changes only the header, and both the old and the
 //! new header open the same body (the body is bound to the segment's
@@ -18,6 +21,17 @@
 //! open; nothing is lost. [`Zone::rewrap_in_place`] on a caller's file has
 //! no journal: it relies on the write not being torn.
 //!
+//! Journals are storage, and storage is hostile: a journal is used only if
+//! it is this zone's, opens as this segment, and equals the current header
+//! in every byte a rewrap keeps (zone id, stream segment size, key
+//! commitment, magic); anything else is [`Error::StateRejected`] with both
+//! files left as they are. A header that fails to open because it names an
+//! EZK version newer than this zone handle knows is not torn — another
+//! process rotated and rewrapped — and is never "repaired" back. The whole
+//! of `rewrap_file`, journal included, runs under an exclusive `flock` on
+//! the segment file, so two processes rewrapping one directory take turns
+//! per file instead of tripping over each other's journals.
+//!
 //! A batch ([`Zone::rewrap_files`]) is resumable: a segment already under the
 //! active version is skipped, so running the batch again after a crash
 //! finishes the work without redoing it.
@@ -26,9 +40,10 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::header::{self, SegmentHeader, SEGMENT_HEADER_LEN};
-use super::{read_header, unwrap_dek, Zone};
+use super::header::{self, SegmentFormat, SegmentHeader, SEGMENT_HEADER_LEN};
+use super::{read_header, unwrap_dek, Zone, ZoneId};
 use crate::cipher::{fill_random, Nonce, NONCE_LEN};
+use crate::error::StateRejection;
 use crate::fsutil;
 use crate::{Error, Result};
 
@@ -47,6 +62,21 @@ pub fn is_rewrap_journal(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.') && n.ends_with(journal::SUFFIX))
 }
 
+/// The header saved in the rewrap journal at `journal`, parsed but not
+/// authenticated: `None` if there is no journal, or it is incomplete, or
+/// it holds no well-formed header. For tools that sort a directory's
+/// journals by zone before handing anything to a zone
+/// ([`Zone::rewrap_file`] checks a journal fully before using it).
+///
+/// # Errors
+/// [`Error::Io`] if the journal exists but cannot be read.
+pub fn rewrap_journal_header(journal: &Path) -> Result<Option<SegmentHeader>> {
+    Ok(match journal::read(journal)? {
+        Some(journal::Saved::Complete(bytes)) => SegmentHeader::parse(&bytes).ok(),
+        _ => None,
+    })
+}
+
 /// The rewrap journal: the old header of a segment being rewrapped.
 mod journal {
     use std::path::{Path, PathBuf};
@@ -57,6 +87,15 @@ mod journal {
 
     const LEN: usize = SEGMENT_HEADER_LEN + SHA256_LEN;
     pub(super) const SUFFIX: &str = ".cmek-rewrap";
+
+    /// What a journal file holds.
+    pub(super) enum Saved {
+        /// Not exactly a header and its digest: a crash while the journal
+        /// was written, before the segment was touched (or not a journal).
+        Incomplete,
+        /// A header saved whole.
+        Complete([u8; SEGMENT_HEADER_LEN]),
+    }
 
     /// `DIR/.NAME.cmek-rewrap` for segment file `DIR/NAME`.
     pub(super) fn path_for(segment: &Path) -> Result<PathBuf> {
@@ -76,22 +115,21 @@ mod journal {
         fsutil::create_new(path, &bytes, 0o600)
     }
 
-    /// `None` if there is no journal; `Some(None)` if there is one but it
-    /// is incomplete (a crash while it was written, before the segment was
-    /// touched); `Some(Some(header))` otherwise.
-    #[allow(clippy::option_option)]
-    pub(super) fn read(path: &Path) -> Result<Option<Option<[u8; SEGMENT_HEADER_LEN]>>> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
+    /// `None` if there is no journal. Reads at most one byte more than a
+    /// journal has, whatever the file's size.
+    pub(super) fn read(path: &Path) -> Result<Option<Saved>> {
+        let bytes = match fsutil::read_capped(path, LEN as u64, "rewrap journal") {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(Error::LimitExceeded { .. }) => return Ok(Some(Saved::Incomplete)),
+            Err(e) => return Err(e),
         };
         if bytes.len() != LEN
             || sha256(&[&bytes[..SEGMENT_HEADER_LEN]])[..] != bytes[SEGMENT_HEADER_LEN..]
         {
-            return Ok(Some(None));
+            return Ok(Some(Saved::Incomplete));
         }
-        Ok(Some(Some(
+        Ok(Some(Saved::Complete(
             bytes[..SEGMENT_HEADER_LEN].try_into().expect("LEN bytes"),
         )))
     }
@@ -100,14 +138,17 @@ mod journal {
 /// What a rewrap did to one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RewrapOutcome {
-    /// The header moved from EZK version `from` to `to`.
+    /// The header was rewritten: its DEK moved from EZK version `from` to
+    /// `to`, the active one. `from == to` when only the header's format was
+    /// upgraded (a v1 header already under the active version).
     Rewrapped {
         /// The previous EZK version.
         from: u32,
         /// The active EZK version it now uses.
         to: u32,
     },
-    /// The segment already used the active version; nothing was written.
+    /// The segment already used the active version in the current header
+    /// format; nothing was written.
     AlreadyCurrent,
 }
 
@@ -127,7 +168,8 @@ pub struct RewrapProgress {
 /// The result of a batch rewrap.
 #[derive(Debug, Default)]
 pub struct RewrapSummary {
-    /// Segments moved to the active version.
+    /// Segments moved to the active version (or to the current header
+    /// format).
     pub rewrapped: usize,
     /// Segments that already used it.
     pub already_current: usize,
@@ -136,11 +178,18 @@ pub struct RewrapSummary {
     pub failed: Vec<(PathBuf, Error)>,
 }
 
+/// True if `header` needs no rewrap in a zone whose active version is
+/// `active`.
+fn is_current(header: &SegmentHeader, active: u32) -> bool {
+    header.ezk_version() == active && header.format() == SegmentFormat::CURRENT
+}
+
 impl Zone {
     /// The rewrapped header for a segment's header bytes, or `None` if it
-    /// already uses the active EZK version. The DEK is authenticated by its
-    /// unwrap; the key commitment is carried over unchanged (it depends on
-    /// the DEK only). No provider call.
+    /// already uses the active EZK version in the current header format. A
+    /// v1 header comes back as v2. The DEK is authenticated by its unwrap;
+    /// the key commitment is carried over unchanged (it depends on the DEK
+    /// only). No provider call.
     ///
     /// # Errors
     /// As [`decrypt_segment`](Zone::decrypt_segment) for the header.
@@ -153,15 +202,15 @@ impl Zone {
         let state = self.state();
         let active = state.manifest.active;
         let dek = unwrap_dek(&state, segment_id, &old)?;
-        if old.ezk_version() == active {
+        if is_current(&old, active) {
             return Ok(None);
         }
-        let zone_id = state.manifest.zone_id;
+        let new = old.rewrap_template(state.manifest.zone_id, active);
         let wrapped = state
             .ezk(active)?
             .wrapper
-            .wrap(&dek, &header::dek_aad(&zone_id, segment_id, active))?;
-        Ok(Some(old.rewrapped(active, wrapped).to_bytes()))
+            .wrap(&dek, &new.dek_aad(segment_id))?;
+        Ok(Some(new.with_wrapped_dek(wrapped).to_bytes()))
     }
 
     /// Rewraps many headers at once: like [`rewrap_header`](Self::rewrap_header)
@@ -189,16 +238,14 @@ impl Zone {
             .map(|((segment_id, bytes), nonce)| {
                 let old = SegmentHeader::parse(bytes)?;
                 let dek = unwrap_dek(&state, segment_id, &old)?;
-                if old.ezk_version() == active {
+                if is_current(&old, active) {
                     return Ok(None);
                 }
                 let nonce: &Nonce = nonce.try_into().expect("chunks of NONCE_LEN");
-                let wrapped = wrapper.wrap_with_drawn_nonce(
-                    &dek,
-                    &header::dek_aad(&zone_id, segment_id, active),
-                    nonce,
-                )?;
-                Ok(Some(old.rewrapped(active, wrapped).to_bytes()))
+                let new = old.rewrap_template(zone_id, active);
+                let wrapped =
+                    wrapper.wrap_with_drawn_nonce(&dek, &new.dek_aad(segment_id), nonce)?;
+                Ok(Some(new.with_wrapped_dek(wrapped).to_bytes()))
             })
             .collect())
     }
@@ -223,7 +270,8 @@ impl Zone {
     }
 
     /// Rewraps the segment at the start of `file` in place: reads the
-    /// header, writes the new one over it. The caller syncs `file`.
+    /// header, writes the new one over it. The caller syncs `file`, and
+    /// keeps other writers away from it meanwhile.
     ///
     /// # Errors
     /// As [`rewrap_header`](Self::rewrap_header); [`Error::Io`].
@@ -247,18 +295,33 @@ impl Zone {
     /// returning. The old header is journaled beside the segment first
     /// ([`rewrap_journal_path`]; layout in `docs/FORMAT.md`), so a torn write
     /// loses nothing: the next call first repairs a header that an
-    /// interrupted rewrap tore.
+    /// interrupted rewrap tore. A journal is used only if it holds this
+    /// zone's header of this segment, equal to the current header in every
+    /// byte a rewrap keeps (zone id, stream segment size, key commitment,
+    /// magic); a header under an EZK version newer than this handle knows
+    /// is never "repaired" back.
+    ///
+    /// The whole call holds an exclusive advisory lock (`flock`) on the
+    /// segment file: another process rewrapping the same file waits for it,
+    /// then finds the header current.
     ///
     /// # Errors
     /// As [`rewrap_in_place`](Self::rewrap_in_place), with the path in I/O
-    /// errors; [`Error::Integrity`] if the header is torn and its journal
-    /// cannot repair it.
+    /// errors; [`Error::StateRejected`] if a journal beside the segment is
+    /// another zone's ([`StateRejection::ForeignZone`]) or not this
+    /// segment's ([`StateRejection::Mismatch`]) — nothing is written, and
+    /// the journal stays for a human to look at; [`Error::UnknownEzkVersion`]
+    /// for a header under a version newer than this zone handle holds
+    /// (reopen the zone); [`Error::Integrity`] if the header is torn and
+    /// its journal cannot repair it.
     pub fn rewrap_file(&self, segment_id: &str, path: &Path) -> Result<RewrapOutcome> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        // Released when `file` is closed, on every return path.
+        file.lock().map_err(|e| Error::io(path, e))?;
         let journal = journal::path_for(path)?;
         self.recover_journal(segment_id, &mut file, path, &journal)?;
         file.seek(SeekFrom::Start(0))
@@ -276,7 +339,7 @@ impl Zone {
 
     /// Finishes what an interrupted [`rewrap_file`](Self::rewrap_file)
     /// left: keeps the header if it opens, else puts the journaled one
-    /// back; then removes the journal.
+    /// back; then removes the journal. Called with the segment file locked.
     fn recover_journal(
         &self,
         segment_id: &str,
@@ -293,20 +356,75 @@ impl Zone {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(path, e))?;
         let current = read_header(file).map_err(|e| with_path(e, path))?;
-        if self.open_header(segment_id, &current).is_err() {
-            match saved {
-                Some(old) if self.open_header(segment_id, &old).is_ok() => {
+        let opens = match self.open_header(segment_id, &current) {
+            Ok(_) => true,
+            Err(e) if is_damage(&e) => false,
+            // A newer EZK version than this handle knows (another process
+            // rotated and rewrapped), an unavailable key: not torn, and
+            // nothing to repair.
+            Err(e) => return Err(e),
+        };
+        let cannot_restore = || Error::Integrity {
+            what:
+                "segment header (torn by an interrupted rewrap, and its journal cannot restore it)",
+        };
+        match saved {
+            journal::Saved::Incomplete if opens => {}
+            // The journal was cut short before the header was touched, so
+            // the header did not tear in this rewrap: it is damaged.
+            journal::Saved::Incomplete => return Err(cannot_restore()),
+            journal::Saved::Complete(old) => {
+                self.check_journal(segment_id, &current, &old)?;
+                if !opens {
+                    match self.open_header(segment_id, &old) {
+                        Ok(_) => {}
+                        Err(e @ Error::UnknownEzkVersion { version, newest })
+                            if version > newest =>
+                        {
+                            return Err(e)
+                        }
+                        Err(Error::Integrity { .. }) => {
+                            return Err(rejected(StateRejection::Mismatch(format!(
+                                "the journaled header does not open as segment {segment_id:?}"
+                            ))))
+                        }
+                        Err(_) => return Err(cannot_restore()),
+                    }
                     tracing::warn!(path = %path.display(), "restoring a segment header torn by an interrupted rewrap");
                     fsutil::overwrite_start(file, path, &old)?;
-                }
-                _ => {
-                    return Err(Error::Integrity {
-                        what: "segment header (torn by an interrupted rewrap, and its journal cannot restore it)",
-                    })
                 }
             }
         }
         fsutil::remove_durably(journal)
+    }
+
+    /// Refuses a complete journal that is not this zone's, or whose header
+    /// differs from the current one in a byte a rewrap keeps.
+    fn check_journal(
+        &self,
+        segment_id: &str,
+        current: &[u8; SEGMENT_HEADER_LEN],
+        saved: &[u8; SEGMENT_HEADER_LEN],
+    ) -> Result<()> {
+        let saved_header = SegmentHeader::parse(saved).map_err(|e| {
+            rejected(StateRejection::Mismatch(format!(
+                "it holds no segment header ({e})"
+            )))
+        })?;
+        let zone: ZoneId = self.id();
+        if saved_header.zone_id() != zone {
+            return Err(rejected(StateRejection::ForeignZone {
+                expected: zone.to_string(),
+                found: saved_header.zone_id().to_string(),
+            }));
+        }
+        if !header::rewrap_preserves(saved, current) {
+            return Err(rejected(StateRejection::Mismatch(format!(
+                "its header is not an earlier version of segment {segment_id:?}'s: they differ in \
+                 bytes a rewrap keeps (stream segment size, key commitment, format)"
+            ))));
+        }
+        Ok(())
     }
 
     /// Rewraps many segment files, each given as (segment id, path),
@@ -343,9 +461,380 @@ impl Zone {
     }
 }
 
+/// True for the errors a torn or damaged header gives, as opposed to those
+/// of a header this zone handle cannot judge (a newer EZK version) or of a
+/// zone that cannot open any header.
+fn is_damage(err: &Error) -> bool {
+    match err {
+        Error::Malformed { .. } | Error::Integrity { .. } => true,
+        Error::UnknownEzkVersion { version, newest } => version <= newest,
+        _ => false,
+    }
+}
+
+fn rejected(reason: StateRejection) -> Error {
+    Error::StateRejected {
+        what: "rewrap journal",
+        reason,
+    }
+}
+
 fn with_path(err: Error, path: &Path) -> Error {
     match err {
         Error::Io { path: None, source } => Error::io(path, source),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each test is an attack on the journal: a planted or stale journal, a
+    //! header another process moved to a newer EZK version, a second
+    //! process on the same file. Each ends in a typed error or a correct
+    //! result, with nothing overwritten.
+
+    use std::fs;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::stream::Params;
+    use crate::testing::MockProvider;
+    use crate::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+
+    struct Fixture {
+        keyring: Arc<Keyring>,
+        root: crate::KeyRef,
+        store: Arc<MemoryManifestStore>,
+        zone: Zone,
+        dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let kms = Arc::new(MockProvider::new());
+        let root = kms.add_key("root");
+        let keyring = Keyring::new(kms);
+        let store = Arc::new(MemoryManifestStore::new());
+        let zone = keyring
+            .create_zone(store.clone(), spec(&root))
+            .await
+            .unwrap();
+        Fixture {
+            keyring,
+            root,
+            store,
+            zone,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn spec(root: &crate::KeyRef) -> ZoneSpec {
+        ZoneSpec {
+            stream: Params::new(4096).unwrap(),
+            ..ZoneSpec::new("orders", "mock-region-1", root.clone())
+        }
+    }
+
+    /// The segment with its header rewritten as format v1 (as an older
+    /// release wrote it), under the same DEK and EZK version.
+    fn as_v1(zone: &Zone, segment_id: &str, segment: &[u8]) -> Vec<u8> {
+        let state = zone.state();
+        let header = SegmentHeader::parse(segment).unwrap();
+        let dek = unwrap_dek(&state, segment_id, &header).unwrap();
+        let v1 = header.in_format(SegmentFormat::V1);
+        let wrapped = state
+            .ezk(header.ezk_version())
+            .unwrap()
+            .wrapper
+            .wrap(&dek, &v1.dek_aad(segment_id))
+            .unwrap();
+        let mut out = segment.to_vec();
+        out[..SEGMENT_HEADER_LEN].copy_from_slice(&v1.with_wrapped_dek(wrapped).to_bytes());
+        out
+    }
+
+    fn header_of(bytes: &[u8]) -> [u8; SEGMENT_HEADER_LEN] {
+        bytes[..SEGMENT_HEADER_LEN].try_into().unwrap()
+    }
+
+    /// A header torn by an interrupted overwrite: the wrapped DEK half
+    /// zeroed.
+    fn torn(segment: &[u8]) -> Vec<u8> {
+        let mut out = segment.to_vec();
+        out[60..90].fill(0);
+        out
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_planted_journal_of_another_zone_restores_nothing() {
+        let f = fixture().await;
+        let ours = f.zone.encrypt_segment("seg", b"ours").unwrap();
+        // Another zone under the same root, with a segment of the same
+        // name: its header is a well-formed, complete journal.
+        let other = f
+            .keyring
+            .create_zone(Arc::new(MemoryManifestStore::new()), spec(&f.root))
+            .await
+            .unwrap();
+        let theirs = other.encrypt_segment("seg", b"theirs").unwrap();
+        f.zone.rotate_ezk().await.unwrap();
+        let path = f.dir.path().join("seg");
+        let journal = journal::path_for(&path).unwrap();
+
+        // Beside a torn header (where a repair would write) and beside an
+        // intact one: refused either way, nothing written.
+        for segment in [torn(&ours), ours.to_vec()] {
+            fs::write(&path, &segment).unwrap();
+            journal::write(&journal, &header_of(&theirs)).unwrap();
+            let err = f.zone.rewrap_file("seg", &path).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::StateRejected {
+                        reason: StateRejection::ForeignZone { .. },
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert_eq!(fs::read(&path).unwrap(), segment, "segment untouched");
+            assert!(journal.exists(), "journal left for a human to look at");
+            fs::remove_file(&journal).unwrap();
+        }
+        // Without the planted journal the segment rewraps as usual.
+        assert_eq!(
+            f.zone.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        assert_eq!(
+            &f.zone
+                .decrypt_segment("seg", &fs::read(&path).unwrap())
+                .unwrap()[..],
+            b"ours"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_journal_that_differs_in_identity_bytes_is_refused() {
+        let f = fixture().await;
+        let path = f.dir.path().join("seg");
+        let journal = journal::path_for(&path).unwrap();
+        // A journal left from an earlier segment of the same name in this
+        // zone (another DEK, so another commitment): it opens as "seg",
+        // but it is not this segment's header.
+        let earlier = f.zone.encrypt_segment("seg", b"earlier").unwrap();
+        let current = f.zone.encrypt_segment("seg", b"current").unwrap();
+        // A v1 journal of this very segment whose stream segment size was
+        // edited: v1 does not bind the size, so it too opens as "seg".
+        let mut resized = as_v1(&f.zone, "seg", &current);
+        resized[28..32].copy_from_slice(&(16u32 << 20).to_be_bytes());
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &resized).unwrap()[..],
+            b"current",
+            "v1 cannot tell"
+        );
+        f.zone.rotate_ezk().await.unwrap();
+
+        for planted in [header_of(&earlier), header_of(&resized)] {
+            let damaged = torn(&current);
+            fs::write(&path, &damaged).unwrap();
+            journal::write(&journal, &planted).unwrap();
+            let err = f.zone.rewrap_file("seg", &path).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::StateRejected {
+                        reason: StateRejection::Mismatch(_),
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert_eq!(fs::read(&path).unwrap(), damaged, "nothing restored");
+            assert!(journal.exists());
+            fs::remove_file(&journal).unwrap();
+        }
+
+        // The journal of the interrupted rewrap itself does repair it.
+        fs::write(&path, torn(&current)).unwrap();
+        journal::write(&journal, &header_of(&current)).unwrap();
+        f.zone.rewrap_file("seg", &path).unwrap();
+        assert_eq!(
+            &f.zone
+                .decrypt_segment("seg", &fs::read(&path).unwrap())
+                .unwrap()[..],
+            b"current"
+        );
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+
+    #[tokio::test]
+    async fn a_header_under_a_newer_ezk_version_is_not_repaired_back() {
+        let f = fixture().await;
+        // Two handles on one zone, as two processes have: `stale` does not
+        // see the rotation `fresh` makes.
+        let stale = &f.zone;
+        let segment = stale.encrypt_segment("seg", b"data").unwrap();
+        let fresh = f
+            .keyring
+            .open_zone(f.store.clone(), &stale.anchor())
+            .await
+            .unwrap();
+        let path = f.dir.path().join("seg");
+        let journal = journal::path_for(&path).unwrap();
+        fs::write(&path, &segment).unwrap();
+
+        // `fresh` rotates and rewraps, and stops before removing its
+        // journal (a crash): the header is valid, under version 2.
+        fresh.rotate_ezk().await.unwrap();
+        let mut moved = segment.to_vec();
+        fresh.rewrap_segment("seg", &mut moved).unwrap();
+        fs::write(&path, &moved).unwrap();
+        journal::write(&journal, &header_of(&segment)).unwrap();
+
+        let err = stale.rewrap_file("seg", &path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnknownEzkVersion {
+                    version: 2,
+                    newest: 1
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), moved, "not put back to v1");
+        assert!(journal.exists());
+
+        // Once the handle sees the rotation, the leftover journal goes.
+        let reopened = f
+            .keyring
+            .open_zone(f.store.clone(), &fresh.anchor())
+            .await
+            .unwrap();
+        assert_eq!(
+            reopened.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::AlreadyCurrent
+        );
+        assert_eq!(fs::read(&path).unwrap(), moved);
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_is_locked_for_its_whole_rewrap() {
+        let f = fixture().await;
+        let segment = f.zone.encrypt_segment("seg", b"data").unwrap();
+        f.zone.rotate_ezk().await.unwrap();
+        let path = f.dir.path().join("seg");
+        fs::write(&path, &segment).unwrap();
+
+        // Another holder of the file's lock (another process's rewrap).
+        let holder = fs::File::open(&path).unwrap();
+        holder.lock().unwrap();
+        let zone = f.zone.clone();
+        let p = path.clone();
+        let rewrap = std::thread::spawn(move || zone.rewrap_file("seg", &p));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!rewrap.is_finished(), "the rewrap waits for the lock");
+        assert_eq!(fs::read(&path).unwrap(), segment.to_vec());
+        assert!(
+            !journal::path_for(&path).unwrap().exists(),
+            "no journal yet"
+        );
+        holder.unlock().unwrap();
+        assert_eq!(
+            rewrap.join().unwrap().unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+
+    #[tokio::test]
+    async fn rewrap_upgrades_v1_headers_to_v2() {
+        let f = fixture().await;
+        let plain = vec![3u8; 10_000];
+        let v2 = f.zone.encrypt_segment("seg", &plain).unwrap();
+        let v1 = as_v1(&f.zone, "seg", &v2);
+        assert_eq!(
+            SegmentHeader::parse(&v1).unwrap().format(),
+            SegmentFormat::V1
+        );
+        assert_eq!(&f.zone.decrypt_segment("seg", &v1).unwrap()[..], &plain[..]);
+
+        // Already under the active version: the format alone is upgraded.
+        let mut segment = v1.clone();
+        assert_eq!(
+            f.zone.rewrap_segment("seg", &mut segment).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 1 }
+        );
+        let header = SegmentHeader::parse(&segment).unwrap();
+        assert_eq!(header.format(), SegmentFormat::V2);
+        assert_eq!(&segment[SEGMENT_HEADER_LEN..], &v1[SEGMENT_HEADER_LEN..]);
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &segment).unwrap()[..],
+            &plain[..]
+        );
+        assert_eq!(
+            f.zone.rewrap_segment("seg", &mut segment).unwrap(),
+            RewrapOutcome::AlreadyCurrent
+        );
+
+        // After a rotation, through a file and through a batch of headers.
+        f.zone.rotate_ezk().await.unwrap();
+        let path = f.dir.path().join("seg");
+        fs::write(&path, &v1).unwrap();
+        assert_eq!(
+            f.zone.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(
+            SegmentHeader::parse(&bytes).unwrap().format(),
+            SegmentFormat::V2
+        );
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &bytes).unwrap()[..],
+            &plain[..]
+        );
+        let batch = f.zone.rewrap_headers(&[("seg", &v1[..])]).unwrap();
+        let new = batch[0].as_ref().unwrap().unwrap();
+        assert_eq!(new[4], 2);
+        let moved = [&new[..], &v1[SEGMENT_HEADER_LEN..]].concat();
+        assert_eq!(
+            &f.zone.decrypt_segment("seg", &moved).unwrap()[..],
+            &plain[..]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_torn_v1_to_v2_upgrade_is_repaired_from_its_journal() {
+        let f = fixture().await;
+        let v2 = f.zone.encrypt_segment("seg", b"data").unwrap();
+        let v1 = as_v1(&f.zone, "seg", &v2);
+        f.zone.rotate_ezk().await.unwrap();
+        let mut upgraded = v1.clone();
+        f.zone.rewrap_segment("seg", &mut upgraded).unwrap();
+        // The first 40 bytes of the new header reached the disk, the rest
+        // did not: version byte new, wrapped DEK half old.
+        let mut half = v1.clone();
+        half[..40].copy_from_slice(&upgraded[..40]);
+        let path = f.dir.path().join("seg");
+        fs::write(&path, &half).unwrap();
+        journal::write(&journal::path_for(&path).unwrap(), &header_of(&v1)).unwrap();
+        assert_eq!(
+            f.zone.rewrap_file("seg", &path).unwrap(),
+            RewrapOutcome::Rewrapped { from: 1, to: 2 }
+        );
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(&f.zone.decrypt_segment("seg", &bytes).unwrap()[..], b"data");
+        assert_eq!(files_in(f.dir.path()), ["seg"]);
     }
 }

@@ -53,18 +53,13 @@ impl Zone {
         let dek = unwrap_dek(&source, segment_id, &old)?;
         old.check_commitment(&dek)?;
         let m = &target_state.manifest;
+        // Written in the current format whatever the source's was.
+        let new = old.rewrap_template(m.zone_id, m.active);
         let wrapped = target_state
             .ezk(m.active)?
             .wrapper
-            .wrap(&dek, &header::dek_aad(&m.zone_id, segment_id, m.active))?;
-        Ok(SegmentHeader::new(
-            m.zone_id,
-            m.active,
-            old.stream_params()?,
-            wrapped,
-            *old.commitment(),
-        )
-        .to_bytes())
+            .wrap(&dek, &new.dek_aad(segment_id))?;
+        Ok(new.with_wrapped_dek(wrapped).to_bytes())
     }
 }
 

@@ -292,7 +292,10 @@ pub struct RewrapArgs {
     #[arg(long, short)]
     pub zone: String,
     /// Directory of segment files (not descended into); each file's name is
-    /// its segment id. Files that are not segments of the zone are skipped.
+    /// its segment id. Files that are not segments of the zone, and rewrap
+    /// journals of other zones, are left alone and listed on standard
+    /// error. Each file is locked while it is rewrapped, so runs on one
+    /// directory at the same time take turns file by file.
     pub dir: PathBuf,
 }
 

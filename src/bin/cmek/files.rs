@@ -291,7 +291,18 @@ pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
             bar.inc(got as u64);
             let mut opener = zone.segment_opener(&id, &prefix[..got]).context(&what)?;
             let params = opener.params();
-            let (first, then) = chunk_lengths(params.full_segment_len(0), params.segment_size());
+            let (mut first, mut then) =
+                chunk_lengths(params.full_segment_len(0), params.segment_size());
+            // A v1 header's segment size is authenticated by nothing: a
+            // file shorter than the chunks it implies gets chunks of its
+            // own length, not of what the header claims.
+            if let Some(len) = len {
+                let body = usize::try_from(len.saturating_sub(got as u64))
+                    .unwrap_or(usize::MAX)
+                    .max(1);
+                first = first.min(body);
+                then = then.min(body);
+            }
             let mut chunks = Chunks::spawn_sized(input, first, then);
             let names = Names {
                 what: &what,
@@ -350,7 +361,7 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
     if args.json {
         let doc = json!({
             "file": path,
-            "format_version": cmek::zone::SEGMENT_FORMAT_VERSION,
+            "format_version": header.format().as_byte(),
             "zone_id": header.zone_id().to_string(),
             "zone": zone_name,
             "ezk_version": header.ezk_version(),
@@ -372,7 +383,7 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
     println!("file            {}", path.display());
     println!(
         "format          cmek segment v{}",
-        cmek::zone::SEGMENT_FORMAT_VERSION
+        header.format().as_byte()
     );
     println!(
         "zone id         {}{}",
@@ -401,6 +412,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The first names of `names`, and how many more there are.
+fn some_names(names: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut out = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}
+
 /// Adds the segment file at `path` to a rewrap batch; its file name is its
 /// segment id.
 fn push_segment(
@@ -418,6 +439,14 @@ fn push_segment(
 }
 
 /// `cmek rewrap`.
+///
+/// Only this zone's segments are handed to the library. Other files, and
+/// rewrap journals that hold another zone's header, are left alone and
+/// listed on standard error: a journal is never a reason to take a file
+/// into the batch unless it is this zone's (the library checks it fully
+/// before using it). The library locks each file while it rewraps it, so
+/// two runs on one directory at once take turns per file, and the second
+/// finds the first's files current.
 pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
     let dir = &args.dir;
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
@@ -427,27 +456,50 @@ pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
         .map_err(|e| io_at(dir, e))?;
     entries.sort();
     let zone = home.open_zone(&args.zone).await?;
+    let ours = zone.id();
+    // The zone of the header saved in `path`'s rewrap journal, if it has a
+    // complete one. Read without the file's lock: a journal another run is
+    // writing reads as incomplete, and the library decides under the lock.
+    let journal_zone = |path: &Path| {
+        cmek::zone::rewrap_journal_path(path)
+            .and_then(|j| cmek::zone::rewrap_journal_header(&j).ok().flatten())
+            .map(|h| h.zone_id())
+    };
 
-    // Only this zone's segments are handed to the library; anything else in
-    // the directory is counted and left alone.
     let mut batch = Vec::new();
-    let mut skipped = 0usize;
+    let mut skipped: Vec<String> = Vec::new();
+    let mut foreign_journals: Vec<String> = Vec::new();
     let mut failed: Vec<(PathBuf, Failure)> = Vec::new();
     for path in entries {
-        if !path.is_file() || cmek::zone::is_rewrap_journal(&path) {
+        if !path.is_file() {
             continue;
         }
-        // A segment whose rewrap was interrupted may have a torn header:
-        // the library repairs it from its journal, so it goes in the batch.
-        let interrupted = cmek::zone::rewrap_journal_path(&path).is_some_and(|j| j.exists());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if cmek::zone::is_rewrap_journal(&path) {
+            // A journal goes with its segment; one of another zone is
+            // reported (it is not this run's to use or remove).
+            if let Ok(Some(h)) = cmek::zone::rewrap_journal_header(&path) {
+                if h.zone_id() != ours {
+                    foreign_journals.push(name);
+                }
+            }
+            continue;
+        }
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         let got = File::open(&path).and_then(|mut f| read_up_to(&mut f, &mut header));
         match got {
             Err(e) => failed.push((path.clone(), io_at(&path, e))),
             Ok(n) => match SegmentHeader::parse(&header[..n]) {
-                Ok(h) if h.zone_id() == zone.id() => push_segment(&path, &mut batch, &mut failed),
-                _ if interrupted => push_segment(&path, &mut batch, &mut failed),
-                _ => skipped += 1,
+                Ok(h) if h.zone_id() == ours => push_segment(&path, &mut batch, &mut failed),
+                // A header an interrupted rewrap may have torn: the library
+                // repairs it, but only from a journal of this zone.
+                _ if journal_zone(&path) == Some(ours) => {
+                    push_segment(&path, &mut batch, &mut failed);
+                }
+                _ => skipped.push(name),
             },
         }
     }
@@ -463,14 +515,30 @@ pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
         ));
     }
     println!(
-        "zone {}: {} rewrapped to EZK version {}, {} already current, {} failed, {} skipped (not segments of this zone)",
+        "zone {}: {} rewrapped to EZK version {}, {} already current, {} failed, {} skipped (not segments of this zone), {} rewrap journals of other zones left alone",
         args.zone,
         summary.rewrapped,
         zone.active_version(),
         summary.already_current,
         failed.len(),
-        skipped
+        skipped.len(),
+        foreign_journals.len()
     );
+    if !skipped.is_empty() {
+        eprintln!(
+            "cmek: rewrap: left alone {} file(s) that are not segments of zone {}: {}",
+            skipped.len(),
+            args.zone,
+            some_names(&skipped)
+        );
+    }
+    if !foreign_journals.is_empty() {
+        eprintln!(
+            "cmek: rewrap: left alone {} rewrap journal(s) of other zones: {}",
+            foreign_journals.len(),
+            some_names(&foreign_journals)
+        );
+    }
     for (_, f) in &failed {
         eprintln!("cmek: error: rewrap {f}");
     }
