@@ -69,7 +69,7 @@ pub use bundle::{
     BundleManifest, BundleSegment, BUNDLE_FORMAT_VERSION, MAX_SEGMENTS, MAX_SEGMENT_ID,
 };
 pub use create::{create_backup, Bundle};
-pub use restore::{PreparedRestore, Restore, RestoreReport, RestoredSegment};
+pub use restore::{PreparedRestore, Restore, RestoreReport, RestoredSegment, SourceTrust};
 pub use state::RestoreMode;
 
 /// Parses a restore state file, for the fuzz targets.

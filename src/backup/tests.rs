@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::bundle::{BundleManifest, BundleSegment};
 use super::create::create_backup_with;
-use super::fs::{Fs, FsFile, RealFs};
+use super::fs::{Entry, Fs, FsFile, RealFs};
 use super::*;
 use crate::testing::MockProvider;
 use crate::zone::{FileManifestStore, Keyring, MemoryManifestStore, Zone, ZoneSpec};
@@ -102,9 +102,17 @@ impl FsFile for FaultyFile {
 }
 
 impl Fs for FaultyFs {
-    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+    fn read(&self, path: &Path, max: u64, what: &'static str) -> Result<Option<Vec<u8>>> {
         self.step(path)?;
-        RealFs.read(path)
+        RealFs.read(path, max, what)
+    }
+    fn entry(&self, path: &Path, follow: bool) -> Result<Option<Entry>> {
+        self.step(path)?;
+        RealFs.entry(path, follow)
+    }
+    fn own_uid(&self, dir: &Path) -> Result<Option<u32>> {
+        self.step(dir)?;
+        RealFs.own_uid(dir)
     }
     fn open(&self, path: &Path) -> Result<Box<dyn Read + Send>> {
         self.step(path)?;
@@ -229,25 +237,28 @@ impl Fixture {
         dest
     }
 
+    /// What a caller of the fixture trusts: the backed-up zone's root.
+    fn trust(&self) -> SourceTrust {
+        SourceTrust::roots([self.kms.key_ref("backed-up-root")])
+    }
+
     fn restore(&self, bundle: &Path, dest: &Path, mode: RestoreMode) -> Restore {
-        let spec = ZoneSpec::new("restored", "mock-region-1", self.kms.key_ref("new-root"));
+        self.restore_as(bundle, dest, mode, self.spec())
+    }
+
+    fn spec(&self) -> ZoneSpec {
+        ZoneSpec::new("restored", "mock-region-1", self.kms.key_ref("new-root"))
+    }
+
+    fn restore_as(&self, bundle: &Path, dest: &Path, mode: RestoreMode, spec: ZoneSpec) -> Restore {
+        let k = || self.keyring.clone();
         match mode {
-            RestoreMode::Rewrap => Restore::rewrap(
-                bundle,
-                dest,
-                self.keyring.clone(),
-                self.keyring.clone(),
-                spec,
-            ),
-            RestoreMode::Reencrypt => Restore::reencrypt(
-                bundle,
-                dest,
-                self.keyring.clone(),
-                self.keyring.clone(),
-                spec,
-            ),
+            RestoreMode::Rewrap => Restore::rewrap(bundle, dest, k(), self.trust(), k(), spec),
+            RestoreMode::Reencrypt => {
+                Restore::reencrypt(bundle, dest, k(), self.trust(), k(), spec)
+            }
             RestoreMode::Plaintext => {
-                Restore::plaintext(bundle, dest, self.keyring.clone(), "mock-region-1")
+                Restore::plaintext(bundle, dest, k(), self.trust(), spec.region)
             }
         }
     }
