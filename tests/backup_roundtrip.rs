@@ -609,12 +609,7 @@ async fn a_restored_zone_backs_up_and_restores_again() {
             }
             _ => Restore::reencrypt(second.dir(), &dest, k.clone(), trust, k, s.new_spec()),
         };
-        let again = restore
-            .run(|_| {})
-            .await
-            .unwrap()
-            .zone
-            .unwrap();
+        let again = restore.run(|_| {}).await.unwrap().zone.unwrap();
         let expected_body_zone = match mode {
             RestoreMode::Rewrap => s.zone.id(),
             _ => again.id(),

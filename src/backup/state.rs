@@ -174,7 +174,7 @@ impl StoredState {
 
 impl RestoreStateV1 {
     #[cfg(test)]
-    fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = start_checksummed(MAGIC, Version::V1 as u16);
         out.extend_from_slice(&self.backup_id);
         out.push(self.mode.code());
