@@ -401,6 +401,11 @@ mod tests {
             hex(&crate::cipher::sha256(&[&body]))
         );
         assert_eq!(
+            std::fs::read(vector()).unwrap(),
+            bytes,
+            "the restore state layout changed"
+        );
+        assert_eq!(
             StoredState::parse(&bytes).unwrap(),
             StoredState::V2(state.clone())
         );
@@ -412,6 +417,16 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(StoredState::parse(&bytes[..len]).is_err(), "len {len}");
         }
+    }
+
+    fn vector() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/backup/restore.state")
+    }
+
+    #[test]
+    #[ignore = "writes the restore state vector; run only for a new format version"]
+    fn generate_restore_state_vector() {
+        std::fs::write(vector(), sample().to_bytes()).unwrap();
     }
 
     fn hex(bytes: &[u8]) -> String {
