@@ -39,7 +39,8 @@ impl Bundle {
     /// [`Error::InvalidArgument`] if `dir` holds no backup manifest (no
     /// backup, or one that did not finish); [`Error::Malformed`] if the
     /// manifest does not parse; [`Error::LimitExceeded`] for a manifest
-    /// file over [`MAX_BUNDLE_MANIFEST`] bytes; [`Error::Io`].
+    /// file over [`MAX_BUNDLE_MANIFEST`](crate::backup::MAX_BUNDLE_MANIFEST)
+    /// bytes; [`Error::Io`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         Self::open_with(&RealFs, dir.into())
     }
