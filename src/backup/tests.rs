@@ -1323,3 +1323,41 @@ async fn a_second_restore_into_the_same_destination_conflicts() {
         .unwrap();
     assert_eq!(report.already_done, 2);
 }
+
+/// A backup resumed over a planted `.NAME.partial` link does not write
+/// through it; a bundle manifest too large to be genuine is not read.
+#[tokio::test]
+async fn backups_refuse_planted_partials_and_oversized_manifests() {
+    let f = fixture(&[100, 200]).await;
+    let dest = f.root.join("backup");
+    let seg_dir = dest.join(SEGMENTS_DIR);
+    std::fs::create_dir_all(&seg_dir).unwrap();
+    let outside = f.root.join("outside.txt");
+    std::fs::write(&outside, b"outside").unwrap();
+    let (id, _) = &f.files[0];
+    std::os::unix::fs::symlink(&outside, seg_dir.join(names::partial_file_name(id))).unwrap();
+    let err = create_backup_with(&RealFs, &f.zone.manifest(), f.files.clone(), &dest, |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            rejected(&err),
+            ("temporary file", StateRejection::Mismatch(_))
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&outside).unwrap(), b"outside");
+    assert!(!dest.join(BUNDLE_MANIFEST).exists());
+
+    // A sparse manifest one byte over the cap: refused by its size alone.
+    let big = f.root.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::File::create(big.join(BUNDLE_MANIFEST))
+        .unwrap()
+        .set_len(MAX_BUNDLE_MANIFEST + 1)
+        .unwrap();
+    let err = Bundle::open(&big).unwrap_err();
+    assert!(
+        matches!(err, Error::LimitExceeded { limit, .. } if limit == MAX_BUNDLE_MANIFEST),
+        "{err}"
+    );
+}
