@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use cmek::backup::{create_backup, Bundle, Restore, SEGMENTS_DIR};
+use cmek::backup::{create_backup, Bundle, Restore, SourceTrust, SEGMENTS_DIR};
 use cmek::provider::LocalKeyProvider;
 use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
 
@@ -87,6 +87,10 @@ impl Setup {
         total
     }
 
+    fn trust(&self) -> SourceTrust {
+        SourceTrust::roots([self.provider.key_ref("backed-up")])
+    }
+
     fn spec(&self) -> ZoneSpec {
         ZoneSpec::new("restored", "local", self.provider.key_ref("new"))
     }
@@ -125,9 +129,9 @@ fn restore(c: &mut Criterion) {
                 s.time(iters, |dest| {
                     let k = s.keyring.clone();
                     let r = if name.starts_with("rewrap") {
-                        Restore::rewrap(&bundle, dest, k.clone(), k, s.spec())
+                        Restore::rewrap(&bundle, dest, k.clone(), s.trust(), k, s.spec())
                     } else {
-                        Restore::reencrypt(&bundle, dest, k.clone(), k, s.spec())
+                        Restore::reencrypt(&bundle, dest, k.clone(), s.trust(), k, s.spec())
                     };
                     s.rt.block_on(r.threads(threads).run(|_| {})).unwrap();
                 })
@@ -138,7 +142,7 @@ fn restore(c: &mut Criterion) {
         b.iter_custom(|iters| {
             s.time(iters, |dest| {
                 let k = s.keyring.clone();
-                let r = Restore::rewrap(&bundle, dest, k.clone(), k, s.spec());
+                let r = Restore::rewrap(&bundle, dest, k.clone(), s.trust(), k, s.spec());
                 s.rt.block_on(r.run(|_| {})).unwrap();
             })
         })
@@ -147,7 +151,7 @@ fn restore(c: &mut Criterion) {
         b.iter_custom(|iters| {
             s.time(iters, |dest| {
                 let k = s.keyring.clone();
-                let r = Restore::reencrypt(&bundle, dest, k.clone(), k, s.spec());
+                let r = Restore::reencrypt(&bundle, dest, k.clone(), s.trust(), k, s.spec());
                 s.rt.block_on(r.run(|_| {})).unwrap();
             })
         })
@@ -155,7 +159,7 @@ fn restore(c: &mut Criterion) {
     g.bench_function("plaintext", |b| {
         b.iter_custom(|iters| {
             s.time(iters, |dest| {
-                let r = Restore::plaintext(&bundle, dest, s.keyring.clone(), "local");
+                let r = Restore::plaintext(&bundle, dest, s.keyring.clone(), s.trust(), "local");
                 s.rt.block_on(r.run(|_| {})).unwrap();
             })
         })

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cmek::backup::{create_backup, Phase, Progress, Restore, RestoreReport, SEGMENTS_DIR};
+use cmek::backup::{
+    create_backup, Phase, Progress, Restore, RestoreReport, SourceTrust, SEGMENTS_DIR,
+};
 use cmek::provider::LocalKeyProvider;
 use cmek::zone::{FileManifestStore, Keyring, ZoneSpec};
 
@@ -117,6 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let spec = ZoneSpec::new("orders-restored", "local", new_root);
+    // The restore trusts what the caller knows, not the bundle: the zone
+    // that was backed up.
+    let trust = SourceTrust::zone(zone.id());
     let restores = [
         (
             "rewrap",
@@ -124,6 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bundle.dir(),
                 base.join("restored-rewrap"),
                 keyring.clone(),
+                trust.clone(),
                 keyring.clone(),
                 spec.clone(),
             ),
@@ -134,6 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bundle.dir(),
                 base.join("restored-reencrypt"),
                 keyring.clone(),
+                trust.clone(),
                 keyring.clone(),
                 spec.clone(),
             ),
@@ -144,6 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bundle.dir(),
                 base.join("restored-plaintext"),
                 keyring.clone(),
+                trust.clone(),
                 "local",
             ),
         ),
@@ -180,6 +188,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bundle.dir(),
                 &dest,
                 keyring.clone(),
+                trust.clone(),
                 keyring.clone(),
                 spec.clone(),
             ),
@@ -187,10 +196,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bundle.dir(),
                 &dest,
                 keyring.clone(),
+                trust.clone(),
                 keyring.clone(),
                 spec.clone(),
             ),
-            _ => Restore::plaintext(bundle.dir(), &dest, keyring.clone(), "local"),
+            _ => Restore::plaintext(bundle.dir(), &dest, keyring.clone(), trust.clone(), "local"),
         };
         let report = again.run(|_| {}).await?;
         assert_eq!((report.restored, report.already_done), (0, SEGMENTS));

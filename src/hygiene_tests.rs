@@ -171,6 +171,7 @@ async fn no_key_material_in_any_output() {
         bundle.dir(),
         dir.path().join("restored"),
         keyring.clone(),
+        crate::backup::SourceTrust::zone(zone.id()),
         keyring.clone(),
         ZoneSpec::new("orders-restored", "local", root.clone()),
     )
@@ -183,6 +184,7 @@ async fn no_key_material_in_any_output() {
         bundle.dir(),
         dir.path().join("plain"),
         keyring.clone(),
+        crate::backup::SourceTrust::roots([root2.clone()]),
         "local",
     )
     .run(|p| render(p))

@@ -17,7 +17,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cmek::backup::{create_backup, Restore, RestoreMode, SEGMENTS_DIR};
+use cmek::backup::{create_backup, Restore, RestoreMode, SourceTrust, SEGMENTS_DIR};
 use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
 use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneSpec};
 use cmek::Error;
@@ -118,6 +118,9 @@ async fn a_backup_restores_in_another_region_through_the_multi_region_replica() 
     let source_b = Keyring::new(region_b.clone());
     let (new_root, _) = create_key(&region_b, false).await;
     let spec = ZoneSpec::new("orders-restored", REGION_B, region_b.key_ref(&new_root));
+    // The caller names the backed-up zone's key as it knows it: the
+    // multi-region key of region A.
+    let trust = SourceTrust::roots([region_a.key_ref(&mrk)]);
     for mode in [
         RestoreMode::Rewrap,
         RestoreMode::Reencrypt,
@@ -126,14 +129,24 @@ async fn a_backup_restores_in_another_region_through_the_multi_region_replica() 
         let dest = dir.path().join(format!("restored-{mode:?}"));
         let target_b = Keyring::new(region_b.clone());
         let restore = match mode {
-            RestoreMode::Rewrap => {
-                Restore::rewrap(&bundle, &dest, source_b.clone(), target_b, spec.clone())
-            }
-            RestoreMode::Reencrypt => {
-                Restore::reencrypt(&bundle, &dest, source_b.clone(), target_b, spec.clone())
-            }
+            RestoreMode::Rewrap => Restore::rewrap(
+                &bundle,
+                &dest,
+                source_b.clone(),
+                trust.clone(),
+                target_b,
+                spec.clone(),
+            ),
+            RestoreMode::Reencrypt => Restore::reencrypt(
+                &bundle,
+                &dest,
+                source_b.clone(),
+                trust.clone(),
+                target_b,
+                spec.clone(),
+            ),
             RestoreMode::Plaintext => {
-                Restore::plaintext(&bundle, &dest, source_b.clone(), REGION_B)
+                Restore::plaintext(&bundle, &dest, source_b.clone(), trust.clone(), REGION_B)
             }
         };
         let report = restore.run(|_| {}).await.unwrap();
@@ -161,16 +174,25 @@ async fn a_single_region_backup_is_refused_in_another_region_and_says_why() {
     let region_a = provider(&url, REGION_A);
     let region_b = provider(&url, REGION_B);
     let (single, _) = create_key(&region_a, false).await;
-    let (_, plaintexts, bundle) = zone_backed_up_and_copied(dir.path(), &region_a, &single).await;
+    let (zone, plaintexts, bundle) =
+        zone_backed_up_and_copied(dir.path(), &region_a, &single).await;
 
     let source_b = Keyring::new(region_b.clone());
     let (new_root, _) = create_key(&region_b, false).await;
     let spec = ZoneSpec::new("orders-restored", REGION_B, region_b.key_ref(&new_root));
     let dest = dir.path().join("restored");
-    let err = Restore::rewrap(&bundle, &dest, source_b.clone(), source_b.clone(), spec)
-        .run(|_| {})
-        .await
-        .unwrap_err();
+    let trust = SourceTrust::zone(zone.id());
+    let err = Restore::rewrap(
+        &bundle,
+        &dest,
+        source_b.clone(),
+        trust.clone(),
+        source_b.clone(),
+        spec,
+    )
+    .run(|_| {})
+    .await
+    .unwrap_err();
     match &err {
         Error::RegionMismatch {
             key,
@@ -189,7 +211,7 @@ async fn a_single_region_backup_is_refused_in_another_region_and_says_why() {
     // The same backup restores in its own region.
     let source_a = Keyring::new(region_a.clone());
     let dest = dir.path().join("restored-a");
-    let report = Restore::plaintext(&bundle, &dest, source_a, REGION_A)
+    let report = Restore::plaintext(&bundle, &dest, source_a, trust, REGION_A)
         .run(|_| {})
         .await
         .unwrap();

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cmek::backup::{create_backup, Bundle, Restore, RestoreMode, SEGMENTS_DIR, ZONE_MANIFEST};
+use cmek::backup::{
+    create_backup, Bundle, Restore, RestoreMode, SourceTrust, SEGMENTS_DIR, ZONE_MANIFEST,
+};
 use cmek::provider::LocalKeyProvider;
 use cmek::stream::Params;
 use cmek::zone::{FileManifestStore, Keyring, Zone, ZoneSpec};
-use cmek::{Error, KeyRef};
+use cmek::{Error, KeyRef, StateRejection};
 
 const REGION: &str = "eu-west-1";
 
@@ -92,14 +94,20 @@ impl Setup {
         ZoneSpec::new("restored", REGION, self.provider.key_ref("new"))
     }
 
+    /// What the restoring caller knows: the backed-up zone's root key.
+    fn trust(&self) -> SourceTrust {
+        SourceTrust::roots([self.provider.key_ref("backed-up")])
+    }
+
     fn restore(&self, bundle: &Path, dest: &Path, mode: RestoreMode) -> Restore {
         let k = self.keyring.clone();
+        let t = self.trust();
         match mode {
-            RestoreMode::Rewrap => Restore::rewrap(bundle, dest, k.clone(), k, self.new_spec()),
+            RestoreMode::Rewrap => Restore::rewrap(bundle, dest, k.clone(), t, k, self.new_spec()),
             RestoreMode::Reencrypt => {
-                Restore::reencrypt(bundle, dest, k.clone(), k, self.new_spec())
+                Restore::reencrypt(bundle, dest, k.clone(), t, k, self.new_spec())
             }
-            RestoreMode::Plaintext => Restore::plaintext(bundle, dest, k, REGION),
+            RestoreMode::Plaintext => Restore::plaintext(bundle, dest, k, t, REGION),
         }
     }
 
@@ -379,10 +387,16 @@ async fn regions_are_enforced_before_any_provider_call() {
     let s = setup().await;
     let bundle = s.backup("backup");
     // The backup's key is a single-region (local) key of eu-west-1.
-    let err = Restore::plaintext(bundle.dir(), s.path("p"), s.keyring.clone(), "us-east-1")
-        .run(|_| {})
-        .await
-        .unwrap_err();
+    let err = Restore::plaintext(
+        bundle.dir(),
+        s.path("p"),
+        s.keyring.clone(),
+        s.trust(),
+        "us-east-1",
+    )
+    .run(|_| {})
+    .await
+    .unwrap_err();
     match &err {
         Error::RegionMismatch {
             key_region,
@@ -411,6 +425,7 @@ async fn regions_are_enforced_before_any_provider_call() {
         bundle.dir(),
         s.path("r"),
         s.keyring.clone(),
+        s.trust(),
         s.keyring.clone(),
         spec,
     )
@@ -438,7 +453,16 @@ async fn destinations_and_backups_are_never_mixed_up() {
             .run(|_| {})
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::StateRejected {
+                    what: "restore state",
+                    reason: StateRejection::Mismatch(_)
+                }
+            ),
+            "{err}"
+        );
     }
     // A directory with other files in it.
     let busy = s.path("busy");
@@ -497,6 +521,8 @@ async fn committed_backup_vector_restores_in_every_mode() {
     bundle.verify_checksums(|_| {}).unwrap();
     let root = bundle.manifest().zone().root().clone();
     let region = root.region().to_owned();
+    let source_zone = std::fs::read_to_string(vectors().join("zone/zone-id.txt")).unwrap();
+    let trust = SourceTrust::zone(cmek::zone::ZoneId::parse(source_zone.trim()).unwrap());
     let plaintext = |name: &str| -> Vec<u8> {
         let len = match name {
             "a" => 1000,
@@ -515,13 +541,23 @@ async fn committed_backup_vector_restores_in_every_mode() {
         let dest = dir.path().join(format!("{mode:?}"));
         let spec = ZoneSpec::new("restored", &region, root.clone());
         let restore = match mode {
-            RestoreMode::Rewrap => {
-                Restore::rewrap(bundle.dir(), &dest, keyring.clone(), keyring.clone(), spec)
-            }
-            RestoreMode::Reencrypt => {
-                Restore::reencrypt(bundle.dir(), &dest, keyring.clone(), keyring.clone(), spec)
-            }
-            _ => Restore::plaintext(bundle.dir(), &dest, keyring.clone(), &region),
+            RestoreMode::Rewrap => Restore::rewrap(
+                bundle.dir(),
+                &dest,
+                keyring.clone(),
+                trust.clone(),
+                keyring.clone(),
+                spec,
+            ),
+            RestoreMode::Reencrypt => Restore::reencrypt(
+                bundle.dir(),
+                &dest,
+                keyring.clone(),
+                trust.clone(),
+                keyring.clone(),
+                spec,
+            ),
+            _ => Restore::plaintext(bundle.dir(), &dest, keyring.clone(), trust.clone(), &region),
         };
         let report = restore.run(|_| {}).await.unwrap();
         for id in ["a", "b", "c"] {
@@ -568,13 +604,16 @@ async fn a_restored_zone_backs_up_and_restores_again() {
     let second = create_backup(&zone.manifest(), files, s.path("second"), |_| {}).unwrap();
     for mode in [RestoreMode::Rewrap, RestoreMode::Reencrypt] {
         let dest = s.path(&format!("again-{mode:?}"));
-        let again = s
-            .restore(second.dir(), &dest, mode)
-            .run(|_| {})
-            .await
-            .unwrap()
-            .zone
-            .unwrap();
+        // This backup is of the restored zone, under the new root.
+        let k = s.keyring.clone();
+        let trust = SourceTrust::zone(zone.id());
+        let restore = match mode {
+            RestoreMode::Rewrap => {
+                Restore::rewrap(second.dir(), &dest, k.clone(), trust, k, s.new_spec())
+            }
+            _ => Restore::reencrypt(second.dir(), &dest, k.clone(), trust, k, s.new_spec()),
+        };
+        let again = restore.run(|_| {}).await.unwrap().zone.unwrap();
         let expected_body_zone = match mode {
             RestoreMode::Rewrap => s.zone.id(),
             _ => again.id(),
@@ -656,7 +695,8 @@ async fn generate_restored_zone_vector() {
         stream: Params::new(4096).unwrap(),
         ..ZoneSpec::new("vectors-restored", root.region().to_owned(), root)
     };
-    Restore::rewrap(bundle.dir(), &out, keyring.clone(), keyring, spec)
+    let trust = SourceTrust::roots([bundle.manifest().zone().root().clone()]);
+    Restore::rewrap(bundle.dir(), &out, keyring.clone(), trust, keyring, spec)
         .run(|_| {})
         .await
         .unwrap();

@@ -19,6 +19,7 @@ const MALFORMED: i32 = 4;
 const KEY_UNAVAILABLE: i32 = 5;
 const REFUSED: i32 = 8;
 const IO: i32 = 9;
+const REJECTED: i32 = 10;
 
 /// A state directory and a work directory, removed at the end.
 struct Env {
@@ -110,6 +111,8 @@ fn every_command_has_help_and_the_exit_codes_are_documented() {
         &["decrypt"],
         &["inspect"],
         &["rewrap"],
+        &["backup"],
+        &["restore"],
         &["policy"],
         &["policy", "role"],
         &["policy", "trust"],
@@ -724,6 +727,103 @@ fn rewrap_is_resumable_and_summarizes() {
             "4 rewrapped to EZK version 4, 0 already current, 1 failed",
         ))
         .stderr(contains("s1").and(contains("integrity check failed")));
+}
+
+/// `cmek backup` and `cmek restore`: a restore trusts the registry's keys
+/// by default, or only what `--allow-root` and `--source-zone` name; a
+/// bundle under any other root key or of another zone is refused (exit 10)
+/// before any provider call, and nothing is written.
+#[test]
+fn backup_and_restore_trust_only_the_caller() {
+    let env = Env::new();
+    env.zone("z", "k", &[]);
+    env.zone("other", "k2", &[]);
+    fs::create_dir(env.path("segs")).unwrap();
+    for i in 0..3 {
+        let input = env.write("plain", &data(3000 * i + 1));
+        env.ok(&["encrypt", "-z", "z", s(&input), "-o", &format!("segs/s{i}")]);
+    }
+    env.ok(&[
+        "encrypt",
+        "-z",
+        "other",
+        s(&env.path("plain")),
+        "-o",
+        "segs/foreign",
+    ]);
+    env.cmek()
+        .args(["backup", "-z", "z", "segs", "-o", "bundle"])
+        .assert()
+        .success()
+        .stdout(contains("3 segments").and(contains("1 skipped")));
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["zone", "show", "z", "--json"])).unwrap();
+    let zone_id = json["zone_id"].as_str().unwrap().to_owned();
+
+    // Refused: a root key not allowed, another zone.
+    for trust in [
+        &["--allow-root", "local:k2"][..],
+        &["--source-zone", "000102030405060708090a0b0c0d0e0f"],
+    ] {
+        let mut args = vec!["restore", "bundle", "refused", "--mode", "plaintext"];
+        args.extend_from_slice(trust);
+        env.cmek()
+            .args(&args)
+            .assert()
+            .code(REJECTED)
+            .stderr(contains("backup refused"));
+        assert!(!env.path("refused").exists(), "nothing written");
+    }
+
+    // Trusted by default (the registry's keys), by zone, by root.
+    for (dest, trust) in [
+        ("plain-default", &[][..]),
+        ("plain-zone", &["--source-zone", zone_id.as_str()][..]),
+        ("plain-root", &["--allow-root", "local:k"][..]),
+    ] {
+        let mut args = vec!["restore", "bundle", dest, "--mode", "plaintext"];
+        args.extend_from_slice(trust);
+        env.cmek()
+            .args(&args)
+            .assert()
+            .success()
+            .stdout(contains("3 restored, 0 already done, 0 replaced"));
+        for i in 0..3 {
+            assert_eq!(
+                fs::read(env.path(dest).join("segments").join(format!("s{i}"))).unwrap(),
+                data(3000 * i + 1)
+            );
+        }
+    }
+
+    // Into a new zone; a rerun verifies what is there and redoes a file
+    // replaced meanwhile.
+    let restore = [
+        "restore", "bundle", "restored", "--zone", "r", "--key", "local:k2",
+    ];
+    env.cmek()
+        .args(restore)
+        .assert()
+        .success()
+        .stdout(contains("3 restored").and(contains("under local:")));
+    fs::copy(
+        env.path("restored/segments/s0"),
+        env.path("restored/segments/s1"),
+    )
+    .unwrap();
+    env.cmek()
+        .args(restore)
+        .assert()
+        .success()
+        .stdout(contains("1 restored, 2 already done, 1 replaced"));
+    // The same destination with another root key: the state refuses it.
+    env.cmek()
+        .args([
+            "restore", "bundle", "restored", "--zone", "r", "--key", "local:k",
+        ])
+        .assert()
+        .code(REJECTED)
+        .stderr(contains("restore state refused"));
 }
 
 #[test]

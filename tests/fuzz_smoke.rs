@@ -105,7 +105,10 @@ fn write_seed_corpus() {
         ("key_file", framed_seeds(vector("zone/root.keys"))),
         (
             "backup_bundle",
-            framed_seeds(vector("backup/backup.manifest")),
+            framed_seeds(vector("backup/backup.manifest"))
+                .into_iter()
+                .chain(framed_seeds(vector("backup/restore.state")))
+                .collect(),
         ),
         // Ciphertexts under other keys: still to be rejected.
         (

@@ -16,6 +16,11 @@
 //! checksum (32)       SHA-256 of every preceding byte
 //! ```
 //!
+//! The lengths of all segments sum to at most 2^64 - 1 bytes, and the file
+//! is at most [`MAX_BUNDLE_MANIFEST`] bytes: a manifest that breaks either
+//! is malformed, so no sum over it overflows and no read of it allocates
+//! without bound.
+//!
 //! The segment files themselves are `segments/<name>` beside the manifest,
 //! `<name>` derived from the id ([`super::names`]). This module owns the
 //! layout; it does no I/O.
@@ -26,8 +31,11 @@ use crate::zone::{ZoneManifest, SEGMENT_HEADER_LEN};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CMEK-BKP";
-/// The bundle manifest's format version.
-pub const BUNDLE_FORMAT_VERSION: u16 = 1;
+/// The bundle manifest's format version written.
+pub const BUNDLE_FORMAT_VERSION: u16 = BundleVersion::V1 as u16;
+/// Largest bundle manifest file read (1 GiB: 2^24 segments with ids of
+/// some 20 bytes, and the largest zone manifest).
+pub const MAX_BUNDLE_MANIFEST: u64 = 1 << 30;
 const WHAT: &str = "backup manifest";
 /// Longest segment id a backup holds.
 pub const MAX_SEGMENT_ID: usize = 4096;
@@ -37,6 +45,35 @@ const MAX_ZONE_MANIFEST: usize = 16 << 20;
 /// The shortest segment: a header and an empty stream (header and one tag).
 pub(crate) const MIN_SEGMENT_LEN: u64 =
     (SEGMENT_HEADER_LEN + crate::stream::HEADER_LEN + crate::cipher::TAG_LEN) as u64;
+
+/// The bundle manifest's format versions, each parsed by its own function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BundleVersion {
+    /// The layout in the module docs.
+    V1 = 1,
+}
+
+impl BundleVersion {
+    /// The version a manifest file declares, if it is one cmek knows.
+    fn of(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(Error::malformed(
+                WHAT,
+                format!("not a cmek {WHAT} (bad magic)"),
+            ));
+        }
+        match bytes.get(8..10) {
+            Some(&[a, b]) => match u16::from_be_bytes([a, b]) {
+                1 => Ok(BundleVersion::V1),
+                other => Err(Error::malformed(
+                    WHAT,
+                    format!("unsupported version {other}"),
+                )),
+            },
+            _ => Err(Error::malformed(WHAT, "truncated")),
+        }
+    }
+}
 
 /// One segment as a backup recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +117,12 @@ impl BundleManifest {
         &self.segments
     }
 
-    /// Total bytes of the segment files.
+    /// Total bytes of the segment files. A parsed manifest's lengths never
+    /// sum past `u64::MAX` (checked when parsed).
     pub fn total_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.len).sum()
+        self.segments
+            .iter()
+            .fold(0u64, |sum, s| sum.saturating_add(s.len))
     }
 
     /// Builds a manifest, checking what [`parse`](Self::parse) checks.
@@ -132,7 +172,19 @@ impl BundleManifest {
     /// order or twice, a length no segment has, a zone manifest that does
     /// not parse).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let mut r = open_checksummed(bytes, MAGIC, BUNDLE_FORMAT_VERSION, WHAT)?;
+        match BundleVersion::of(bytes)? {
+            BundleVersion::V1 => Self::parse_v1(bytes),
+        }
+    }
+
+    fn parse_v1(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() as u64 > MAX_BUNDLE_MANIFEST {
+            return Err(Error::malformed(
+                WHAT,
+                format!("{} bytes, at most {MAX_BUNDLE_MANIFEST}", bytes.len()),
+            ));
+        }
+        let mut r = open_checksummed(bytes, MAGIC, BundleVersion::V1 as u16, WHAT)?;
         let backup_id = r.array()?;
         let created_unix = r.u64()?;
         let zone_len = r.u32()? as usize;
@@ -171,6 +223,12 @@ impl BundleManifest {
     }
 
     fn check(&self) -> Result<()> {
+        if self.zone_manifest.is_empty() || self.zone_manifest.len() > MAX_ZONE_MANIFEST {
+            return Err(Error::malformed(
+                WHAT,
+                format!("zone manifest length {}", self.zone_manifest.len()),
+            ));
+        }
         if self.segments.len() > MAX_SEGMENTS {
             return Err(Error::malformed(
                 WHAT,
@@ -185,7 +243,20 @@ impl BundleManifest {
                 ));
             }
         }
+        let mut total = 0u64;
+        // The encoded size: frame, fixed fields, zone manifest, entries.
+        let mut encoded = (10 + 16 + 8 + 4 + 4 + SHA256_LEN + self.zone_manifest.len()) as u64;
         for s in &self.segments {
+            encoded = encoded.saturating_add((2 + s.segment_id.len() + 8 + SHA256_LEN) as u64);
+            total = total.checked_add(s.len).ok_or_else(|| {
+                Error::malformed(
+                    WHAT,
+                    format!(
+                        "segment lengths sum past 2^64 bytes (at {:?})",
+                        s.segment_id
+                    ),
+                )
+            })?;
             if s.segment_id.is_empty() || s.segment_id.len() > MAX_SEGMENT_ID {
                 return Err(Error::malformed(
                     WHAT,
@@ -198,6 +269,12 @@ impl BundleManifest {
                     format!("segment {:?} of {} bytes", s.segment_id, s.len),
                 ));
             }
+        }
+        if encoded > MAX_BUNDLE_MANIFEST {
+            return Err(Error::malformed(
+                WHAT,
+                format!("{encoded} bytes, at most {MAX_BUNDLE_MANIFEST}"),
+            ));
         }
         Ok(())
     }

@@ -12,12 +12,12 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::bundle::{BundleManifest, BundleSegment, MAX_SEGMENT_ID};
+use super::bundle::{BundleManifest, BundleSegment, MAX_BUNDLE_MANIFEST, MAX_SEGMENT_ID};
 use super::digest::HashingReader;
-use super::fs::{commit, Fs, RealFs};
+use super::fs::{commit, create_partial, Fs, RealFs};
 use super::names::{partial_file_name, segment_file_name};
 use super::{copy_all, Phase, Progress, BUNDLE_MANIFEST, SEGMENTS_DIR};
-use crate::cipher::fill_random;
+use crate::cipher::{fill_random, sha256, SHA256_LEN};
 use crate::zone::{SegmentHeader, ZoneManifest, SEGMENT_HEADER_LEN};
 use crate::{Error, Result};
 
@@ -27,6 +27,9 @@ use crate::{Error, Result};
 pub struct Bundle {
     dir: PathBuf,
     manifest: BundleManifest,
+    /// SHA-256 of the manifest file as read: what a restore records to
+    /// know, when it resumes, that the backup is still the one it started.
+    digest: [u8; SHA256_LEN],
 }
 
 impl Bundle {
@@ -35,20 +38,29 @@ impl Bundle {
     /// # Errors
     /// [`Error::InvalidArgument`] if `dir` holds no backup manifest (no
     /// backup, or one that did not finish); [`Error::Malformed`] if the
-    /// manifest does not parse; [`Error::Io`].
+    /// manifest does not parse; [`Error::LimitExceeded`] for a manifest
+    /// file over [`MAX_BUNDLE_MANIFEST`](crate::backup::MAX_BUNDLE_MANIFEST)
+    /// bytes; [`Error::Io`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         Self::open_with(&RealFs, dir.into())
     }
 
     pub(crate) fn open_with(fs: &dyn Fs, dir: PathBuf) -> Result<Self> {
-        let bytes = fs.read(&dir.join(BUNDLE_MANIFEST))?.ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{} holds no finished backup (no {BUNDLE_MANIFEST})",
-                dir.display()
-            ))
-        })?;
+        let bytes = fs
+            .read(
+                &dir.join(BUNDLE_MANIFEST),
+                MAX_BUNDLE_MANIFEST,
+                "backup manifest file",
+            )?
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{} holds no finished backup (no {BUNDLE_MANIFEST})",
+                    dir.display()
+                ))
+            })?;
         Ok(Self {
             manifest: BundleManifest::parse(&bytes)?,
+            digest: sha256(&[&bytes]),
             dir,
         })
     }
@@ -61,6 +73,11 @@ impl Bundle {
     /// The backup's manifest.
     pub fn manifest(&self) -> &BundleManifest {
         &self.manifest
+    }
+
+    /// SHA-256 of the backup's manifest file.
+    pub(crate) fn digest(&self) -> [u8; SHA256_LEN] {
+        self.digest
     }
 
     /// The file holding segment `segment_id` in this backup.
@@ -87,7 +104,7 @@ impl Bundle {
             let mut reader = HashingReader::new(file);
             copy_all(&mut reader, &mut std::io::sink()).map_err(|e| e.with_paths(&path, &path))?;
             check_record(seg, reader.finish())?;
-            bytes_done += seg.len;
+            bytes_done = u64::saturating_add(bytes_done, seg.len);
             progress(&Progress {
                 phase: Phase::Verify,
                 done: i + 1,
@@ -173,7 +190,7 @@ pub(crate) fn create_backup_with(
     mut progress: impl FnMut(&Progress<'_>),
 ) -> Result<Bundle> {
     let manifest_path = dest.join(BUNDLE_MANIFEST);
-    if fs.read(&manifest_path)?.is_some() {
+    if fs.entry(&manifest_path, false)?.is_some() {
         return Err(Error::InvalidArgument(format!(
             "{} already holds a backup",
             dest.display()
@@ -199,13 +216,13 @@ pub(crate) fn create_backup_with(
     let total = segments.len();
     let mut bytes_total = 0;
     for (_, source) in &segments {
-        bytes_total += fs.len(source)?.unwrap_or(0);
+        bytes_total = u64::saturating_add(bytes_total, fs.len(source)?.unwrap_or(0));
     }
     let mut bytes_done = 0;
     let mut records = Vec::with_capacity(total);
     for (i, (id, source)) in segments.iter().enumerate() {
         let record = copy_segment(fs, zone, id, source, &seg_dir)?;
-        bytes_done += record.len;
+        bytes_done = u64::saturating_add(bytes_done, record.len);
         records.push(record);
         progress(&Progress {
             phase: Phase::Backup,
@@ -234,12 +251,14 @@ pub(crate) fn create_backup_with(
         zone_bytes.to_vec(),
         records,
     )?;
-    fs.write_atomic(&manifest_path, &manifest.to_bytes())?;
+    let bytes = manifest.to_bytes();
+    fs.write_atomic(&manifest_path, &bytes)?;
     tracing::info!(dir = %dest.display(), zone = %zone.zone_id(), segments = total,
         backup = manifest.backup_id(), "backup written");
     Ok(Bundle {
         dir: dest.to_path_buf(),
         manifest,
+        digest: sha256(&[&bytes]),
     })
 }
 
@@ -279,7 +298,7 @@ fn copy_segment(
     }
     let partial = seg_dir.join(partial_file_name(id));
     let target = seg_dir.join(segment_file_name(id));
-    let mut out = fs.create(&partial)?;
+    let mut out = create_partial(fs, &partial)?;
     out.write_all(&header).map_err(|e| Error::io(&partial, e))?;
     copy_all(&mut input, &mut out).map_err(|e| e.with_paths(source, &partial))?;
     let (len, sha256) = input.finish();

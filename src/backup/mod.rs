@@ -16,7 +16,10 @@
 //!
 //! A **restore** ([`Restore`]) opens the backup's EZKs with the backup's
 //! root key (one provider call per EZK version) and writes a destination
-//! directory, in one of three [`RestoreMode`]s:
+//! directory, in one of three [`RestoreMode`]s. The bundle does not choose
+//! that key: the caller names the backed-up zone or the root keys it
+//! allows ([`SourceTrust`]), and a backup naming anything else is refused
+//! before any provider call.
 //!
 //! * [`Rewrap`](RestoreMode::Rewrap) (the default, fast): a new encrypted
 //!   zone under a root key the caller chooses; each segment's DEK is
@@ -37,15 +40,25 @@
 //! single-region key is refused with [`Error::RegionMismatch`]
 //! before any provider call.
 //!
-//! **Crash safety and resumption**: a restore records what it restores and
-//! into which zone (`restore.state`) before anything else, writes each
-//! segment under a temporary name and renames it into place only after it
-//! was written, synced and verified (SHA-256 against the backup's record,
-//! and authentication of header and body). Running the same restore again
-//! after a crash skips the segments already in place and redoes only the
-//! one that was interrupted; it finishes by checking every segment before
-//! it reports success. Segments are independent, so a restore works on
-//! several at once ([`Restore::threads`]) without changing any of this.
+//! **Crash safety and resumption**: a restore records its whole spec —
+//! backup, backed-up zone, mode, region, the new zone's name, root key and
+//! id (`restore.state`) — before anything else, writes each segment under
+//! a temporary name and renames it into place only after it was written,
+//! synced and verified (SHA-256 against the backup's record, and
+//! authentication of header and body). Running the same restore again
+//! after a crash resumes only if the state and the zone manifest found are
+//! exactly this restore's (else [`Error::StateRejected`], before any
+//! provider call); it verifies the segments already in place again,
+//! restores anew any that do not verify, and finishes by checking every
+//! segment before it reports success. Segments are independent, so a
+//! restore works on several at once ([`Restore::threads`]) without
+//! changing any of this.
+//!
+//! **Hostile destinations**: directories a restore creates are owner-only;
+//! ones it finds must be ours and writable by no one else. Temporary files
+//! are created new, never through a symbolic link, owner-only; a planted
+//! one is refused and left untouched. One restore runs in a destination at
+//! a time ([`Error::Conflict`] for a second).
 //!
 //! This module uses zones through their crate-internal API and must not
 //! know the segment or stream byte layouts beyond the header length.
@@ -66,16 +79,22 @@ mod state;
 mod tests;
 
 pub use bundle::{
-    BundleManifest, BundleSegment, BUNDLE_FORMAT_VERSION, MAX_SEGMENTS, MAX_SEGMENT_ID,
+    BundleManifest, BundleSegment, BUNDLE_FORMAT_VERSION, MAX_BUNDLE_MANIFEST, MAX_SEGMENTS,
+    MAX_SEGMENT_ID,
 };
 pub use create::{create_backup, Bundle};
-pub use restore::{PreparedRestore, Restore, RestoreReport, RestoredSegment};
+pub use restore::{PreparedRestore, Restore, RestoreReport, RestoredSegment, SourceTrust};
 pub use state::RestoreMode;
 
-/// Parses a restore state file, for the fuzz targets.
+/// Parses a restore state file of any version, for the fuzz targets; a
+/// version 2 state that parses must survive a round trip.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_restore_state(bytes: &[u8]) -> crate::Result<()> {
-    state::RestoreState::parse(bytes).map(drop)
+    if let state::StoredState::V2(s) = state::StoredState::parse(bytes)? {
+        let again = state::RestoreState::parse(&s.to_bytes()).expect("a restore state re-parses");
+        assert_eq!(again, s, "restore state changes in a round trip");
+    }
+    Ok(())
 }
 
 /// The bundle manifest's file name in a backup directory.

@@ -11,20 +11,34 @@
 //!
 //! Order of work, and why a crash anywhere is recoverable:
 //!
-//! 1. The backup's manifest is read and its zone opened with the backup's
-//!    root key (provider calls; nothing is written yet).
-//! 2. `restore.state` is written atomically, with the new zone's id drawn
-//!    beforehand. A rerun finds it, checks that it is the same backup and
-//!    mode, and reuses the zone id; a destination holding anything else is
-//!    refused.
-//! 3. The new zone is created under that id (its manifest written
-//!    atomically), or opened if an earlier run created it.
-//! 4. Each segment is written to `.<name>.partial`, checked (its SHA-256
-//!    and length against the backup's record, its header and body
-//!    authenticated), synced, and renamed to `<name>`, then the directory is
-//!    synced. A segment at its final name is complete and verified; a rerun
-//!    skips it and overwrites any partial file.
-//! 5. Every segment is checked once more (present, of the right length, its
+//! 1. The backup's manifest is read (size-capped) and checked against what
+//!    the caller trusts ([`SourceTrust`]: the backed-up zone's id, the
+//!    root keys allowed to unwrap its EZKs) and the region, before any
+//!    provider call: a bundle alone never chooses the key a restore uses.
+//! 2. The destination is made owner-only (created `0700`, or found owned
+//!    by us and writable by no one else) and locked against a second
+//!    restore into it. A `restore.state` there must record exactly this
+//!    restore's spec — the backup's manifest digest and id, the backed-up
+//!    zone, mode, region, the new zone's name and root key — and a
+//!    `zone.manifest` there must be the zone that state names, under the
+//!    spec's root, name and region; both are parsed and checked before any
+//!    provider call, and anything else is refused
+//!    ([`Error::StateRejected`]). A destination with neither must be empty.
+//! 3. The backup's zone is opened (provider calls). A new restore writes
+//!    `restore.state` atomically, the new zone's id drawn beforehand.
+//! 4. The new zone is created under that id (its manifest written
+//!    atomically), or opened if an earlier run created it, and checked
+//!    again as opened.
+//! 5. Each segment is written to `.<name>.partial` — created new, never
+//!    through a symbolic link, owner-only; a leftover that is anything but
+//!    our own owner-only file is refused — checked (its SHA-256 and length
+//!    against the backup's record, its header and body authenticated),
+//!    synced, and renamed to `<name>`, then the directory is synced. A rerun
+//!    does not trust a file found at its final name: it verifies it again
+//!    against the backup (same body bytes and authentication in the new
+//!    zone for rewrap, same plaintext otherwise) and restores it anew if it
+//!    does not verify.
+//! 6. Every segment is checked once more (present, of the right length, its
 //!    header opening in the new zone) and `restore.state` is marked
 //!    complete.
 
@@ -36,13 +50,101 @@ use std::sync::{mpsc, Arc};
 use super::bundle::BundleSegment;
 use super::create::{check_record, open_segment, Bundle};
 use super::digest::HashingReader;
-use super::fs::{commit, Fs, FsFile, FsManifestStore, RealFs};
+use super::fs::{
+    commit, create_partial, private_dir, EntryKind, Fs, FsFile, FsManifestStore, RealFs,
+};
 use super::names::{partial_file_name, segment_file_name};
-use super::state::{RestoreMode, RestoreState};
+use super::state::{
+    RestoreMode, RestoreSpec, RestoreState, StoredState, TargetSpec, MAX_STATE_FILE,
+};
 use super::{copy_all, CopyError, Phase, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST};
+use crate::cipher::SHA256_LEN;
 use crate::provider::KeyRef;
-use crate::zone::{Keyring, SegmentHeader, Zone, ZoneAnchor, ZoneId, ZoneSpec, SEGMENT_HEADER_LEN};
-use crate::{Error, Result};
+use crate::zone::{
+    Keyring, ManifestStore, SegmentHeader, Zone, ZoneAnchor, ZoneId, ZoneManifest, ZoneSpec,
+    SEGMENT_HEADER_LEN,
+};
+use crate::{fsutil, Error, Result, StateRejection};
+
+/// What the caller independently knows about the backup it restores: the
+/// backed-up zone's id, the root keys allowed to unwrap its EZKs, or both.
+/// A restore refuses a backup that does not match, before any provider
+/// call, so a bundle planted or edited where backups are kept cannot pick
+/// the key the restore unwraps with.
+///
+/// At least one of the two must be given (the CLI defaults to the key
+/// registry's keys). A root key matches only if it is the same
+/// [`KeyRef`] (provider, key id, region) the backed-up zone's manifest
+/// names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTrust {
+    zone: Option<ZoneId>,
+    roots: Vec<KeyRef>,
+}
+
+impl SourceTrust {
+    /// Only a backup of zone `zone_id`.
+    pub fn zone(zone_id: ZoneId) -> Self {
+        Self {
+            zone: Some(zone_id),
+            roots: Vec::new(),
+        }
+    }
+
+    /// Only a backup whose zone's root key is one of `roots`.
+    pub fn roots(roots: impl IntoIterator<Item = KeyRef>) -> Self {
+        Self {
+            zone: None,
+            roots: roots.into_iter().collect(),
+        }
+    }
+
+    /// Also requires the backup to be of zone `zone_id`.
+    pub fn and_zone(mut self, zone_id: ZoneId) -> Self {
+        self.zone = Some(zone_id);
+        self
+    }
+
+    /// Also requires the backup's root key to be one of `roots`.
+    pub fn and_roots(mut self, roots: impl IntoIterator<Item = KeyRef>) -> Self {
+        self.roots = roots.into_iter().collect();
+        self
+    }
+
+    /// Refuses a backed-up zone the caller does not trust.
+    fn check(&self, zone: &ZoneManifest) -> Result<()> {
+        const WHAT: &str = "backup";
+        if self.zone.is_none() && self.roots.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a restore must name the backed-up zone's id or the root keys allowed to \
+                 unwrap it (SourceTrust); a backup alone does not choose its key"
+                    .into(),
+            ));
+        }
+        if let Some(expected) = self.zone {
+            if zone.zone_id() != expected {
+                return Err(Error::StateRejected {
+                    what: WHAT,
+                    reason: StateRejection::ForeignZone {
+                        expected: expected.to_string(),
+                        found: zone.zone_id().to_string(),
+                    },
+                });
+            }
+        }
+        if !self.roots.is_empty() && !self.roots.contains(zone.root()) {
+            let allowed: Vec<String> = self.roots.iter().map(ToString::to_string).collect();
+            return Err(Error::StateRejected {
+                what: WHAT,
+                reason: StateRejection::UnexpectedRoot {
+                    expected: format!("one of {}", allowed.join(", ")),
+                    found: zone.root().to_string(),
+                },
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Where restored segments go.
 #[derive(Debug)]
@@ -61,9 +163,10 @@ enum Target {
 ///
 /// ```no_run
 /// # async fn f(source: std::sync::Arc<cmek::zone::Keyring>, target: std::sync::Arc<cmek::zone::Keyring>,
-/// #            spec: cmek::zone::ZoneSpec) -> cmek::Result<()> {
-/// use cmek::backup::Restore;
-/// let report = Restore::rewrap("backup-dir", "restored-dir", source, target, spec)
+/// #            spec: cmek::zone::ZoneSpec, backed_up_root: cmek::KeyRef) -> cmek::Result<()> {
+/// use cmek::backup::{Restore, SourceTrust};
+/// let trust = SourceTrust::roots([backed_up_root]);
+/// let report = Restore::rewrap("backup-dir", "restored-dir", source, trust, target, spec)
 ///     .run(|p| eprintln!("{}/{} {}", p.done, p.total, p.segment_id))
 ///     .await?;
 /// let zone = report.zone.expect("an encrypted restore has a zone");
@@ -74,6 +177,7 @@ pub struct Restore {
     bundle_dir: PathBuf,
     dest: PathBuf,
     source: Arc<Keyring>,
+    trust: SourceTrust,
     target: Target,
     mode: RestoreMode,
     threads: usize,
@@ -91,11 +195,13 @@ impl Restore {
     /// rewrapping DEKs; bodies are copied untouched. `source` opens the
     /// backup's EZKs: a keyring whose provider serves the backup's root
     /// key in `spec.region` (for a backup from another region, a provider
-    /// of this region, which uses a multi-region key's replica).
+    /// of this region, which uses a multi-region key's replica); `trust`
+    /// says which backups it may open.
     pub fn rewrap(
         bundle_dir: impl Into<PathBuf>,
         dest: impl Into<PathBuf>,
         source: Arc<Keyring>,
+        trust: SourceTrust,
         target: Arc<Keyring>,
         spec: ZoneSpec,
     ) -> Self {
@@ -103,6 +209,7 @@ impl Restore {
             bundle_dir.into(),
             dest.into(),
             source,
+            trust,
             Target::Zone {
                 keyring: target,
                 spec,
@@ -117,6 +224,7 @@ impl Restore {
         bundle_dir: impl Into<PathBuf>,
         dest: impl Into<PathBuf>,
         source: Arc<Keyring>,
+        trust: SourceTrust,
         target: Arc<Keyring>,
         spec: ZoneSpec,
     ) -> Self {
@@ -124,6 +232,7 @@ impl Restore {
             bundle_dir.into(),
             dest.into(),
             source,
+            trust,
             Target::Zone {
                 keyring: target,
                 spec,
@@ -132,18 +241,20 @@ impl Restore {
         )
     }
 
-    /// Restores every segment to a plaintext file, in `region` (where
-    /// `source`'s provider serves).
+    /// Restores every segment to a plaintext file (owner-only), in
+    /// `region` (where `source`'s provider serves).
     pub fn plaintext(
         bundle_dir: impl Into<PathBuf>,
         dest: impl Into<PathBuf>,
         source: Arc<Keyring>,
+        trust: SourceTrust,
         region: impl Into<String>,
     ) -> Self {
         Self::new(
             bundle_dir.into(),
             dest.into(),
             source,
+            trust,
             Target::Plaintext {
                 region: region.into(),
             },
@@ -155,6 +266,7 @@ impl Restore {
         bundle_dir: PathBuf,
         dest: PathBuf,
         source: Arc<Keyring>,
+        trust: SourceTrust,
         target: Target,
         mode: RestoreMode,
     ) -> Self {
@@ -162,6 +274,7 @@ impl Restore {
             bundle_dir,
             dest,
             source,
+            trust,
             target,
             mode,
             threads: default_threads(),
@@ -205,15 +318,27 @@ impl Restore {
     /// `spawn_blocking`).
     ///
     /// # Errors
-    /// [`Error::RegionMismatch`] if the backup's root key cannot be used in
-    /// this region (a single-region key from another region), or the new
-    /// zone's root key is not in the new zone's region — both checked before
-    /// any provider call; [`Error::InvalidArgument`] if the destination
-    /// holds something other than this restore; [`Error::Malformed`] for a
-    /// damaged backup manifest; provider errors; [`Error::Io`].
+    /// [`Error::InvalidArgument`] if the restore names neither the
+    /// backed-up zone nor allowed root keys, or the destination holds
+    /// something other than a restore; [`Error::StateRejected`] for a
+    /// backup of another zone or under a root key not allowed, for a
+    /// destination directory others own or can write, and when resuming
+    /// for a `restore.state` recording another restore (another backup,
+    /// zone, mode, region, name or root key, or a version 1 state) or a
+    /// `zone.manifest` that is not the zone that state names under this
+    /// restore's root key — all before any provider call and before
+    /// anything is written; [`Error::Conflict`] while another restore runs
+    /// into the same destination; [`Error::RegionMismatch`] if the backup's
+    /// root key cannot be used in this region (a single-region key from
+    /// another region), or the new zone's root key is not in the new
+    /// zone's region — both checked before any provider call;
+    /// [`Error::Malformed`] for a damaged backup manifest, state or zone
+    /// manifest; [`Error::LimitExceeded`] for one too large to be genuine;
+    /// provider errors; [`Error::Io`].
     pub async fn prepare(&self) -> Result<PreparedRestore> {
         let fs = self.fs.clone();
         let bundle = Bundle::open_with(&*fs, self.bundle_dir.clone())?;
+        self.trust.check(bundle.manifest().zone())?;
         let backup_root = bundle.manifest().zone().root().clone();
         check_region(
             &backup_root,
@@ -230,6 +355,25 @@ impl Restore {
                  replicated there)",
             )?;
         }
+        let spec = self.spec(&bundle);
+        spec.check()?;
+
+        // The destination: ours alone, one restore at a time, and on a
+        // rerun provably this restore's — all before any provider call.
+        private_dir(&*fs, &self.dest, true)?;
+        let lock = fsutil::ExclusiveLock::try_acquire(&fsutil::lock_path_for(
+            &self.dest.join(RESTORE_STATE),
+        ))?
+        .ok_or_else(|| Error::Conflict {
+            what: "restore destination",
+            reason: format!("another restore into {} is running", self.dest.display()),
+        })?;
+        let store = Arc::new(FsManifestStore {
+            fs: fs.clone(),
+            path: self.dest.join(ZONE_MANIFEST),
+        });
+        let body_zone = bundle.manifest().zone().body_zone_id();
+        let resumed = self.resume(&spec, &*store, body_zone)?;
 
         // The backup's zone, opened read-only: its store is never written.
         let bundled = bundle.manifest().zone();
@@ -239,32 +383,33 @@ impl Restore {
             .open_bundled_zone(&bundle.manifest().zone_manifest, &source_anchor)
             .await?;
 
-        let state = self.load_or_start(&bundle)?;
+        let state = match resumed {
+            Some(state) => state,
+            None => self.start(spec)?,
+        };
         let target = match &self.target {
             Target::Zone { keyring, spec } => {
-                let store = Arc::new(FsManifestStore {
-                    fs: fs.clone(),
-                    path: self.dest.join(ZONE_MANIFEST),
-                });
-                let zone = if crate::zone::ManifestStore::load(&*store)?.is_some() {
+                let zone = if ManifestStore::load(&*store)?.is_some() {
                     // Only the zone this restore created, under the target
                     // root it was asked for, is resumed.
                     let anchor = ZoneAnchor::new(state.zone_id, spec.root.clone(), 1);
                     keyring.open_zone(store, &anchor).await?
                 } else {
                     let body = match self.mode {
-                        RestoreMode::Rewrap => source.manifest().body_zone_id(),
+                        RestoreMode::Rewrap => body_zone,
                         _ => state.zone_id,
                     };
                     keyring
                         .create_zone_with_ids(store, spec.clone(), state.zone_id, body)
                         .await?
                 };
+                // The file may have changed since it was checked above.
+                check_restored_zone(&zone.manifest(), &state, body_zone)?;
                 Some(zone)
             }
             Target::Plaintext { .. } => None,
         };
-        fs.create_dir_all(&self.dest.join(SEGMENTS_DIR))?;
+        private_dir(&*fs, &self.dest.join(SEGMENTS_DIR), false)?;
         Ok(PreparedRestore {
             fs,
             bundle,
@@ -274,6 +419,7 @@ impl Restore {
             mode: self.mode,
             threads: self.threads,
             state,
+            _lock: lock,
         })
     }
 
@@ -286,51 +432,154 @@ impl Restore {
         self.prepare().await?.run(progress)
     }
 
-    /// The destination's restore state: this restore's, resumed, or a new
-    /// one written before anything else.
-    fn load_or_start(&self, bundle: &Bundle) -> Result<RestoreState> {
+    /// This restore's spec: what the caller asked for, and the backup.
+    fn spec(&self, bundle: &Bundle) -> RestoreSpec {
+        let manifest = bundle.manifest();
+        RestoreSpec {
+            bundle_digest: bundle.digest(),
+            backup_id: manifest.backup_id,
+            source_zone: manifest.zone().zone_id(),
+            mode: self.mode,
+            region: self.region().to_owned(),
+            target: match &self.target {
+                Target::Zone { spec, .. } => Some(TargetSpec {
+                    name: spec.name.clone(),
+                    root: spec.root.clone(),
+                }),
+                Target::Plaintext { .. } => None,
+            },
+        }
+    }
+
+    /// The destination's restore state if a run of this very restore
+    /// started it, checked together with the zone manifest beside it;
+    /// `None` for an empty destination. Reads and parses only: no provider
+    /// call, no write.
+    fn resume(
+        &self,
+        spec: &RestoreSpec,
+        store: &dyn ManifestStore,
+        body_zone: ZoneId,
+    ) -> Result<Option<RestoreState>> {
         let path = self.dest.join(RESTORE_STATE);
-        let backup_id = bundle.manifest().backup_id;
-        if let Some(bytes) = self.fs.read(&path)? {
-            let state = RestoreState::parse(&bytes)?;
-            if state.backup_id != backup_id || state.mode != self.mode {
+        let Some(bytes) = self.fs.read(&path, MAX_STATE_FILE, "restore state file")? else {
+            // Names starting with '.' are temporary files a crash may leave
+            // (and the lock); anything else — a zone manifest included — is
+            // not this restore's, and not to be mixed with it.
+            let others: Vec<_> = self
+                .fs
+                .list(&self.dest)?
+                .into_iter()
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            if !others.is_empty() {
                 return Err(Error::InvalidArgument(format!(
-                    "{} holds a restore of another backup or in another mode ({:?})",
+                    "{} is not empty and holds no restore state (found {})",
                     self.dest.display(),
-                    state.mode
+                    others.join(", ")
                 )));
             }
-            tracing::info!(dest = %self.dest.display(), complete = state.complete, "resuming restore");
-            return Ok(state);
+            return Ok(None);
+        };
+        let state = match StoredState::parse(&bytes)? {
+            StoredState::V1(_) => {
+                return Err(Error::StateRejected {
+                    what: "restore state",
+                    reason: StateRejection::Mismatch(
+                        "version 1 records neither the root key nor the backed-up zone, so \
+                         this restore cannot tell that it started it: restore into an empty \
+                         directory"
+                            .into(),
+                    ),
+                })
+            }
+            StoredState::V2(state) => state,
+        };
+        spec.check_resumes(&state.spec)?;
+        match (store.load()?, self.mode) {
+            (None, _) => {}
+            (Some(_), RestoreMode::Plaintext) => {
+                return Err(Error::StateRejected {
+                    what: "restored zone manifest",
+                    reason: StateRejection::Mismatch(
+                        "a plaintext restore creates no zone manifest, yet the destination \
+                         holds one"
+                            .into(),
+                    ),
+                })
+            }
+            (Some(bytes), _) => {
+                check_restored_zone(&ZoneManifest::parse(&bytes)?, &state, body_zone)?;
+            }
         }
-        // Names starting with '.' are temporary files a crash may leave;
-        // anything else is someone's data, not to be mixed with a restore.
-        let others: Vec<_> = self
-            .fs
-            .list(&self.dest)?
-            .into_iter()
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        if !others.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "{} is not empty and holds no restore state (found {})",
-                self.dest.display(),
-                others.join(", ")
-            )));
-        }
+        tracing::info!(dest = %self.dest.display(), complete = state.complete, "resuming restore");
+        Ok(Some(state))
+    }
+
+    /// Records a new restore in an empty destination, before anything else
+    /// is written there.
+    fn start(&self, spec: RestoreSpec) -> Result<RestoreState> {
         let state = RestoreState {
-            backup_id,
-            mode: self.mode,
-            zone_id: match self.mode {
+            zone_id: match spec.mode {
                 RestoreMode::Plaintext => ZoneId::from_bytes([0; 16]),
                 _ => ZoneId::generate()?,
             },
+            spec,
             complete: false,
         };
-        self.fs.create_dir_all(&self.dest)?;
-        self.fs.write_atomic(&path, &state.to_bytes())?;
+        self.fs
+            .write_atomic(&self.dest.join(RESTORE_STATE), &state.to_bytes())?;
         Ok(state)
     }
+}
+
+/// Refuses a zone manifest in the destination that is not the zone the
+/// restore state names, under the spec's root key, name and region, bound
+/// to the bodies the mode puts there.
+fn check_restored_zone(
+    zone: &ZoneManifest,
+    state: &RestoreState,
+    backup_body_zone: ZoneId,
+) -> Result<()> {
+    const WHAT: &str = "restored zone manifest";
+    let reject = |reason| Err(Error::StateRejected { what: WHAT, reason });
+    if zone.zone_id() != state.zone_id {
+        return reject(StateRejection::ForeignZone {
+            expected: state.zone_id.to_string(),
+            found: zone.zone_id().to_string(),
+        });
+    }
+    let Some(target) = &state.spec.target else {
+        return reject(StateRejection::Mismatch(
+            "a plaintext restore has no zone".into(),
+        ));
+    };
+    if zone.root() != &target.root {
+        return reject(StateRejection::UnexpectedRoot {
+            expected: target.root.to_string(),
+            found: zone.root().to_string(),
+        });
+    }
+    if zone.name() != target.name || zone.region() != state.spec.region {
+        return reject(StateRejection::Mismatch(format!(
+            "it is zone {:?} in {:?}, not {:?} in {:?}",
+            zone.name(),
+            zone.region(),
+            target.name,
+            state.spec.region
+        )));
+    }
+    let body = match state.spec.mode {
+        RestoreMode::Rewrap => backup_body_zone,
+        _ => state.zone_id,
+    };
+    if zone.body_zone_id() != body {
+        return reject(StateRejection::Mismatch(format!(
+            "its segment bodies belong to zone {}, not {body}",
+            zone.body_zone_id()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a root key that cannot serve `region`: only a multi-region key
@@ -378,6 +627,9 @@ pub struct PreparedRestore {
     mode: RestoreMode,
     threads: usize,
     state: RestoreState,
+    /// Held until the restore ends: no second restore into the same
+    /// destination meanwhile.
+    _lock: fsutil::ExclusiveLock,
 }
 
 /// One restored segment.
@@ -405,8 +657,23 @@ pub struct RestoreReport {
     pub segments: Vec<RestoredSegment>,
     /// Segments restored by this run.
     pub restored: usize,
-    /// Segments an earlier, interrupted run had restored.
+    /// Segments an earlier, interrupted run had restored (verified again
+    /// by this run).
     pub already_done: usize,
+    /// Segments found at their final name that did not verify against the
+    /// backup, and were restored again (counted in `restored` too).
+    pub replaced: usize,
+}
+
+/// What became of one segment in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// At its final name, verified.
+    AlreadyDone,
+    /// Restored by this run.
+    Restored,
+    /// At its final name but not verifying; restored again over it.
+    Replaced,
 }
 
 impl PreparedRestore {
@@ -419,6 +686,13 @@ impl PreparedRestore {
     /// reporting progress after each segment. Blocking file I/O; no
     /// provider call.
     ///
+    /// A file an earlier run left at a segment's final name is not trusted:
+    /// it is verified against the backup (rewrap: the same body bytes, and
+    /// header and body authenticating in the new zone; re-encrypt: the same
+    /// plaintext through the new zone; plaintext: the same plaintext) and,
+    /// if it does not verify — or is not an owner-only regular file — is
+    /// restored again over it ([`RestoreReport::replaced`]).
+    ///
     /// Segments are restored on up to [`Restore::threads`] threads; the
     /// progress callback runs on the calling thread, once per segment, in
     /// completion order.
@@ -428,26 +702,28 @@ impl PreparedRestore {
     /// from the backup, differs from its record or does not authenticate
     /// (the first in id order among those tried; every segment restored
     /// before the error stays restored — fix the backup and run again);
-    /// [`Error::Io`]. Run again after any error to resume.
+    /// [`Error::StateRejected`] for a temporary file planted in the
+    /// destination (a symbolic link, a file others can read), left
+    /// untouched; [`Error::Io`]. Run again after any error to resume.
     pub fn run(mut self, mut progress: impl FnMut(&Progress<'_>)) -> Result<RestoreReport> {
         let seg_dir = self.dest.join(SEGMENTS_DIR);
         let segments = self.bundle.manifest().segments().to_vec();
         let total = segments.len();
         let bytes_total = self.bundle.manifest().total_bytes();
-        let (mut done, mut already_done, mut bytes_done) = (0, 0, 0);
-        let mut pending = Vec::new();
-        for seg in &segments {
-            let in_place = self
-                .fs
-                .len(&seg_dir.join(segment_file_name(&seg.segment_id)))?
-                .is_some();
-            if !in_place {
-                pending.push(seg);
-                continue;
+        let (mut done, mut bytes_done) = (0, 0u64);
+        let (mut restored, mut already_done, mut replaced) = (0, 0, 0);
+        let all: Vec<&BundleSegment> = segments.iter().collect();
+        self.restore_all(&all, &seg_dir, |seg, outcome| {
+            done += 1;
+            bytes_done = bytes_done.saturating_add(seg.len);
+            match outcome {
+                Outcome::AlreadyDone => already_done += 1,
+                Outcome::Restored => restored += 1,
+                Outcome::Replaced => {
+                    restored += 1;
+                    replaced += 1;
+                }
             }
-            already_done += 1;
-            done += 1;
-            bytes_done += seg.len;
             progress(&Progress {
                 phase: Phase::Restore,
                 done,
@@ -455,29 +731,15 @@ impl PreparedRestore {
                 bytes_done,
                 bytes_total,
                 segment_id: &seg.segment_id,
-                already_done: true,
-            });
-        }
-        let restored = pending.len();
-        self.restore_all(&pending, &seg_dir, |seg| {
-            done += 1;
-            bytes_done += seg.len;
-            progress(&Progress {
-                phase: Phase::Restore,
-                done,
-                total,
-                bytes_done,
-                bytes_total,
-                segment_id: &seg.segment_id,
-                already_done: false,
+                already_done: outcome == Outcome::AlreadyDone,
             });
         })?;
 
         let mut report = Vec::with_capacity(total);
-        let mut bytes_done = 0;
+        let mut bytes_done = 0u64;
         for (i, seg) in segments.iter().enumerate() {
             report.push(self.check_restored(seg, &seg_dir)?);
-            bytes_done += seg.len;
+            bytes_done = bytes_done.saturating_add(seg.len);
             progress(&Progress {
                 phase: Phase::Verify,
                 done: i + 1,
@@ -494,7 +756,7 @@ impl PreparedRestore {
                 .write_atomic(&self.dest.join(RESTORE_STATE), &self.state.to_bytes())?;
         }
         tracing::info!(dest = %self.dest.display(), mode = ?self.mode, restored, already_done,
-            "restore complete");
+            replaced, "restore complete");
         Ok(RestoreReport {
             mode: self.mode,
             zone_manifest: self.target.as_ref().map(|_| self.dest.join(ZONE_MANIFEST)),
@@ -502,6 +764,7 @@ impl PreparedRestore {
             segments: report,
             restored,
             already_done,
+            replaced,
         })
     }
 
@@ -513,19 +776,19 @@ impl PreparedRestore {
         &self,
         pending: &[&BundleSegment],
         seg_dir: &Path,
-        mut finished: impl FnMut(&BundleSegment),
+        mut finished: impl FnMut(&BundleSegment, Outcome),
     ) -> Result<()> {
         let threads = self.threads.min(pending.len());
         if threads <= 1 {
             for seg in pending {
-                self.restore_segment(seg, seg_dir)?;
-                finished(seg);
+                let outcome = self.restore_segment(seg, seg_dir)?;
+                finished(seg, outcome);
             }
             return Ok(());
         }
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
+        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome>)>();
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 let tx = tx.clone();
@@ -548,7 +811,7 @@ impl PreparedRestore {
             let mut first_error: Option<(usize, Error)> = None;
             for (i, result) in rx {
                 match result {
-                    Ok(()) => finished(pending[i]),
+                    Ok(outcome) => finished(pending[i], outcome),
                     Err(e) => {
                         if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
                             first_error = Some((i, e));
@@ -560,26 +823,135 @@ impl PreparedRestore {
         })
     }
 
-    /// Restores one segment to a temporary file, verifies it, and renames
-    /// it into place. On failure the temporary file is removed: it may
-    /// hold part of a segment that did not verify (plaintext, in plaintext
-    /// mode).
-    fn restore_segment(&self, seg: &BundleSegment, seg_dir: &Path) -> Result<()> {
+    /// Restores one segment unless a file at its final name verifies:
+    /// to a temporary file, verified, renamed into place. On failure the
+    /// temporary file is removed if this run created it: it may hold part
+    /// of a segment that did not verify (plaintext, in plaintext mode).
+    fn restore_segment(&self, seg: &BundleSegment, seg_dir: &Path) -> Result<Outcome> {
         let partial = seg_dir.join(partial_file_name(&seg.segment_id));
         let final_path = seg_dir.join(segment_file_name(&seg.segment_id));
-        let result = self.write_segment(seg, &partial, &final_path);
+        let outcome = match self.fs.entry(&final_path, false)? {
+            None => Outcome::Restored,
+            Some(_) => {
+                if self.verify_in_place(seg, &final_path)? {
+                    return Ok(Outcome::AlreadyDone);
+                }
+                tracing::warn!(segment = %seg.segment_id, path = %final_path.display(),
+                    "a file at a restored segment's name does not verify against the backup; \
+                     restoring it again");
+                Outcome::Replaced
+            }
+        };
+        let out = create_partial(&*self.fs, &partial)?;
+        let result = self.write_segment(seg, out, &partial, &final_path);
         if result.is_err() {
-            // Best effort: a rerun overwrites it anyway.
+            // Best effort: a rerun replaces it anyway.
             let _ = self.fs.remove_file(&partial);
         }
-        result
+        result.map(|()| outcome)
     }
 
-    fn write_segment(&self, seg: &BundleSegment, partial: &Path, final_path: &Path) -> Result<()> {
+    /// True if the file at `final_path` is an owner-only regular file
+    /// holding segment `seg` as this restore writes it. Errors only for a
+    /// backup that fails its own checks, or a failure to read it.
+    fn verify_in_place(&self, seg: &BundleSegment, final_path: &Path) -> Result<bool> {
+        match self.fs.entry(final_path, false)? {
+            Some(e) if e.kind == EntryKind::File && e.mode & 0o077 == 0 => {}
+            _ => return Ok(false),
+        }
+        let expected = self.expected_digest(seg)?;
+        match self.found_digest(seg, final_path) {
+            Ok(found) => Ok(found == expected),
+            Err(e) => {
+                tracing::warn!(segment = %seg.segment_id, error = %e,
+                    "a restored segment does not read back");
+                Ok(false)
+            }
+        }
+    }
+
+    /// What a restored file of `seg` must hold, from the backup (checked
+    /// against its record on the way): the length and SHA-256 of the body
+    /// (rewrap) or of the plaintext (other modes).
+    fn expected_digest(&self, seg: &BundleSegment) -> Result<(u64, [u8; SHA256_LEN])> {
+        let id = seg.segment_id.as_str();
+        let src_path = self.bundle.segment_path(id);
+        let paths = Paths {
+            segment: id,
+            source: &src_path,
+            dest: &src_path,
+        };
+        let mut whole = HashingReader::new(open_segment(&*self.fs, &src_path, id)?);
+        let digest = match self.mode {
+            RestoreMode::Rewrap => {
+                let mut header = [0u8; SEGMENT_HEADER_LEN];
+                whole
+                    .read_exact(&mut header)
+                    .map_err(|e| paths.read_error(e))?;
+                let mut body = HashingReader::new(&mut whole);
+                copy_all(&mut body, &mut io::sink()).map_err(|e| paths.copy_error(e))?;
+                body.finish()
+            }
+            RestoreMode::Reencrypt | RestoreMode::Plaintext => {
+                let reader = self
+                    .source
+                    .segment_reader(id, &mut whole)
+                    .map_err(|e| paths.content_error(e))?;
+                let mut plain = HashingReader::new(reader);
+                copy_all(&mut plain, &mut io::sink()).map_err(|e| paths.copy_error(e))?;
+                plain.finish()
+            }
+        };
+        check_record(seg, whole.finish())?;
+        Ok(digest)
+    }
+
+    /// The same digest as [`expected_digest`](Self::expected_digest), of the
+    /// restored file, authenticating it in the new zone where it is
+    /// encrypted.
+    fn found_digest(&self, seg: &BundleSegment, path: &Path) -> Result<(u64, [u8; SHA256_LEN])> {
+        let id = seg.segment_id.as_str();
+        let mut file = self.fs.open(path)?;
+        match (self.mode, &self.target) {
+            (RestoreMode::Rewrap, Some(target)) => {
+                let mut header = [0u8; SEGMENT_HEADER_LEN];
+                file.read_exact(&mut header)
+                    .map_err(|e| Error::io(path, e))?;
+                let mut body = HashingReader::new(file);
+                let mut reader = target.segment_reader(id, (&header[..]).chain(&mut body))?;
+                io::copy(&mut reader, &mut io::sink()).map_err(|e| Error::io(path, e))?;
+                drop(reader);
+                // Bytes after the last chunk, if any, count too.
+                io::copy(&mut body, &mut io::sink()).map_err(|e| Error::io(path, e))?;
+                Ok(body.finish())
+            }
+            (RestoreMode::Reencrypt, Some(target)) => {
+                let reader = target.segment_reader(id, file)?;
+                let mut plain = HashingReader::new(reader);
+                io::copy(&mut plain, &mut io::sink()).map_err(|e| Error::io(path, e))?;
+                Ok(plain.finish())
+            }
+            (RestoreMode::Plaintext, None) => {
+                let mut plain = HashingReader::new(file);
+                io::copy(&mut plain, &mut io::sink()).map_err(|e| Error::io(path, e))?;
+                Ok(plain.finish())
+            }
+            _ => Err(Error::InvalidArgument(
+                "the mode and the target are set together".into(),
+            )),
+        }
+    }
+
+    fn write_segment(
+        &self,
+        seg: &BundleSegment,
+        mut out: Box<dyn FsFile>,
+        partial: &Path,
+        final_path: &Path,
+    ) -> Result<()> {
         let id = seg.segment_id.as_str();
         let src_path = self.bundle.segment_path(id);
         let mut input = HashingReader::new(open_segment(&*self.fs, &src_path, id)?);
-        let mut out = self.fs.create(partial)?;
         let paths = Paths {
             segment: id,
             source: &src_path,
@@ -681,9 +1053,14 @@ impl PreparedRestore {
     fn plaintext_len(&self, seg: &BundleSegment) -> Result<u64> {
         let path = self.bundle.segment_path(&seg.segment_id);
         let header = SegmentHeader::parse(&read_header(&*self.fs, &path)?)?;
-        header
-            .stream_params()?
-            .plaintext_len(seg.len - SEGMENT_HEADER_LEN as u64)
+        let body = seg
+            .len
+            .checked_sub(SEGMENT_HEADER_LEN as u64)
+            .ok_or_else(|| Error::BackupSegmentCorrupt {
+                segment: seg.segment_id.clone(),
+                reason: "shorter than a segment header".into(),
+            })?;
+        header.stream_params()?.plaintext_len(body)
     }
 }
 

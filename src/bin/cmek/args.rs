@@ -70,6 +70,13 @@ pub enum Command {
     /// Move every segment in a directory to its zone's active EZK version
     /// (rewrites headers only; resumable).
     Rewrap(RewrapArgs),
+    /// Back up a zone's segment files into a bundle directory (no key
+    /// needed; the bundle stays encrypted).
+    Backup(BackupArgs),
+    /// Restore a backup bundle into a new zone (rewrap or re-encrypt) or to
+    /// plaintext files (owner-only), resumable. The backed-up zone's root
+    /// key must be one the caller trusts: every registered key by default.
+    Restore(RestoreArgs),
     /// Print the IAM policy documents the AWS KMS provider needs.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -297,6 +304,59 @@ pub struct RewrapArgs {
     /// error. Each file is locked while it is rewrapped, so runs on one
     /// directory at the same time take turns file by file.
     pub dir: PathBuf,
+}
+
+/// `cmek backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The zone whose segments to back up.
+    #[arg(long, short)]
+    pub zone: String,
+    /// Directory of segment files (not descended into); each file's name is
+    /// its segment id. Files that are not segments of the zone are skipped.
+    pub dir: PathBuf,
+    /// The bundle directory to write (must not hold a backup yet).
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+/// How `cmek restore` restores segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreModeArg {
+    /// Into a new zone, DEKs rewrapped, bodies copied (fast).
+    Rewrap,
+    /// Into a new zone, every segment decrypted and encrypted again.
+    Reencrypt,
+    /// To plaintext files (mode 0600).
+    Plaintext,
+}
+
+/// `cmek restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup bundle directory.
+    pub bundle: PathBuf,
+    /// The destination directory: new or empty, or an interrupted restore
+    /// of the same bundle with the same options (resumed). Created
+    /// owner-only; an existing one must be ours and writable by no one
+    /// else.
+    pub dest: PathBuf,
+    /// How to restore.
+    #[arg(long, value_enum, default_value = "rewrap")]
+    pub mode: RestoreModeArg,
+    /// The new zone's name (rewrap, reencrypt).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// The new zone's root key, registered (rewrap, reencrypt).
+    #[arg(long, help = KEY_HELP)]
+    pub key: Option<String>,
+    /// Restore only a backup of this zone (its id, 32 hex digits).
+    #[arg(long, value_name = "ZONE_ID")]
+    pub source_zone: Option<String>,
+    /// A root key the backed-up zone may be under (repeat for several).
+    /// Default, unless --source-zone is given: every registered key.
+    #[arg(long = "allow-root", value_name = "KEY")]
+    pub allow_roots: Vec<String>,
 }
 
 /// `cmek policy ...`.

@@ -1,5 +1,5 @@
 //! `cmek`: the operator's command-line tool for the cmek library — root
-//! keys, encryption zones, encrypted files and IAM policies, built on the
+//! keys, encryption zones, encrypted files, backups and IAM policies, built on the
 //! library's public API only.
 //!
 //! Each command group has its own module; [`exit`] maps every failure to
@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod backups;
 mod exit;
 mod files;
 mod home;
@@ -54,6 +55,8 @@ fn run(cli: Cli) -> CliResult {
             Command::Decrypt(args) => files::decrypt(&home, args, quiet).await,
             Command::Inspect(args) => files::inspect(&home, args),
             Command::Rewrap(args) => files::rewrap(&home, args, quiet).await,
+            Command::Backup(args) => backups::backup(&home, args, quiet),
+            Command::Restore(args) => backups::restore(&home, args, quiet).await,
             Command::Policy(command) => policy::run(&home, command),
             Command::Monitor(args) => monitor::run(&home, args).await,
         }
