@@ -40,7 +40,7 @@ use super::fs::{commit, Fs, FsFile, FsManifestStore, RealFs};
 use super::names::{partial_file_name, segment_file_name};
 use super::state::{RestoreMode, RestoreState};
 use super::{copy_all, CopyError, Phase, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST};
-use crate::provider::KeyRef;
+use crate::provider::{KeyProvider, KeyRef};
 use crate::zone::{Keyring, SegmentHeader, Zone, ZoneAnchor, ZoneId, ZoneSpec, SEGMENT_HEADER_LEN};
 use crate::{Error, Result};
 
@@ -216,14 +216,16 @@ impl Restore {
         let bundle = Bundle::open_with(&*fs, self.bundle_dir.clone())?;
         let backup_root = bundle.manifest().zone().root().clone();
         check_region(
+            self.source.provider().as_ref(),
             &backup_root,
             self.region(),
             "the backup was made under a single-region key, which exists only in its own \
              region: a backup restores in another region only if its zone's root key is a \
              multi-region (mrk-) key with a replica there",
         )?;
-        if let Target::Zone { spec, .. } = &self.target {
+        if let Target::Zone { keyring, spec } = &self.target {
             check_region(
+                keyring.provider().as_ref(),
                 &spec.root,
                 &spec.region,
                 "a zone's root key must be in the zone's region (or be a multi-region key \
@@ -334,9 +336,15 @@ impl Restore {
 }
 
 /// Refuses a root key that cannot serve `region`: only a multi-region key
-/// leaves its home region.
-fn check_region(root: &KeyRef, region: &str, reason: &'static str) -> Result<()> {
-    if root.region() == region || is_multi_region(root) {
+/// leaves its home region, and only the key's provider can say which keys
+/// are (an alias never is).
+fn check_region(
+    provider: &dyn KeyProvider,
+    root: &KeyRef,
+    region: &str,
+    reason: &'static str,
+) -> Result<()> {
+    if root.region() == region || provider.is_multi_region(root) {
         return Ok(());
     }
     Err(Error::RegionMismatch {
@@ -345,25 +353,6 @@ fn check_region(root: &KeyRef, region: &str, reason: &'static str) -> Result<()>
         region: region.to_owned(),
         reason,
     })
-}
-
-/// True for an AWS KMS multi-region key, by ARN or bare `mrk-` id; no other
-/// provider has keys that live in several regions.
-fn is_multi_region(root: &KeyRef) -> bool {
-    #[cfg(feature = "aws-kms")]
-    {
-        use crate::provider::aws::arn::{is_multi_region_key_id, KmsArn};
-        root.provider() == crate::provider::AWS_KMS_PROVIDER
-            && match KmsArn::parse(root.key_id()) {
-                Some(arn) => arn.is_multi_region(),
-                None => is_multi_region_key_id(root.key_id()),
-            }
-    }
-    #[cfg(not(feature = "aws-kms"))]
-    {
-        let _ = root;
-        false
-    }
 }
 
 /// A restore whose zones are open: the file work is left, and needs no
