@@ -112,6 +112,20 @@ fn print_event(event: &MonitorEvent, json: bool) {
             "new": availability_name(*new),
             "at": unix_seconds(*at),
         }),
+        MonitorEvent::RootAliasMoved {
+            zone,
+            alias,
+            recorded,
+            now,
+            at,
+        } => serde_json::json!({
+            "event": "root-alias-moved",
+            "zone": zone.to_string(),
+            "alias": alias,
+            "key": recorded.to_string(),
+            "alias_now": now.to_string(),
+            "at": unix_seconds(*at),
+        }),
         other => serde_json::json!({ "event": other.to_string() }),
     };
     println!("{value}");
