@@ -46,7 +46,18 @@ async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult
         }
     }
     let registry = home.registry()?;
-    let (provider, key_ref) = home.provider_for(key).await?;
+    let (provider, named) = home.provider_for(key).await?;
+    // The registry holds keys, never aliases: an alias is registered as the
+    // key it points to now, which is what a zone created with it records.
+    let key_ref = provider
+        .resolve_key(&named)
+        .await
+        .context(format!("key {named}"))?;
+    let alias = if named.key_id() == key_ref.key_id() {
+        String::new()
+    } else {
+        format!(" (alias {})", named.key_id())
+    };
     let replicas: Vec<&str> = replica_regions.iter().map(String::as_str).collect();
     registry
         .add_key(provider.as_ref(), key_ref.clone(), &replicas)
@@ -58,7 +69,7 @@ async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult
         .map(|k| k.regions.join(","))
         .unwrap_or_default();
     println!(
-        "registered {key_ref} (serves {regions}; {} of {} keys)",
+        "registered {key_ref}{alias} (serves {regions}; {} of {} keys)",
         registry.keys().len(),
         registry.limit()
     );
