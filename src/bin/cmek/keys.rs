@@ -296,7 +296,19 @@ async fn delete(home: &Home, key: &KeyArg, destroy: bool) -> CliResult {
     let registry = home.registry()?;
     let key_ref = match key.kind {
         ProviderKind::Local => home.local(false)?.key_ref(&key.id),
-        ProviderKind::Aws => home.provider_for(key).await?.1,
+        ProviderKind::Aws => {
+            let (provider, named) = home.provider_for(key).await?;
+            if registry.keys().iter().any(|k| k.key == named) {
+                named
+            } else {
+                // Registered keys are resolved keys: an alias names the key
+                // it points to now.
+                provider
+                    .resolve_key(&named)
+                    .await
+                    .context(format!("key {named}"))?
+            }
+        }
     };
     registry
         .remove_key(&key_ref)
