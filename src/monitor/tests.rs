@@ -582,3 +582,38 @@ async fn a_re_pointed_root_alias_is_reported_and_never_followed() {
         "{again:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_alias_that_cannot_be_resolved_changes_nothing() {
+    let kms = Arc::new(MockProvider::new());
+    let key = kms.add_key("key-a");
+    let alias = kms.add_alias("alias/orders", "key-a").unwrap();
+    let zone = Keyring::new(kms.clone())
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("orders", "local", alias),
+        )
+        .await
+        .unwrap();
+    let monitor = KeyMonitor::new(config());
+    monitor.watch_zone(&zone);
+    let mut events = monitor.subscribe();
+    kms.inject_fault(Fault::AccessDenied, Some(Operation::Resolve), None);
+    let report = monitor.check_now().await;
+    assert_eq!(report.key_state(&key), Some(KeyState::Enabled));
+    assert_eq!(
+        report.zone_availability(zone.id()),
+        Some(ZoneAvailability::Available)
+    );
+    assert!(kms.calls(Operation::Resolve) >= 1);
+    assert!(!drain(&mut events)
+        .iter()
+        .any(|e| matches!(e, MonitorEvent::RootAliasMoved { .. })));
+    // The recorded key still decides: disabled, the zone stops.
+    kms.disable_key("key-a");
+    monitor.check_now().await;
+    assert_eq!(
+        zone.availability(),
+        ZoneAvailability::Unavailable(KeyState::Disabled)
+    );
+}

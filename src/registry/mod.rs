@@ -115,7 +115,10 @@ impl KeyRegistry {
         self.limit
     }
 
-    /// Validates `key` through `provider` and adds it. `regions` are the
+    /// Validates `key` through `provider` and adds it. Register keys, not
+    /// aliases: a zone created under an alias records the key the alias
+    /// pointed to ([`KeyProvider::resolve_key`]), and zones are matched to
+    /// registered keys by that key. `regions` are the
     /// regions the key serves besides its own (the replicas of a
     /// multi-region key, as `provider` decides with
     /// [`KeyProvider::is_multi_region`]; empty otherwise).
