@@ -288,9 +288,13 @@ async fn a_zone_created_with_an_alias_records_the_key_it_points_to() {
     .stdout(contains(format!(
         "under aws-kms:{REGION}:{arn} (alias {alias})"
     )));
-    run(&["zone", "show", "orders"])
+    run(&["zone", "show", "orders"]).success().stdout(
+        contains(format!("root key       aws-kms:{REGION}:{arn}"))
+            .and(contains(format!("root alias     {alias}"))),
+    );
+    run(&["zone", "show", "orders", "--json"])
         .success()
-        .stdout(contains(format!("root key       aws-kms:{REGION}:{arn}")));
+        .stdout(contains(format!("\"root_alias\": \"{alias}\"")));
     // The zone is the key's: the key cannot leave the registry, named by
     // its ARN or by the alias.
     run(&["key", "delete", &format!("aws:{arn}")])
@@ -326,11 +330,10 @@ async fn a_zone_created_with_an_alias_records_the_key_it_points_to() {
     .stdout(contains(format!(
         "wrapped by aws-kms:{REGION}:{second} (alias {second_alias})"
     )));
-    run(&["zone", "show", "orders"])
-        .success()
-        .stdout(contains(format!(
-            "root key       aws-kms:{REGION}:{second}"
-        )));
+    run(&["zone", "show", "orders"]).success().stdout(
+        contains(format!("root key       aws-kms:{REGION}:{second}"))
+            .and(contains(format!("root alias     {second_alias}"))),
+    );
     run(&["key", "delete", &named, "--region", REGION]).success();
     run(&["key", "delete", &second_named, "--region", REGION])
         .code(REFUSED)

@@ -812,9 +812,13 @@ async fn an_alias_root_is_resolved_once_and_never_followed() {
     zone.rotate_ezk().await.unwrap();
     assert_eq!(zone.root(), key_a);
     kms.reset_calls();
-    let reopened = keyring.open_zone(store.clone()).await.unwrap();
+    let reopened = keyring
+        .open_zone(store.clone(), &zone.anchor())
+        .await
+        .unwrap();
     assert_eq!(kms.calls(Operation::Resolve), 0, "opening never resolves");
     assert_eq!(reopened.root(), key_a);
+    assert_eq!(reopened.manifest().root_alias(), Some("alias/orders"));
     assert_eq!(
         &reopened.decrypt_segment("s", &segment).unwrap()[..],
         b"rows"
@@ -822,7 +826,10 @@ async fn an_alias_root_is_resolved_once_and_never_followed() {
     // Disabling the recorded key stops the zone although the alias's
     // target is enabled: the alias is not followed.
     kms.disable_key("key-a");
-    let err = keyring.open_zone(store.clone()).await.unwrap_err();
+    let err = keyring
+        .open_zone(store.clone(), &zone.anchor())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::KeyUnavailable { state: KeyState::Disabled, key } if key.contains("key-a")),
         "{err}"
