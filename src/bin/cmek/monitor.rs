@@ -38,9 +38,7 @@ pub async fn run(home: &Home, args: MonitorArgs) -> CliResult {
     let mut zones = Vec::new();
     for (name, _) in home.zones() {
         let record = home.registered_zone(&name)?;
-        let provider = home
-            .provider_for_root(&record.key, &record.region)
-            .await?;
+        let provider = home.provider_for_root(&record.key, &record.region).await?;
         let (_, store) = home.zone_manifest(&name)?;
         let zone = monitor
             .open_zone(&Keyring::new(provider), store, &record.anchor())
