@@ -38,14 +38,17 @@ pub enum Operation {
     Describe,
     /// [`KeyProvider::generate_key`].
     Generate,
+    /// [`KeyProvider::resolve_key`].
+    Resolve,
 }
 
 impl Operation {
-    const ALL: [Operation; 4] = [
+    const ALL: [Operation; 5] = [
         Operation::Wrap,
         Operation::Unwrap,
         Operation::Describe,
         Operation::Generate,
+        Operation::Resolve,
     ];
 
     fn index(self) -> usize {
@@ -58,6 +61,7 @@ impl Operation {
             Operation::Unwrap => "unwrap",
             Operation::Describe => "describe",
             Operation::Generate => "generate",
+            Operation::Resolve => "resolve",
         }
     }
 }
@@ -86,6 +90,8 @@ struct FaultRule {
 struct MockKey {
     material: SecretKey,
     state: KeyState,
+    /// Replicated to other regions; see [`MockProvider::add_multi_region_key`].
+    multi_region: bool,
 }
 
 /// An in-memory provider with call counters and fault injection.
@@ -108,9 +114,11 @@ struct MockKey {
 pub struct MockProvider {
     region: String,
     keys: Mutex<BTreeMap<String, MockKey>>,
+    /// Alias name -> the key id it points to, as KMS aliases do.
+    aliases: Mutex<BTreeMap<String, String>>,
     faults: Mutex<VecDeque<FaultRule>>,
     latency: Mutex<Duration>,
-    calls: [AtomicU64; 4],
+    calls: [AtomicU64; 5],
 }
 
 impl Default for MockProvider {
@@ -130,6 +138,7 @@ impl MockProvider {
         Self {
             region: region.into(),
             keys: Mutex::new(BTreeMap::new()),
+            aliases: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(VecDeque::new()),
             latency: Mutex::new(Duration::ZERO),
             calls: Default::default(),
@@ -142,15 +151,70 @@ impl MockProvider {
     /// # Panics
     /// If the OS random number generator fails (test support only).
     pub fn add_key(&self, id: &str) -> KeyRef {
+        self.insert_key(id, false)
+    }
+
+    /// As [`add_key`](Self::add_key), for a key the mock reports as
+    /// multi-region ([`KeyProvider::is_multi_region`]). The mock decides by
+    /// this flag, never by the key's name.
+    ///
+    /// # Panics
+    /// If the OS random number generator fails (test support only).
+    pub fn add_multi_region_key(&self, id: &str) -> KeyRef {
+        self.insert_key(id, true)
+    }
+
+    fn insert_key(&self, id: &str, multi_region: bool) -> KeyRef {
         let material = SecretKey::generate().expect("OS randomness");
         lock(&self.keys).insert(
             id.to_owned(),
             MockKey {
                 material,
                 state: KeyState::Enabled,
+                multi_region,
             },
         );
         self.key_ref(id)
+    }
+
+    /// Creates alias `alias` (e.g. `alias/orders`) pointing to key
+    /// `target_id` and returns the alias's reference. Like a KMS alias, it
+    /// can be used wherever a key id can (wrap, unwrap and describe follow
+    /// it to the key it points to now) and re-pointed with
+    /// [`update_alias`](Self::update_alias); [`KeyProvider::resolve_key`]
+    /// answers with the key's reference. Returns `None` if `alias` is the
+    /// name of a key or `target_id` is not a key.
+    pub fn add_alias(&self, alias: &str, target_id: &str) -> Option<KeyRef> {
+        let keys = lock(&self.keys);
+        if keys.contains_key(alias) || !keys.contains_key(target_id) {
+            return None;
+        }
+        lock(&self.aliases).insert(alias.to_owned(), target_id.to_owned());
+        Some(self.key_ref(alias))
+    }
+
+    /// Re-points alias `alias` to key `target_id`. Returns false if there
+    /// is no such alias or no such key.
+    pub fn update_alias(&self, alias: &str, target_id: &str) -> bool {
+        if !lock(&self.keys).contains_key(target_id) {
+            return false;
+        }
+        match lock(&self.aliases).get_mut(alias) {
+            Some(target) => {
+                target_id.clone_into(target);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The key id `root` designates now: the target of an alias, or the id
+    /// itself.
+    fn target_id(&self, root: &KeyRef) -> String {
+        lock(&self.aliases)
+            .get(root.key_id())
+            .cloned()
+            .unwrap_or_else(|| root.key_id().to_owned())
     }
 
     /// The reference of key `id`, whether or not it exists.
@@ -273,26 +337,27 @@ impl MockProvider {
         }
     }
 
-    /// Runs `f` on the enabled key named by `root`.
+    /// Runs `f` on the enabled key named by `root` (through its alias, if
+    /// `root` is one) and that key's id, which the wrapping binds: as with
+    /// KMS, what an alias wrapped unwraps under the key's own name.
     fn with_usable_key<T>(
         &self,
         root: &KeyRef,
-        f: impl FnOnce(&SecretKey) -> Result<T>,
+        f: impl FnOnce(&SecretKey, &str) -> Result<T>,
     ) -> Result<T> {
+        let target = self.target_id(root);
         let keys = lock(&self.keys);
-        let key = keys
-            .get(root.key_id())
-            .ok_or_else(|| Error::KeyUnavailable {
-                key: root.to_string(),
-                state: KeyState::NotFound,
-            })?;
+        let key = keys.get(&target).ok_or_else(|| Error::KeyUnavailable {
+            key: root.to_string(),
+            state: KeyState::NotFound,
+        })?;
         if !key.state.is_usable() {
             return Err(Error::KeyUnavailable {
                 key: root.to_string(),
                 state: key.state,
             });
         }
-        f(&key.material)
+        f(&key.material, &target)
     }
 
     fn wrap_now(
@@ -301,9 +366,9 @@ impl MockProvider {
         key: &SecretKey,
         context: &EncryptionContext,
     ) -> Result<WrappedKey> {
-        self.with_usable_key(root, |material| {
+        self.with_usable_key(root, |material, key_id| {
             let wrapper: KeyWrapper = KeyWrapper::new(material);
-            let wrapped = wrapper.wrap(key, &root_wrap_aad(root.key_id(), context))?;
+            let wrapped = wrapper.wrap(key, &root_wrap_aad(key_id, context))?;
             Ok(WrappedKey::from_bytes(wrapped.to_vec()))
         })
     }
@@ -336,9 +401,9 @@ impl KeyProvider for MockProvider {
         if let Some(fault) = self.enter(Operation::Unwrap, root).await? {
             return Err(self.fault_error(fault, Operation::Unwrap, root));
         }
-        self.with_usable_key(root, |material| {
+        self.with_usable_key(root, |material, key_id| {
             let wrapper: KeyWrapper = KeyWrapper::new(material);
-            wrapper.unwrap(wrapped.as_bytes(), &root_wrap_aad(root.key_id(), context))
+            wrapper.unwrap(wrapped.as_bytes(), &root_wrap_aad(key_id, context))
         })
     }
 
@@ -348,9 +413,35 @@ impl KeyProvider for MockProvider {
             Some(fault) => return Err(self.fault_error(fault, Operation::Describe, root)),
             None => {}
         }
+        let target = self.target_id(root);
         Ok(lock(&self.keys)
-            .get(root.key_id())
+            .get(&target)
             .map_or(KeyState::NotFound, |k| k.state))
+    }
+
+    async fn resolve_key(&self, root: &KeyRef) -> Result<KeyRef> {
+        if let Some(fault) = self.enter(Operation::Resolve, root).await? {
+            return Err(self.fault_error(fault, Operation::Resolve, root));
+        }
+        // Like KMS DescribeKey: any state but deleted answers.
+        let target = self.target_id(root);
+        if lock(&self.keys).contains_key(&target) {
+            Ok(self.key_ref(&target))
+        } else {
+            Err(Error::KeyUnavailable {
+                key: root.to_string(),
+                state: KeyState::NotFound,
+            })
+        }
+    }
+
+    fn is_multi_region(&self, root: &KeyRef) -> bool {
+        // By the key's flag only: an alias is never multi-region itself,
+        // whatever its name or target.
+        root.provider() == MOCK_PROVIDER
+            && lock(&self.keys)
+                .get(root.key_id())
+                .is_some_and(|k| k.multi_region)
     }
 
     async fn generate_key(
@@ -529,6 +620,60 @@ mod tests {
                 &ValidationFailure::KeyState(KeyState::NotFound)
             ))
         );
+    }
+
+    #[tokio::test]
+    async fn aliases_resolve_to_their_key_and_can_be_re_pointed() {
+        let m = MockProvider::new();
+        let a = m.add_key("key-a");
+        let b = m.add_key("key-b");
+        assert!(m.add_alias("alias/x", "nope").is_none());
+        assert!(m.add_alias("key-b", "key-a").is_none());
+        let alias = m.add_alias("alias/x", "key-a").unwrap();
+        assert_eq!(m.resolve_key(&alias).await.unwrap(), a);
+        assert_eq!(m.resolve_key(&a).await.unwrap(), a);
+        assert_eq!(m.calls(Operation::Resolve), 2);
+        // Through the alias is through its key: what one wraps, the other
+        // unwraps.
+        let key = SecretKey::generate().unwrap();
+        let wrapped = m.wrap_key(&alias, &key, &ctx()).await.unwrap();
+        assert_eq!(m.unwrap_key(&a, &wrapped, &ctx()).await.unwrap(), key);
+
+        assert!(m.update_alias("alias/x", "key-b"));
+        assert!(!m.update_alias("alias/y", "key-b"));
+        assert!(!m.update_alias("alias/x", "nope"));
+        assert_eq!(m.resolve_key(&alias).await.unwrap(), b);
+        m.disable_key("key-a");
+        assert_eq!(m.describe_key(&alias).await.unwrap(), KeyState::Enabled);
+        assert_eq!(m.describe_key(&a).await.unwrap(), KeyState::Disabled);
+        let err = m.unwrap_key(&alias, &wrapped, &ctx()).await.unwrap_err();
+        assert!(matches!(err, Error::Integrity { .. }), "{err}");
+
+        let missing = m.resolve_key(&m.key_ref("alias/none")).await.unwrap_err();
+        assert!(
+            matches!(
+                missing,
+                Error::KeyUnavailable {
+                    state: KeyState::NotFound,
+                    ..
+                }
+            ),
+            "{missing}"
+        );
+        m.inject_fault(Fault::Unreachable, Some(Operation::Resolve), Some(1));
+        let err = m.resolve_key(&alias).await.unwrap_err();
+        assert!(matches!(err, Error::ProviderUnreachable { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn only_flagged_keys_are_multi_region() {
+        let m = MockProvider::new();
+        let mrk = m.add_multi_region_key("any-name");
+        let named = m.add_key("mrk-1234abcd12ab34cd56ef1234567890ab");
+        let alias = m.add_alias("alias/mrk-x", "any-name").unwrap();
+        assert!(m.is_multi_region(&mrk));
+        assert!(!m.is_multi_region(&named));
+        assert!(!m.is_multi_region(&alias));
     }
 
     #[tokio::test]

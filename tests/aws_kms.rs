@@ -474,3 +474,193 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_in_kms() {
         Some(ZoneAvailability::Available)
     );
 }
+
+/// Creates alias `alias/cmek-<tag>-<key id>` for `key_id` and returns its name
+/// (unique per key, since the server is shared by every test).
+async fn create_alias(p: &AwsKmsProvider, tag: &str, key_id: &str) -> String {
+    let alias = format!("alias/{tag}-{key_id}");
+    p.client()
+        .create_alias()
+        .alias_name(&alias)
+        .target_key_id(key_id)
+        .send()
+        .await
+        .unwrap();
+    alias
+}
+
+#[tokio::test]
+async fn aliases_and_key_ids_resolve_to_the_key_arn() {
+    let Some(url) = endpoint() else { return };
+    let kms = provider(&url, PRIMARY_REGION);
+    let (arn, key_id) = create_key_with_id(&kms, false).await;
+    let key = kms.key_ref(&arn);
+    let alias = create_alias(&kms, "cmek-resolve", &key_id).await;
+    let account = arn.split(':').nth(4).unwrap();
+    let alias_arn = format!("arn:aws:kms:{PRIMARY_REGION}:{account}:{alias}");
+    for named in [&alias, &alias_arn, &key_id, &arn] {
+        assert_eq!(
+            kms.resolve_key(&kms.key_ref(named)).await.unwrap(),
+            key,
+            "{named}"
+        );
+    }
+    let err = kms
+        .resolve_key(&kms.key_ref("alias/cmek-does-not-exist"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KeyUnavailable {
+                state: KeyState::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let nowhere = provider("http://127.0.0.1:9", PRIMARY_REGION);
+    let err = nowhere
+        .resolve_key(&nowhere.key_ref(&alias))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ProviderUnreachable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn the_registry_takes_replicas_only_for_a_real_multi_region_key() {
+    use cmek::registry::KeyRegistry;
+
+    let Some(url) = endpoint() else { return };
+    let kms = provider(&url, PRIMARY_REGION);
+    let arn = create_replicated_key(&kms).await;
+    let mrk_id = arn.rsplit('/').next().unwrap().to_owned();
+    // An alias named like a multi-region key, pointing to one.
+    let alias = format!("alias/{mrk_id}");
+    kms.client()
+        .create_alias()
+        .alias_name(&alias)
+        .target_key_id(&mrk_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(alias.starts_with("alias/mrk-"), "{alias}");
+    let dir = tempfile::tempdir().unwrap();
+    let registry = KeyRegistry::open(dir.path().join("registry")).unwrap();
+    let err = registry
+        .add_key(&kms, kms.key_ref(&alias), &[REPLICA_REGION])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("not a multi-region key")),
+        "{err}"
+    );
+    assert!(registry.keys().is_empty());
+    let key = kms.key_ref(&arn);
+    registry
+        .add_key(&kms, key.clone(), &[REPLICA_REGION])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.keys()[0].regions,
+        vec![REPLICA_REGION, PRIMARY_REGION]
+    );
+    // The alias stands for the key: resolved, it is the key's ARN.
+    assert_eq!(kms.resolve_key(&kms.key_ref(&alias)).await.unwrap(), key);
+}
+
+#[tokio::test]
+async fn a_zone_under_an_alias_stays_on_its_key_when_the_alias_moves() {
+    use cmek::monitor::{KeyMonitor, MonitorConfig, MonitorEvent};
+    use cmek::zone::{Keyring, MemoryManifestStore, ZoneAvailability, ZoneSpec};
+    use std::sync::Arc;
+
+    let Some(url) = endpoint() else { return };
+    let kms = provider(&url, PRIMARY_REGION);
+    let (arn_a, id_a) = create_key_with_id(&kms, false).await;
+    let (arn_b, id_b) = create_key_with_id(&kms, false).await;
+    let (key_a, key_b) = (kms.key_ref(&arn_a), kms.key_ref(&arn_b));
+    let alias = create_alias(&kms, "cmek-zone", &id_a).await;
+    let keyring = Keyring::new(Arc::new(kms.clone()));
+    let zone = keyring
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("orders", PRIMARY_REGION, kms.key_ref(&alias)),
+        )
+        .await
+        .unwrap();
+    // The zone records the key the alias pointed to, and the alias.
+    assert_eq!(zone.root(), key_a);
+    assert_eq!(zone.manifest().root_alias(), Some(alias.as_str()));
+    let segment = zone.encrypt_segment("orders/1", b"rows").unwrap();
+
+    let interval = Duration::from_millis(500);
+    let monitor = KeyMonitor::new(MonitorConfig::with_interval(interval));
+    monitor.watch_zone(&zone);
+    let mut events = monitor.subscribe();
+    let _loop = monitor.spawn();
+    let deadline = interval + monitor.config().check_timeout;
+    tokio::time::sleep(interval).await;
+    assert!(zone.is_available());
+
+    // The alias is re-pointed to key B and key A disabled: the zone stops
+    // within one interval (it is not kept serving through the alias) and
+    // the move is reported.
+    kms.client()
+        .update_alias()
+        .alias_name(&alias)
+        .target_key_id(&id_b)
+        .send()
+        .await
+        .unwrap();
+    kms.client()
+        .disable_key()
+        .key_id(&id_a)
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (mut stopped, mut moved) = (false, false);
+    tokio::time::timeout(deadline, async {
+        while !(stopped && moved) {
+            match events.recv().await.unwrap() {
+                MonitorEvent::ZoneAvailabilityChanged { new, .. } => {
+                    assert_eq!(new, ZoneAvailability::Unavailable(KeyState::Disabled));
+                    stopped = true;
+                }
+                MonitorEvent::RootAliasMoved {
+                    zone: z,
+                    alias: a,
+                    recorded,
+                    now,
+                    ..
+                } => {
+                    assert_eq!((z, &a[..]), (zone.id(), alias.as_str()));
+                    assert_eq!((&recorded, &now), (&key_a, &key_b));
+                    moved = true;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the zone stops and the move is reported within one interval plus one check");
+    assert!(started.elapsed() < deadline);
+    assert_eq!(zone.root(), key_a);
+    assert_eq!(
+        monitor.key_status(&key_b),
+        None,
+        "the alias is never followed"
+    );
+    let err = zone.decrypt_segment("orders/1", &segment).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KeyUnavailable {
+                state: KeyState::Disabled,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -257,3 +257,85 @@ async fn a_multi_region_key_serves_its_replica_regions() {
         .success()
         .stdout(contains(arn.replace(REGION, OTHER_REGION)).and(contains(&arn)));
 }
+
+#[tokio::test]
+async fn a_zone_created_with_an_alias_records_the_key_it_points_to() {
+    let Some(endpoint) = endpoint() else { return };
+    let p = common::provider(&endpoint, REGION, &AwsKmsOptions::default());
+    let (arn, key_id) = common::create_key_with_id(&p, false).await;
+    let alias = format!("alias/cmek-cli-{key_id}");
+    p.client()
+        .create_alias()
+        .alias_name(&alias)
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| cmek(dir.path(), &endpoint).args(args).assert();
+    let named = format!("aws:{alias}");
+
+    // The registry holds the key, not the alias.
+    run(&["key", "add", &named, "--region", REGION])
+        .success()
+        .stdout(contains(format!(
+            "registered aws-kms:{REGION}:{arn} (alias {alias})"
+        )));
+    run(&[
+        "zone", "create", "orders", "--key", &named, "--region", REGION,
+    ])
+    .success()
+    .stdout(contains(format!(
+        "under aws-kms:{REGION}:{arn} (alias {alias})"
+    )));
+    run(&["zone", "show", "orders"]).success().stdout(
+        contains(format!("root key       aws-kms:{REGION}:{arn}"))
+            .and(contains(format!("root alias     {alias}"))),
+    );
+    run(&["zone", "show", "orders", "--json"])
+        .success()
+        .stdout(contains(format!("\"root_alias\": \"{alias}\"")));
+    // The zone is the key's: the key cannot leave the registry, named by
+    // its ARN or by the alias.
+    run(&["key", "delete", &format!("aws:{arn}")])
+        .code(REFUSED)
+        .stderr(contains("in use by zone: orders"));
+    run(&["key", "delete", &named, "--region", REGION])
+        .code(REFUSED)
+        .stderr(contains("in use by zone: orders"));
+
+    // Rotating to another alias records that alias's key, in the zone and
+    // in the registry.
+    let (second, second_id) = common::create_key_with_id(&p, false).await;
+    let second_alias = format!("alias/cmek-cli-{second_id}");
+    p.client()
+        .create_alias()
+        .alias_name(&second_alias)
+        .target_key_id(&second_id)
+        .send()
+        .await
+        .unwrap();
+    let second_named = format!("aws:{second_alias}");
+    run(&["key", "add", &second_named, "--region", REGION]).success();
+    run(&[
+        "zone",
+        "rotate-root",
+        "orders",
+        "--key",
+        &second_named,
+        "--region",
+        REGION,
+    ])
+    .success()
+    .stdout(contains(format!(
+        "wrapped by aws-kms:{REGION}:{second} (alias {second_alias})"
+    )));
+    run(&["zone", "show", "orders"]).success().stdout(
+        contains(format!("root key       aws-kms:{REGION}:{second}"))
+            .and(contains(format!("root alias     {second_alias}"))),
+    );
+    run(&["key", "delete", &named, "--region", REGION]).success();
+    run(&["key", "delete", &second_named, "--region", REGION])
+        .code(REFUSED)
+        .stderr(contains("in use by zone: orders"));
+}

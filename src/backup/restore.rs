@@ -59,7 +59,7 @@ use super::state::{
 };
 use super::{copy_all, CopyError, Phase, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST};
 use crate::cipher::SHA256_LEN;
-use crate::provider::KeyRef;
+use crate::provider::{KeyProvider, KeyRef};
 use crate::zone::{
     Keyring, ManifestStore, SegmentHeader, Zone, ZoneAnchor, ZoneId, ZoneManifest, ZoneSpec,
     SEGMENT_HEADER_LEN,
@@ -341,14 +341,16 @@ impl Restore {
         self.trust.check(bundle.manifest().zone())?;
         let backup_root = bundle.manifest().zone().root().clone();
         check_region(
+            self.source.provider().as_ref(),
             &backup_root,
             self.region(),
             "the backup was made under a single-region key, which exists only in its own \
              region: a backup restores in another region only if its zone's root key is a \
              multi-region (mrk-) key with a replica there",
         )?;
-        if let Target::Zone { spec, .. } = &self.target {
+        if let Target::Zone { keyring, spec } = &self.target {
             check_region(
+                keyring.provider().as_ref(),
                 &spec.root,
                 &spec.region,
                 "a zone's root key must be in the zone's region (or be a multi-region key \
@@ -389,10 +391,13 @@ impl Restore {
         };
         let target = match &self.target {
             Target::Zone { keyring, spec } => {
-                let zone = if ManifestStore::load(&*store)?.is_some() {
+                let zone = if let Some(bytes) = ManifestStore::load(&*store)? {
                     // Only the zone this restore created, under the target
-                    // root it was asked for, is resumed.
-                    let anchor = ZoneAnchor::new(state.zone_id, spec.root.clone(), 1);
+                    // root it was asked for (checked above; an alias is
+                    // recorded as the key it pointed to), is resumed.
+                    let recorded = ZoneManifest::parse(&bytes)?;
+                    check_restored_zone(&recorded, &state, body_zone)?;
+                    let anchor = ZoneAnchor::new(state.zone_id, recorded.root().clone(), 1);
                     keyring.open_zone(store, &anchor).await?
                 } else {
                     let body = match self.mode {
@@ -554,7 +559,7 @@ fn check_restored_zone(
             "a plaintext restore has no zone".into(),
         ));
     };
-    if zone.root() != &target.root {
+    if !zone.was_created_under(&target.root) {
         return reject(StateRejection::UnexpectedRoot {
             expected: target.root.to_string(),
             found: zone.root().to_string(),
@@ -583,9 +588,15 @@ fn check_restored_zone(
 }
 
 /// Refuses a root key that cannot serve `region`: only a multi-region key
-/// leaves its home region.
-fn check_region(root: &KeyRef, region: &str, reason: &'static str) -> Result<()> {
-    if root.region() == region || is_multi_region(root) {
+/// leaves its home region, and only the key's provider can say which keys
+/// are (an alias never is).
+fn check_region(
+    provider: &dyn KeyProvider,
+    root: &KeyRef,
+    region: &str,
+    reason: &'static str,
+) -> Result<()> {
+    if root.region() == region || provider.is_multi_region(root) {
         return Ok(());
     }
     Err(Error::RegionMismatch {
@@ -594,25 +605,6 @@ fn check_region(root: &KeyRef, region: &str, reason: &'static str) -> Result<()>
         region: region.to_owned(),
         reason,
     })
-}
-
-/// True for an AWS KMS multi-region key, by ARN or bare `mrk-` id; no other
-/// provider has keys that live in several regions.
-fn is_multi_region(root: &KeyRef) -> bool {
-    #[cfg(feature = "aws-kms")]
-    {
-        use crate::provider::aws::arn::{is_multi_region_key_id, KmsArn};
-        root.provider() == crate::provider::AWS_KMS_PROVIDER
-            && match KmsArn::parse(root.key_id()) {
-                Some(arn) => arn.is_multi_region(),
-                None => is_multi_region_key_id(root.key_id()),
-            }
-    }
-    #[cfg(not(feature = "aws-kms"))]
-    {
-        let _ = root;
-        false
-    }
 }
 
 /// A restore whose zones are open: the file work is left, and needs no

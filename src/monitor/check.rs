@@ -1,4 +1,5 @@
-//! One key's check: describe it and, optionally, try it.
+//! One key's check: describe it and, optionally, try it; and the
+//! resolution of a zone's root key alias.
 
 use std::future::Future;
 
@@ -49,6 +50,26 @@ async fn check_key_untimed(
         Ok(()) => KeyState::Enabled,
         Err(e) => state_of_error(&e),
     }
+}
+
+/// The key `alias` points to now, with the retries and the time bound of a
+/// key check.
+pub(super) async fn resolve_alias(
+    provider: &dyn KeyProvider,
+    alias: &KeyRef,
+    config: &MonitorConfig,
+) -> Result<KeyRef> {
+    tokio::time::timeout(
+        config.check_timeout,
+        with_retries(config, || provider.resolve_key(alias)),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::ProviderUnreachable {
+            provider: alias.provider().to_owned(),
+            reason: "alias resolution timed out".into(),
+        })
+    })
 }
 
 /// Describes again after `Unreachable`, up to `config.retries` times.

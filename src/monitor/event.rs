@@ -36,6 +36,25 @@ pub enum MonitorEvent {
         /// When the change took effect.
         at: SystemTime,
     },
+    /// The alias a zone's root key was named by when it was chosen now
+    /// points to another key. The zone stays under the key it recorded
+    /// (`recorded`) and is gated on that key only: the alias is never
+    /// followed. Whoever re-pointed the alias may be moving away from the
+    /// recorded key — disabling it will stop the zone — so this is a key
+    /// change to act on (rotate the zone to the new key, or put the alias
+    /// back). Published when a check first sees the alias at `now`.
+    RootAliasMoved {
+        /// The zone.
+        zone: ZoneId,
+        /// The alias, as the zone's creator named it (e.g. `alias/orders`).
+        alias: String,
+        /// The key the zone recorded, which wraps its EZKs.
+        recorded: KeyRef,
+        /// The key the alias points to now.
+        now: KeyRef,
+        /// When the move was observed.
+        at: SystemTime,
+    },
 }
 
 impl MonitorEvent {
@@ -43,15 +62,18 @@ impl MonitorEvent {
     pub fn at(&self) -> SystemTime {
         match self {
             MonitorEvent::KeyStatusChanged { at, .. }
-            | MonitorEvent::ZoneAvailabilityChanged { at, .. } => *at,
+            | MonitorEvent::ZoneAvailabilityChanged { at, .. }
+            | MonitorEvent::RootAliasMoved { at, .. } => *at,
         }
     }
 
-    /// The key the event is about.
+    /// The key the event is about (for an alias move, the key the zone
+    /// recorded).
     pub fn key(&self) -> &KeyRef {
         match self {
             MonitorEvent::KeyStatusChanged { key, .. }
             | MonitorEvent::ZoneAvailabilityChanged { key, .. } => key,
+            MonitorEvent::RootAliasMoved { recorded, .. } => recorded,
         }
     }
 
@@ -79,6 +101,16 @@ impl MonitorEvent {
                     tracing::warn!(target: "cmek::monitor", zone = %zone, key = %key, old = %old, new = %new, "zone availability changed");
                 }
             }
+            MonitorEvent::RootAliasMoved {
+                zone,
+                alias,
+                recorded,
+                now,
+                ..
+            } => {
+                tracing::warn!(target: "cmek::monitor", zone = %zone, alias, recorded = %recorded, now = %now,
+                    "root key alias now points to another key; the zone stays under the key it recorded");
+            }
         }
     }
 }
@@ -97,6 +129,16 @@ impl fmt::Display for MonitorEvent {
                 new,
                 ..
             } => write!(f, "zone {zone} (key {key}): {old} -> {new}"),
+            MonitorEvent::RootAliasMoved {
+                zone,
+                alias,
+                recorded,
+                now,
+                ..
+            } => write!(
+                f,
+                "zone {zone}: root key alias {alias} now points to {now}, not to the zone's key {recorded}"
+            ),
         }
     }
 }

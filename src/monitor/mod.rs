@@ -26,6 +26,15 @@
 //! Outside the bound: a revocation hidden behind an unreachable provider,
 //! which follows the [`UnreachablePolicy`].
 //!
+//! **Aliases.** A zone records the key its root alias pointed to when the
+//! zone was created (or rotated), and the monitor checks that key — never
+//! the alias, which anyone allowed to manage aliases can re-point. For a
+//! zone with a [root alias](crate::zone::ZoneManifest::root_alias), each
+//! check also resolves the alias; when it points elsewhere, the monitor
+//! publishes [`MonitorEvent::RootAliasMoved`] (and a `warn`), and keeps
+//! gating the zone on its recorded key: disabling that key stops the zone
+//! within the bound above, whatever the alias says.
+//!
 //! Changes are published as [`MonitorEvent`]s to every
 //! [`subscribe`](KeyMonitor::subscribe)r and as `tracing` events.
 //!
@@ -79,6 +88,9 @@ type Target = (KeyRef, Arc<dyn KeyProvider>);
 struct Watched {
     keys: HashMap<KeyRef, KeyEntry>,
     zones: Vec<ZoneEntry>,
+    /// Per zone and root alias, the other key the alias was last seen
+    /// pointing to (reported once per new target).
+    moved_aliases: HashMap<(ZoneId, KeyRef), KeyRef>,
 }
 
 impl Watched {
@@ -239,6 +251,16 @@ impl KeyMonitor {
         let started = Instant::now();
         let (targets, zones) = self.targets();
 
+        // Root aliases resolve alongside the key checks; they only inform.
+        let mut alias_checks = JoinSet::new();
+        for (alias, provider) in root_aliases(&zones) {
+            let config = self.config.clone();
+            alias_checks.spawn(async move {
+                let now = check::resolve_alias(provider.as_ref(), &alias, &config).await;
+                (alias, now)
+            });
+        }
+
         let mut checks = JoinSet::new();
         for (key, provider) in targets {
             let config = self.config.clone();
@@ -268,7 +290,7 @@ impl KeyMonitor {
         }
 
         let mut zone_report = Vec::with_capacity(zones.len());
-        for zone in zones {
+        for zone in &zones {
             let root = zone.root();
             let Some(state) = results.get(&root).copied() else {
                 // The root changed while the keys were checked: the next
@@ -277,8 +299,28 @@ impl KeyMonitor {
                 zone_report.push((zone.id(), zone.availability()));
                 continue;
             };
-            retry_soon |= !self.gate(&zone, &root, state).await;
+            retry_soon |= !self.gate(zone, &root, state).await;
             zone_report.push((zone.id(), zone.availability()));
+        }
+
+        // After gating, so that a slow alias never delays a revocation.
+        let mut aliases = HashMap::new();
+        while let Some(joined) = alias_checks.join_next().await {
+            match joined {
+                Ok((alias, Ok(now))) => {
+                    aliases.insert(alias, now);
+                }
+                Ok((alias, Err(e))) => {
+                    tracing::warn!(target: "cmek::monitor", alias = %alias, error = %e,
+                        "could not resolve a zone's root key alias (zones are gated on their recorded keys)");
+                }
+                Err(e) => {
+                    tracing::error!(target: "cmek::monitor", error = %e, "alias check task failed")
+                }
+            }
+        }
+        for zone in &zones {
+            self.compare_alias(zone, &aliases);
         }
 
         let mut keys: Vec<_> = results.into_iter().collect();
@@ -327,6 +369,10 @@ impl KeyMonitor {
             }
             None => false,
         });
+        let live: std::collections::HashSet<ZoneId> = zones.iter().map(Zone::id).collect();
+        watched
+            .moved_aliases
+            .retain(|(zone, _), _| live.contains(zone));
         let roots: HashMap<KeyRef, &Zone> = zones.iter().map(|z| (z.root(), z)).collect();
         watched
             .keys
@@ -347,6 +393,37 @@ impl KeyMonitor {
             .map(|(key, entry)| (key.clone(), Arc::clone(&entry.provider)))
             .collect();
         (targets, zones)
+    }
+
+    /// Publishes a move of `zone`'s root alias away from its recorded key,
+    /// once per new target. Never changes the zone.
+    fn compare_alias(&self, zone: &Zone, aliases: &HashMap<KeyRef, KeyRef>) {
+        let Some((root, alias)) = root_alias_of(zone) else {
+            return;
+        };
+        let Some(now) = aliases.get(&alias) else {
+            return;
+        };
+        let slot = (zone.id(), alias.clone());
+        let newly_moved = {
+            let mut watched = self.lock();
+            if *now == root {
+                // Back where the zone's key is: a later move is news again.
+                watched.moved_aliases.remove(&slot);
+                false
+            } else {
+                watched.moved_aliases.insert(slot, now.clone()).as_ref() != Some(now)
+            }
+        };
+        if newly_moved {
+            self.publish(MonitorEvent::RootAliasMoved {
+                zone: zone.id(),
+                alias: alias.key_id().to_owned(),
+                recorded: root,
+                now: now.clone(),
+                at: SystemTime::now(),
+            });
+        }
     }
 
     /// Stores a key's new state and publishes a change.
@@ -460,6 +537,27 @@ impl KeyMonitor {
     fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `zone`'s root key and the reference of its root alias, if it has one
+/// (the alias name in the provider and region of the key it was resolved
+/// to), from one snapshot of the manifest.
+fn root_alias_of(zone: &Zone) -> Option<(KeyRef, KeyRef)> {
+    let manifest = zone.manifest();
+    let root = manifest.root();
+    let alias = KeyRef::new(root.provider(), manifest.root_alias()?, root.region());
+    Some((root.clone(), alias))
+}
+
+/// Every distinct root alias of `zones`, with the provider to resolve it.
+fn root_aliases(zones: &[Zone]) -> Vec<Target> {
+    let mut aliases: HashMap<KeyRef, Arc<dyn KeyProvider>> = HashMap::new();
+    for zone in zones {
+        if let Some((_, alias)) = root_alias_of(zone) {
+            aliases.entry(alias).or_insert_with(|| zone.provider());
+        }
+    }
+    aliases.into_iter().collect()
 }
 
 /// The running check loop of a [`KeyMonitor`]. Dropping it stops the loop.

@@ -495,3 +495,125 @@ async fn streams_open_before_the_key_was_revoked_stop_at_their_next_segment() {
     assert!(refused(&err), "{err:?}");
     assert!(matches!(writer.finish(), Err(Error::KeyUnavailable { .. })));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_re_pointed_root_alias_is_reported_and_never_followed() {
+    let kms = Arc::new(MockProvider::new());
+    let key_a = kms.add_key("key-a");
+    let key_b = kms.add_key("key-b");
+    let alias = kms.add_alias("alias/orders", "key-a").unwrap();
+    let keyring = Keyring::new(kms.clone());
+    let zone = keyring
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("orders", "local", alias),
+        )
+        .await
+        .unwrap();
+    assert_eq!(zone.root(), key_a);
+    let segment = zone.encrypt_segment("seg-1", PLAINTEXT).unwrap();
+    let monitor = KeyMonitor::new(config());
+    monitor.watch_zone(&zone);
+    let mut events = monitor.subscribe();
+    let _loop = monitor.spawn();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_serves(&segment, &zone);
+    let first = drain(&mut events);
+    assert!(
+        !first
+            .iter()
+            .any(|e| matches!(e, MonitorEvent::RootAliasMoved { .. })),
+        "{first:?}"
+    );
+
+    // The alias moves to another key and the old key is disabled: the
+    // zone stops within one interval, as for any revocation of its key.
+    assert!(kms.update_alias("alias/orders", "key-b"));
+    assert!(kms.disable_key("key-a"));
+    tokio::time::sleep(INTERVAL).await;
+    assert_refused(&zone, &segment, KeyState::Disabled);
+    assert_eq!(zone.root(), key_a, "the zone does not follow the alias");
+    assert_eq!(monitor.key_status(&key_b), None, "key-b is never checked");
+    let moved = drain(&mut events);
+    assert!(
+        moved.iter().any(|e| matches!(e,
+            MonitorEvent::RootAliasMoved { zone: z, alias, recorded, now, .. }
+                if *z == zone.id() && alias == "alias/orders" && *recorded == key_a && *now == key_b)),
+        "{moved:?}"
+    );
+    assert!(moved.iter().any(|e| matches!(
+        e,
+        MonitorEvent::ZoneAvailabilityChanged {
+            new: ZoneAvailability::Unavailable(KeyState::Disabled),
+            ..
+        }
+    )));
+    let text = moved
+        .iter()
+        .find(|e| matches!(e, MonitorEvent::RootAliasMoved { .. }))
+        .unwrap()
+        .to_string();
+    assert!(text.contains("alias/orders now points to"), "{text}");
+
+    // Reported once per move, not at every check; a zone whose key is
+    // enabled again serves under that key, alias still elsewhere.
+    assert!(kms.enable_key("key-a"));
+    tokio::time::sleep(INTERVAL).await;
+    assert_serves(&segment, &zone);
+    let later = drain(&mut events);
+    assert!(
+        !later
+            .iter()
+            .any(|e| matches!(e, MonitorEvent::RootAliasMoved { .. })),
+        "{later:?}"
+    );
+    // Back and away again is a new move.
+    assert!(kms.update_alias("alias/orders", "key-a"));
+    tokio::time::sleep(INTERVAL).await;
+    assert!(kms.update_alias("alias/orders", "key-b"));
+    tokio::time::sleep(INTERVAL).await;
+    let again = drain(&mut events);
+    assert_eq!(
+        again
+            .iter()
+            .filter(|e| matches!(e, MonitorEvent::RootAliasMoved { .. }))
+            .count(),
+        1,
+        "{again:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alias_that_cannot_be_resolved_changes_nothing() {
+    let kms = Arc::new(MockProvider::new());
+    let key = kms.add_key("key-a");
+    let alias = kms.add_alias("alias/orders", "key-a").unwrap();
+    let zone = Keyring::new(kms.clone())
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("orders", "local", alias),
+        )
+        .await
+        .unwrap();
+    let monitor = KeyMonitor::new(config());
+    monitor.watch_zone(&zone);
+    let mut events = monitor.subscribe();
+    kms.inject_fault(Fault::AccessDenied, Some(Operation::Resolve), None);
+    let report = monitor.check_now().await;
+    assert_eq!(report.key_state(&key), Some(KeyState::Enabled));
+    assert_eq!(
+        report.zone_availability(zone.id()),
+        Some(ZoneAvailability::Available)
+    );
+    assert!(kms.calls(Operation::Resolve) >= 1);
+    assert!(!drain(&mut events)
+        .iter()
+        .any(|e| matches!(e, MonitorEvent::RootAliasMoved { .. })));
+    // The recorded key still decides: disabled, the zone stops.
+    kms.disable_key("key-a");
+    monitor.check_now().await;
+    assert_eq!(
+        zone.availability(),
+        ZoneAvailability::Unavailable(KeyState::Disabled)
+    );
+}

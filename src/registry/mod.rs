@@ -115,9 +115,13 @@ impl KeyRegistry {
         self.limit
     }
 
-    /// Validates `key` through `provider` and adds it. `regions` are the
+    /// Validates `key` through `provider` and adds it. Register keys, not
+    /// aliases: a zone created under an alias records the key the alias
+    /// pointed to ([`KeyProvider::resolve_key`]), and zones are matched to
+    /// registered keys by that key. `regions` are the
     /// regions the key serves besides its own (the replicas of a
-    /// multi-region key; empty otherwise).
+    /// multi-region key, as `provider` decides with
+    /// [`KeyProvider::is_multi_region`]; empty otherwise).
     ///
     /// # Errors
     /// [`Error::LimitExceeded`] past the limit; [`Error::InvalidArgument`]
@@ -131,7 +135,9 @@ impl KeyRegistry {
         replica_regions: &[&str],
     ) -> Result<()> {
         self.check_can_add(&key)?;
-        if !replica_regions.is_empty() && !is_multi_region(&key) {
+        // Only the provider may say a key is multi-region: `alias/mrk-x` is
+        // an alias, whatever it points to, and is refused replicas.
+        if !replica_regions.is_empty() && !provider.is_multi_region(&key) {
             return Err(Error::InvalidArgument(format!(
                 "key {key} is not a multi-region key and has no replicas"
             )));
@@ -382,12 +388,6 @@ fn check_can_add(state: &RegistryState, key: &KeyRef, limit: usize) -> Result<()
         });
     }
     Ok(())
-}
-
-fn is_multi_region(key: &KeyRef) -> bool {
-    let id = key.key_id();
-    let bare = id.rsplit('/').next().unwrap_or(id);
-    bare.starts_with("mrk-")
 }
 
 /// Keys and zones, by their own order.

@@ -79,7 +79,7 @@ async fn zones_only_use_keys_of_their_region() {
     assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
 
     // A multi-region key serves the regions it is replicated to.
-    let mrk = kms.add_key("mrk-1234abcd12ab34cd56ef1234567890ab");
+    let mrk = kms.add_multi_region_key("mrk-1234abcd12ab34cd56ef1234567890ab");
     reg.add_key(&kms, mrk.clone(), &["eu-west-1"])
         .await
         .unwrap();
@@ -141,7 +141,7 @@ async fn state_survives_a_restart() {
     let (dir, reg) = registry(20);
     let kms = MockProvider::new();
     let k = kms.add_key("k");
-    let mrk = kms.add_key("mrk-00000000000000000000000000000000");
+    let mrk = kms.add_multi_region_key("mrk-00000000000000000000000000000000");
     reg.add_key(&kms, k.clone(), &[]).await.unwrap();
     reg.add_key(&kms, mrk.clone(), &["r2", "r3"]).await.unwrap();
     reg.register_zone(zone_id(7), "orders", "r2", &mrk).unwrap();
@@ -361,7 +361,8 @@ async fn a_zones_recorded_generation_only_moves_forward() {
     let kms = MockProvider::new();
     let key = kms.add_key("k");
     reg.add_key(&kms, key.clone(), &[]).await.unwrap();
-    reg.register_zone(zone_id(1), "z", key.region(), &key).unwrap();
+    reg.register_zone(zone_id(1), "z", key.region(), &key)
+        .unwrap();
     assert_eq!(reg.zone(zone_id(1)).unwrap().generation, 0);
     let anchor = |g| crate::zone::ZoneAnchor::new(zone_id(1), key.clone(), g);
     reg.record_zone(&anchor(5)).unwrap();
@@ -372,4 +373,62 @@ async fn a_zones_recorded_generation_only_moves_forward() {
     assert!(reg
         .record_zone(&crate::zone::ZoneAnchor::new(zone_id(9), key.clone(), 1))
         .is_err());
+}
+
+#[tokio::test]
+async fn only_the_provider_says_a_key_is_multi_region() {
+    let (_dir, reg) = registry(20);
+    let kms = MockProvider::with_region("us-east-1");
+    // A key merely named like a multi-region key, and an alias named like
+    // one that points to a real one: neither may claim replicas.
+    let named = kms.add_key("mrk-1234abcd12ab34cd56ef1234567890ab");
+    let real = kms.add_multi_region_key("real");
+    let alias = kms.add_alias("alias/mrk-x", "real").unwrap();
+    for key in [named.clone(), alias.clone()] {
+        kms.reset_calls();
+        let err = reg
+            .add_key(&kms, key.clone(), &["eu-west-1"])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("not a multi-region key")),
+            "{key}: {err}"
+        );
+        assert_eq!(kms.total_calls(), 0, "refused before any provider call");
+    }
+    assert!(reg.keys().is_empty());
+    reg.add_key(&kms, real.clone(), &["eu-west-1"])
+        .await
+        .unwrap();
+    assert_eq!(reg.keys()[0].regions, vec!["eu-west-1", "us-east-1"]);
+}
+
+#[cfg(feature = "aws-kms")]
+#[tokio::test]
+async fn an_aws_alias_named_mrk_is_not_a_multi_region_key() {
+    use aws_config::{BehaviorVersion, Region};
+    let (_dir, reg) = registry(20);
+    // No endpoint it could reach: the refusal comes before any KMS call.
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .build();
+    let aws = crate::provider::AwsKmsProvider::from_client(
+        aws_sdk_kms::Client::from_conf(config),
+        "us-east-1",
+    );
+    for id in [
+        "alias/mrk-x",
+        "arn:aws:kms:us-east-1:111122223333:alias/mrk-1234abcd12ab34cd56ef1234567890ab",
+    ] {
+        let err = reg
+            .add_key(&aws, aws.key_ref(id), &["eu-west-1"])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("not a multi-region key")),
+            "{id}: {err}"
+        );
+    }
+    assert!(reg.keys().is_empty());
 }

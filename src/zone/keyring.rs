@@ -23,7 +23,8 @@ pub struct ZoneSpec {
     pub name: String,
     /// The region the zone lives in.
     pub region: String,
-    /// The root key that wraps the zone's EZKs.
+    /// The root key that wraps the zone's EZKs: a key, or an alias that
+    /// the zone resolves once, at creation, to the key it points to.
     pub root: KeyRef,
     /// Stream parameters of the segments the zone writes.
     pub stream: Params,
@@ -87,9 +88,12 @@ impl Keyring {
         &self.provider
     }
 
-    /// Creates a zone: draws its id and first EZK, wraps the EZK under
-    /// `spec.root` (one provider call), and persists the manifest in `store`
-    /// before returning.
+    /// Creates a zone: resolves `spec.root` (one provider call; an alias
+    /// becomes the key it points to now, recorded as the zone's root, and
+    /// the alias is kept for display as [`ZoneManifest::root_alias`]),
+    /// draws the zone's id and first EZK, wraps the EZK under the resolved
+    /// key (one provider call), and persists the manifest in `store` before
+    /// returning.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `store` already holds a manifest or the
@@ -122,10 +126,14 @@ impl Keyring {
                 "{store:?} already holds a zone manifest"
             )));
         }
+        // An alias is resolved once, here: the zone records the key it
+        // pointed to, so re-pointing the alias later cannot move the zone.
+        let (root, root_alias) = resolve_root(self.provider.as_ref(), &spec.root).await?;
+        ZoneManifest::check_new(&spec.name, &spec.region, &root)?;
         let version = 1;
         let (ezk, wrapped) = self
             .provider
-            .generate_key(&spec.root, &ZoneManifest::ezk_context(&zone_id, version))
+            .generate_key(&root, &ZoneManifest::ezk_context(&zone_id, version))
             .await?;
         let now = now_unix();
         let manifest = ZoneManifest {
@@ -133,8 +141,8 @@ impl Keyring {
             body_zone_id,
             name: spec.name,
             region: spec.region,
-            root: spec.root,
-            root_alias: None,
+            root,
+            root_alias,
             segment_size: spec.stream.segment_size() as u32,
             active: version,
             generation: 1,
@@ -412,6 +420,26 @@ pub(crate) fn verify_with(
         newest: manifest.newest_version(),
     })?;
     seal.verify(manifest, &active.key)
+}
+
+/// The key `named` designates now, and the name as given if it differs (an
+/// alias): what a manifest records as `root` and `root_alias`. The resolved
+/// key must stay with the same provider kind, or the provider is refused.
+pub(crate) async fn resolve_root(
+    provider: &dyn KeyProvider,
+    named: &KeyRef,
+) -> Result<(KeyRef, Option<String>)> {
+    let resolved = provider.resolve_key(named).await?;
+    if resolved.provider() != named.provider() {
+        return Err(Error::InvalidArgument(format!(
+            "key {named} resolved to {resolved}, a key of another provider"
+        )));
+    }
+    let alias = (resolved.key_id() != named.key_id()).then(|| named.key_id().to_owned());
+    if let Some(alias) = &alias {
+        tracing::info!(alias, key = %resolved, "resolved root key alias");
+    }
+    Ok((resolved, alias))
 }
 
 /// The key state an error says the root key is in, if the error is about

@@ -272,6 +272,15 @@ impl ZoneManifest {
     pub fn root_alias(&self) -> Option<&str> {
         self.root_alias.as_deref()
     }
+    /// True if `key` is what the zone's root was named when it was created
+    /// or last rotated: the root itself, or the alias it was resolved from
+    /// (same provider and region).
+    pub fn was_created_under(&self, key: &KeyRef) -> bool {
+        self.root == *key
+            || (self.root_alias.as_deref() == Some(key.key_id())
+                && self.root.provider() == key.provider()
+                && self.root.region() == key.region())
+    }
     /// The stream parameters new segments use.
     pub fn stream_params(&self) -> Params {
         Params::new(self.segment_size as usize).expect("checked when built or parsed")

@@ -605,6 +605,9 @@ impl Zone {
     /// Rewraps every EZK version under `new_root` (one provider call per
     /// version) and persists the manifest; no segment changes, and the zone
     /// serves throughout. The old root key is no longer needed afterwards.
+    /// `new_root` is first resolved through the provider (one more call):
+    /// for an alias, the zone records the key it points to now, and the
+    /// alias only for display ([`ZoneManifest::root_alias`]).
     ///
     /// # Errors
     /// Provider errors (nothing is changed); [`Error::Io`] if the manifest
@@ -615,6 +618,9 @@ impl Zone {
         let mut manifest = state.manifest.clone();
         ZoneManifest::check_new(&manifest.name, &manifest.region, &new_root)?;
         let provider = self.inner.keyring.provider();
+        // As at creation: an alias is resolved once and never followed.
+        let (new_root, new_alias) = keyring::resolve_root(provider.as_ref(), &new_root).await?;
+        ZoneManifest::check_new(&manifest.name, &manifest.region, &new_root)?;
         for (version, record) in manifest.ezks.iter_mut() {
             let context = ZoneManifest::ezk_context(&manifest.zone_id, *version);
             record.wrapped = provider
@@ -622,6 +628,7 @@ impl Zone {
                 .await?;
         }
         let old = std::mem::replace(&mut manifest.root, new_root);
+        manifest.root_alias = new_alias;
         self.commit(manifest, &state, |_| {})?;
         tracing::info!(zone = %self.id(), old_root = %old, new_root = %self.root(), "rotated root key");
         Ok(())

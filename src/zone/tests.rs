@@ -73,7 +73,9 @@ async fn open_calls_once_per_version_and_rotations_as_documented() {
     let new_root = f.kms.add_key("root-2");
     f.zone.rotate_root(new_root.clone()).await.unwrap();
     assert_eq!(f.kms.calls(Operation::Wrap), 3);
-    assert_eq!(f.kms.total_calls(), 3);
+    // The new root is resolved first (it could be an alias).
+    assert_eq!(f.kms.calls(Operation::Resolve), 1);
+    assert_eq!(f.kms.total_calls(), 4);
     assert_eq!(f.zone.root(), new_root);
 }
 
@@ -782,4 +784,84 @@ async fn one_zone_serves_many_threads_while_it_rotates() {
     rotations.await.unwrap();
     assert_eq!(f.zone.active_version(), 6);
     assert_eq!(f.kms.calls(Operation::Unwrap), 0);
+}
+
+#[tokio::test]
+async fn an_alias_root_is_resolved_once_and_never_followed() {
+    use crate::provider::KeyState;
+    let kms = Arc::new(MockProvider::new());
+    let key_a = kms.add_key("key-a");
+    let key_b = kms.add_key("key-b");
+    let alias = kms.add_alias("alias/orders", "key-a").unwrap();
+    let keyring = Keyring::new(kms.clone());
+    let store = Arc::new(MemoryManifestStore::new());
+    let zone = keyring
+        .create_zone(
+            store.clone(),
+            ZoneSpec::new("orders", "mock-region-1", alias.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(zone.root(), key_a);
+    assert_eq!(zone.manifest().root_alias(), Some("alias/orders"));
+    let segment = zone.encrypt_segment("s", b"rows").unwrap();
+
+    // The alias is re-pointed: the zone stays under the key it recorded,
+    // for new EZK versions too.
+    assert!(kms.update_alias("alias/orders", "key-b"));
+    zone.rotate_ezk().await.unwrap();
+    assert_eq!(zone.root(), key_a);
+    kms.reset_calls();
+    let reopened = keyring
+        .open_zone(store.clone(), &zone.anchor())
+        .await
+        .unwrap();
+    assert_eq!(kms.calls(Operation::Resolve), 0, "opening never resolves");
+    assert_eq!(reopened.root(), key_a);
+    assert_eq!(reopened.manifest().root_alias(), Some("alias/orders"));
+    assert_eq!(
+        &reopened.decrypt_segment("s", &segment).unwrap()[..],
+        b"rows"
+    );
+    // Disabling the recorded key stops the zone although the alias's
+    // target is enabled: the alias is not followed.
+    kms.disable_key("key-a");
+    let err = keyring
+        .open_zone(store.clone(), &zone.anchor())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyUnavailable { state: KeyState::Disabled, key } if key.contains("key-a")),
+        "{err}"
+    );
+    kms.enable_key("key-a");
+
+    // Rotating to an alias resolves it the same way; to a key clears it.
+    zone.rotate_root(alias.clone()).await.unwrap();
+    assert_eq!(zone.root(), key_b);
+    assert_eq!(zone.manifest().root_alias(), Some("alias/orders"));
+    zone.rotate_root(key_a.clone()).await.unwrap();
+    assert_eq!(zone.root(), key_a);
+    assert_eq!(zone.manifest().root_alias(), None);
+
+    // An alias that names nothing creates nothing.
+    let empty = Arc::new(MemoryManifestStore::new());
+    let err = keyring
+        .create_zone(
+            empty.clone(),
+            ZoneSpec::new("x", "mock-region-1", kms.key_ref("alias/none")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KeyUnavailable {
+                state: KeyState::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(empty.load().unwrap().is_none());
 }

@@ -46,7 +46,18 @@ async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult
         }
     }
     let registry = home.registry()?;
-    let (provider, key_ref) = home.provider_for(key).await?;
+    let (provider, named) = home.provider_for(key).await?;
+    // The registry holds keys, never aliases: an alias is registered as the
+    // key it points to now, which is what a zone created with it records.
+    let key_ref = provider
+        .resolve_key(&named)
+        .await
+        .context(format!("key {named}"))?;
+    let alias = if named.key_id() == key_ref.key_id() {
+        String::new()
+    } else {
+        format!(" (alias {})", named.key_id())
+    };
     let replicas: Vec<&str> = replica_regions.iter().map(String::as_str).collect();
     registry
         .add_key(provider.as_ref(), key_ref.clone(), &replicas)
@@ -58,7 +69,7 @@ async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult
         .map(|k| k.regions.join(","))
         .unwrap_or_default();
     println!(
-        "registered {key_ref} (serves {regions}; {} of {} keys)",
+        "registered {key_ref}{alias} (serves {regions}; {} of {} keys)",
         registry.keys().len(),
         registry.limit()
     );
@@ -285,7 +296,19 @@ async fn delete(home: &Home, key: &KeyArg, destroy: bool) -> CliResult {
     let registry = home.registry()?;
     let key_ref = match key.kind {
         ProviderKind::Local => home.local(false)?.key_ref(&key.id),
-        ProviderKind::Aws => home.provider_for(key).await?.1,
+        ProviderKind::Aws => {
+            let (provider, named) = home.provider_for(key).await?;
+            if registry.keys().iter().any(|k| k.key == named) {
+                named
+            } else {
+                // Registered keys are resolved keys: an alias names the key
+                // it points to now.
+                provider
+                    .resolve_key(&named)
+                    .await
+                    .context(format!("key {named}"))?
+            }
+        }
     };
     registry
         .remove_key(&key_ref)

@@ -38,9 +38,7 @@ pub async fn run(home: &Home, args: MonitorArgs) -> CliResult {
     let mut zones = Vec::new();
     for (name, _) in home.zones() {
         let record = home.registered_zone(&name)?;
-        let provider = home
-            .provider_for_root(&record.key, &record.region)
-            .await?;
+        let provider = home.provider_for_root(&record.key, &record.region).await?;
         let (_, store) = home.zone_manifest(&name)?;
         let zone = monitor
             .open_zone(&Keyring::new(provider), store, &record.anchor())
@@ -110,6 +108,20 @@ fn print_event(event: &MonitorEvent, json: bool) {
             "key": key.to_string(),
             "old": availability_name(*old),
             "new": availability_name(*new),
+            "at": unix_seconds(*at),
+        }),
+        MonitorEvent::RootAliasMoved {
+            zone,
+            alias,
+            recorded,
+            now,
+            at,
+        } => serde_json::json!({
+            "event": "root-alias-moved",
+            "zone": zone.to_string(),
+            "alias": alias,
+            "key": recorded.to_string(),
+            "alias_now": now.to_string(),
             "at": unix_seconds(*at),
         }),
         other => serde_json::json!({ "event": other.to_string() }),

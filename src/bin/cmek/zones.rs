@@ -38,10 +38,17 @@ async fn create(home: &Home, name: &str, key: &KeyArg, segment_size: usize) -> C
     let params = Params::new(segment_size).context("--segment-size")?;
     let store = home.new_zone_store(name)?;
     let registry = home.registry()?;
-    let (provider, root) = home.provider_for(key).await?;
+    let (provider, named) = home.provider_for(key).await?;
+    // An alias stands for the key it points to now: that key is what the
+    // zone records and what must be registered.
+    let root = provider
+        .resolve_key(&named)
+        .await
+        .context(format!("key {named}"))?;
     let Some(registered) = registry.keys().into_iter().find(|k| k.key == root) else {
         return Err(Failure::usage(format!(
-            "key {root} is not registered; add it first with `cmek key add`"
+            "key {root}{} is not registered; add it first with `cmek key add`",
+            alias_note(&named, &root)
         )));
     };
     let region = home.region().unwrap_or(root.region()).to_owned();
@@ -59,12 +66,16 @@ async fn create(home: &Home, name: &str, key: &KeyArg, segment_size: usize) -> C
             ),
         ));
     }
-    let mut spec = ZoneSpec::new(name, &region, root.clone());
+    // The zone resolves the name again and records what it found; the
+    // registry records that same key (an alias re-pointed in between makes
+    // the registry refuse an unregistered key, and the zone goes).
+    let mut spec = ZoneSpec::new(name, &region, named);
     spec.stream = params;
     let zone = Keyring::new(provider)
         .create_zone(store.clone(), spec)
         .await
         .context(format!("zone {name}"))?;
+    let root = zone.root();
     // The zone id exists only now; if the registry refuses the zone (region
     // rule), the new manifest goes, so no unregistered zone is left behind.
     if let Err(e) = registry.register_zone(zone.id(), name, &region, &root) {
@@ -72,8 +83,13 @@ async fn create(home: &Home, name: &str, key: &KeyArg, segment_size: usize) -> C
         return Err(Failure::from(e).context(format!("zone {name}")));
     }
     home.record_zone(&zone)?;
+    let alias = zone
+        .manifest()
+        .root_alias()
+        .map(|a| format!(" (alias {a})"))
+        .unwrap_or_default();
     println!(
-        "created zone {name} ({}) in {region} under {root}, EZK version {}",
+        "created zone {name} ({}) in {region} under {root}{alias}, EZK version {}",
         zone.id(),
         zone.active_version()
     );
@@ -92,6 +108,7 @@ fn show(home: &Home, name: &str, as_json: bool) -> CliResult {
             "zone_id": m.zone_id().to_string(),
             "region": m.region(),
             "root": m.root().to_string(),
+            "root_alias": m.root_alias(),
             "segment_size": m.stream_params().segment_size(),
             "active_version": m.active_version(),
             "generation": m.generation(),
@@ -110,6 +127,11 @@ fn show(home: &Home, name: &str, as_json: bool) -> CliResult {
     println!("id             {}", m.zone_id());
     println!("region         {}", m.region());
     println!("root key       {}", m.root());
+    if let Some(alias) = m.root_alias() {
+        // For display: the zone uses the key above, whatever the alias
+        // points to today.
+        println!("root alias     {alias} (resolved when the root was set)");
+    }
     println!("segment size   {}", m.stream_params().segment_size());
     println!("active version {}", m.active_version());
     println!("generation     {}", m.generation());
@@ -136,25 +158,56 @@ async fn rotate(home: &Home, name: &str) -> CliResult {
 async fn rotate_root(home: &Home, name: &str, key: &KeyArg) -> CliResult {
     let zone = home.open_zone(name).await?;
     let old = zone.root();
-    let (_, new_root) = home.provider_for(key).await?;
-    if new_root.provider() != old.provider() {
+    let (provider, named) = home.provider_for(key).await?;
+    if named.provider() != old.provider() {
         return Err(Failure::usage(format!(
             "zone {name}: the new root key must be of the zone's provider ({})",
             old.provider()
         )));
     }
+    // An alias stands for the key it points to now, which the registry
+    // must hold and the zone records.
+    let new_root = provider
+        .resolve_key(&named)
+        .await
+        .context(format!("key {named}"))?;
     // The registry checks the region rule and is updated first; it goes back
     // if the provider refuses, so it never names a key the zone does not use.
     let registry = home.registry()?;
     registry
         .set_zone_key(zone.id(), &new_root)
         .context(format!("zone {name}"))?;
-    if let Err(e) = zone.rotate_root(new_root.clone()).await {
+    if let Err(e) = zone.rotate_root(named).await {
         let _ = registry.set_zone_key(zone.id(), &old);
         return Err(Failure::from(e).context(format!("zone {name}")));
     }
+    // The zone resolved the alias again; if it moved in between, the
+    // registry follows the key the zone actually recorded.
+    let recorded = zone.root();
+    let refused = if recorded != new_root {
+        registry.set_zone_key(zone.id(), &recorded).err()
+    } else {
+        None
+    };
+    // The registry's record of the zone (root and generation) is what the
+    // zone is now, whatever the registry thinks of the key.
     home.record_zone(&zone)?;
-    println!("zone {name}: every EZK version is now wrapped by {new_root} (was {old})");
+    if let Some(e) = refused {
+        return Err(Failure::from(cmek::Error::Conflict {
+            what: "zone root key",
+            reason: format!(
+                "the alias moved to {recorded} during the rotation, a key the registry \
+                 refuses ({e}); rotate again to a registered key"
+            ),
+        })
+        .context(format!("zone {name}")));
+    }
+    let alias = zone
+        .manifest()
+        .root_alias()
+        .map(|a| format!(" (alias {a})"))
+        .unwrap_or_default();
+    println!("zone {name}: every EZK version is now wrapped by {recorded}{alias} (was {old})");
     Ok(())
 }
 
@@ -218,4 +271,13 @@ fn segments_under(dir: &Path, manifest: &ZoneManifest, version: u32) -> CliResul
         }
     }
     Ok(users)
+}
+
+/// ` (alias NAME)` when `named` is an alias for `root`, for messages.
+fn alias_note(named: &cmek::provider::KeyRef, root: &cmek::provider::KeyRef) -> String {
+    if named.key_id() == root.key_id() {
+        String::new()
+    } else {
+        format!(" (alias {})", named.key_id())
+    }
 }

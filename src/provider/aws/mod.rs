@@ -10,6 +10,13 @@
 //!   [`policy::role_policy`] grants.
 //! * **Key identifiers**: key ids, key ARNs, alias names (`alias/...`) and
 //!   alias ARNs are passed to KMS as given.
+//!   [`resolve_key`](KeyProvider::resolve_key) turns an alias (or a bare
+//!   key id) into the key's ARN with `DescribeKey`, so that a zone records
+//!   a key nobody can re-point; a key ARN is already that and is returned
+//!   unchanged, without a call.
+//! * **Multi-region keys** are recognised by their key id (`mrk-...`, bare or
+//!   in a key ARN) and by nothing else: an alias is never one, whatever its
+//!   name (`alias/mrk-x`) or target ([`KeyProvider::is_multi_region`]).
 //! * **Regions**: a [`KeyRef`]'s region is the key's home region. A provider
 //!   serves its own region; a multi-region key (`mrk-...`) from another region
 //!   is used through its replica here (same ARN but for the region), and any
@@ -384,6 +391,48 @@ impl KeyProvider for AwsKmsProvider {
             },
         }
     }
+
+    async fn resolve_key(&self, root: &KeyRef) -> Result<KeyRef> {
+        check_kind(AWS_KMS_PROVIDER, root)?;
+        if KmsArn::parse(root.key_id()).is_some_and(|arn| arn.key_id().is_some()) {
+            // A key ARN names one key for good (a multi-region key's ARN
+            // keeps its home region: it is not swapped for the replica).
+            return Ok(root.clone());
+        }
+        let key_id = self.key_id_here(root)?;
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_error(e, root, "describe"))?;
+        let arn = out
+            .key_metadata
+            .and_then(|m| m.arn)
+            .ok_or_else(|| Error::malformed("KMS DescribeKey response", "no key ARN"))?;
+        match KmsArn::parse(&arn) {
+            Some(parsed) if parsed.key_id().is_some() => {
+                let resolved = self.key_ref(&arn);
+                tracing::debug!(key = %root, resolved = %resolved, "resolved key");
+                Ok(resolved)
+            }
+            _ => Err(Error::malformed(
+                "KMS DescribeKey response",
+                "the key ARN is not a KMS key ARN",
+            )),
+        }
+    }
+
+    fn is_multi_region(&self, root: &KeyRef) -> bool {
+        root.provider() == AWS_KMS_PROVIDER
+            && match KmsArn::parse(root.key_id()) {
+                // An alias ARN has no key id and is never multi-region.
+                Some(arn) => arn.is_multi_region(),
+                // `alias/mrk-x` does not start with `mrk-`: refused here.
+                None => is_multi_region_key_id(root.key_id()),
+            }
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +479,45 @@ mod tests {
         let local = KeyRef::new("local", "k", "eu-west-1");
         assert!(matches!(
             p.key_id_here(&local).unwrap_err(),
+            Error::InvalidArgument(_)
+        ));
+    }
+
+    #[test]
+    fn only_key_ids_and_key_arns_are_multi_region() {
+        let p = provider("us-east-1");
+        let key = |id: &str| p.key_ref(id);
+        for yes in [
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+            "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        ] {
+            assert!(p.is_multi_region(&key(yes)), "{yes}");
+        }
+        for no in [
+            "alias/mrk-x",
+            "alias/mrk-1234abcd12ab34cd56ef1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:alias/mrk-1234abcd12ab34cd56ef1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "mrk-",
+        ] {
+            assert!(!p.is_multi_region(&key(no)), "{no}");
+        }
+        let foreign = KeyRef::new("local", "mrk-1234abcd12ab34cd56ef1234567890ab", "us-east-1");
+        assert!(!p.is_multi_region(&foreign));
+    }
+
+    #[tokio::test]
+    async fn key_arns_resolve_to_themselves_without_a_call() {
+        // The client has no endpoint it could reach: an answer proves no call.
+        let p = provider("us-east-1");
+        let arn = p
+            .key_ref("arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab");
+        assert_eq!(p.resolve_key(&arn).await.unwrap(), arn);
+        let local = KeyRef::new("local", "k", "us-east-1");
+        assert!(matches!(
+            p.resolve_key(&local).await.unwrap_err(),
             Error::InvalidArgument(_)
         ));
     }
