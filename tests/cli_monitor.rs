@@ -156,14 +156,16 @@ fn rewrap_repairs_a_header_torn_by_an_interrupted_rewrap() {
     ok(&home, &["zone", "rotate", "orders"]);
 
     // What an interrupted rewrap leaves: the old header journaled, the
-    // header in the file half overwritten.
+    // header in the file half overwritten. A rewrap rewrites only the EZK
+    // version and the wrapped DEK (bytes 24..93); a tear there is repaired,
+    // while damage to the bytes it keeps is not taken for a tear.
     let original = std::fs::read(&seg).unwrap();
     let header = &original[..128];
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, header);
     let journal = segments.join(".000001.seg.cmek-rewrap");
     std::fs::write(&journal, [header, digest.as_ref()].concat()).unwrap();
     let mut torn = original.clone();
-    torn[40..100].fill(0xEE);
+    torn[40..93].fill(0xEE);
     std::fs::write(&seg, &torn).unwrap();
     let out = cmek(&home)
         .args(["decrypt", "--zone", "orders", seg.to_str().unwrap()])

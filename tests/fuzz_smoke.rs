@@ -101,7 +101,15 @@ fn write_seed_corpus() {
                 .chain(std::iter::once(hex::decode(V2_HEADER).unwrap()))
                 .collect(),
         ),
-        ("zone_manifest", framed_seeds(vector("zone/zone.manifest"))),
+        (
+            "zone_manifest",
+            // The committed version 1 manifest and the version 3
+            // known-answer manifest of docs/FORMAT.md.
+            framed_seeds(vector("zone/zone.manifest"))
+                .into_iter()
+                .chain(framed_seeds(hex::decode(V3_MANIFEST).unwrap()))
+                .collect(),
+        ),
         ("key_file", framed_seeds(vector("zone/root.keys"))),
         (
             "backup_bundle",
@@ -133,6 +141,15 @@ fn write_seed_corpus() {
         }
     }
 }
+
+/// The zone manifest known-answer vector, version 3 (docs/FORMAT.md).
+const V3_MANIFEST: &str =
+    "434d454b2d5a4d46000303030303030303030303030303030303030303030303030303030303030303030000\
+    000000000005000000006553f100000000006553f16400066f726465727300056c6f63616c00056c6f63616c\
+    0006726f6f742d3100056c6f63616c000000001000000000020000000100000002000000006553f102000000\
+    0000020000003d02020202020202020202020202020202020202020202020202020202020202020202020202\
+    02020202020202020202020202020202020202020202020290d97438c91bf406de445757eabccecffb7447db\
+    a46ddea616b8f87dd3de84fe3a7578dda5779d21b7e48f4d05a3bd3ae81581579df0a9e36ad4b726e8b2cc95";
 
 /// The segment header known-answer vector, version 2 (docs/FORMAT.md).
 const V2_HEADER: &str = "434d4b5302000000101112131415161718191a1b1c1d1e1f0000000300010000\

@@ -112,6 +112,10 @@ pub struct CheckReport {
     /// not recover): the next check comes after
     /// [`MonitorConfig::retry_interval`] instead of the full interval.
     pub retry_soon: bool,
+    /// Zones whose active EZK had reserved more than half its DEK wrap
+    /// limit ([`Zone::needs_ezk_rotation`]), with the EZK version the check
+    /// rotated them to.
+    pub rotated: Vec<(ZoneId, u32)>,
 }
 
 impl CheckReport {
@@ -323,6 +327,28 @@ impl KeyMonitor {
             self.compare_alias(zone, &aliases);
         }
 
+        // An EZK past half its wrap limit is rotated here, long before new
+        // segments would be refused at the limit: the monitor is the one
+        // place that runs on a schedule and may call the provider.
+        let mut rotated = Vec::new();
+        for zone in &zones {
+            if !zone.is_available() || !zone.needs_ezk_rotation() {
+                continue;
+            }
+            match zone.rotate_ezk().await {
+                Ok(version) => {
+                    tracing::info!(target: "cmek::monitor", zone = %zone.id(), version,
+                        "rotated an EZK past half its DEK wrap limit");
+                    rotated.push((zone.id(), version));
+                }
+                Err(e) => {
+                    retry_soon = true;
+                    tracing::warn!(target: "cmek::monitor", zone = %zone.id(), error = %e,
+                        "an EZK past half its DEK wrap limit could not be rotated");
+                }
+            }
+        }
+
         let mut keys: Vec<_> = results.into_iter().collect();
         keys.sort_by_key(|(key, _)| key.to_string());
         CheckReport {
@@ -330,6 +356,7 @@ impl KeyMonitor {
             zones: zone_report,
             took: started.elapsed(),
             retry_soon,
+            rotated,
         }
     }
 

@@ -617,3 +617,26 @@ async fn an_alias_that_cannot_be_resolved_changes_nothing() {
         ZoneAvailability::Unavailable(KeyState::Disabled)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ezk_past_half_its_wrap_limit_is_rotated_by_the_check() {
+    let f = fixture().await;
+    let monitor = KeyMonitor::new(config());
+    monitor.watch_zone(&f.zone);
+    let report = monitor.check_now().await;
+    assert!(report.rotated.is_empty());
+    assert_eq!(f.zone.active_version(), 1);
+
+    f.zone
+        .reserve_wraps_for_test(crate::zone::ROTATE_AFTER_WRAPS + 1)
+        .await
+        .unwrap();
+    assert!(f.zone.needs_ezk_rotation());
+    let report = monitor.check_now().await;
+    assert_eq!(report.rotated, vec![(f.zone.id(), 2)]);
+    assert_eq!(f.zone.active_version(), 2);
+    assert!(!f.zone.needs_ezk_rotation());
+    // Segments under the old version still read; new ones use the new one.
+    assert_serves(&f.segment, &f.zone);
+    assert!(monitor.check_now().await.rotated.is_empty());
+}

@@ -867,6 +867,22 @@ impl Zone {
         Ok(())
     }
 
+    /// Records `wraps` reserved under the active EZK, as if processes had
+    /// reserved them: for tests of what happens near the wrap limit.
+    #[cfg(test)]
+    pub(crate) async fn reserve_wraps_for_test(&self, wraps: u64) -> Result<()> {
+        let _admin = self.inner.admin.lock().await;
+        let state = self.state();
+        let mut manifest = state.manifest.clone();
+        let active = manifest.active;
+        manifest
+            .ezks
+            .get_mut(&active)
+            .expect("active")
+            .wraps_reserved = wraps;
+        self.commit(manifest, &state, |_| {})
+    }
+
     /// Reads the manifest again from the store and takes in what other
     /// processes changed: new EZK versions (one provider call each),
     /// retirements, wrap reservations. The stored manifest must be this

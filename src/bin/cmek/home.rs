@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use cmek::provider::{AwsKmsOptions, AwsKmsProvider, LocalKeyProvider, AWS_KMS_PROVIDER};
 use cmek::registry::{KeyRegistry, RegisteredZone};
-use cmek::zone::{FileManifestStore, Keyring, ManifestFormat, Zone, ZoneManifest};
+use cmek::zone::{FileManifestStore, Keyring, ManifestFormat, ManifestStore, Zone, ZoneManifest};
 use cmek::{KeyProvider, KeyRef};
 
 use crate::args::Global;
@@ -199,18 +199,16 @@ impl Home {
     /// Zone `name`'s manifest, read without any provider call.
     pub fn zone_manifest(&self, name: &str) -> CliResult<(ZoneManifest, Arc<FileManifestStore>)> {
         let path = self.zone_path(name)?;
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Failure::usage(format!(
-                    "no zone {name:?} in {} (create it with `cmek zone create`)",
-                    self.dir.display()
-                )))
-            }
-            Err(e) => return Err(io_at(&path, e)),
+        let store = Arc::new(FileManifestStore::new(path));
+        // The store's own read: capped at the largest manifest there can be.
+        let Some(bytes) = store.load().context(store.path().display())? else {
+            return Err(Failure::usage(format!(
+                "no zone {name:?} in {} (create it with `cmek zone create`)",
+                self.dir.display()
+            )));
         };
-        let manifest = ZoneManifest::parse(&bytes).context(path.display())?;
-        Ok((manifest, Arc::new(FileManifestStore::new(path))))
+        let manifest = ZoneManifest::parse(&bytes).context(store.path().display())?;
+        Ok((manifest, store))
     }
 
     /// Zone `name` as the key registry records it: its id, root key and
@@ -276,7 +274,8 @@ impl Home {
             .filter_map(|e| {
                 let path = e.ok()?.path();
                 let name = path.file_name()?.to_str()?.strip_suffix(".manifest")?;
-                let manifest = ZoneManifest::parse(&std::fs::read(&path).ok()?).ok()?;
+                let bytes = FileManifestStore::new(&path).load().ok()??;
+                let manifest = ZoneManifest::parse(&bytes).ok()?;
                 Some((name.to_owned(), manifest))
             })
             .collect();
@@ -287,6 +286,9 @@ impl Home {
 
 /// The layout version of the manifest at `path`.
 fn manifest_format(path: &Path) -> CliResult<ManifestFormat> {
-    let bytes = std::fs::read(path).map_err(|e| io_at(path, e))?;
+    let bytes = FileManifestStore::new(path)
+        .load()
+        .context(path.display())?
+        .ok_or_else(|| Failure::usage(format!("{} is gone", path.display())))?;
     ZoneManifest::format_of(&bytes).context(path.display())
 }
