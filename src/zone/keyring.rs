@@ -194,11 +194,7 @@ impl Keyring {
         store: Arc<dyn ManifestStore>,
         anchor: &ZoneAnchor,
     ) -> Result<Zone> {
-        let (manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
-        if let Some(refusal) = seal.legacy_refusal() {
-            // Refused before any provider call.
-            return Err(refusal);
-        }
+        let (manifest, seal, bytes) = Self::load_authenticable(&store, anchor)?;
         let ezks = self.unwrap_all(&manifest).await?;
         verify_with(&seal, &manifest, &ezks)?;
         tracing::info!(zone = %manifest.zone_id, generation = manifest.generation,
@@ -232,10 +228,7 @@ impl Keyring {
         store: Arc<dyn ManifestStore>,
         anchor: &ZoneAnchor,
     ) -> Result<Zone> {
-        let (manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
-        if let Some(refusal) = seal.legacy_refusal() {
-            return Err(refusal);
-        }
+        let (manifest, seal, bytes) = Self::load_authenticable(&store, anchor)?;
         let zone = match self.unwrap_all(&manifest).await {
             Ok(ezks) => {
                 verify_with(&seal, &manifest, &ezks)?;
@@ -333,6 +326,19 @@ impl Keyring {
             ezks,
             ZoneAvailability::Available,
         ))
+    }
+
+    /// [`load_checked`](Self::load_checked), refusing a legacy
+    /// (unauthenticated) manifest: all before any provider call.
+    fn load_authenticable(
+        store: &Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
+    ) -> Result<(ZoneManifest, ManifestSeal, Vec<u8>)> {
+        let loaded = Self::load_checked(store, anchor)?;
+        match loaded.1.legacy_refusal() {
+            Some(refusal) => Err(refusal),
+            None => Ok(loaded),
+        }
     }
 
     /// Loads, parses and checks the manifest against `anchor`: no provider

@@ -676,6 +676,10 @@ impl Zone {
         base: &ZoneState,
         change: impl FnOnce(&mut BTreeMap<u32, Arc<Ezk>>),
     ) -> Result<()> {
+        // Sealing needs the active EZK: a zone that was unavailable when
+        // the change began has none (one that became unavailable since
+        // still seals with what it held then).
+        base.ensure_available()?;
         let mut ezks = base.ezks.clone();
         change(&mut ezks);
         let _write = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
@@ -730,6 +734,27 @@ impl Zone {
         result
     }
 
+    /// The stored manifest if it differs from the one `state` holds,
+    /// parsed and checked against this zone's current anchor (same zone,
+    /// same root, no older): not yet authenticated.
+    fn load_changed(
+        &self,
+        state: &ZoneState,
+    ) -> Result<Option<(ZoneManifest, ManifestSeal, Vec<u8>)>> {
+        let bytes = self
+            .inner
+            .store
+            .load()?
+            .ok_or_else(|| Error::InvalidArgument("the zone's manifest is gone".into()))?;
+        if bytes == *state.stored {
+            return Ok(None);
+        }
+        let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
+        let m = &state.manifest;
+        ZoneAnchor::new(m.zone_id, m.root.clone(), m.generation).check(&manifest)?;
+        Ok(Some((manifest, seal, bytes)))
+    }
+
     /// Takes in, without a provider call, a manifest another handle or
     /// process stored since this zone read its own: it must be this zone's,
     /// under the same root, no older, authentic under an EZK this zone
@@ -739,16 +764,9 @@ impl Zone {
     /// [`Error::Conflict`].
     fn take_in_stored(&self) -> Result<()> {
         let state = self.state();
-        let bytes = self
-            .inner
-            .store
-            .load()?
-            .ok_or_else(|| Error::InvalidArgument("the zone's manifest is gone".into()))?;
-        if bytes == *state.stored {
+        let Some((manifest, seal, bytes)) = self.load_changed(&state)? else {
             return Ok(());
-        }
-        let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
-        self.anchor().check(&manifest)?;
+        };
         let needs_reload = || Error::Conflict {
             what: "zone manifest",
             reason: "another process rotated the zone: reload it (Zone::reload) and retry".into(),
@@ -897,17 +915,9 @@ impl Zone {
         let _admin = self.inner.admin.lock().await;
         let state = self.state();
         state.ensure_available()?;
-        let anchor = self.anchor();
-        let bytes = self
-            .inner
-            .store
-            .load()?
-            .ok_or_else(|| Error::InvalidArgument("the zone's manifest is gone".into()))?;
-        if bytes == *state.stored {
+        let Some((manifest, seal, bytes)) = self.load_changed(&state)? else {
             return Ok(());
-        }
-        let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
-        anchor.check(&manifest)?;
+        };
         let mut ezks = BTreeMap::new();
         for (version, record) in manifest.ezk_versions() {
             let same_wrap = state
