@@ -25,7 +25,21 @@ use crate::{Error, Result, StateRejection};
 const TEXT_PREFIX: &str = "cmek-anchor-v1";
 
 /// What a caller independently knows about a zone: its id, its root key and
-/// the newest manifest generation it has seen. See the [module docs](self).
+/// the newest manifest generation it has seen.
+///
+/// A manifest is authenticated by its own EZK, which proves who wrote it but
+/// not that it is the latest: every older manifest of the zone carries a
+/// valid tag too. Whoever can write where the manifest lives could put back
+/// one from before a root rotation, from before a retirement, or another
+/// zone's under the same root. Opening checks the manifest against the
+/// anchor before any provider call and refuses each of those with
+/// [`Error::StateRejected`].
+///
+/// Keep the anchor where that storage attacker cannot write — the engine's
+/// own catalog or control plane, next to the KMS key ARN the customer
+/// configured — and update it after every change the zone reports
+/// ([`Zone::anchor`](super::Zone::anchor)). Its [`Display`](fmt::Display)
+/// form, which [`FromStr`] parses, is one line for that.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ZoneAnchor {
     zone_id: ZoneId,
