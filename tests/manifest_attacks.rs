@@ -235,6 +235,9 @@ async fn an_edited_generation_fails_the_manifest_tag() {
     assert!(matches!(err, Error::Integrity { .. }), "{err}");
 }
 
+/// Needs the `fuzzing` feature for the legacy encoder (the whole suite runs
+/// with every feature).
+#[cfg(feature = "fuzzing")]
 #[tokio::test]
 async fn a_downgrade_to_an_unauthenticated_version_is_refused() {
     let site = Site::new();

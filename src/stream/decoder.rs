@@ -142,6 +142,7 @@ impl Decoder {
     }
 
     /// The stream's segment size: no segment holds more plaintext.
+    #[cfg(feature = "tokio")]
     pub(crate) fn segment_size(&self) -> usize {
         self.params.segment_size()
     }
