@@ -5,63 +5,13 @@
 //!
 //! This file holds a single test so no other test allocates concurrently.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cmek::stream::{DecryptingReader, EncryptingWriter, Params, SeekableReader};
 use cmek::SecretKey;
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only
-// updates counters.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-            let now = LIVE.fetch_add(new_size, Ordering::SeqCst) + new_size;
-            PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns the growth of the live-heap peak above the live
-/// bytes at the start.
-fn peak_during(f: impl FnOnce()) -> usize {
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    f();
-    PEAK.load(Ordering::SeqCst) - base
-}
+mod counting_alloc;
+use counting_alloc::{assert_counting, peak_during};
 
 /// 256 MiB on the default (aws-lc) backend. The pure-Rust backend alone,
 /// unoptimized as `cargo test` builds it, seals about 1 MB/s, so that build
@@ -76,6 +26,7 @@ const CHUNK: usize = 1 << 20;
 
 #[test]
 fn streaming_hundreds_of_mib_holds_one_segment_of_memory() {
+    assert_counting();
     let seg = 64 * 1024;
     let params = Params::new(seg).unwrap();
     let key = SecretKey::from_slice(&[3; 32]).unwrap();
