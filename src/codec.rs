@@ -21,6 +21,26 @@ pub(crate) fn seal_checksummed(out: &mut Vec<u8>) {
     out.extend_from_slice(&sum);
 }
 
+/// The version a checksummed file declares, after checking its magic: for
+/// the format enums to map onto their variants before the frame is opened.
+pub(crate) fn declared_version(bytes: &[u8], magic: &[u8; 8], what: &'static str) -> Result<u16> {
+    if bytes.len() < magic.len() || &bytes[..magic.len()] != magic {
+        return Err(Error::malformed(
+            what,
+            format!("not a cmek {what} (bad magic)"),
+        ));
+    }
+    match bytes.get(8..10) {
+        Some(&[a, b]) => Ok(u16::from_be_bytes([a, b])),
+        _ => Err(Error::malformed(what, "truncated")),
+    }
+}
+
+/// The error for a version no format enum knows.
+pub(crate) fn unsupported_version(what: &'static str, version: u16) -> Error {
+    Error::malformed(what, format!("unsupported version {version}"))
+}
+
 /// Checks the frame of a checksummed file — magic, version, SHA-256 of
 /// everything before it — and returns a reader over the fields between.
 /// A file is `what` in errors ("not a cmek {what}").

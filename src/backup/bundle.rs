@@ -56,21 +56,9 @@ enum BundleVersion {
 impl BundleVersion {
     /// The version a manifest file declares, if it is one cmek knows.
     fn of(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(Error::malformed(
-                WHAT,
-                format!("not a cmek {WHAT} (bad magic)"),
-            ));
-        }
-        match bytes.get(8..10) {
-            Some(&[a, b]) => match u16::from_be_bytes([a, b]) {
-                1 => Ok(BundleVersion::V1),
-                other => Err(Error::malformed(
-                    WHAT,
-                    format!("unsupported version {other}"),
-                )),
-            },
-            _ => Err(Error::malformed(WHAT, "truncated")),
+        match crate::codec::declared_version(bytes, MAGIC, WHAT)? {
+            1 => Ok(BundleVersion::V1),
+            other => Err(crate::codec::unsupported_version(WHAT, other)),
         }
     }
 }

@@ -59,22 +59,10 @@ enum Version {
 
 impl Version {
     fn of(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(Error::malformed(
-                WHAT,
-                format!("not a cmek {WHAT} (bad magic)"),
-            ));
-        }
-        match bytes.get(8..10) {
-            Some(&[a, b]) => match u16::from_be_bytes([a, b]) {
-                1 => Ok(Version::V1),
-                2 => Ok(Version::V2),
-                other => Err(Error::malformed(
-                    WHAT,
-                    format!("unsupported version {other}"),
-                )),
-            },
-            _ => Err(Error::malformed(WHAT, "truncated")),
+        match crate::codec::declared_version(bytes, MAGIC, WHAT)? {
+            1 => Ok(Version::V1),
+            2 => Ok(Version::V2),
+            other => Err(crate::codec::unsupported_version(WHAT, other)),
         }
     }
 }

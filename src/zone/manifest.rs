@@ -406,15 +406,9 @@ impl ZoneManifest {
     /// [`Error::Malformed`] for a file that is not a manifest or has an
     /// unknown version.
     pub fn format_of(bytes: &[u8]) -> Result<ManifestFormat> {
-        if bytes.len() < 10 || &bytes[..8] != MAGIC {
-            return Err(Error::malformed(
-                WHAT,
-                format!("not a cmek {WHAT} (bad magic)"),
-            ));
-        }
-        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+        let version = crate::codec::declared_version(bytes, MAGIC, WHAT)?;
         ManifestFormat::from_u16(version)
-            .ok_or_else(|| Error::malformed(WHAT, format!("unsupported version {version}")))
+            .ok_or_else(|| crate::codec::unsupported_version(WHAT, version))
     }
 
     /// Parses a manifest and returns what authenticates it.
