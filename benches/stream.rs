@@ -3,20 +3,20 @@
 //!
 //! * `encrypt_64MiB` / `decrypt_64MiB` — single thread, memory to memory,
 //!   against a bare baseline written here: copy into a preallocated output
-//!   and seal (open) independent 64 KiB segments with the same
+//!   and seal (open) independent 64 KiB chunks with the same
 //!   `cmek::cipher::Aes256Gcm`, no header, no key derivation; and the same
-//!   segments sealed (opened) out of place, with no copy;
+//!   chunks sealed (opened) out of place, with no copy;
 //! * `vs_age_64MiB` — the `age` crate's streaming encryption (X25519
 //!   recipient, ChaCha20-Poly1305 64 KiB chunks) against ours, single thread;
 //! * `parallel_256MiB` — multi-threaded one-shot encryption against memcpy of
 //!   the same buffer, and against the bare out-of-place seal on two threads
 //!   (the ceiling of this machine's AES-GCM);
 //! * `random_4KiB_read_1GiB` — latency of a 4 KiB `read_at` at a random
-//!   offset of a 1 GiB stream (the bench also counts the segments opened);
-//! * `segment_size` — encryption throughput and random-read latency per
-//!   segment size, the data behind the default;
+//!   offset of a 1 GiB stream (the bench also counts the chunks opened);
+//! * `chunk_size` — encryption throughput and random-read latency per
+//!   chunk size, the data behind the default;
 //! * `aes_gcm_engines` — the `ring` crate's AES-256-GCM beside aws-lc-rs on
-//!   the same buffers (in place in cache, and 64 KiB segments of 64 MiB and,
+//!   the same buffers (in place in cache, and 64 KiB chunks of 64 MiB and,
 //!   on two threads, 256 MiB), the data behind not adopting it.
 //!
 //! Run: `cargo bench --bench stream`
@@ -48,7 +48,7 @@ fn nonce(i: usize) -> [u8; 12] {
     n
 }
 
-/// The bare baseline: copy each 64 KiB segment's plaintext into place and
+/// The bare baseline: copy each 64 KiB chunk's plaintext into place and
 /// seal it there.
 fn baseline_seal(aead: &Aes256Gcm, pt: &[u8], out: &mut [u8]) {
     for (i, (p, o)) in pt
@@ -63,9 +63,9 @@ fn baseline_seal(aead: &Aes256Gcm, pt: &[u8], out: &mut [u8]) {
     }
 }
 
-/// The same segments sealed out of place: each byte read once and written
+/// The same chunks sealed out of place: each byte read once and written
 /// once, no copy. Not the baseline the targets name, but the floor of what
-/// any segmented AES-GCM can do here.
+/// any chunked AES-GCM can do here.
 fn bare_seal_out_of_place(aead: &Aes256Gcm, pt: &[u8], out: &mut [u8]) {
     for (i, (p, o)) in pt
         .chunks(SEG - TAG_LEN)
@@ -122,10 +122,10 @@ fn single_thread(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(size as u64));
     g.sample_size(20);
     let mut out = vec![0u8; baseline_len(size)];
-    g.bench_function("baseline_64KiB_segments", |b| {
+    g.bench_function("baseline_64KiB_chunks", |b| {
         b.iter(|| baseline_seal(&aead, black_box(&pt), &mut out))
     });
-    g.bench_function("bare_out_of_place_64KiB_segments", |b| {
+    g.bench_function("bare_out_of_place_64KiB_chunks", |b| {
         b.iter(|| bare_seal_out_of_place(&aead, black_box(&pt), &mut out))
     });
     let mut out = vec![0u8; ct_len];
@@ -153,10 +153,10 @@ fn single_thread(c: &mut Criterion) {
     let mut bct = vec![0u8; baseline_len(size)];
     baseline_seal(&aead, &pt, &mut bct);
     let mut out = vec![0u8; size];
-    g.bench_function("baseline_64KiB_segments", |b| {
+    g.bench_function("baseline_64KiB_chunks", |b| {
         b.iter(|| baseline_open(&aead, black_box(&bct), &mut out))
     });
-    g.bench_function("bare_out_of_place_64KiB_segments", |b| {
+    g.bench_function("bare_out_of_place_64KiB_chunks", |b| {
         b.iter(|| bare_open_out_of_place(&aead, black_box(&bct), &mut out))
     });
     let ct = p.encrypt(&key, b"aad", &pt, Threads::One).unwrap();
@@ -228,8 +228,8 @@ fn parallel(c: &mut Criterion) {
     let mut out = vec![0u8; size];
     g.bench_function("memcpy", |b| b.iter(|| out.copy_from_slice(black_box(&pt))));
     drop(out);
-    // The ceiling for any segmented AES-GCM on this machine: the bare
-    // out-of-place seal of 64 KiB segments, the buffer split between two
+    // The ceiling for any chunked AES-GCM on this machine: the bare
+    // out-of-place seal of 64 KiB chunks, the buffer split between two
     // threads, no header, no key derivation, no bookkeeping.
     let aead = Aes256Gcm::new(&key);
     let mut out = vec![0u8; baseline_len(size)];
@@ -287,25 +287,25 @@ fn random_read(c: &mut Criterion) {
     g.bench_function("cmek_read_at", |b| {
         b.iter(|| {
             let at = rng.next() % (size as u64 - 4096);
-            let before = r.segments_decrypted();
+            let before = r.chunks_decrypted();
             let n = r.read_at(at, &mut buf).unwrap();
-            let opened = r.segments_decrypted() - before;
+            let opened = r.chunks_decrypted() - before;
             worst = worst.max(opened);
             reads += 1;
             black_box(n)
         })
     });
     g.finish();
-    eprintln!("random_4KiB_read_1GiB: {reads} reads, at most {worst} segments opened per read");
-    assert!(worst <= 2, "a 4 KiB read opened {worst} segments");
+    eprintln!("random_4KiB_read_1GiB: {reads} reads, at most {worst} chunks opened per read");
+    assert!(worst <= 2, "a 4 KiB read opened {worst} chunks");
 }
 
-fn segment_sizes(c: &mut Criterion) {
+fn chunk_sizes(c: &mut Criterion) {
     let size = 64 * MIB;
     let pt = data(size);
     let key = key();
     let sizes = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
-    let mut g = c.benchmark_group("segment_size_encrypt_64MiB_1_thread");
+    let mut g = c.benchmark_group("chunk_size_encrypt_64MiB_1_thread");
     g.throughput(Throughput::Bytes(size as u64));
     g.sample_size(10);
     for seg in sizes {
@@ -319,7 +319,7 @@ fn segment_sizes(c: &mut Criterion) {
         });
     }
     g.finish();
-    let mut g = c.benchmark_group("segment_size_random_4KiB_read");
+    let mut g = c.benchmark_group("chunk_size_random_4KiB_read");
     g.throughput(Throughput::Bytes(4096));
     let ct_by_size: Vec<_> = sizes
         .iter()
@@ -342,7 +342,7 @@ fn segment_sizes(c: &mut Criterion) {
     g.finish();
 }
 
-/// ring seals in place only: copy each segment into the output, then seal
+/// ring seals in place only: copy each chunk into the output, then seal
 /// it there, as the bare baseline does with aws-lc-rs.
 fn ring_copy_then_seal(key: &ring::aead::LessSafeKey, pt: &[u8], out: &mut [u8]) {
     for (i, (p, o)) in pt
@@ -363,7 +363,7 @@ fn ring_copy_then_seal(key: &ring::aead::LessSafeKey, pt: &[u8], out: &mut [u8])
     }
 }
 
-/// Runs `seal(pt, out)` on two threads, each on half the segments.
+/// Runs `seal(pt, out)` on two threads, each on half the chunks.
 fn on_two_threads(pt: &[u8], out: &mut [u8], seal: impl Fn(&[u8], &mut [u8]) + Sync) {
     let half = pt.len() / 2 / (SEG - TAG_LEN) * (SEG - TAG_LEN);
     let (p0, p1) = pt.split_at(half);
@@ -439,6 +439,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = single_thread, versus_age, parallel, random_read, segment_sizes, aes_gcm_engines
+    targets = single_thread, versus_age, parallel, random_read, chunk_sizes, aes_gcm_engines
 }
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 //!
 //! The store keeps one encrypted file per segment in a directory. It writes
 //! segments through the streaming writer, serves random range reads through
-//! the seekable reader (decrypting only the stream segments a read touches),
+//! the seekable reader (decrypting only the chunks a read touches),
 //! rotates the zone key and rewraps every file's header, and reports how long
 //! each phase took.
 //!
@@ -52,7 +52,7 @@ impl Collection {
         Ok(())
     }
 
-    /// Reads `len` bytes at `offset` of a segment: only the stream segments
+    /// Reads `len` bytes at `offset` of a segment: only the chunks
     /// holding them are read from disk and decrypted.
     fn read_range(&self, segment: &str, offset: u64, buf: &mut [u8]) -> cmek::Result<usize> {
         let file = File::open(self.path_of(segment))?;
@@ -68,7 +68,7 @@ fn rate(bytes: u64, secs: f64) -> String {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
-    let segment_count = args.next().transpose()?.unwrap_or(16);
+    let chunk_count = args.next().transpose()?.unwrap_or(16);
     let segment_len = args.next().transpose()?.unwrap_or(4) << 20;
     let dir = tempfile::tempdir()?;
 
@@ -90,13 +90,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .flat_map(|row| format!("row {row:>10}: payload payload payload\n").into_bytes())
         .collect();
     let start = Instant::now();
-    for _ in 0..segment_count {
+    for _ in 0..chunk_count {
         collection.append_segment(&rows, segment_len)?;
     }
     let secs = start.elapsed().as_secs_f64();
-    let total = (segment_count * segment_len) as u64;
+    let total = (chunk_count * segment_len) as u64;
     println!(
-        "write   {segment_count} segments x {} MiB in {secs:.3} s ({}, fsync included)",
+        "write   {chunk_count} segments x {} MiB in {secs:.3} s ({}, fsync included)",
         segment_len >> 20,
         rate(total, secs)
     );
@@ -110,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         state = state
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1);
-        let segment = &collection.segments[(state >> 33) as usize % segment_count];
+        let segment = &collection.segments[(state >> 33) as usize % chunk_count];
         let offset = (state >> 13) % (segment_len - buf.len()) as u64;
         let n = collection.read_range(segment, offset, &mut buf)?;
         assert_eq!(n, buf.len());

@@ -4,13 +4,13 @@
 The other side of cmek's stream interoperability tests. Keys are raw 32-byte
 values turned into a Tink keyset (JSON keyset format, one
 AesGcmHkdfStreamingKey: HKDF-SHA256, 32-byte derived key, the given
-ciphertext segment size, RAW output prefix).
+ciphertext segment size = cmek chunk size, RAW output prefix).
 
 Usage:
   tink_interop.py batch MANIFEST.json
       MANIFEST is a JSON list of jobs:
         {"op": "encrypt" | "decrypt", "key": hex, "aad": hex,
-         "segment_size": int, "input": path, "output": path}
+         "chunk_size": int, "input": path, "output": path}
       Runs them all in this one process and prints a JSON list of results,
       one per job: {"ok": true} or {"ok": false, "error": "..."}.
   tink_interop.py vectors OUT
@@ -34,12 +34,12 @@ TYPE_URL = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey"
 CHUNK = 1 << 20
 
 
-def primitive(raw_key: bytes, segment_size: int) -> streaming_aead.StreamingAead:
+def primitive(raw_key: bytes, chunk_size: int) -> streaming_aead.StreamingAead:
     """A StreamingAead for a raw key, built through the JSON keyset format."""
     if len(raw_key) != 32:
         raise ValueError("key must be 32 bytes")
     params = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingParams(
-        ciphertext_segment_size=segment_size,
+        ciphertext_segment_size=chunk_size,
         derived_key_size=32,
         hkdf_hash_type=common_pb2.SHA256,
     )
@@ -94,7 +94,7 @@ def run_batch(manifest_path: str) -> None:
     results = []
     for job in jobs:
         try:
-            p = primitive(bytes.fromhex(job["key"]), int(job["segment_size"]))
+            p = primitive(bytes.fromhex(job["key"]), int(job["chunk_size"]))
             aad = bytes.fromhex(job["aad"])
             with open(job["input"], "rb") as f:
                 data = f.read()
@@ -139,7 +139,7 @@ def write_vectors(out_path: str) -> None:
         ct = encrypt(primitive(key, seg), aad, pt)
         assert decrypt(primitive(key, seg), aad, ct) == pt
         lines += [
-            f"segment_size = {seg}",
+            f"chunk_size = {seg}",
             f"key = {key.hex()}",
             f"aad = {aad.hex()}",
             f"plaintext_len = {n}",

@@ -17,7 +17,7 @@ use std::io::{Cursor, Read};
 use crate::cipher::sha256;
 use crate::secret::SecretKey;
 use crate::stream::{
-    DecryptingReader, Header, Params, RangeDecryptor, SeekableReader, SegmentOpener, Threads,
+    ChunkOpener, DecryptingReader, Header, Params, RangeDecryptor, SeekableReader, Threads,
 };
 use crate::zone::{SegmentHeader, ZoneManifest};
 
@@ -159,7 +159,7 @@ pub fn stream_decrypt(data: &[u8]) {
             let start = u64::from(data[1]) * 97;
             let end = start + u64::from(data[2]) * 131;
             if let Ok(plan) = dec.plan(start..end) {
-                let s = plan.segments.clone();
+                let s = plan.chunks.clone();
                 if s.end as usize <= data.len() {
                     if let Ok(pt) = dec.decrypt(&plan, &data[s.start as usize..s.end as usize]) {
                         assert!(
@@ -199,13 +199,13 @@ fn assert_rejected(key: &SecretKey, params: Params, ct: &[u8], what: &str) {
     );
 }
 
-/// Decrypts `ct` with [`SegmentOpener`], cutting it the way a caller
+/// Decrypts `ct` with [`ChunkOpener`], cutting it the way a caller
 /// would: full segments while more bytes follow, then the rest as last.
 fn open_by_segment(key: &SecretKey, params: Params, ct: &[u8]) -> crate::Result<Vec<u8>> {
-    let mut opener = SegmentOpener::new(key, AAD, params, ct)?;
+    let mut opener = ChunkOpener::new(key, AAD, params, ct)?;
     let mut rest = &ct[crate::stream::HEADER_LEN..];
     let mut out = Vec::new();
-    let mut buf = vec![0u8; params.segment_size()];
+    let mut buf = vec![0u8; params.chunk_size()];
     while !opener.is_finished() {
         let take = rest.len().min(opener.sealed_len());
         let n = opener.open(&rest[..take], take == rest.len(), &mut buf)?;
@@ -265,9 +265,9 @@ pub fn mutated_ciphertext(data: &[u8]) {
                 ct.splice(i..i, copy);
             }
             _ => {
-                // Swap two whole ciphertext segments (not the first, which
+                // Swap two whole ciphertext chunks (not the first, which
                 // is shorter, nor a partial last one).
-                let seg = params.segment_size();
+                let seg = params.chunk_size();
                 let count = ct.len() / seg;
                 if count >= 3 {
                     let (a, b) = (1 + i % (count - 2), 1 + n % (count - 2));
@@ -289,9 +289,9 @@ pub fn mutated_ciphertext(data: &[u8]) {
             .decrypt(&key, AAD, &ct, Threads::One)
             .expect("the unmodified ciphertext decrypts");
         assert_eq!(&back[..], &plaintext[..]);
-        let by_segment =
+        let by_chunk =
             open_by_segment(&key, params, &ct).expect("the segment opener decrypts it too");
-        assert_eq!(by_segment, plaintext);
+        assert_eq!(by_chunk, plaintext);
     } else {
         assert_rejected(&key, params, &ct, "a modified ciphertext");
     }

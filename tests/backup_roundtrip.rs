@@ -31,7 +31,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// A zone under a local key with segments of many sizes under two EZK
-/// versions, one of them longer than a stream segment many times over.
+/// versions, one of them longer than a chunk many times over.
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let provider =

@@ -293,11 +293,11 @@ fn a_zone_may_only_use_a_key_of_its_region() {
 #[test]
 fn zone_create_show_rotate_rotate_root_retire() {
     let env = Env::new();
-    env.zone("orders", "root-1", &["--segment-size", "4096"]);
+    env.zone("orders", "root-1", &["--chunk-size", "4096"]);
     let show: serde_json::Value =
         serde_json::from_str(&env.ok(&["zone", "show", "orders", "--json"])).unwrap();
     assert_eq!(show["name"], "orders");
-    assert_eq!(show["segment_size"], 4096);
+    assert_eq!(show["chunk_size"], 4096);
     assert_eq!(show["active_version"], 1);
     assert_eq!(show["root"], "local:local:root-1");
 
@@ -486,7 +486,7 @@ fn no_progress_bar_when_standard_error_is_not_a_terminal() {
 #[test]
 fn wrong_key_tampered_truncated_and_missing_files_fail_with_their_codes() {
     let env = Env::new();
-    env.zone("a", "ka", &["--segment-size", "4096"]);
+    env.zone("a", "ka", &["--chunk-size", "4096"]);
     env.zone("b", "kb", &[]);
     let input = env.write("plain", &data(50_000));
     env.ok(&["encrypt", "-z", "a", s(&input), "-o", "seg"]);
@@ -569,7 +569,7 @@ fn wrong_key_tampered_truncated_and_missing_files_fail_with_their_codes() {
 #[test]
 fn ranged_decrypt_reads_only_the_chunks_it_needs() {
     let env = Env::new();
-    env.zone("z", "k", &["--segment-size", "4096"]);
+    env.zone("z", "k", &["--chunk-size", "4096"]);
     let plain = data(100_000);
     let input = env.write("plain", &plain);
     env.ok(&["encrypt", "-z", "z", s(&input), "-o", "seg"]);

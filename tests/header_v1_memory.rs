@@ -1,6 +1,6 @@
-//! A v1 segment header's stream segment size is bound by nothing: an
+//! A v1 segment header's chunk size is bound by nothing: an
 //! attacker who can write the file can claim 16 MiB segments. The body of a
-//! one-segment v1 segment still decrypts (v1 cannot tell), but no reader
+//! one-chunk v1 segment still decrypts (v1 cannot tell), but no reader
 //! may allocate the claimed 16 MiB before anything authenticated: buffers
 //! are sized by the bytes actually there. A counting global allocator
 //! records the peak of live heap bytes while each reader runs.
@@ -53,7 +53,7 @@ fn a_v1_header_claiming_16_mib_segments_makes_no_reader_allocate_them() {
     assert_counting();
     let dir = tempfile::tempdir().unwrap();
     let zone = vector_zone(dir.path());
-    // Segment "a": 1,000 bytes in one stream segment of 4,096, v1 header.
+    // Segment "a": 1,000 bytes in one chunk of 4,096, v1 header.
     let mut segment = std::fs::read(vectors().join("segment-a.cmek")).unwrap();
     let expected: Vec<u8> = (0..1000usize).map(|i| (i % 251) as u8 ^ b'a').collect();
     assert_eq!(
@@ -62,7 +62,7 @@ fn a_v1_header_claiming_16_mib_segments_makes_no_reader_allocate_them() {
     );
     segment[28..32].copy_from_slice(&CLAIMED.to_be_bytes());
     assert_eq!(
-        SegmentHeader::parse(&segment).unwrap().segment_size(),
+        SegmentHeader::parse(&segment).unwrap().chunk_size(),
         CLAIMED
     );
 

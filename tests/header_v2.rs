@@ -1,6 +1,6 @@
 //! Segment header v2 against a storage attacker who edits header fields:
 //! every field a reader acts on is bound into the DEK's wrap, so an edited
-//! stream segment size (the field v1 left unauthenticated) is an integrity
+//! chunk size (the field v1 left unauthenticated) is an integrity
 //! error on every read path before any plaintext or any buffer of the
 //! claimed size exists.
 
@@ -39,21 +39,18 @@ fn is_integrity(err: &Error) -> bool {
 async fn an_edited_chunk_size_in_a_v2_header_opens_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let zone = zone(dir.path()).await;
-    // One stream segment: under v1 it would decrypt whatever size the
+    // One chunk: under v1 it would decrypt whatever size the
     // header claimed.
     let segment = zone.encrypt_segment("seg", b"one chunk").unwrap();
     let header = SegmentHeader::parse(&segment).unwrap();
     assert_eq!(header.format(), SegmentFormat::V2);
-    assert_eq!(header.segment_size(), 4096);
+    assert_eq!(header.chunk_size(), 4096);
 
     for claimed in [4097u32, 8192, 65536, 1 << 20, 16 << 20] {
         let mut edited = segment.to_vec();
         edited[28..32].copy_from_slice(&claimed.to_be_bytes());
         // Still well formed: only the wrap can tell.
-        assert_eq!(
-            SegmentHeader::parse(&edited).unwrap().segment_size(),
-            claimed
-        );
+        assert_eq!(SegmentHeader::parse(&edited).unwrap().chunk_size(), claimed);
 
         let err = zone.decrypt_segment("seg", &edited).unwrap_err();
         assert!(is_integrity(&err), "{claimed}: {err}");
@@ -64,7 +61,7 @@ async fn an_edited_chunk_size_in_a_v2_header_opens_nothing() {
             .unwrap_err();
         assert!(is_integrity(&err), "{claimed}: {err}");
         let err = zone
-            .segment_opener("seg", &edited[..SEGMENT_PREFIX_LEN])
+            .chunk_opener("seg", &edited[..SEGMENT_PREFIX_LEN])
             .unwrap_err();
         assert!(is_integrity(&err), "{claimed}: {err}");
         let err = zone.rewrap_header("seg", &edited).unwrap_err();

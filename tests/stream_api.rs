@@ -80,19 +80,19 @@ fn writer_reports_inner_failures_and_stays_failed() {
 }
 
 #[test]
-fn seeking_from_the_end_authenticates_the_last_segment() {
+fn seeking_from_the_end_authenticates_the_last_chunk() {
     let p = Params::new(4096).unwrap();
     let pt = data(3 * 4096);
     let ct = p.encrypt(&key(), b"", &pt, Threads::One).unwrap();
     let mut r = SeekableReader::new(Cursor::new(&ct[..]), &key(), b"", p).unwrap();
-    assert_eq!(r.segments_decrypted(), 0);
+    assert_eq!(r.chunks_decrypted(), 0);
     assert_eq!(r.seek(SeekFrom::End(-10)).unwrap(), pt.len() as u64 - 10);
-    assert_eq!(r.segments_decrypted(), 1, "the last segment was opened");
+    assert_eq!(r.chunks_decrypted(), 1, "the last chunk was opened");
     let mut tail = Vec::new();
     r.read_to_end(&mut tail).unwrap();
     assert_eq!(tail, &pt[pt.len() - 10..]);
 
-    // Cut at a segment boundary: the length looks valid but is not.
+    // Cut at a chunk boundary: the length looks valid but is not.
     let cut = 2 * 4096;
     assert!(p.plaintext_len(cut as u64).is_ok());
     let mut r = SeekableReader::new(Cursor::new(&ct[..cut]), &key(), b"", p).unwrap();
@@ -159,7 +159,7 @@ impl<R: Seek> Seek for Counting<R> {
 }
 
 #[test]
-fn a_random_4k_read_opens_at_most_two_segments() {
+fn a_random_4k_read_opens_at_most_two_chunks() {
     for seg in [4096usize, 65536] {
         let p = Params::new(seg).unwrap();
         let pt = data(16 << 20);
@@ -176,12 +176,12 @@ fn a_random_4k_read_opens_at_most_two_segments() {
             state ^= state >> 7;
             state ^= state << 17;
             let at = state % (pt.len() as u64 - 4096);
-            let before_segments = r.segments_decrypted();
+            let before_chunks = r.chunks_decrypted();
             let fetched_before = r.get_ref().bytes;
             assert_eq!(r.read_at(at, &mut buf).unwrap(), 4096);
             assert_eq!(&buf[..], &pt[at as usize..at as usize + 4096]);
-            let opened = r.segments_decrypted() - before_segments;
-            assert!(opened <= 2, "opened {opened} segments");
+            let opened = r.chunks_decrypted() - before_chunks;
+            assert!(opened <= 2, "opened {opened} chunks");
             let fetched = r.get_ref().bytes - fetched_before;
             assert!(fetched <= 2 * seg as u64, "fetched {fetched} bytes");
         }
@@ -189,7 +189,7 @@ fn a_random_4k_read_opens_at_most_two_segments() {
 }
 
 #[test]
-fn range_plans_fetch_only_the_touched_segments() {
+fn range_plans_fetch_only_the_touched_chunks() {
     let p = Params::new(4096).unwrap();
     let pt = data(100_000);
     let ct = p.encrypt(&key(), b"obj", &pt, Threads::One).unwrap();
@@ -213,27 +213,27 @@ fn range_plans_fetch_only_the_touched_segments() {
         assert_eq!(plan.header, 0..40);
         let (cs, ce) = (s.min(pt.len() as u64), e.min(pt.len() as u64));
         assert_eq!(plan.plaintext, cs..ce);
-        let touched = (plan.segments.end - plan.segments.start).div_ceil(4096);
+        let touched = (plan.chunks.end - plan.chunks.start).div_ceil(4096);
         let needed = if cs < ce {
             (ce - cs).div_ceil(4080) + 1
         } else {
             1
         };
-        assert!(touched <= needed, "{s}..{e}: {touched} segments");
-        let fetched = &ct[plan.segments.start as usize..plan.segments.end as usize];
+        assert!(touched <= needed, "{s}..{e}: {touched} chunks");
+        let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
         let got = dec.decrypt(&plan, fetched).unwrap();
         assert_eq!(&got[..], &pt[cs as usize..ce as usize], "{s}..{e}");
     }
-    // Past the end, the plan covers the last segment so the end is proven.
+    // Past the end, the plan covers the last chunk so the end is proven.
     let plan = p.ciphertext_range(200_000..300_000, len).unwrap();
-    assert_eq!(plan.segments.end, len);
+    assert_eq!(plan.chunks.end, len);
     // A reversed range, a forged plan and a short fetch are refused.
     assert!(matches!(
         p.ciphertext_range(std::ops::Range { start: 10, end: 5 }, len),
         Err(Error::InvalidArgument(_))
     ));
     let mut forged = dec.plan(0..10).unwrap();
-    forged.first_segment = 1;
+    forged.first_chunk = 1;
     assert!(matches!(
         dec.decrypt(&forged, &ct[40..4096]),
         Err(Error::InvalidArgument(_))
@@ -262,7 +262,7 @@ fn threaded_one_shot_matches_single_threaded() {
         for t2 in [Threads::One, Threads::AtMost(3.try_into().unwrap())] {
             assert_eq!(&p.decrypt(&key(), b"t", &ct, t2).unwrap()[..], &pt[..]);
         }
-        // A bad segment anywhere fails a threaded decrypt and leaves no
+        // A bad chunk anywhere fails a threaded decrypt and leaves no
         // plaintext in the caller's buffer.
         let mut bad = ct.to_vec();
         let at = bad.len() * 3 / 4;
@@ -362,6 +362,6 @@ mod async_adapters {
             stream::error_of(&e),
             Some(Error::Integrity { .. })
         ));
-        assert_eq!(got, &pt[..p.first_segment_plaintext_len()]);
+        assert_eq!(got, &pt[..p.first_chunk_plaintext_len()]);
     }
 }

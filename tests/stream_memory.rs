@@ -1,4 +1,4 @@
-//! Memory stays bounded by the segment size, whatever the stream length:
+//! Memory stays bounded by the chunk size, whatever the stream length:
 //! 256 MiB (see [`TOTAL`]) go through the writer, the sequential reader and the seekable
 //! reader while a counting global allocator records the peak of live heap
 //! bytes.
@@ -25,14 +25,14 @@ const TOTAL: u64 = if cfg!(feature = "aws-lc") {
 const CHUNK: usize = 1 << 20;
 
 #[test]
-fn streaming_hundreds_of_mib_holds_one_segment_of_memory() {
+fn streaming_hundreds_of_mib_holds_one_chunk_of_memory() {
     assert_counting();
     let seg = 64 * 1024;
     let params = Params::new(seg).unwrap();
     let key = SecretKey::from_slice(&[3; 32]).unwrap();
     let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 241) as u8).collect();
     let mut file = tempfile::tempfile().unwrap();
-    // Fixed costs besides the segment buffer: key schedules, the decoder's
+    // Fixed costs besides the chunk buffer: key schedules, the decoder's
     // boxed state, the associated data — a few KiB at most.
     let slack = 16 * 1024;
 
@@ -47,7 +47,7 @@ fn streaming_hundreds_of_mib_holds_one_segment_of_memory() {
     assert_eq!(ct_len, params.ciphertext_len(TOTAL).unwrap());
     assert!(
         write_peak <= seg + slack,
-        "writer peak {write_peak} bytes for a {seg}-byte segment"
+        "writer peak {write_peak} bytes for a {seg}-byte chunk"
     );
 
     file.seek(SeekFrom::Start(0)).unwrap();
@@ -70,7 +70,7 @@ fn streaming_hundreds_of_mib_holds_one_segment_of_memory() {
     });
     assert!(
         read_peak <= seg + slack,
-        "reader peak {read_peak} bytes for a {seg}-byte segment"
+        "reader peak {read_peak} bytes for a {seg}-byte chunk"
     );
 
     file.seek(SeekFrom::Start(0)).unwrap();
@@ -91,7 +91,7 @@ fn streaming_hundreds_of_mib_holds_one_segment_of_memory() {
     });
     assert!(
         seek_peak <= seg + slack,
-        "seekable reader peak {seek_peak} bytes for a {seg}-byte segment"
+        "seekable reader peak {seek_peak} bytes for a {seg}-byte chunk"
     );
 
     // The measurement itself can fail: a whole-stream buffer would show.

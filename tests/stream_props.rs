@@ -1,4 +1,4 @@
-//! Property tests: random lengths, segment sizes, write chunking and
+//! Property tests: random lengths, chunk sizes, write chunking and
 //! seek/read patterns all reproduce the plaintext, through every API.
 
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
@@ -19,9 +19,9 @@ fn plaintext(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Segment sizes near the minimum keep cases small while crossing many
+/// Chunk sizes near the minimum keep cases small while crossing many
 /// boundaries; any size in range is valid, not only powers of two.
-fn segment_size() -> impl Strategy<Value = usize> {
+fn chunk_size() -> impl Strategy<Value = usize> {
     prop_oneof![Just(4096usize), 4096usize..6000, Just(8192)]
 }
 
@@ -54,7 +54,7 @@ proptest! {
     #[test]
     fn writer_chunking_and_readers_round_trip(
         len in 0usize..30_000,
-        seg in segment_size(),
+        seg in chunk_size(),
         seed in any::<u8>(),
         chunks in proptest::collection::vec(1usize..7000, 1..20),
         reads in proptest::collection::vec(1usize..7000, 1..20),
@@ -96,7 +96,7 @@ proptest! {
     #[test]
     fn random_seeks_and_reads_match_the_plaintext(
         len in 0usize..30_000,
-        seg in segment_size(),
+        seg in chunk_size(),
         seed in any::<u8>(),
         ops in proptest::collection::vec(op(), 1..40),
     ) {
@@ -145,7 +145,7 @@ proptest! {
                     prop_assert_eq!(r.stream_position().unwrap(), pos);
                     // The same range through a ranged fetch.
                     let plan = ranges.plan(at..at + n as u64).unwrap();
-                    let fetched = &ct[plan.segments.start as usize..plan.segments.end as usize];
+                    let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
                     let via_range = ranges.decrypt(&plan, fetched).unwrap();
                     prop_assert_eq!(&via_range[..], &pt[start..end]);
                 }

@@ -1,6 +1,6 @@
 //! Tamper resistance of the stream format: every modification of a small
-//! multi-segment ciphertext is rejected with a typed error, by every
-//! decryption path, and no plaintext from a bad segment is ever released.
+//! multi-chunk ciphertext is rejected with a typed error, by every
+//! decryption path, and no plaintext from a bad chunk is ever released.
 
 use std::io::{Cursor, Read};
 
@@ -18,9 +18,9 @@ fn key() -> SecretKey {
     SecretKey::from_slice(&[0x42; 32]).unwrap()
 }
 
-/// Three segments: a full first, a full second, a short last.
+/// Three chunks: a full first, a full second, a short last.
 fn plaintext() -> Vec<u8> {
-    let n = params().first_segment_plaintext_len() + params().plaintext_segment_len() + 100;
+    let n = params().first_chunk_plaintext_len() + params().plaintext_chunk_len() + 100;
     (0..n).map(|i| (i * 31 % 256) as u8).collect()
 }
 
@@ -31,10 +31,10 @@ fn encrypt(pt: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-/// Segment boundaries of a ciphertext: `[header, s0, s1, ...]` as ranges.
+/// Chunk boundaries of a ciphertext: `[header, s0, s1, ...]` as ranges.
 fn pieces(ct: &[u8]) -> Vec<std::ops::Range<usize>> {
     let p = params();
-    let n = p.segment_count_for_ciphertext(ct.len() as u64).unwrap();
+    let n = p.chunk_count_for_ciphertext(ct.len() as u64).unwrap();
     let mut out = Vec::with_capacity(n as usize + 1);
     out.push(0..stream::HEADER_LEN);
     for i in 0..n {
@@ -42,7 +42,7 @@ fn pieces(ct: &[u8]) -> Vec<std::ops::Range<usize>> {
         let end = if i + 1 == n {
             ct.len()
         } else {
-            start + p.full_segment_len(i)
+            start + p.full_chunk_len(i)
         };
         out.push(start..end);
     }
@@ -55,7 +55,7 @@ fn is_rejection(e: &Error) -> bool {
 
 /// Decrypts `ct` every way there is and asserts each way rejects it. The
 /// sequential reader may release plaintext before the error, but only an
-/// authentic prefix of whole segments of `pt`.
+/// authentic prefix of whole chunks of `pt`.
 fn assert_rejected(ct: &[u8], pt: &[u8], aad: &[u8], what: &str) {
     let p = params();
     match p.decrypt(&key(), aad, ct, Threads::One) {
@@ -72,10 +72,10 @@ fn assert_rejected(ct: &[u8], pt: &[u8], aad: &[u8], what: &str) {
         got.len() <= pt.len() && got[..] == pt[..got.len()],
         "{what}"
     );
-    let whole_segments = got.is_empty()
-        || (0..p.segment_count(pt.len() as u64))
+    let whole_chunks = got.is_empty()
+        || (0..p.chunk_count(pt.len() as u64))
             .any(|i| p.plaintext_start(i + 1) == got.len() as u64);
-    assert!(whole_segments, "{what}: released {} bytes", got.len());
+    assert!(whole_chunks, "{what}: released {} bytes", got.len());
 
     // Random access: opening may already fail; otherwise reading it all must.
     if let Ok(mut r) = SeekableReader::new(Cursor::new(ct), &key(), aad, p) {
@@ -89,7 +89,7 @@ fn assert_rejected(ct: &[u8], pt: &[u8], aad: &[u8], what: &str) {
 fn every_bit_flip_is_rejected() {
     let pt = plaintext();
     let ct = encrypt(&pt);
-    assert_eq!(pieces(&ct).len(), 4, "header and three segments");
+    assert_eq!(pieces(&ct).len(), 4, "header and three chunks");
     for byte in 0..ct.len() {
         for bit in 0..8 {
             let mut bad = ct.clone();
@@ -115,7 +115,7 @@ fn truncation_at_every_offset_is_rejected() {
     for len in 0..ct.len() {
         assert_rejected(&ct[..len], &pt, AAD, &format!("truncated to {len}"));
     }
-    // Exactly at segment boundaries, the cut is a whole number of segments
+    // Exactly at chunk boundaries, the cut is a whole number of chunks
     // and still fails: the last one left is not marked last.
     for &b in &boundaries[..boundaries.len() - 1] {
         let e = params()
@@ -136,15 +136,15 @@ fn appended_bytes_are_rejected() {
         bad.extend(std::iter::repeat_n(0xa5, extra));
         assert_rejected(&bad, &pt, AAD, &format!("{extra} bytes appended"));
     }
-    // A whole valid-looking segment copied from the stream itself.
+    // A whole valid-looking chunk copied from the stream itself.
     let p = pieces(&ct);
     let mut bad = ct.clone();
     bad.extend_from_slice(&ct[p[2].clone()]);
-    assert_rejected(&bad, &pt, AAD, "second segment appended again");
+    assert_rejected(&bad, &pt, AAD, "second chunk appended again");
 }
 
 #[test]
-fn dropped_duplicated_and_reordered_segments_are_rejected() {
+fn dropped_duplicated_and_reordered_chunks_are_rejected() {
     let pt = plaintext();
     let ct = encrypt(&pt);
     let p = pieces(&ct);
@@ -171,7 +171,7 @@ fn dropped_duplicated_and_reordered_segments_are_rejected() {
 }
 
 #[test]
-fn segments_from_another_stream_under_the_same_key_are_rejected() {
+fn chunks_from_another_stream_under_the_same_key_are_rejected() {
     let pt = plaintext();
     let a = encrypt(&pt);
     let b = encrypt(&pt);
@@ -210,7 +210,7 @@ fn ranged_decryption_rejects_tampering_and_lies_about_length() {
     let dec = stream::RangeDecryptor::new(&key(), AAD, params(), &ct[..40], len).unwrap();
     for range in [0..10u64, 4000..4100, 8000..pt.len() as u64] {
         let plan = dec.plan(range.clone()).unwrap();
-        let fetched = &ct[plan.segments.start as usize..plan.segments.end as usize];
+        let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
         assert_eq!(
             &dec.decrypt(&plan, fetched).unwrap()[..],
             &pt[range.start as usize..range.end as usize]
@@ -224,11 +224,11 @@ fn ranged_decryption_rejects_tampering_and_lies_about_length() {
             ));
         }
     }
-    // The object store claims the stream ends at a segment boundary.
+    // The object store claims the stream ends at a chunk boundary.
     let cut = pieces(&ct)[2].end as u64;
     let liar = stream::RangeDecryptor::new(&key(), AAD, params(), &ct[..40], cut).unwrap();
     let plan = liar.plan(0..u64::MAX).unwrap();
-    let fetched = &ct[plan.segments.start as usize..plan.segments.end as usize];
+    let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
     assert!(matches!(
         liar.decrypt(&plan, fetched),
         Err(Error::Integrity { .. })

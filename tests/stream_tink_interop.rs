@@ -13,7 +13,7 @@ use cmek::stream::{DecryptingReader, EncryptingWriter, Params, SeekableReader, T
 use cmek::SecretKey;
 
 struct Case {
-    segment_size: usize,
+    chunk_size: usize,
     len: usize,
     aad: Vec<u8>,
     key: [u8; 32],
@@ -21,10 +21,10 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    for (k, segment_size) in [4096usize, 65536].into_iter().enumerate() {
-        let p = Params::new(segment_size).unwrap();
-        let first = p.first_segment_plaintext_len();
-        let second = first + p.plaintext_segment_len();
+    for (k, chunk_size) in [4096usize, 65536].into_iter().enumerate() {
+        let p = Params::new(chunk_size).unwrap();
+        let first = p.first_chunk_plaintext_len();
+        let second = first + p.plaintext_chunk_len();
         let mut lens = vec![0, 1, (3 << 20) + 17];
         lens.extend(first - 2..=first + 2);
         lens.extend(second - 2..=second + 2);
@@ -38,7 +38,7 @@ fn cases() -> Vec<Case> {
                     *b = (i * 13 + len * 7 + k * 3 + a) as u8;
                 }
                 out.push(Case {
-                    segment_size,
+                    chunk_size,
                     len,
                     aad: aad.clone(),
                     key,
@@ -77,10 +77,10 @@ fn hex(b: &[u8]) -> String {
 
 fn job(op: &str, c: &Case, input: &Path, output: &Path) -> String {
     format!(
-        r#"{{"op":"{op}","key":"{}","aad":"{}","segment_size":{},"input":"{}","output":"{}"}}"#,
+        r#"{{"op":"{op}","key":"{}","aad":"{}","chunk_size":{},"input":"{}","output":"{}"}}"#,
         hex(&c.key),
         hex(&c.aad),
-        c.segment_size,
+        c.chunk_size,
         input.display(),
         output.display()
     )
@@ -96,7 +96,7 @@ fn cmek_and_tink_read_each_other() {
     for (i, c) in cases.iter().enumerate() {
         let pt = plaintext(c);
         let key = SecretKey::from_slice(&c.key).unwrap();
-        let params = Params::new(c.segment_size).unwrap();
+        let params = Params::new(c.chunk_size).unwrap();
         // cmek -> Tink: alternate between the one-shot and the writer.
         let ct = if i % 2 == 0 {
             params
@@ -162,8 +162,8 @@ fn cmek_and_tink_read_each_other() {
     for (i, c) in cases.iter().enumerate() {
         let pt = plaintext(c);
         let what = format!(
-            "case {i}: segment {} len {} aad {}",
-            c.segment_size,
+            "case {i}: chunk {} len {} aad {}",
+            c.chunk_size,
             c.len,
             c.aad.len()
         );
@@ -172,7 +172,7 @@ fn cmek_and_tink_read_each_other() {
         assert!(tink_pt == pt, "{what}: Tink decrypted something else");
         // We decrypt Tink's, every way.
         let key = SecretKey::from_slice(&c.key).unwrap();
-        let params = Params::new(c.segment_size).unwrap();
+        let params = Params::new(c.chunk_size).unwrap();
         let tink_ct = std::fs::read(dir.path().join(format!("{i}.tink.ct"))).unwrap();
         assert_eq!(
             tink_ct.len() as u64,

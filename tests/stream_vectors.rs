@@ -8,7 +8,7 @@ use cmek::stream::{DecryptingReader, Params, RangeDecryptor, SeekableReader, Thr
 use cmek::{Error, SecretKey};
 
 struct Vector {
-    segment_size: usize,
+    chunk_size: usize,
     key: Vec<u8>,
     aad: Vec<u8>,
     plaintext: Vec<u8>,
@@ -31,7 +31,7 @@ fn vectors() -> Vec<Vector> {
         let n: usize = f["plaintext_len"].parse().unwrap();
         let seed: usize = f["plaintext_seed"].parse().unwrap();
         out.push(Vector {
-            segment_size: f["segment_size"].parse().unwrap(),
+            chunk_size: f["chunk_size"].parse().unwrap(),
             key: hex::decode(f["key"]).unwrap(),
             aad: hex::decode(f["aad"]).unwrap(),
             plaintext: (0..n).map(|i| ((i * 7 + seed) % 251) as u8).collect(),
@@ -47,8 +47,8 @@ fn tink_vectors_decrypt_every_way() {
     assert_eq!(vs.len(), 7);
     for v in vs {
         let key = SecretKey::from_slice(&v.key).unwrap();
-        let p = Params::new(v.segment_size).unwrap();
-        let what = format!("{} bytes, segment {}", v.plaintext.len(), v.segment_size);
+        let p = Params::new(v.chunk_size).unwrap();
+        let what = format!("{} bytes, chunk {}", v.plaintext.len(), v.chunk_size);
         assert_eq!(
             p.ciphertext_len(v.plaintext.len() as u64).unwrap(),
             v.ciphertext.len() as u64,
@@ -83,7 +83,7 @@ fn tink_vectors_decrypt_every_way() {
         let got = d
             .decrypt(
                 &plan,
-                &v.ciphertext[plan.segments.start as usize..plan.segments.end as usize],
+                &v.ciphertext[plan.chunks.start as usize..plan.chunks.end as usize],
             )
             .unwrap();
         assert_eq!(

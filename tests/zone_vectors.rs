@@ -75,7 +75,7 @@ async fn committed_zone_vectors_open_and_decrypt() {
         let header = SegmentHeader::parse(&bytes).unwrap();
         assert_eq!(header.zone_id(), zone.id());
         assert_eq!(header.ezk_version(), version);
-        assert_eq!(header.segment_size(), 4096);
+        assert_eq!(header.chunk_size(), 4096);
         assert_eq!(
             &zone.decrypt_segment(id, &bytes).unwrap()[..],
             &plaintext(id)[..],

@@ -2,38 +2,38 @@
 //! readers.
 //!
 //! It takes ciphertext in whatever pieces the source yields, reads one byte
-//! past each segment to learn whether that segment is the last, opens each
-//! segment in place (or straight into the caller's buffer when a whole
-//! segment fits), and releases plaintext only from segments that
-//! authenticated. It holds one ciphertext segment (plus one byte) of memory
-//! at most, and grows to it only as ciphertext arrives: the segment size
+//! past each chunk to learn whether that chunk is the last, opens each
+//! chunk in place (or straight into the caller's buffer when a whole
+//! chunk fits), and releases plaintext only from chunks that
+//! authenticated. It holds one ciphertext chunk (plus one byte) of memory
+//! at most, and grows to it only as ciphertext arrives: the chunk size
 //! may come from an unauthenticated header (a v1 segment header), and a
-//! short stream must not make a reader allocate a 16 MiB segment. It must
+//! short stream must not make a reader allocate a 16 MiB chunk. It must
 //! not do I/O: the adapters in [`super::reader`] and `super::tokio`
 //! feed it.
 
+use super::chunk::ChunkCipher;
 use super::header::Header;
 use super::params::{index_u32, Params, HEADER_LEN};
-use super::segment::SegmentCipher;
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
 use crate::{Error, Result};
 
-/// The decoder's first buffer: the default segment size plus its
+/// The decoder's first buffer: the default chunk size plus its
 /// look-ahead byte, so streams under default params allocate once.
-const FIRST_BUFFER: usize = super::params::DEFAULT_SEGMENT_SIZE + 1;
+const FIRST_BUFFER: usize = super::params::DEFAULT_CHUNK_SIZE + 1;
 
 /// What the decoder needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Plaintext is available in [`Decoder::plaintext`].
     Ready,
-    /// A whole segment was opened straight into the caller's buffer (see
+    /// A whole chunk was opened straight into the caller's buffer (see
     /// [`Decoder::step_into`]): this many bytes of it are plaintext.
     Direct(usize),
     /// Fill [`Decoder::input`] and report with [`Decoder::filled`].
     NeedInput,
-    /// The last segment authenticated and all its plaintext was consumed.
+    /// The last chunk authenticated and all its plaintext was consumed.
     End,
 }
 
@@ -47,7 +47,7 @@ enum State {
     },
     Body {
         // Boxed: the pure-Rust backend's expanded key is large.
-        cipher: Box<SegmentCipher>,
+        cipher: Box<ChunkCipher>,
     },
     Failed,
 }
@@ -56,16 +56,16 @@ enum State {
 pub(crate) struct Decoder {
     params: Params,
     state: State,
-    /// Ciphertext of the current segment plus one look-ahead byte; after
+    /// Ciphertext of the current chunk plus one look-ahead byte; after
     /// opening, its plaintext. Grown by [`input`](Self::input) as
-    /// ciphertext arrives, up to one segment plus one byte.
+    /// ciphertext arrives, up to one chunk plus one byte.
     buf: Vec<u8>,
     /// Ciphertext bytes held in `buf`.
     filled: usize,
     /// Authenticated plaintext `buf[pt..pt_end]` not yet consumed.
     pt: usize,
     pt_end: usize,
-    /// Sealed length of the segment whose plaintext is being served (its
+    /// Sealed length of the chunk whose plaintext is being served (its
     /// look-ahead byte, if any, sits at `buf[sealed]`).
     sealed: usize,
     index: u64,
@@ -98,7 +98,7 @@ impl Decoder {
     pub(crate) fn input(&mut self) -> &mut [u8] {
         let (from, want) = match self.state {
             State::Header { have, .. } => (have, HEADER_LEN),
-            State::Body { .. } => (self.filled, self.params.full_segment_len(self.index) + 1),
+            State::Body { .. } => (self.filled, self.params.full_chunk_len(self.index) + 1),
             State::Failed => return &mut [],
         };
         self.grow_toward(from);
@@ -108,9 +108,9 @@ impl Decoder {
 
     /// Makes room past `from` once the buffer is full up to it: to
     /// [`FIRST_BUFFER`] bytes at first, then to twice what has arrived,
-    /// never past one segment and its look-ahead byte. Memory thus stays
+    /// never past one chunk and its look-ahead byte. Memory thus stays
     /// within twice the ciphertext actually received (or
-    /// [`FIRST_BUFFER`]), whatever segment size the params claim; the
+    /// [`FIRST_BUFFER`]), whatever chunk size the params claim; the
     /// copies made while growing add up to less than the bytes read; and a
     /// stream under default params allocates once.
     fn grow_toward(&mut self, from: usize) {
@@ -120,7 +120,7 @@ impl Decoder {
         let target = from
             .saturating_mul(2)
             .max(FIRST_BUFFER)
-            .min(self.params.segment_size() + 1);
+            .min(self.params.chunk_size() + 1);
         // Exactly: `resize` alone would round the capacity up to a power
         // of two.
         self.buf.reserve_exact(target - self.buf.len());
@@ -141,10 +141,10 @@ impl Decoder {
         }
     }
 
-    /// The stream's segment size: no segment holds more plaintext.
+    /// The stream's chunk size: no chunk holds more plaintext.
     #[cfg(feature = "tokio")]
-    pub(crate) fn segment_size(&self) -> usize {
-        self.params.segment_size()
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.params.chunk_size()
     }
 
     /// Authenticated plaintext ready to be copied out.
@@ -158,7 +158,7 @@ impl Decoder {
         debug_assert!(self.pt <= self.pt_end);
     }
 
-    /// Advances as far as the buffered input allows. A segment whose
+    /// Advances as far as the buffered input allows. A chunk whose
     /// plaintext fits in `out` is opened straight into it
     /// ([`Step::Direct`]) instead of in place and then copied: one pass over
     /// the bytes instead of two. Otherwise its plaintext waits in
@@ -166,7 +166,7 @@ impl Decoder {
     ///
     /// # Errors
     /// [`Error::Malformed`] for a bad header or an impossible length,
-    /// [`Error::Integrity`] for a segment that does not authenticate; `out`
+    /// [`Error::Integrity`] for a chunk that does not authenticate; `out`
     /// then holds no plaintext. Every later call fails too.
     pub(crate) fn step_into(&mut self, out: &mut [u8]) -> Result<Step> {
         match self.advance(out) {
@@ -199,24 +199,24 @@ impl Decoder {
                 return Ok(Step::NeedInput);
             }
             let header = Header::parse(&self.buf[..HEADER_LEN])?;
-            let cipher = SegmentCipher::new(key, aad, &header)?;
+            let cipher = ChunkCipher::new(key, aad, &header)?;
             self.state = State::Body {
                 cipher: Box::new(cipher),
             };
         }
         let State::Body { cipher } = &self.state else {
             return Err(Error::Integrity {
-                what: "stream (an earlier segment failed)",
+                what: "stream (an earlier chunk failed)",
             });
         };
-        // The previous segment's plaintext is consumed: move its look-ahead
+        // The previous chunk's plaintext is consumed: move its look-ahead
         // byte to the front.
         if self.sealed > 0 {
             self.buf[0] = self.buf[self.sealed];
             self.filled = 1;
             self.sealed = 0;
         }
-        let full = self.params.full_segment_len(self.index);
+        let full = self.params.full_chunk_len(self.index);
         let last = if self.filled == full + 1 {
             false
         } else if self.eof {
@@ -229,13 +229,13 @@ impl Decoder {
             return Err(Error::malformed(
                 "stream",
                 format!(
-                    "segment {} has {sealed} bytes: truncated or padded",
+                    "chunk {} has {sealed} bytes: truncated or padded",
                     self.index
                 ),
             ));
         }
         let index = index_u32(self.index)
-            .map_err(|_| Error::malformed("stream", "more segments than a 32-bit index allows"))?;
+            .map_err(|_| Error::malformed("stream", "more chunks than a 32-bit index allows"))?;
         let n = sealed - TAG_LEN;
         let direct = out.len() >= n;
         if direct {
@@ -260,9 +260,9 @@ impl Decoder {
         } else if self.done {
             Ok(Step::End)
         } else {
-            // An empty segment that is not the last: only a forged layout
+            // An empty chunk that is not the last: only a forged layout
             // could produce this, and it did not authenticate above.
-            Err(Error::malformed("stream", "empty segment before the last"))
+            Err(Error::malformed("stream", "empty chunk before the last"))
         }
     }
 }

@@ -1,28 +1,28 @@
 //! The encrypting state machine shared by the blocking and async writers.
 //!
-//! It buffers one segment of plaintext, seals it once it knows whether the
-//! segment is the last (a full segment is sealed only when more data
+//! It buffers one chunk of plaintext, seals it once it knows whether the
+//! chunk is the last (a full chunk is sealed only when more data
 //! arrives, or as the last one on finish), and hands out the sealed bytes.
-//! A caller holding more than a whole segment of plaintext can instead have
-//! the segment sealed straight from its bytes into the buffer
+//! A caller holding more than a whole chunk of plaintext can instead have
+//! the chunk sealed straight from its bytes into the buffer
 //! ([`Encoder::seal_full_from`]), which saves the copy.
-//! It holds exactly one ciphertext segment of memory. It must not do I/O:
+//! It holds exactly one ciphertext chunk of memory. It must not do I/O:
 //! the adapters in [`super::writer`] and `super::tokio` move the bytes.
 
+use super::chunk::ChunkCipher;
 use super::header::Header;
-use super::params::{index_u32, too_many_segments, Params, HEADER_LEN, MAX_SEGMENTS};
-use super::segment::SegmentCipher;
+use super::params::{index_u32, too_many_chunks, Params, HEADER_LEN, MAX_CHUNKS};
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
 use crate::Result;
 
 /// Sans-I/O stream encryptor.
 pub(crate) struct Encoder {
-    cipher: SegmentCipher,
-    /// One ciphertext segment: for segment 0 the header, then plaintext,
+    cipher: ChunkCipher,
+    /// One ciphertext chunk: for chunk 0 the header, then plaintext,
     /// then room for the tag.
     buf: Vec<u8>,
-    /// Where the current segment's plaintext starts in `buf`.
+    /// Where the current chunk's plaintext starts in `buf`.
     start: usize,
     /// Where it ends.
     end: usize,
@@ -41,16 +41,17 @@ impl Encoder {
         Self::with_header(key, aad, params, header)
     }
 
-    /// An encoder with a chosen header: only for known-answer tests, which
-    /// must reproduce another implementation's bytes.
+    /// An encoder with a header the caller drew (zones draw it with the
+    /// segment's DEK; known-answer tests reproduce another
+    /// implementation's bytes).
     pub(crate) fn with_header(
         key: &SecretKey,
         aad: &[u8],
         params: Params,
         header: Header,
     ) -> Result<Self> {
-        let cipher = SegmentCipher::new(key, aad, &header)?;
-        let mut buf = vec![0u8; params.segment_size()];
+        let cipher = ChunkCipher::new(key, aad, &header)?;
+        let mut buf = vec![0u8; params.chunk_size()];
         buf[..HEADER_LEN].copy_from_slice(header.as_bytes());
         Ok(Self {
             cipher,
@@ -69,33 +70,33 @@ impl Encoder {
         self.buf.len() - TAG_LEN
     }
 
-    /// True when the current segment is full and nothing is pending: the
+    /// True when the current chunk is full and nothing is pending: the
     /// caller must [`seal`](Self::seal) it (as not last) before more data fits.
     pub(crate) fn is_full(&self) -> bool {
         self.out == self.out_end && self.end == self.capacity_end()
     }
 
-    /// True when nothing is buffered or pending, so the next segment may be
+    /// True when nothing is buffered or pending, so the next chunk may be
     /// sealed straight from the caller's bytes.
     pub(crate) fn is_empty(&self) -> bool {
         !self.finished && self.out == self.out_end && self.end == self.start
     }
 
-    /// Plaintext bytes in the current segment when full.
-    pub(crate) fn segment_capacity(&self) -> usize {
+    /// Plaintext bytes in the current chunk when full.
+    pub(crate) fn chunk_capacity(&self) -> usize {
         self.capacity_end() - self.start
     }
 
-    /// Seals `data`, exactly [`segment_capacity`](Self::segment_capacity)
-    /// bytes, as a full segment that is not the last, straight into the
+    /// Seals `data`, exactly [`chunk_capacity`](Self::chunk_capacity)
+    /// bytes, as a full chunk that is not the last, straight into the
     /// buffer, and makes it pending. Only when [`is_empty`](Self::is_empty),
     /// and only when the caller knows more data follows: it must
     /// [`accept`](Self::accept) at least one more byte before the stream
-    /// can finish, or the last segment would be empty.
+    /// can finish, or the last chunk would be empty.
     pub(crate) fn seal_full_from(&mut self, data: &[u8]) -> Result<()> {
-        debug_assert!(self.is_empty() && data.len() == self.segment_capacity());
-        if self.index + 1 >= MAX_SEGMENTS {
-            return Err(too_many_segments());
+        debug_assert!(self.is_empty() && data.len() == self.chunk_capacity());
+        if self.index + 1 >= MAX_CHUNKS {
+            return Err(too_many_chunks());
         }
         let index = index_u32(self.index)?;
         let start = self.start;
@@ -108,7 +109,7 @@ impl Encoder {
         Ok(())
     }
 
-    /// Copies as much of `data` as fits into the current segment. Accepts
+    /// Copies as much of `data` as fits into the current chunk. Accepts
     /// nothing while sealed bytes are pending or after finishing.
     pub(crate) fn accept(&mut self, data: &[u8]) -> usize {
         if self.finished || self.out != self.out_end {
@@ -121,13 +122,13 @@ impl Encoder {
         n
     }
 
-    /// Seals the buffered segment (`last` on finish) and makes its bytes
+    /// Seals the buffered chunk (`last` on finish) and makes its bytes
     /// pending. Must only be called with nothing pending.
     pub(crate) fn seal(&mut self, last: bool) -> Result<()> {
         debug_assert!(self.out == self.out_end && !self.finished);
-        if !last && self.index + 1 >= MAX_SEGMENTS {
-            // The next segment would need index 2^32.
-            return Err(too_many_segments());
+        if !last && self.index + 1 >= MAX_CHUNKS {
+            // The next chunk would need index 2^32.
+            return Err(too_many_chunks());
         }
         let index = index_u32(self.index)?;
         let sealed_end = self.end + TAG_LEN;
@@ -146,7 +147,7 @@ impl Encoder {
     }
 
     /// Marks `n` pending bytes as written; once all are, the buffer is free
-    /// for the next segment.
+    /// for the next chunk.
     pub(crate) fn consume(&mut self, n: usize) {
         self.out += n;
         debug_assert!(self.out <= self.out_end);
@@ -158,7 +159,7 @@ impl Encoder {
         }
     }
 
-    /// True once the last segment has been sealed.
+    /// True once the last chunk has been sealed.
     pub(crate) fn is_finished(&self) -> bool {
         self.finished
     }

@@ -1,7 +1,7 @@
 //! The stream header: `0x28 ‖ salt (32 bytes) ‖ nonce prefix (7 bytes)`.
 //!
 //! This module owns generating, serializing and parsing the header. It must
-//! not derive keys or encrypt: [`super::segment`] does that from a parsed
+//! not derive keys or encrypt: [`super::chunk`] does that from a parsed
 //! header.
 
 use super::params::{HEADER_LEN, NONCE_PREFIX_LEN, SALT_LEN};
@@ -67,7 +67,7 @@ impl Header {
         &self.0[1..1 + SALT_LEN]
     }
 
-    /// The nonce prefix shared by all segments.
+    /// The nonce prefix shared by all chunks.
     pub(crate) fn nonce_prefix(&self) -> [u8; NONCE_PREFIX_LEN] {
         let mut p = [0u8; NONCE_PREFIX_LEN];
         p.copy_from_slice(&self.0[1 + SALT_LEN..]);

@@ -1,4 +1,4 @@
-//! The segment body: streaming authenticated encryption in segments, with
+//! The segment body: streaming authenticated encryption in chunks, with
 //! random access.
 //!
 //! A stream is byte-compatible with Tink's **AES-GCM-HKDF Streaming AEAD**
@@ -11,10 +11,10 @@
 //! header = 0x28 ‖ salt (32) ‖ nonce prefix (7)
 //! key    = HKDF-SHA256(ikm = caller's key, salt, info = associated data), 32 bytes
 //! stream = header ‖ seal(0) ‖ seal(1) ‖ … ‖ seal(n-1)
-//! seal(i) = AES-256-GCM(key, nonce = prefix ‖ u32be(i) ‖ [i == n-1], segment i) ‖ tag
+//! seal(i) = AES-256-GCM(key, nonce = prefix ‖ u32be(i) ‖ [i == n-1], chunk i) ‖ tag
 //! ```
 //!
-//! Every ciphertext segment is [`Params::segment_size`] bytes (the first
+//! Every ciphertext chunk is [`Params::chunk_size`] bytes (the first
 //! one counting the header) except the last, which is shorter or equal and
 //! never empty unless the whole message is. The byte layout is documented in
 //! `docs/FORMAT.md` and pinned by known-answer vectors produced by Tink.
@@ -30,14 +30,14 @@
 //!   [`read_at`](SeekableReader::read_at)), and for ranged GETs
 //!   [`Params::ciphertext_range`] with [`RangeDecryptor`];
 //! * async (feature `tokio`): `AsyncEncryptingWriter`, `AsyncDecryptingReader`;
-//! * one segment at a time, into and out of the caller's own buffers:
-//!   [`SegmentSealer`] and [`SegmentOpener`] (no copies, no I/O).
+//! * one chunk at a time, into and out of the caller's own buffers:
+//!   [`ChunkSealer`] and [`ChunkOpener`] (no copies, no I/O).
 //!
-//! Guarantees: no plaintext is released from a segment before it
-//! authenticated; a flipped bit, truncation (also at a segment boundary),
-//! reordered, dropped, duplicated or foreign segments, appended bytes and
+//! Guarantees: no plaintext is released from a chunk before it
+//! authenticated; a flipped bit, truncation (also at a chunk boundary),
+//! reordered, dropped, duplicated or foreign chunks, appended bytes and
 //! wrong associated data are all errors ([`Error::Integrity`] or
-//! [`Error::Malformed`]); memory stays at one segment per reader or writer.
+//! [`Error::Malformed`]); memory stays at one chunk per reader or writer.
 //!
 //! This module owns the body format and its I/O adapters. It takes a raw
 //! key and must not know about zones, key providers or wrapped keys.
@@ -46,7 +46,8 @@ use std::io;
 
 use crate::Error;
 
-mod by_segment;
+mod by_chunk;
+mod chunk;
 mod decoder;
 mod encoder;
 mod header;
@@ -55,7 +56,6 @@ mod params;
 mod range;
 mod reader;
 mod seek;
-mod segment;
 #[cfg(feature = "tokio")]
 mod tokio;
 mod writer;
@@ -67,7 +67,7 @@ mod tests;
 pub use self::tokio::{AsyncDecryptingReader, AsyncEncryptingWriter};
 pub(crate) use header::Header;
 
-/// A check the adapters run before sealing or opening each segment; an
+/// A check the adapters run before sealing or opening each chunk; an
 /// error stops the stream there. Zones use it to stop streams already open
 /// when their key becomes unavailable.
 pub(crate) type Gate = std::sync::Arc<dyn Fn() -> crate::Result<()> + Send + Sync>;
@@ -76,10 +76,10 @@ pub(crate) type Gate = std::sync::Arc<dyn Fn() -> crate::Result<()> + Send + Syn
 fn pass(gate: &Option<Gate>) -> crate::Result<()> {
     gate.as_ref().map_or(Ok(()), |g| g())
 }
-pub use by_segment::{SegmentOpener, SegmentSealer};
+pub use by_chunk::{ChunkOpener, ChunkSealer};
 pub use oneshot::{decrypt, encrypt, Threads};
 pub use params::{
-    Params, DEFAULT_SEGMENT_SIZE, HEADER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    Params, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
     NONCE_PREFIX_LEN, SALT_LEN,
 };
 pub use range::{CiphertextRange, RangeDecryptor};

@@ -1,8 +1,8 @@
 //! One-shot encryption and decryption of whole buffers, on several threads.
 //!
-//! Segments are independent (each has its own nonce), so a large buffer is
-//! cut into runs of whole segments that threads seal or open at once, each
-//! writing straight into its part of the output: no per-segment allocation,
+//! Chunks are independent (each has its own nonce), so a large buffer is
+//! cut into runs of whole chunks that threads seal or open at once, each
+//! writing straight into its part of the output: no per-chunk allocation,
 //! and each byte is read once and written once (out-of-place AES-GCM, no
 //! copy). This module owns that split; it must not do I/O.
 
@@ -13,9 +13,9 @@ use std::thread;
 use bytes::Bytes;
 use zeroize::Zeroize;
 
+use super::chunk::ChunkCipher;
 use super::header::Header;
 use super::params::{index_u32, Params, HEADER_LEN};
-use super::segment::SegmentCipher;
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
 use crate::{Error, Result};
@@ -52,17 +52,17 @@ impl Threads {
 
 /// The number of cores, asked once: on Linux the standard library reads
 /// cgroup files for it, which costs tens of microseconds — more than
-/// sealing a small segment.
+/// sealing a small chunk.
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| thread::available_parallelism().map_or(1, NonZeroUsize::get))
 }
 
-/// Cuts segments `0..segments` into `parts` contiguous runs; returns the run
-/// boundaries as segment indices.
-fn runs(segments: u64, parts: usize) -> Vec<u64> {
-    let parts = (parts as u64).min(segments).max(1);
-    (0..=parts).map(|i| segments * i / parts).collect()
+/// Cuts chunks `0..chunks` into `parts` contiguous runs; returns the run
+/// boundaries as chunk indices.
+fn runs(chunks: u64, parts: usize) -> Vec<u64> {
+    let parts = (parts as u64).min(chunks).max(1);
+    (0..=parts).map(|i| chunks * i / parts).collect()
 }
 
 impl Params {
@@ -90,7 +90,7 @@ impl Params {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `out` has the wrong length;
-    /// [`Error::LimitExceeded`] past 2^32 segments; [`Error::Random`] if no
+    /// [`Error::LimitExceeded`] past 2^32 chunks; [`Error::Random`] if no
     /// salt can be drawn.
     pub fn encrypt_into(
         &self,
@@ -119,21 +119,21 @@ impl Params {
                 out.len()
             )));
         }
-        let cipher = SegmentCipher::new(key, aad, &header)?;
+        let cipher = ChunkCipher::new(key, aad, &header)?;
         out[..HEADER_LEN].copy_from_slice(header.as_bytes());
-        let segments = self.segment_count(plaintext.len() as u64);
-        let bounds = runs(segments, threads.resolve(plaintext.len()));
+        let chunks = self.chunk_count(plaintext.len() as u64);
+        let bounds = runs(chunks, threads.resolve(plaintext.len()));
         let seal_run = |from: u64, to: u64, out: &mut [u8], pt: &[u8]| -> Result<()> {
-            // `out` and `pt` start at segment `from`.
+            // `out` and `pt` start at chunk `from`.
             let (mut o, mut p) = (0usize, 0usize);
             for i in from..to {
-                let last = i + 1 == segments;
+                let last = i + 1 == chunks;
                 let n = if last {
                     pt.len() - p
                 } else if i == 0 {
-                    self.first_segment_plaintext_len()
+                    self.first_chunk_plaintext_len()
                 } else {
-                    self.plaintext_segment_len()
+                    self.plaintext_chunk_len()
                 };
                 cipher.seal_from(
                     index_u32(i)?,
@@ -173,7 +173,7 @@ impl Params {
     /// # Errors
     /// [`Error::Malformed`] for a bad header or length;
     /// [`Error::InvalidArgument`] if `out` has the wrong length;
-    /// [`Error::Integrity`] if any segment fails to authenticate — `out` is
+    /// [`Error::Integrity`] if any chunk fails to authenticate — `out` is
     /// then all zeros.
     pub fn decrypt_into(
         &self,
@@ -191,18 +191,18 @@ impl Params {
             )));
         }
         let header = Header::parse(ciphertext)?;
-        let cipher = SegmentCipher::new(key, aad, &header)?;
-        let segments = self.segment_count_for_ciphertext(ciphertext.len() as u64)?;
-        let bounds = runs(segments, threads.resolve(out.len()));
+        let cipher = ChunkCipher::new(key, aad, &header)?;
+        let chunks = self.chunk_count_for_ciphertext(ciphertext.len() as u64)?;
+        let bounds = runs(chunks, threads.resolve(out.len()));
         let open_run = |from: u64, to: u64, out: &mut [u8], ct: &[u8]| -> Result<()> {
-            // `out` and `ct` start at segment `from`.
+            // `out` and `ct` start at chunk `from`.
             let (mut o, mut c) = (0usize, 0usize);
             for i in from..to {
-                let last = i + 1 == segments;
+                let last = i + 1 == chunks;
                 let sealed = if last {
                     ct.len() - c
                 } else {
-                    self.full_segment_len(i)
+                    self.full_chunk_len(i)
                 };
                 let n = sealed - TAG_LEN;
                 cipher.open_to(index_u32(i)?, last, &ct[c..c + sealed], &mut out[o..o + n])?;
@@ -218,7 +218,7 @@ impl Params {
         r
     }
 
-    /// Runs `work(from, to, out_part, in_part)` for each run of segments in
+    /// Runs `work(from, to, out_part, in_part)` for each run of chunks in
     /// `bounds`, on scoped threads when there is more than one run.
     fn for_each_run<F>(
         &self,
@@ -231,7 +231,7 @@ impl Params {
     where
         F: Fn(u64, u64, &mut [u8], &[u8]) -> Result<()> + Sync,
     {
-        // Byte offset of segment `i` in the plaintext and in the sealed body.
+        // Byte offset of chunk `i` in the plaintext and in the sealed body.
         let pt_at = |i: u64| self.plaintext_start(i) as usize;
         let ct_at = |i: u64| (self.ciphertext_start(i) as usize) - HEADER_LEN;
         let (out_at, in_at): (&dyn Fn(u64) -> usize, &dyn Fn(u64) -> usize) = if sealing {

@@ -1,7 +1,7 @@
-//! Segment layout: the arithmetic that maps plaintext offsets and lengths to
+//! Chunk layout: the arithmetic that maps plaintext offsets and lengths to
 //! ciphertext offsets and lengths.
 //!
-//! This module owns [`Params`] (the ciphertext segment size) and every
+//! This module owns [`Params`] (the ciphertext chunk size) and every
 //! length computation derived from it. It is pure arithmetic: it must not
 //! encrypt, allocate buffers or do I/O.
 
@@ -13,85 +13,85 @@ use crate::{Error, Result};
 pub const HEADER_LEN: usize = 1 + SALT_LEN + NONCE_PREFIX_LEN;
 /// Length of the random salt fed to HKDF.
 pub const SALT_LEN: usize = 32;
-/// Length of the random nonce prefix shared by a stream's segments.
+/// Length of the random nonce prefix shared by a stream's chunks.
 pub const NONCE_PREFIX_LEN: usize = 7;
-/// Smallest supported ciphertext segment size (4 KiB).
-pub const MIN_SEGMENT_SIZE: usize = 4 * 1024;
-/// Largest supported ciphertext segment size (16 MiB).
-pub const MAX_SEGMENT_SIZE: usize = 16 * 1024 * 1024;
-/// Default ciphertext segment size (64 KiB); see `docs/PERFORMANCE.md` for
+/// Smallest supported ciphertext chunk size (4 KiB).
+pub const MIN_CHUNK_SIZE: usize = 4 * 1024;
+/// Largest supported ciphertext chunk size (16 MiB).
+pub const MAX_CHUNK_SIZE: usize = 16 * 1024 * 1024;
+/// Default ciphertext chunk size (64 KiB); see `docs/PERFORMANCE.md` for
 /// the measurements behind it.
-pub const DEFAULT_SEGMENT_SIZE: usize = 64 * 1024;
-/// Most segments one stream may have: segment indices are 32-bit.
-pub const MAX_SEGMENTS: u64 = 1 << 32;
+pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
+/// Most chunks one stream may have: chunk indices are 32-bit.
+pub const MAX_CHUNKS: u64 = 1 << 32;
 
-/// The layout of a stream: its ciphertext segment size.
+/// The layout of a stream: its ciphertext chunk size.
 ///
-/// The segment size is not recorded in the stream, so a reader must use the
+/// The chunk size is not recorded in the stream, so a reader must use the
 /// same `Params` as the writer (store it beside the stream, e.g. in a
 /// segment header).
 ///
 /// ```
 /// use cmek::stream::Params;
 /// let p = Params::new(4096)?;
-/// assert_eq!(p.first_segment_plaintext_len(), 4096 - 40 - 16);
+/// assert_eq!(p.first_chunk_plaintext_len(), 4096 - 40 - 16);
 /// assert_eq!(p.ciphertext_len(0)?, 40 + 16);
 /// # Ok::<(), cmek::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Params {
-    segment_size: usize,
+    chunk_size: usize,
 }
 
 impl Default for Params {
     fn default() -> Self {
         Self {
-            segment_size: DEFAULT_SEGMENT_SIZE,
+            chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
 }
 
 impl Params {
-    /// Layout with ciphertext segments of `segment_size` bytes (header
+    /// Layout with ciphertext chunks of `chunk_size` bytes (header
     /// included in the first one).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] unless `segment_size` lies in
-    /// [`MIN_SEGMENT_SIZE`]`..=`[`MAX_SEGMENT_SIZE`].
-    pub fn new(segment_size: usize) -> Result<Self> {
-        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size) {
+    /// [`Error::InvalidArgument`] unless `chunk_size` lies in
+    /// [`MIN_CHUNK_SIZE`]`..=`[`MAX_CHUNK_SIZE`].
+    pub fn new(chunk_size: usize) -> Result<Self> {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
             return Err(Error::InvalidArgument(format!(
-                "stream segment size {segment_size} is outside \
-                 {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}"
+                "stream chunk size {chunk_size} is outside \
+                 {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}"
             )));
         }
-        Ok(Self { segment_size })
+        Ok(Self { chunk_size })
     }
 
-    /// The ciphertext segment size in bytes.
-    pub fn segment_size(&self) -> usize {
-        self.segment_size
+    /// The ciphertext chunk size in bytes.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
     }
 
-    /// Plaintext bytes carried by every segment but the first and the last.
-    pub fn plaintext_segment_len(&self) -> usize {
-        self.segment_size - TAG_LEN
+    /// Plaintext bytes carried by every chunk but the first and the last.
+    pub fn plaintext_chunk_len(&self) -> usize {
+        self.chunk_size - TAG_LEN
     }
 
-    /// Plaintext bytes carried by the first segment when it is not the last
-    /// (it shares its ciphertext segment with the header).
-    pub fn first_segment_plaintext_len(&self) -> usize {
-        self.segment_size - HEADER_LEN - TAG_LEN
+    /// Plaintext bytes carried by the first chunk when it is not the last
+    /// (it shares its ciphertext chunk with the header).
+    pub fn first_chunk_plaintext_len(&self) -> usize {
+        self.chunk_size - HEADER_LEN - TAG_LEN
     }
 
-    /// Number of segments of a stream with `plaintext_len` bytes (at least 1:
-    /// an empty message is one empty segment).
-    pub fn segment_count(&self, plaintext_len: u64) -> u64 {
-        let first = self.first_segment_plaintext_len() as u64;
+    /// Number of chunks of a stream with `plaintext_len` bytes (at least 1:
+    /// an empty message is one empty chunk).
+    pub fn chunk_count(&self, plaintext_len: u64) -> u64 {
+        let first = self.first_chunk_plaintext_len() as u64;
         if plaintext_len <= first {
             1
         } else {
-            1 + (plaintext_len - first).div_ceil(self.plaintext_segment_len() as u64)
+            1 + (plaintext_len - first).div_ceil(self.plaintext_chunk_len() as u64)
         }
     }
 
@@ -99,11 +99,11 @@ impl Params {
     ///
     /// # Errors
     /// [`Error::LimitExceeded`] if the stream would need more than
-    /// [`MAX_SEGMENTS`] segments.
+    /// [`MAX_CHUNKS`] chunks.
     pub fn ciphertext_len(&self, plaintext_len: u64) -> Result<u64> {
-        let n = self.segment_count(plaintext_len);
-        if n > MAX_SEGMENTS {
-            return Err(too_many_segments());
+        let n = self.chunk_count(plaintext_len);
+        if n > MAX_CHUNKS {
+            return Err(too_many_chunks());
         }
         Ok(HEADER_LEN as u64 + plaintext_len + n * TAG_LEN as u64)
     }
@@ -115,19 +115,19 @@ impl Params {
     ///
     /// # Errors
     /// [`Error::Malformed`] if no stream under these params has that length
-    /// (shorter than a header and one tag, or ending in a segment too short
+    /// (shorter than a header and one tag, or ending in a chunk too short
     /// to hold a tag and one byte).
     pub fn plaintext_len(&self, ciphertext_len: u64) -> Result<u64> {
-        let n = self.segment_count_for_ciphertext(ciphertext_len)?;
+        let n = self.chunk_count_for_ciphertext(ciphertext_len)?;
         Ok(ciphertext_len - HEADER_LEN as u64 - n * TAG_LEN as u64)
     }
 
-    /// Number of segments of a well-formed stream of `ciphertext_len` bytes.
+    /// Number of chunks of a well-formed stream of `ciphertext_len` bytes.
     ///
     /// # Errors
     /// As [`Params::plaintext_len`].
-    pub fn segment_count_for_ciphertext(&self, ciphertext_len: u64) -> Result<u64> {
-        let seg = self.segment_size as u64;
+    pub fn chunk_count_for_ciphertext(&self, ciphertext_len: u64) -> Result<u64> {
+        let seg = self.chunk_size as u64;
         let min = (HEADER_LEN + TAG_LEN) as u64;
         if ciphertext_len < min {
             return Err(Error::malformed(
@@ -145,86 +145,86 @@ impl Params {
             } else if rem <= TAG_LEN as u64 {
                 return Err(Error::malformed(
                     "stream",
-                    format!("last segment has {rem} bytes, too short for a tag and data"),
+                    format!("last chunk has {rem} bytes, too short for a tag and data"),
                 ));
             } else {
                 2 + full
             }
         };
-        if n > MAX_SEGMENTS {
+        if n > MAX_CHUNKS {
             return Err(Error::malformed(
                 "stream",
-                format!("{n} segments exceed the limit of {MAX_SEGMENTS}"),
+                format!("{n} chunks exceed the limit of {MAX_CHUNKS}"),
             ));
         }
         Ok(n)
     }
 
-    /// The segment holding plaintext byte `offset`, and the offset within
-    /// that segment's plaintext.
-    pub fn segment_of(&self, offset: u64) -> (u64, usize) {
-        let first = self.first_segment_plaintext_len() as u64;
+    /// The chunk holding plaintext byte `offset`, and the offset within
+    /// that chunk's plaintext.
+    pub fn chunk_of(&self, offset: u64) -> (u64, usize) {
+        let first = self.first_chunk_plaintext_len() as u64;
         if offset < first {
             (0, offset as usize)
         } else {
-            let pseg = self.plaintext_segment_len() as u64;
+            let pseg = self.plaintext_chunk_len() as u64;
             let rel = offset - first;
             (1 + rel / pseg, (rel % pseg) as usize)
         }
     }
 
-    /// Plaintext offset of the first byte of segment `index`.
+    /// Plaintext offset of the first byte of chunk `index`.
     pub fn plaintext_start(&self, index: u64) -> u64 {
         if index == 0 {
             0
         } else {
-            self.first_segment_plaintext_len() as u64
-                + (index - 1) * self.plaintext_segment_len() as u64
+            self.first_chunk_plaintext_len() as u64
+                + (index - 1) * self.plaintext_chunk_len() as u64
         }
     }
 
-    /// Ciphertext offset of the first sealed byte of segment `index` (for
-    /// segment 0, the byte after the header).
+    /// Ciphertext offset of the first sealed byte of chunk `index` (for
+    /// chunk 0, the byte after the header).
     pub fn ciphertext_start(&self, index: u64) -> u64 {
         if index == 0 {
             HEADER_LEN as u64
         } else {
-            index * self.segment_size as u64
+            index * self.chunk_size as u64
         }
     }
 
-    /// Sealed length (plaintext and tag) of segment `index` when it is not
+    /// Sealed length (plaintext and tag) of chunk `index` when it is not
     /// the last.
-    pub fn full_segment_len(&self, index: u64) -> usize {
+    pub fn full_chunk_len(&self, index: u64) -> usize {
         if index == 0 {
-            self.segment_size - HEADER_LEN
+            self.chunk_size - HEADER_LEN
         } else {
-            self.segment_size
+            self.chunk_size
         }
     }
 
-    /// Sealed length of segment `index` in a stream of `ciphertext_len`
-    /// bytes with `segments` segments.
-    pub(crate) fn sealed_len(&self, index: u64, segments: u64, ciphertext_len: u64) -> usize {
-        if index + 1 == segments {
+    /// Sealed length of chunk `index` in a stream of `ciphertext_len`
+    /// bytes with `chunks` chunks.
+    pub(crate) fn sealed_len(&self, index: u64, chunks: u64, ciphertext_len: u64) -> usize {
+        if index + 1 == chunks {
             (ciphertext_len - self.ciphertext_start(index)) as usize
         } else {
-            self.full_segment_len(index)
+            self.full_chunk_len(index)
         }
     }
 }
 
-/// The error for a stream that would exceed [`MAX_SEGMENTS`].
-pub(crate) fn too_many_segments() -> Error {
+/// The error for a stream that would exceed [`MAX_CHUNKS`].
+pub(crate) fn too_many_chunks() -> Error {
     Error::LimitExceeded {
-        what: "segments in one stream",
-        limit: MAX_SEGMENTS,
+        what: "chunks in one stream",
+        limit: MAX_CHUNKS,
     }
 }
 
-/// Narrows a segment index to the 32 bits of the nonce.
+/// Narrows a chunk index to the 32 bits of the nonce.
 pub(crate) fn index_u32(index: u64) -> Result<u32> {
-    u32::try_from(index).map_err(|_| too_many_segments())
+    u32::try_from(index).map_err(|_| too_many_chunks())
 }
 
 #[cfg(test)]
@@ -232,30 +232,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segment_size_bounds_are_enforced() {
-        assert!(Params::new(MIN_SEGMENT_SIZE).is_ok());
-        assert!(Params::new(MAX_SEGMENT_SIZE).is_ok());
-        for bad in [0, 56, MIN_SEGMENT_SIZE - 1, MAX_SEGMENT_SIZE + 1] {
+    fn chunk_size_bounds_are_enforced() {
+        assert!(Params::new(MIN_CHUNK_SIZE).is_ok());
+        assert!(Params::new(MAX_CHUNK_SIZE).is_ok());
+        for bad in [0, 56, MIN_CHUNK_SIZE - 1, MAX_CHUNK_SIZE + 1] {
             assert!(matches!(Params::new(bad), Err(Error::InvalidArgument(_))));
         }
-        assert_eq!(Params::default().segment_size(), DEFAULT_SEGMENT_SIZE);
+        assert_eq!(Params::default().chunk_size(), DEFAULT_CHUNK_SIZE);
     }
 
     #[test]
     fn lengths_round_trip_and_gaps_are_malformed() {
         let p = Params::new(4096).unwrap();
-        let first = p.first_segment_plaintext_len() as u64;
-        let pseg = p.plaintext_segment_len() as u64;
+        let first = p.first_chunk_plaintext_len() as u64;
+        let pseg = p.plaintext_chunk_len() as u64;
         for pt in (0..3 * 4096u64).chain([first, first + 1, first + pseg, first + pseg + 1]) {
             let ct = p.ciphertext_len(pt).unwrap();
             assert_eq!(p.plaintext_len(ct).unwrap(), pt, "pt {pt}");
-            assert_eq!(
-                p.segment_count_for_ciphertext(ct).unwrap(),
-                p.segment_count(pt)
-            );
+            assert_eq!(p.chunk_count_for_ciphertext(ct).unwrap(), p.chunk_count(pt));
         }
         // Lengths no writer produces: shorter than header + tag, or a last
-        // segment with a tag and nothing else.
+        // chunk with a tag and nothing else.
         for ct in [0, 1, 55, 4096 + 1, 4096 + 16, 2 * 4096 + 16] {
             assert!(
                 matches!(p.plaintext_len(ct), Err(Error::Malformed { .. })),
@@ -265,15 +262,15 @@ mod tests {
     }
 
     #[test]
-    fn segment_of_agrees_with_plaintext_start() {
+    fn chunk_of_agrees_with_plaintext_start() {
         let p = Params::new(4096).unwrap();
         for off in [0u64, 1, 4039, 4040, 4041, 8119, 8120, 8121, 1 << 30] {
-            let (i, within) = p.segment_of(off);
+            let (i, within) = p.chunk_of(off);
             assert_eq!(p.plaintext_start(i) + within as u64, off);
             let len = if i == 0 {
-                p.first_segment_plaintext_len()
+                p.first_chunk_plaintext_len()
             } else {
-                p.plaintext_segment_len()
+                p.plaintext_chunk_len()
             };
             assert!(within < len);
         }
@@ -282,11 +279,11 @@ mod tests {
     }
 
     #[test]
-    fn segment_limit_is_enforced() {
-        let p = Params::new(MIN_SEGMENT_SIZE).unwrap();
-        let pseg = p.plaintext_segment_len() as u64;
-        let first = p.first_segment_plaintext_len() as u64;
-        let max_pt = first + (MAX_SEGMENTS - 1) * pseg;
+    fn chunk_limit_is_enforced() {
+        let p = Params::new(MIN_CHUNK_SIZE).unwrap();
+        let pseg = p.plaintext_chunk_len() as u64;
+        let first = p.first_chunk_plaintext_len() as u64;
+        let max_pt = first + (MAX_CHUNKS - 1) * pseg;
         assert!(p.ciphertext_len(max_pt).is_ok());
         assert!(matches!(
             p.ciphertext_len(max_pt + 1),

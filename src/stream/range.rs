@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use super::chunk::ChunkCipher;
 use super::header::Header;
 use super::params::{index_u32, Params, HEADER_LEN};
-use super::segment::SegmentCipher;
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
 use crate::{Error, Result};
@@ -22,14 +22,14 @@ use crate::{Error, Result};
 pub struct CiphertextRange {
     /// The stream header's bytes, always `0..40`. Fetch them once per
     /// stream (they are needed to derive the stream key); when
-    /// [`segments`](Self::segments) starts at 40, one fetch of
-    /// `0..segments.end` covers both.
+    /// [`chunks`](Self::chunks) starts at 40, one fetch of
+    /// `0..chunks.end` covers both.
     pub header: Range<u64>,
-    /// The whole segments holding the requested plaintext. Empty when the
+    /// The whole chunks holding the requested plaintext. Empty when the
     /// requested range is empty and inside the stream.
-    pub segments: Range<u64>,
-    /// Index of the first segment in [`segments`](Self::segments).
-    pub first_segment: u64,
+    pub chunks: Range<u64>,
+    /// Index of the first chunk in [`chunks`](Self::chunks).
+    pub first_chunk: u64,
     /// The plaintext this fetch yields: the requested range clamped to the
     /// stream's length.
     pub plaintext: Range<u64>,
@@ -43,7 +43,7 @@ impl Params {
     /// ciphertext bytes that must be fetched. Pure: no I/O, no key.
     ///
     /// A range that reaches or starts past the end is clamped, and then
-    /// includes the last segment, so that decrypting it authenticates where
+    /// includes the last chunk, so that decrypting it authenticates where
     /// the stream ends.
     ///
     /// ```
@@ -51,8 +51,8 @@ impl Params {
     /// let p = Params::new(4096)?;
     /// let ct_len = p.ciphertext_len(1 << 20)?;
     /// let r = p.ciphertext_range(10_000..14_096, ct_len)?;
-    /// assert_eq!(r.segments, 2 * 4096..4 * 4096);
-    /// assert_eq!(r.first_segment, 2);
+    /// assert_eq!(r.chunks, 2 * 4096..4 * 4096);
+    /// assert_eq!(r.first_chunk, 2);
     /// # Ok::<(), cmek::Error>(())
     /// ```
     ///
@@ -71,31 +71,31 @@ impl Params {
             )));
         }
         let len = self.plaintext_len(ciphertext_len)?;
-        let segments = self.segment_count_for_ciphertext(ciphertext_len)?;
+        let chunks = self.chunk_count_for_ciphertext(ciphertext_len)?;
         let start = plaintext.start.min(len);
         let end = plaintext.end.min(len);
         let (first, last) = if start < end {
-            (self.segment_of(start).0, self.segment_of(end - 1).0)
+            (self.chunk_of(start).0, self.chunk_of(end - 1).0)
         } else if plaintext.end >= len {
-            // Empty at the end: fetch the last segment to prove the end.
-            (segments - 1, segments - 1)
+            // Empty at the end: fetch the last chunk to prove the end.
+            (chunks - 1, chunks - 1)
         } else {
-            let (i, _) = self.segment_of(start);
+            let (i, _) = self.chunk_of(start);
             let at = self.ciphertext_start(i);
             return Ok(CiphertextRange {
                 header: 0..HEADER_LEN as u64,
-                segments: at..at,
-                first_segment: i,
+                chunks: at..at,
+                first_chunk: i,
                 plaintext: start..end,
                 ciphertext_len,
             });
         };
         let seg_end =
-            self.ciphertext_start(last) + self.sealed_len(last, segments, ciphertext_len) as u64;
+            self.ciphertext_start(last) + self.sealed_len(last, chunks, ciphertext_len) as u64;
         Ok(CiphertextRange {
             header: 0..HEADER_LEN as u64,
-            segments: self.ciphertext_start(first)..seg_end,
-            first_segment: first,
+            chunks: self.ciphertext_start(first)..seg_end,
+            first_chunk: first,
             plaintext: start..end,
             ciphertext_len,
         })
@@ -105,16 +105,16 @@ impl Params {
 /// Decrypts fetched ciphertext ranges of one stream.
 ///
 /// Built once per stream from its header (this derives the stream key), then
-/// used for any number of [`CiphertextRange`]s. Each segment authenticates
+/// used for any number of [`CiphertextRange`]s. Each chunk authenticates
 /// its own position (its index is in the nonce) and whether it is the last,
 /// so a fetched range decrypts correctly or fails with
 /// [`Error::Integrity`] — including when `ciphertext_len` misstates where
 /// the stream ends and the range touches that end.
 pub struct RangeDecryptor {
     params: Params,
-    cipher: SegmentCipher,
+    cipher: ChunkCipher,
     ciphertext_len: u64,
-    segments: u64,
+    chunks: u64,
 }
 
 impl RangeDecryptor {
@@ -131,12 +131,12 @@ impl RangeDecryptor {
         ciphertext_len: u64,
     ) -> Result<Self> {
         let header = Header::parse(header)?;
-        let segments = params.segment_count_for_ciphertext(ciphertext_len)?;
+        let chunks = params.chunk_count_for_ciphertext(ciphertext_len)?;
         Ok(Self {
-            cipher: SegmentCipher::new(key, aad, &header)?,
+            cipher: ChunkCipher::new(key, aad, &header)?,
             params,
             ciphertext_len,
-            segments,
+            chunks,
         })
     }
 
@@ -149,14 +149,14 @@ impl RangeDecryptor {
         self.params.ciphertext_range(plaintext, self.ciphertext_len)
     }
 
-    /// Decrypts `fetched` (the bytes of `plan.segments`) and returns exactly
+    /// Decrypts `fetched` (the bytes of `plan.chunks`) and returns exactly
     /// `plan.plaintext`.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `plan` is not what
     /// [`plan`](Self::plan) returns for its plaintext range on this stream;
-    /// [`Error::Malformed`] if `fetched` is not `plan.segments` long;
-    /// [`Error::Integrity`] if a segment does not authenticate (nothing is
+    /// [`Error::Malformed`] if `fetched` is not `plan.chunks` long;
+    /// [`Error::Integrity`] if a chunk does not authenticate (nothing is
     /// returned).
     pub fn decrypt(&self, plan: &CiphertextRange, fetched: &[u8]) -> Result<Bytes> {
         if *plan != self.plan(plan.plaintext.clone())? {
@@ -164,7 +164,7 @@ impl RangeDecryptor {
                 "the range plan was not made for this stream by ciphertext_range".into(),
             ));
         }
-        let want = plan.segments.end - plan.segments.start;
+        let want = plan.chunks.end - plan.chunks.start;
         if fetched.len() as u64 != want {
             return Err(Error::malformed(
                 "stream range",
@@ -172,22 +172,22 @@ impl RangeDecryptor {
             ));
         }
         let mut out = Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize);
-        // No segment is longer than what was fetched (checked below before
+        // No chunk is longer than what was fetched (checked below before
         // each copy), whatever the params claim.
-        let mut scratch = vec![0u8; self.params.segment_size().min(fetched.len())];
+        let mut scratch = vec![0u8; self.params.chunk_size().min(fetched.len())];
         let mut at = 0usize;
-        let mut index = plan.first_segment;
+        let mut index = plan.first_chunk;
         while at < fetched.len() {
             let sealed = self
                 .params
-                .sealed_len(index, self.segments, self.ciphertext_len);
+                .sealed_len(index, self.chunks, self.ciphertext_len);
             let Some(ct) = fetched.get(at..at + sealed) else {
-                return Err(Error::malformed("stream range", "ends inside a segment"));
+                return Err(Error::malformed("stream range", "ends inside a chunk"));
             };
             let buf = &mut scratch[..sealed];
             buf.copy_from_slice(ct);
             self.cipher
-                .open(index_u32(index)?, index + 1 == self.segments, buf)?;
+                .open(index_u32(index)?, index + 1 == self.chunks, buf)?;
             let seg_start = self.params.plaintext_start(index);
             let seg_end = seg_start + (sealed - TAG_LEN) as u64;
             let from = plan.plaintext.start.max(seg_start);

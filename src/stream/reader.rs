@@ -13,9 +13,9 @@ use crate::secret::SecretKey;
 
 /// Decrypts a stream read sequentially from `R`.
 ///
-/// Plaintext is released one segment at a time, and only after that segment
+/// Plaintext is released one chunk at a time, and only after that chunk
 /// authenticated; the end of the stream (`Ok(0)`) is reported only after the
-/// segment marked last authenticated, so truncation at a segment boundary is
+/// chunk marked last authenticated, so truncation at a chunk boundary is
 /// an error, never a short read. After an error every later read fails.
 ///
 /// Errors are [`io::Error`]s of kind [`io::ErrorKind::InvalidData`] that
@@ -23,7 +23,7 @@ use crate::secret::SecretKey;
 /// [`Malformed`](crate::Error::Malformed)); get it with
 /// [`super::error_of`].
 ///
-/// Memory: one ciphertext segment plus one byte.
+/// Memory: one ciphertext chunk plus one byte.
 pub struct DecryptingReader<R: Read> {
     inner: R,
     dec: Decoder,
@@ -41,7 +41,7 @@ impl<R: Read> DecryptingReader<R> {
         }
     }
 
-    /// Runs `gate` before reading each segment.
+    /// Runs `gate` before reading each chunk.
     pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
         self.gate = Some(gate);
         self

@@ -1,16 +1,16 @@
 //! [`SeekableReader`]: random access to a stream over `Read + Seek`.
 //!
-//! This module owns positioned reads: locating the segment that holds a
-//! plaintext offset, fetching and opening just that segment, and caching the
-//! one segment last opened. It must not read more than one segment per
-//! segment touched, and must not trust the stream's length until the last
-//! segment authenticated.
+//! This module owns positioned reads: locating the chunk that holds a
+//! plaintext offset, fetching and opening just that chunk, and caching the
+//! one chunk last opened. It must not read more than one chunk per
+//! chunk touched, and must not trust the stream's length until the last
+//! chunk authenticated.
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use super::chunk::ChunkCipher;
 use super::header::Header;
 use super::params::{index_u32, Params, HEADER_LEN};
-use super::segment::SegmentCipher;
 use super::{pass, to_io, Gate};
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
@@ -20,11 +20,11 @@ use crate::{Error, Result};
 /// and positional [`read_at`](Self::read_at).
 ///
 /// Opening reads the header and the stream's ciphertext length. Each read
-/// then fetches and authenticates only the segments it touches, keeping the
-/// last one decrypted in a cache (memory: one segment). The plaintext length
-/// implied by the ciphertext length is trusted only after the last segment
+/// then fetches and authenticates only the chunks it touches, keeping the
+/// last one decrypted in a cache (memory: one chunk). The plaintext length
+/// implied by the ciphertext length is trusted only after the last chunk
 /// authenticated: [`len`](Self::len), `SeekFrom::End` and reads at or past
-/// the end do that first, so a stream truncated at a segment boundary is an
+/// the end do that first, so a stream truncated at a chunk boundary is an
 /// error, never a short file.
 ///
 /// The stream starts at `inner`'s position when the reader is created and
@@ -32,18 +32,18 @@ use crate::{Error, Result};
 pub struct SeekableReader<R> {
     inner: R,
     params: Params,
-    cipher: SegmentCipher,
+    cipher: ChunkCipher,
     /// Offset of the stream's first byte in `inner`.
     base: u64,
     ciphertext_len: u64,
-    segments: u64,
+    chunks: u64,
     /// Plaintext length implied by `ciphertext_len`; authenticated once
     /// `end_verified`.
     claimed_len: u64,
     end_verified: bool,
     pos: u64,
     buf: Vec<u8>,
-    /// Segment whose plaintext is `buf[..cached_len]`.
+    /// Chunk whose plaintext is `buf[..cached_len]`.
     cached: Option<u64>,
     cached_len: usize,
     decrypted: u64,
@@ -60,29 +60,29 @@ impl<R: Read + Seek> SeekableReader<R> {
         let base = inner.stream_position()?;
         let end = inner.seek(SeekFrom::End(0))?;
         let ciphertext_len = end.saturating_sub(base);
-        let segments = params.segment_count_for_ciphertext(ciphertext_len)?;
+        let chunks = params.chunk_count_for_ciphertext(ciphertext_len)?;
         let claimed_len = params.plaintext_len(ciphertext_len)?;
         inner.seek(SeekFrom::Start(base))?;
         let mut h = [0u8; HEADER_LEN];
         inner.read_exact(&mut h)?;
         let header = Header::parse(&h)?;
         Ok(Self {
-            cipher: SegmentCipher::new(key, aad, &header)?,
+            cipher: ChunkCipher::new(key, aad, &header)?,
             inner,
             params,
             base,
             ciphertext_len,
-            segments,
+            chunks,
             claimed_len,
             end_verified: false,
             pos: 0,
-            // No sealed segment is longer than the stream itself: a short
-            // stream under a large (possibly unauthenticated) segment size
+            // No sealed chunk is longer than the stream itself: a short
+            // stream under a large (possibly unauthenticated) chunk size
             // gets a buffer of its own length.
             buf: vec![
                 0u8;
                 params
-                    .segment_size()
+                    .chunk_size()
                     .min(usize::try_from(ciphertext_len).unwrap_or(usize::MAX))
             ],
             cached: None,
@@ -92,17 +92,17 @@ impl<R: Read + Seek> SeekableReader<R> {
         })
     }
 
-    /// Runs `gate` before opening each segment.
+    /// Runs `gate` before opening each chunk.
     pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
         self.gate = Some(gate);
         self
     }
 
-    /// The authenticated plaintext length (opens the last segment first if
+    /// The authenticated plaintext length (opens the last chunk first if
     /// it has not been opened yet).
     ///
     /// # Errors
-    /// [`Error::Integrity`] if the last segment does not authenticate as the
+    /// [`Error::Integrity`] if the last chunk does not authenticate as the
     /// last, e.g. after truncation.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&mut self) -> Result<u64> {
@@ -110,9 +110,9 @@ impl<R: Read + Seek> SeekableReader<R> {
         Ok(self.claimed_len)
     }
 
-    /// Segments opened (decrypted and authenticated) so far; a cache hit
+    /// Chunks opened (decrypted and authenticated) so far; a cache hit
     /// does not count.
-    pub fn segments_decrypted(&self) -> u64 {
+    pub fn chunks_decrypted(&self) -> u64 {
         self.decrypted
     }
 
@@ -131,7 +131,7 @@ impl<R: Read + Seek> SeekableReader<R> {
     /// stream (whose position is then authenticated).
     ///
     /// # Errors
-    /// [`Error::Integrity`] if a touched segment does not authenticate (no
+    /// [`Error::Integrity`] if a touched chunk does not authenticate (no
     /// plaintext from it is copied), [`Error::Io`] if `inner` fails.
     pub fn read_at(&mut self, mut offset: u64, out: &mut [u8]) -> Result<usize> {
         let mut done = 0;
@@ -140,7 +140,7 @@ impl<R: Read + Seek> SeekableReader<R> {
                 self.verify_end()?;
                 break;
             }
-            let (index, within) = self.params.segment_of(offset);
+            let (index, within) = self.params.chunk_of(offset);
             self.load(index)?;
             let avail = &self.buf[within..self.cached_len];
             let n = avail.len().min(out.len() - done);
@@ -153,12 +153,12 @@ impl<R: Read + Seek> SeekableReader<R> {
 
     fn verify_end(&mut self) -> Result<()> {
         if !self.end_verified {
-            self.load(self.segments - 1)?;
+            self.load(self.chunks - 1)?;
         }
         Ok(())
     }
 
-    /// Fetches and opens segment `index` into the cache.
+    /// Fetches and opens chunk `index` into the cache.
     fn load(&mut self, index: u64) -> Result<()> {
         if self.cached == Some(index) {
             return Ok(());
@@ -168,8 +168,8 @@ impl<R: Read + Seek> SeekableReader<R> {
         let start = self.base + self.params.ciphertext_start(index);
         let sealed = self
             .params
-            .sealed_len(index, self.segments, self.ciphertext_len);
-        let last = index + 1 == self.segments;
+            .sealed_len(index, self.chunks, self.ciphertext_len);
+        let last = index + 1 == self.chunks;
         self.inner.seek(SeekFrom::Start(start))?;
         let buf = &mut self.buf[..sealed];
         self.inner.read_exact(buf).map_err(|e| {

@@ -8,7 +8,7 @@ use super::*;
 use crate::SecretKey;
 
 pub(crate) struct Vector {
-    pub(crate) segment_size: usize,
+    pub(crate) chunk_size: usize,
     pub(crate) key: Vec<u8>,
     pub(crate) aad: Vec<u8>,
     pub(crate) plaintext: Vec<u8>,
@@ -40,7 +40,7 @@ pub(crate) fn vectors() -> Vec<Vector> {
         let n: usize = fields["plaintext_len"].parse().unwrap();
         let seed: usize = fields["plaintext_seed"].parse().unwrap();
         out.push(Vector {
-            segment_size: fields["segment_size"].parse().unwrap(),
+            chunk_size: fields["chunk_size"].parse().unwrap(),
             key: hex_decode(fields["key"]),
             aad: hex_decode(fields["aad"]),
             plaintext: (0..n).map(|i| ((i * 7 + seed) % 251) as u8).collect(),
@@ -62,7 +62,7 @@ fn vectors_are_present_and_cover_boundaries() {
 fn one_shot_reproduces_tink_bytes() {
     for v in vectors() {
         let key = SecretKey::from_slice(&v.key).unwrap();
-        let params = Params::new(v.segment_size).unwrap();
+        let params = Params::new(v.chunk_size).unwrap();
         let header = Header::parse(&v.ciphertext).unwrap();
         let mut out = vec![0u8; v.ciphertext.len()];
         params
@@ -76,11 +76,11 @@ fn one_shot_reproduces_tink_bytes() {
 fn encoder_reproduces_tink_bytes() {
     for v in vectors() {
         let key = SecretKey::from_slice(&v.key).unwrap();
-        let params = Params::new(v.segment_size).unwrap();
+        let params = Params::new(v.chunk_size).unwrap();
         let header = Header::parse(&v.ciphertext).unwrap();
         let mut enc = Encoder::with_header(&key, &v.aad, params, header).unwrap();
         let mut out = Vec::new();
-        // Odd-sized pieces, so segment boundaries fall inside writes.
+        // Odd-sized pieces, so chunk boundaries fall inside writes.
         for piece in v.plaintext.chunks(777) {
             let mut rest = piece;
             while !rest.is_empty() {
@@ -99,16 +99,16 @@ fn encoder_reproduces_tink_bytes() {
     }
 }
 
-/// The writer seals whole segments straight from large writes and copies
+/// The writer seals whole chunks straight from large writes and copies
 /// small ones: every mix must give Tink's bytes.
 #[test]
 fn writer_reproduces_tink_bytes_for_every_write_pattern() {
     use std::io::Write;
     for v in vectors() {
         let key = SecretKey::from_slice(&v.key).unwrap();
-        let params = Params::new(v.segment_size).unwrap();
-        let first = params.first_segment_plaintext_len();
-        let later = params.plaintext_segment_len();
+        let params = Params::new(v.chunk_size).unwrap();
+        let first = params.first_chunk_plaintext_len();
+        let later = params.plaintext_chunk_len();
         let all = v.plaintext.len().max(1);
         for piece in [
             1,
@@ -136,19 +136,19 @@ fn writer_reproduces_tink_bytes_for_every_write_pattern() {
     }
 }
 
-/// The reader opens a segment straight into a buffer it fits in, and in
+/// The reader opens a chunk straight into a buffer it fits in, and in
 /// place otherwise: every read size gives the same plaintext.
 #[test]
 fn reader_returns_tink_plaintext_for_every_read_size() {
     use std::io::Read;
     for v in vectors() {
         let key = SecretKey::from_slice(&v.key).unwrap();
-        let params = Params::new(v.segment_size).unwrap();
+        let params = Params::new(v.chunk_size).unwrap();
         for size in [
             1,
             777,
-            params.plaintext_segment_len() - 1,
-            params.plaintext_segment_len(),
+            params.plaintext_chunk_len() - 1,
+            params.plaintext_chunk_len(),
             1 << 20,
         ] {
             let mut r = DecryptingReader::new(&v.ciphertext[..], &key, &v.aad, params);
@@ -175,7 +175,7 @@ fn decoders_recover_tink_plaintext() {
     use std::io::Read;
     for v in vectors() {
         let key = SecretKey::from_slice(&v.key).unwrap();
-        let params = Params::new(v.segment_size).unwrap();
+        let params = Params::new(v.chunk_size).unwrap();
         let pt = params
             .decrypt(&key, &v.aad, &v.ciphertext, Threads::One)
             .unwrap();

@@ -21,10 +21,10 @@ use crate::Result;
 /// Encrypts everything written to it into `W` (async).
 ///
 /// **Call `shutdown()`** (`AsyncWriteExt::shutdown`): it seals the last
-/// segment, writes it and shuts `W` down. Dropped without a completed
-/// shutdown, the writer leaves `W` holding only whole non-final segments (or
+/// chunk, writes it and shuts `W` down. Dropped without a completed
+/// shutdown, the writer leaves `W` holding only whole non-final chunks (or
 /// nothing), which every reader rejects — never a truncated stream that
-/// decrypts. `flush()` flushes only segments already sealed.
+/// decrypts. `flush()` flushes only chunks already sealed.
 pub struct AsyncEncryptingWriter<W> {
     inner: Option<W>,
     enc: Encoder,
@@ -125,7 +125,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptingWriter<W> {
         }
         if this.enc.is_full() {
             this.seal(false)?;
-            // The sealed segment stays pending if `inner` is not ready; the
+            // The sealed chunk stays pending if `inner` is not ready; the
             // next call drains it first.
             ready!(this.poll_drain(cx))?;
         }
@@ -173,7 +173,7 @@ impl<W> std::fmt::Debug for AsyncEncryptingWriter<W> {
 /// Decrypts a stream read sequentially from `R` (async).
 ///
 /// Same guarantees as [`super::DecryptingReader`]: plaintext only from
-/// authenticated segments, end of stream only after the last segment
+/// authenticated chunks, end of stream only after the last chunk
 /// authenticated, errors of kind `InvalidData` carrying a
 /// [`crate::Error`] (see [`super::error_of`]), sticky after the first.
 pub struct AsyncDecryptingReader<R> {
@@ -204,10 +204,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            // Room for one segment's plaintext is all a direct open can
+            // Room for one chunk's plaintext is all a direct open can
             // use; initializing more of a large uninitialized buffer would
             // only cost a memset.
-            let room = out.remaining().min(this.dec.segment_size());
+            let room = out.remaining().min(this.dec.chunk_size());
             match this
                 .dec
                 .step_into(out.initialize_unfilled_to(room))

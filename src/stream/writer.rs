@@ -12,22 +12,22 @@ use super::{pass, to_io, Gate};
 use crate::secret::SecretKey;
 use crate::Result;
 
-/// Encrypts everything written to it into `W`, one segment at a time.
+/// Encrypts everything written to it into `W`, one chunk at a time.
 ///
-/// Memory: one ciphertext segment, whatever the stream length. A `write`
-/// holding more than a whole segment seals it straight from the caller's
+/// Memory: one ciphertext chunk, whatever the stream length. A `write`
+/// holding more than a whole chunk seals it straight from the caller's
 /// bytes into that buffer; smaller writes are copied into it. A full
-/// segment is sealed and written to `W` only when more data follows,
-/// because the last segment is sealed differently.
+/// chunk is sealed and written to `W` only when more data follows,
+/// because the last chunk is sealed differently.
 ///
-/// **Call [`finish`](Self::finish).** It seals the last segment and returns
+/// **Call [`finish`](Self::finish).** It seals the last chunk and returns
 /// `W`. If the writer is dropped without `finish`, the buffered tail is
-/// discarded and `W` holds only whole non-final segments (or nothing): that
+/// discarded and `W` holds only whole non-final chunks (or nothing): that
 /// is not a valid stream, and every reader rejects it with
 /// [`Integrity`](crate::Error::Integrity) or
 /// [`Malformed`](crate::Error::Malformed) — a dropped writer never
 /// leaves a truncated stream that decrypts. [`flush`](Write::flush) only
-/// flushes segments already sealed; it cannot make the stream readable
+/// flushes chunks already sealed; it cannot make the stream readable
 /// early.
 ///
 /// ```
@@ -49,7 +49,7 @@ pub struct EncryptingWriter<W: Write> {
 
 impl<W: Write> EncryptingWriter<W> {
     /// Starts a stream under `key` with associated data `aad`. Nothing is
-    /// written to `inner` until the first segment is sealed.
+    /// written to `inner` until the first chunk is sealed.
     ///
     /// # Errors
     /// [`Random`](crate::Error::Random) if no salt can be drawn.
@@ -62,8 +62,9 @@ impl<W: Write> EncryptingWriter<W> {
         })
     }
 
-    /// A writer with a chosen header: only for known-answer tests.
-    #[cfg(test)]
+    /// A writer with a header the caller drew: zones draw the stream's
+    /// salt and nonce prefix with the segment's DEK in one OS call, and
+    /// known-answer tests reproduce another implementation's bytes.
     pub(crate) fn with_header(
         inner: W,
         key: &SecretKey,
@@ -79,7 +80,7 @@ impl<W: Write> EncryptingWriter<W> {
         })
     }
 
-    /// Runs `gate` before sealing each segment.
+    /// Runs `gate` before sealing each chunk.
     pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
         self.gate = Some(gate);
         self
@@ -94,7 +95,7 @@ impl<W: Write> EncryptingWriter<W> {
         let inner = self.inner.as_mut().expect("inner is present until finish");
         let r = inner.write_all(self.enc.pending());
         if r.is_err() {
-            // Part of a segment may have reached `W`: the stream is broken.
+            // Part of a chunk may have reached `W`: the stream is broken.
             self.poisoned = true;
         }
         r?;
@@ -113,13 +114,13 @@ impl<W: Write> EncryptingWriter<W> {
         }
     }
 
-    /// Seals the last segment, writes it, flushes and returns the inner
+    /// Seals the last chunk, writes it, flushes and returns the inner
     /// writer.
     ///
     /// # Errors
     /// [`Io`](crate::Error::Io) if writing fails (also when an earlier
     /// write failed); [`LimitExceeded`](crate::Error::LimitExceeded) past
-    /// 2^32 segments.
+    /// 2^32 chunks.
     pub fn finish(mut self) -> Result<W> {
         self.check()?;
         pass(&self.gate)?;
@@ -145,12 +146,12 @@ impl<W: Write> Write for EncryptingWriter<W> {
             }
             self.drain()?;
         }
-        // While more than a whole segment remains, seal it straight from
-        // `data`: a full segment needs no copy into the buffer first. The
+        // While more than a whole chunk remains, seal it straight from
+        // `data`: a full chunk needs no copy into the buffer first. The
         // loop stops with at least one byte left, which `accept` takes, so
-        // a segment sealed here is never followed by an empty last one.
+        // a chunk sealed here is never followed by an empty last one.
         let mut taken = 0;
-        while self.enc.is_empty() && data.len() - taken > self.enc.segment_capacity() {
+        while self.enc.is_empty() && data.len() - taken > self.enc.chunk_capacity() {
             if let Err(e) = pass(&self.gate) {
                 if taken == 0 {
                     return Err(to_io(e));
@@ -158,7 +159,7 @@ impl<W: Write> Write for EncryptingWriter<W> {
                 // Report what was taken; the next write meets the gate.
                 break;
             }
-            let end = taken + self.enc.segment_capacity();
+            let end = taken + self.enc.chunk_capacity();
             if let Err(e) = self.enc.seal_full_from(&data[taken..end]) {
                 self.poisoned = true;
                 return Err(to_io(e));

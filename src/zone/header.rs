@@ -7,7 +7,7 @@
 //!   5     3   reserved, zero
 //!   8    16   zone id
 //!  24     4   u32be EZK version that wrapped the DEK
-//!  28     4   u32be stream segment size of the body (ciphertext bytes)
+//!  28     4   u32be chunk size of the body (ciphertext bytes)
 //!  32    61   DEK wrapped by the EZK (wrapped-key layout v1)
 //!  93    32   key commitment
 //! 125     3   reserved, zero
@@ -19,11 +19,11 @@
 //! * **v2** binds `"cmek.segment.dek.v2" ‖ bytes 0..32 ‖ bytes 93..128 ‖
 //!   u32be(len(segment id)) ‖ segment id`: every header byte except the
 //!   wrap itself — magic, version, zone id, EZK version, the stream
-//!   segment size, the commitment — so changing any of them makes the DEK
+//!   chunk size, the commitment — so changing any of them makes the DEK
 //!   fail to unwrap before any body byte is read or any buffer is sized.
 //! * **v1** binds `"cmek.segment.dek.v1" ‖ zone id ‖ u32be(EZK version) ‖
-//!   u32be(len(segment id)) ‖ segment id`. Its stream segment size is bound
-//!   by nothing: a body of one stream segment decrypts under any value, so
+//!   u32be(len(segment id)) ‖ segment id`. Its chunk size is bound
+//!   by nothing: a body of one chunk decrypts under any value, so
 //!   readers size their buffers by the bytes they actually have, never by
 //!   this field alone. v1 stays readable; a rewrap rewrites it as v2.
 //!
@@ -73,7 +73,7 @@ const AFTER_WRAP: std::ops::Range<usize> = 93..SEGMENT_HEADER_LEN;
 #[non_exhaustive]
 pub enum SegmentFormat {
     /// Version 1: the wrap binds zone id, EZK version and segment id; the
-    /// stream segment size is unauthenticated. Read, never written.
+    /// chunk size is unauthenticated. Read, never written.
     V1,
     /// Version 2: the wrap binds every header byte but itself, and the
     /// segment id.
@@ -101,7 +101,7 @@ impl SegmentFormat {
         }
     }
 
-    /// True if the header authenticates its stream segment size (through
+    /// True if the header authenticates its chunk size (through
     /// the DEK's wrap), so a reader may size buffers by it once the DEK
     /// unwrapped.
     pub const fn binds_stream_params(self) -> bool {
@@ -119,7 +119,7 @@ pub struct SegmentHeader {
     format: SegmentFormat,
     zone_id: ZoneId,
     ezk_version: u32,
-    segment_size: u32,
+    chunk_size: u32,
     wrapped_dek: [u8; WRAPPED_KEY_LEN],
     commitment: [u8; COMMITMENT_LEN],
 }
@@ -129,7 +129,7 @@ impl SegmentHeader {
     ///
     /// # Errors
     /// [`Error::Malformed`] if `bytes` is shorter, the magic, version or
-    /// reserved bytes are wrong, or the stream segment size is out of range.
+    /// reserved bytes are wrong, or the chunk size is out of range.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let Some(bytes) = bytes.get(..SEGMENT_HEADER_LEN) else {
             return Err(Error::malformed(
@@ -153,7 +153,7 @@ impl SegmentHeader {
             format,
             zone_id: ZoneId::from_bytes(bytes[8..24].try_into().expect("16 bytes")),
             ezk_version: u32::from_be_bytes(bytes[24..28].try_into().expect("4 bytes")),
-            segment_size: u32::from_be_bytes(bytes[28..32].try_into().expect("4 bytes")),
+            chunk_size: u32::from_be_bytes(bytes[28..32].try_into().expect("4 bytes")),
             wrapped_dek: bytes[32..93].try_into().expect("61 bytes"),
             commitment: bytes[93..125].try_into().expect("32 bytes"),
         };
@@ -168,7 +168,7 @@ impl SegmentHeader {
         out[4] = self.format.as_byte();
         out[8..24].copy_from_slice(self.zone_id.as_bytes());
         out[24..28].copy_from_slice(&self.ezk_version.to_be_bytes());
-        out[28..32].copy_from_slice(&self.segment_size.to_be_bytes());
+        out[28..32].copy_from_slice(&self.chunk_size.to_be_bytes());
         out[32..93].copy_from_slice(&self.wrapped_dek);
         out[93..125].copy_from_slice(&self.commitment);
         out
@@ -189,11 +189,11 @@ impl SegmentHeader {
         self.ezk_version
     }
 
-    /// The body's stream segment size in bytes. Authenticated (once the DEK
+    /// The body's chunk size in bytes. Authenticated (once the DEK
     /// unwrapped) only in a v2 header; see
     /// [`SegmentFormat::binds_stream_params`].
-    pub fn segment_size(&self) -> u32 {
-        self.segment_size
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
     }
 
     /// The DEK as wrapped by the EZK (not secret).
@@ -209,11 +209,10 @@ impl SegmentHeader {
     /// The body's stream parameters.
     ///
     /// # Errors
-    /// [`Error::Malformed`] if the segment size is out of range.
+    /// [`Error::Malformed`] if the chunk size is out of range.
     pub fn stream_params(&self) -> Result<Params> {
-        Params::new(self.segment_size as usize).map_err(|_| {
-            Error::malformed(WHAT, format!("stream segment size {}", self.segment_size))
-        })
+        Params::new(self.chunk_size as usize)
+            .map_err(|_| Error::malformed(WHAT, format!("chunk size {}", self.chunk_size)))
     }
 
     /// A header of the current format, not yet holding its wrapped DEK:
@@ -229,8 +228,7 @@ impl SegmentHeader {
             format: SegmentFormat::CURRENT,
             zone_id,
             ezk_version,
-            segment_size: u32::try_from(params.segment_size())
-                .expect("stream segment sizes fit 32 bits"),
+            chunk_size: u32::try_from(params.chunk_size()).expect("chunk sizes fit 32 bits"),
             wrapped_dek: [0; WRAPPED_KEY_LEN],
             commitment,
         }
@@ -316,7 +314,7 @@ impl std::fmt::Debug for SegmentHeader {
             .field("format", &self.format)
             .field("zone_id", &self.zone_id)
             .field("ezk_version", &self.ezk_version)
-            .field("segment_size", &self.segment_size)
+            .field("chunk_size", &self.chunk_size)
             .finish_non_exhaustive()
     }
 }
@@ -340,7 +338,7 @@ pub(crate) fn body_aad(zone_id: &ZoneId, segment_id: &str) -> Vec<u8> {
 }
 
 /// Header bytes a rewrap never changes: magic, reserved, zone id, stream
-/// segment size, key commitment. (It changes the EZK version, bytes 24..28,
+/// chunk size, key commitment. (It changes the EZK version, bytes 24..28,
 /// and the wrapped DEK, 32..93, and may upgrade the format version, byte 4.)
 const KEPT_BY_REWRAP: [std::ops::Range<usize>; 4] = [0..4, 5..24, 28..32, 93..SEGMENT_HEADER_LEN];
 
@@ -454,7 +452,7 @@ mod tests {
         let parsed = SegmentHeader::parse(&unhex(KAT_V1)).unwrap();
         assert_eq!(parsed.format(), SegmentFormat::V1);
         assert_eq!(parsed.to_bytes().to_vec(), unhex(KAT_V1));
-        assert_eq!(parsed.segment_size(), 65536);
+        assert_eq!(parsed.chunk_size(), 65536);
         let dek = KeyWrapper::<crate::cipher::DefaultBackend>::new(&k.ezk)
             .unwrap(parsed.wrapped_dek(), &parsed.dek_aad(k.segment_id))
             .unwrap();
@@ -464,7 +462,7 @@ mod tests {
 
     /// Every header byte a reader acts on is bound by a v2 wrap: changing
     /// any of them to another well-formed value makes the DEK fail to
-    /// unwrap. In v1 the stream segment size (and the commitment) are not.
+    /// unwrap. In v1 the chunk size (and the commitment) are not.
     #[test]
     fn v2_wrap_binds_every_byte_but_itself() {
         let k = kat();
@@ -517,10 +515,7 @@ mod tests {
         assert_eq!(back, h);
         assert_eq!(back.ezk_version(), 3);
         assert_eq!(back.zone_id(), ZoneId::from_bytes([7; 16]));
-        assert_eq!(
-            back.segment_size() as usize,
-            Params::default().segment_size()
-        );
+        assert_eq!(back.chunk_size() as usize, Params::default().chunk_size());
     }
 
     #[test]
@@ -532,7 +527,7 @@ mod tests {
                 Error::Malformed { .. }
             ));
         }
-        // Magic, version, reserved bytes, and the segment size's top byte
+        // Magic, version, reserved bytes, and the chunk size's top byte
         // (out of range) are checked structurally; the other fields are
         // checked cryptographically.
         for i in (0..8).chain(28..29).chain(125..128) {
@@ -581,7 +576,7 @@ mod tests {
         torn[..64].copy_from_slice(&after[..64]);
         assert!(rewrap_preserves(&before, &torn));
         // But not back from v2 to v1, nor any change of zone, stream
-        // segment size, commitment, magic or reserved bytes.
+        // chunk size, commitment, magic or reserved bytes.
         assert!(!rewrap_preserves(&after, &before));
         for i in (0..4).chain(5..24).chain(28..32).chain(93..128) {
             let mut other = after;

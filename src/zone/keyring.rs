@@ -143,7 +143,7 @@ impl Keyring {
             region: spec.region,
             root,
             root_alias,
-            segment_size: spec.stream.segment_size() as u32,
+            chunk_size: spec.stream.chunk_size() as u32,
             active: version,
             generation: 1,
             created_unix: now,

@@ -213,7 +213,7 @@ pub struct ZoneManifest {
     /// The name the zone's creator gave the root key when it differs from
     /// `root` (an alias resolved at creation), for display only.
     pub(crate) root_alias: Option<String>,
-    pub(crate) segment_size: u32,
+    pub(crate) chunk_size: u32,
     pub(crate) active: u32,
     pub(crate) generation: u64,
     pub(crate) created_unix: u64,
@@ -283,7 +283,7 @@ impl ZoneManifest {
     }
     /// The stream parameters new segments use.
     pub fn stream_params(&self) -> Params {
-        Params::new(self.segment_size as usize).expect("checked when built or parsed")
+        Params::new(self.chunk_size as usize).expect("checked when built or parsed")
     }
     /// The EZK version new segments use.
     pub fn active_version(&self) -> u32 {
@@ -375,7 +375,7 @@ impl ZoneManifest {
                 self.root_alias.as_deref().unwrap_or("").as_bytes(),
             );
         }
-        out.extend_from_slice(&self.segment_size.to_be_bytes());
+        out.extend_from_slice(&self.chunk_size.to_be_bytes());
         out.extend_from_slice(&self.active.to_be_bytes());
         out.extend_from_slice(&(self.ezks.len() as u32).to_be_bytes());
         for (version, record) in &self.ezks {
@@ -449,7 +449,7 @@ impl ZoneManifest {
         } else {
             None
         };
-        let segment_size = r.u32()?;
+        let chunk_size = r.u32()?;
         let active = r.u32()?;
         let count = r.u32()? as usize;
         if count == 0 || count > MAX_EZK_VERSIONS {
@@ -501,11 +501,8 @@ impl ZoneManifest {
                 format!("active EZK version {active} is not the newest"),
             ));
         }
-        if Params::new(segment_size as usize).is_err() {
-            return Err(Error::malformed(
-                WHAT,
-                format!("stream segment size {segment_size}"),
-            ));
+        if Params::new(chunk_size as usize).is_err() {
+            return Err(Error::malformed(WHAT, format!("chunk size {chunk_size}")));
         }
         let manifest = Self {
             zone_id,
@@ -514,7 +511,7 @@ impl ZoneManifest {
             region,
             root,
             root_alias,
-            segment_size,
+            chunk_size,
             active,
             generation,
             created_unix,
@@ -576,7 +573,7 @@ mod tests {
                 "eu-west-1",
             ),
             root_alias: Some("alias/orders".into()),
-            segment_size: 65536,
+            chunk_size: 65536,
             active: 2,
             generation: 5,
             created_unix: 1_700_000_000,
@@ -710,7 +707,7 @@ mod tests {
         let err = ZoneManifest::parse(&m.seal(&key(1)).unwrap()).unwrap_err();
         assert!(err.to_string().contains("is not the newest"), "{err}");
         let mut m = sample();
-        m.segment_size = 10;
+        m.chunk_size = 10;
         assert!(ZoneManifest::parse(&m.seal(&key(1)).unwrap()).is_err());
         let err = ZoneManifest::parse(b"CMEK-LKF\x00\x01 some other cmek file").unwrap_err();
         assert!(err.to_string().contains("bad magic"), "{err}");
@@ -733,7 +730,7 @@ mod tests {
         m.ezks.remove(&1);
         m.root = KeyRef::new("local", "root-1", "local");
         m.root_alias = None;
-        m.segment_size = 4096;
+        m.chunk_size = 4096;
         m.region = "local".into();
         let bytes = m.seal(&key(0x11)).unwrap();
         let hex = hex::encode(&bytes);

@@ -23,7 +23,7 @@
 //!
 //! Journals are storage, and storage is hostile: a journal is used only if
 //! it is this zone's, opens as this segment, and equals the current header
-//! in every byte a rewrap keeps (zone id, stream segment size, key
+//! in every byte a rewrap keeps (zone id, chunk size, key
 //! commitment, magic); anything else is [`Error::StateRejected`] with both
 //! files left as they are. A header that fails to open because it names an
 //! EZK version newer than this zone handle knows is not torn — another
@@ -41,7 +41,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::header::{self, SegmentFormat, SegmentHeader, SEGMENT_HEADER_LEN};
-use super::{read_header, unwrap_dek, Zone, ZoneId};
+use super::{read_header, unwrap_dek, Zone, ZoneId, ZoneState};
 use crate::cipher::{fill_random, Nonce, NONCE_LEN};
 use crate::error::StateRejection;
 use crate::fsutil;
@@ -184,6 +184,32 @@ fn is_current(header: &SegmentHeader, active: u32) -> bool {
     header.ezk_version() == active && header.format() == SegmentFormat::CURRENT
 }
 
+/// The body of [`Zone::rewrap_header`] and [`Zone::rewrap_headers`]: the
+/// header rewrapped under the active EZK (with `nonce` if the caller drew
+/// one, else a nonce drawn here), or `None` if it is current. The DEK's
+/// unwrap authenticates the old header.
+fn rewrap_one(
+    state: &ZoneState,
+    segment_id: &str,
+    header_bytes: &[u8],
+    nonce: Option<&Nonce>,
+) -> Result<Option<[u8; SEGMENT_HEADER_LEN]>> {
+    let old = SegmentHeader::parse(header_bytes)?;
+    let active = state.manifest.active;
+    let dek = unwrap_dek(state, segment_id, &old)?;
+    if is_current(&old, active) {
+        return Ok(None);
+    }
+    let new = old.rewrap_template(state.manifest.zone_id, active);
+    let wrapper = &state.ezk(active)?.wrapper;
+    let aad = new.dek_aad(segment_id);
+    let wrapped = match nonce {
+        Some(nonce) => wrapper.wrap_with_drawn_nonce(&dek, &aad, nonce)?,
+        None => wrapper.wrap(&dek, &aad)?,
+    };
+    Ok(Some(new.with_wrapped_dek(wrapped).to_bytes()))
+}
+
 impl Zone {
     /// The rewrapped header for a segment's header bytes, or `None` if it
     /// already uses the active EZK version in the current header format. A
@@ -198,19 +224,7 @@ impl Zone {
         segment_id: &str,
         header_bytes: &[u8],
     ) -> Result<Option<[u8; SEGMENT_HEADER_LEN]>> {
-        let old = SegmentHeader::parse(header_bytes)?;
-        let state = self.state();
-        let active = state.manifest.active;
-        let dek = unwrap_dek(&state, segment_id, &old)?;
-        if is_current(&old, active) {
-            return Ok(None);
-        }
-        let new = old.rewrap_template(state.manifest.zone_id, active);
-        let wrapped = state
-            .ezk(active)?
-            .wrapper
-            .wrap(&dek, &new.dek_aad(segment_id))?;
-        Ok(Some(new.with_wrapped_dek(wrapped).to_bytes()))
+        rewrap_one(&self.state(), segment_id, header_bytes, None)
     }
 
     /// Rewraps many headers at once: like [`rewrap_header`](Self::rewrap_header)
@@ -229,23 +243,12 @@ impl Zone {
         let mut nonces = vec![0u8; headers.len() * NONCE_LEN];
         fill_random(&mut nonces)?;
         let state = self.state();
-        let active = state.manifest.active;
-        let zone_id = state.manifest.zone_id;
-        let wrapper = &state.ezk(active)?.wrapper;
         Ok(headers
             .iter()
             .zip(nonces.chunks_exact(NONCE_LEN))
             .map(|((segment_id, bytes), nonce)| {
-                let old = SegmentHeader::parse(bytes)?;
-                let dek = unwrap_dek(&state, segment_id, &old)?;
-                if is_current(&old, active) {
-                    return Ok(None);
-                }
                 let nonce: &Nonce = nonce.try_into().expect("chunks of NONCE_LEN");
-                let new = old.rewrap_template(zone_id, active);
-                let wrapped =
-                    wrapper.wrap_with_drawn_nonce(&dek, &new.dek_aad(segment_id), nonce)?;
-                Ok(Some(new.with_wrapped_dek(wrapped).to_bytes()))
+                rewrap_one(&state, segment_id, bytes, Some(nonce))
             })
             .collect())
     }
@@ -297,7 +300,7 @@ impl Zone {
     /// loses nothing: the next call first repairs a header that an
     /// interrupted rewrap tore. A journal is used only if it holds this
     /// zone's header of this segment, equal to the current header in every
-    /// byte a rewrap keeps (zone id, stream segment size, key commitment,
+    /// byte a rewrap keeps (zone id, chunk size, key commitment,
     /// magic); a header under an EZK version newer than this handle knows
     /// is never "repaired" back.
     ///
@@ -421,7 +424,7 @@ impl Zone {
         if !header::rewrap_preserves(saved, current) {
             return Err(rejected(StateRejection::Mismatch(format!(
                 "its header is not an earlier version of segment {segment_id:?}'s: they differ in \
-                 bytes a rewrap keeps (stream segment size, key commitment, format)"
+                 bytes a rewrap keeps (chunk size, key commitment, format)"
             ))));
         }
         Ok(())
@@ -632,7 +635,7 @@ mod tests {
         // but it is not this segment's header.
         let earlier = f.zone.encrypt_segment("seg", b"earlier").unwrap();
         let current = f.zone.encrypt_segment("seg", b"current").unwrap();
-        // A v1 journal of this very segment whose stream segment size was
+        // A v1 journal of this very segment whose chunk size was
         // edited: v1 does not bind the size, so it too opens as "seg".
         let mut resized = as_v1(&f.zone, "seg", &current);
         resized[28..32].copy_from_slice(&(16u32 << 20).to_be_bytes());

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::stream::Params;
 use crate::testing::{MockProvider, Operation};
+use crate::{Error, Result};
 
 struct Fixture {
     kms: Arc<MockProvider>,
@@ -403,12 +405,12 @@ async fn streaming_and_random_access_variants() {
 /// applies to every segment.
 #[tokio::test]
 async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
-    use crate::stream::{SegmentSealer, HEADER_LEN};
+    use crate::stream::{ChunkSealer, HEADER_LEN};
     use std::io::Write;
     let f = fixture().await;
     let plain = data(200_000, 5);
 
-    let (header, mut sealer) = f.zone.segment_sealer("s").unwrap();
+    let (header, mut sealer) = f.zone.chunk_sealer("s").unwrap();
     let mut ct = header.to_vec();
     ct.extend_from_slice(sealer.stream_header());
     assert_eq!(ct.len(), SEGMENT_PREFIX_LEN);
@@ -417,7 +419,7 @@ async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
         let take = rest.len().min(sealer.plaintext_len());
         let last = take == rest.len();
         let at = ct.len();
-        ct.resize(at + take + SegmentSealer::OVERHEAD, 0);
+        ct.resize(at + take + ChunkSealer::OVERHEAD, 0);
         sealer.seal(&rest[..take], last, &mut ct[at..]).unwrap();
         rest = &rest[take..];
     }
@@ -428,10 +430,10 @@ async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
     let mut w = f.zone.segment_writer("w", Vec::new()).unwrap();
     w.write_all(&plain).unwrap();
     let written = w.finish().unwrap();
-    let mut opener = f.zone.segment_opener("w", &written).unwrap();
+    let mut opener = f.zone.chunk_opener("w", &written).unwrap();
     let mut body = &written[SEGMENT_PREFIX_LEN..];
     let mut out = Vec::new();
-    let mut buf = vec![0u8; opener.params().segment_size()];
+    let mut buf = vec![0u8; opener.params().chunk_size()];
     while !opener.is_finished() {
         let take = body.len().min(opener.sealed_len());
         let n = opener
@@ -442,26 +444,25 @@ async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
     }
     assert_eq!(out, plain);
     assert!(
-        f.zone.segment_opener("x", &written).is_err(),
+        f.zone.chunk_opener("x", &written).is_err(),
         "bound to its id"
     );
     assert!(matches!(
-        f.zone
-            .segment_opener("w", &written[..SEGMENT_PREFIX_LEN - 1]),
+        f.zone.chunk_opener("w", &written[..SEGMENT_PREFIX_LEN - 1]),
         Err(Error::Malformed { .. })
     ));
     assert!(matches!(
         f.zone
-            .segment_opener("w", &written[..SEGMENT_HEADER_LEN + HEADER_LEN - 1]),
+            .chunk_opener("w", &written[..SEGMENT_HEADER_LEN + HEADER_LEN - 1]),
         Err(Error::Malformed { .. })
     ));
 
     // An unavailable zone stops both at their next segment.
-    let (_, mut sealer) = f.zone.segment_sealer("g").unwrap();
-    let mut opener = f.zone.segment_opener("w", &written).unwrap();
+    let (_, mut sealer) = f.zone.chunk_sealer("g").unwrap();
+    let mut opener = f.zone.chunk_opener("w", &written).unwrap();
     f.zone.mark_unavailable(crate::provider::KeyState::Disabled);
     let n = sealer.plaintext_len();
-    let mut out = vec![0u8; n + SegmentSealer::OVERHEAD];
+    let mut out = vec![0u8; n + ChunkSealer::OVERHEAD];
     assert!(matches!(
         sealer.seal(&plain[..n], false, &mut out),
         Err(Error::KeyUnavailable { .. })

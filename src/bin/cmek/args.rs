@@ -185,10 +185,10 @@ pub enum ZoneCommand {
         /// The root key, registered first with `cmek key add`.
         #[arg(long, help = KEY_HELP)]
         key: String,
-        /// Stream segment size of the zone's files, in bytes (4096 to
+        /// Chunk size of the zone's files, in bytes (4096 to
         /// 16777216).
-        #[arg(long, default_value_t = cmek::stream::DEFAULT_SEGMENT_SIZE)]
-        segment_size: usize,
+        #[arg(long, default_value_t = cmek::stream::DEFAULT_CHUNK_SIZE)]
+        chunk_size: usize,
     },
     /// Show a zone's manifest (no provider call).
     Show {

@@ -1,5 +1,5 @@
 //! `cmek encrypt`, `decrypt`, `inspect` and `rewrap`: segment files through
-//! `Zone::segment_sealer`, `segment_opener` (see [`crate::segments`]),
+//! `Zone::chunk_sealer`, `chunk_opener` (see [`crate::chunkwise`]),
 //! `segment_seekable` and `rewrap_files`.
 //!
 //! A segment's id is bound into its header and body, so decrypting needs the
@@ -16,11 +16,11 @@ use cmek::zone::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_PREFIX_LEN};
 use serde_json::json;
 
 use crate::args::{DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs};
+use crate::chunkwise::{self, batch_lengths, Names};
 use crate::exit::{code_of, io_at, CliResult, Context, Failure};
 use crate::home::Home;
-use crate::pipe::{Chunks, Sink, BUF_LEN};
+use crate::pipe::{Batches, Sink, BUF_LEN};
 use crate::progress;
-use crate::segments::{self, chunk_lengths, Names};
 
 fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == "-"
@@ -221,7 +221,7 @@ pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
     let bar = progress::bytes(quiet, len, "encrypt");
     let what = format!("encrypt {}", args.input.display());
 
-    let (header, mut sealer) = zone.segment_sealer(&id).context(&what)?;
+    let (header, mut sealer) = zone.chunk_sealer(&id).context(&what)?;
     let output_name = args.output.display().to_string();
     let names = Names {
         what: &what,
@@ -233,12 +233,12 @@ pub async fn encrypt(home: &Home, args: EncryptArgs, quiet: bool) -> CliResult {
     sink.write_all(sealer.stream_header())
         .context(&output_name)?;
     let params = sealer.params();
-    let (first, then) = chunk_lengths(
-        params.first_segment_plaintext_len(),
-        params.plaintext_segment_len(),
+    let (first, then) = batch_lengths(
+        params.first_chunk_plaintext_len(),
+        params.plaintext_chunk_len(),
     );
-    let mut chunks = Chunks::spawn_sized(input, first, then);
-    segments::run(&mut sealer, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
+    let mut batches = Batches::spawn_sized(input, first, then);
+    chunkwise::run(&mut sealer, &mut batches, &mut sink, &names, |n| bar.inc(n))?;
     let out = sink.finish().context(&output_name)?;
     output.commit(out)?;
     bar.finish_and_clear();
@@ -289,12 +289,12 @@ pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
             let mut prefix = [0u8; SEGMENT_PREFIX_LEN];
             let got = read_up_to(&mut input, &mut prefix).map_err(|e| io_at(&args.input, e))?;
             bar.inc(got as u64);
-            let mut opener = zone.segment_opener(&id, &prefix[..got]).context(&what)?;
+            let mut opener = zone.chunk_opener(&id, &prefix[..got]).context(&what)?;
             let params = opener.params();
             let (mut first, mut then) =
-                chunk_lengths(params.full_segment_len(0), params.segment_size());
-            // A v1 header's segment size is authenticated by nothing: a
-            // file shorter than the chunks it implies gets chunks of its
+                batch_lengths(params.full_chunk_len(0), params.chunk_size());
+            // A v1 header's chunk size is authenticated by nothing: a
+            // file shorter than the batches it implies gets batches of its
             // own length, not of what the header claims.
             if let Some(len) = len {
                 let body = usize::try_from(len.saturating_sub(got as u64))
@@ -303,13 +303,13 @@ pub async fn decrypt(home: &Home, args: DecryptArgs, quiet: bool) -> CliResult {
                 first = first.min(body);
                 then = then.min(body);
             }
-            let mut chunks = Chunks::spawn_sized(input, first, then);
+            let mut batches = Batches::spawn_sized(input, first, then);
             let names = Names {
                 what: &what,
                 input: &args.input.display().to_string(),
                 output: &args.output.display().to_string(),
             };
-            segments::run(&mut opener, &mut chunks, &mut sink, &names, |n| bar.inc(n))?;
+            chunkwise::run(&mut opener, &mut batches, &mut sink, &names, |n| bar.inc(n))?;
             bar.finish_and_clear();
         }
     }
@@ -351,7 +351,7 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
     // damaged file is what this command is for.
     let plaintext = params.plaintext_len(body).map_err(|e| e.to_string());
     let chunks = params
-        .segment_count_for_ciphertext(body)
+        .chunk_count_for_ciphertext(body)
         .map_err(|e| e.to_string());
     let zone_name = home
         .zones()
@@ -365,7 +365,7 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
             "zone_id": header.zone_id().to_string(),
             "zone": zone_name,
             "ezk_version": header.ezk_version(),
-            "segment_size": header.segment_size(),
+            "chunk_size": header.chunk_size(),
             "file_size": size,
             "body_size": body,
             "chunks": chunks.as_ref().ok(),
@@ -393,7 +393,7 @@ pub fn inspect(home: &Home, args: InspectArgs) -> CliResult {
             .unwrap_or_default()
     );
     println!("EZK version     {}", header.ezk_version());
-    println!("segment size    {}", header.segment_size());
+    println!("chunk size      {}", header.chunk_size());
     println!("file size       {size}");
     match (&plaintext, &chunks) {
         (Ok(p), Ok(c)) => {

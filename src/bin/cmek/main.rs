@@ -8,6 +8,7 @@
 
 mod args;
 mod backups;
+mod chunkwise;
 mod exit;
 mod files;
 mod home;
@@ -16,7 +17,6 @@ mod monitor;
 mod pipe;
 mod policy;
 mod progress;
-mod segments;
 mod zones;
 
 use std::process::ExitCode;

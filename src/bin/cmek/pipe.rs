@@ -80,17 +80,17 @@ impl Buf {
 }
 
 /// Reads `R` on its own thread; yields its data in buffers.
-pub struct Chunks {
+pub struct Batches {
     full: Receiver<io::Result<Buf>>,
     empty: SyncSender<Buf>,
     reader: Option<JoinHandle<()>>,
 }
 
-impl Chunks {
-    /// Starts reading `source` on a new thread: a first chunk of `first`
-    /// bytes, then chunks of `then` bytes (the last one shorter), however
-    /// little each read returns. A caller whose records have known lengths
-    /// gets chunks that end on record boundaries.
+impl Batches {
+    /// Starts reading `source` on a new thread: a first batch of `first`
+    /// bytes, then batches of `then` bytes (the last one shorter), however
+    /// little each read returns. A caller whose chunks have known lengths
+    /// gets batches that end on chunk boundaries.
     pub fn spawn_sized<R: Read + Send + 'static>(mut source: R, first: usize, then: usize) -> Self {
         let cap = first.max(then).max(1);
         let (full_tx, full) = sync_channel::<io::Result<Buf>>(DEPTH);
@@ -103,7 +103,7 @@ impl Chunks {
                     .try_recv()
                     .unwrap_or_else(|_| Buf::with_capacity(cap));
                 buf.clear();
-                // Fill the chunk (pipes return little at a time) or reach EOF.
+                // Fill the batch (pipes return little at a time) or reach EOF.
                 let result = loop {
                     let room = want - buf.len;
                     match source.read(&mut buf.space()[..room]) {
@@ -138,7 +138,7 @@ impl Chunks {
     }
 
     /// The next buffer of data, `None` at the end.
-    pub fn next_chunk(&mut self) -> io::Result<Option<Buf>> {
+    pub fn next_batch(&mut self) -> io::Result<Option<Buf>> {
         match self.full.recv() {
             Ok(result) => result.map(Some),
             Err(_) => {
@@ -274,14 +274,14 @@ mod tests {
     fn bytes_pass_through_unchanged_at_every_size() {
         for len in [0, 1, BUF_LEN - 1, BUF_LEN, BUF_LEN + 1, 3 * BUF_LEN + 17] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
-            let mut chunks =
-                Chunks::spawn_sized(std::io::Cursor::new(data.clone()), BUF_LEN, BUF_LEN);
+            let mut batches =
+                Batches::spawn_sized(std::io::Cursor::new(data.clone()), BUF_LEN, BUF_LEN);
             let mut sink = Sink::spawn(Vec::new());
             let mut read = 0;
-            while let Some(chunk) = chunks.next_chunk().unwrap() {
-                read += chunk.data().len();
-                sink.write_all(chunk.data()).unwrap();
-                chunks.recycle(chunk);
+            while let Some(batch) = batches.next_batch().unwrap() {
+                read += batch.data().len();
+                sink.write_all(batch.data()).unwrap();
+                batches.recycle(batch);
             }
             assert_eq!(read, len);
             assert_eq!(sink.finish().unwrap(), data, "{len}");
@@ -289,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn sized_chunks_end_where_asked_and_reserved_room_passes_through() {
+    fn sized_batches_end_where_asked_and_reserved_room_passes_through() {
         // A reader that returns a few bytes at a time, like a pipe.
         struct Trickle(std::io::Cursor<Vec<u8>>);
         impl Read for Trickle {
@@ -299,19 +299,19 @@ mod tests {
             }
         }
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-        let mut chunks =
-            Chunks::spawn_sized(Trickle(std::io::Cursor::new(data.clone())), 7000, 30_000);
+        let mut batches =
+            Batches::spawn_sized(Trickle(std::io::Cursor::new(data.clone())), 7000, 30_000);
         let mut sizes = Vec::new();
         let mut sink = Sink::spawn(Vec::new());
-        while let Some(chunk) = chunks.next_chunk().unwrap() {
-            sizes.push(chunk.data().len());
+        while let Some(batch) = batches.next_batch().unwrap() {
+            sizes.push(batch.data().len());
             // Through reserve/commit, in pieces larger than a buffer's room.
-            for piece in chunk.data().chunks(5000) {
+            for piece in batch.data().chunks(5000) {
                 let room = sink.reserve(piece.len()).unwrap();
                 room[..piece.len()].copy_from_slice(piece);
                 sink.commit(piece.len()).unwrap();
             }
-            chunks.recycle(chunk);
+            batches.recycle(batch);
         }
         assert_eq!(sizes, [7000, 30_000, 30_000, 30_000, 3000]);
         assert_eq!(sink.finish().unwrap(), data);

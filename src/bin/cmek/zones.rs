@@ -18,8 +18,8 @@ pub async fn run(home: &Home, command: ZoneCommand) -> CliResult {
         ZoneCommand::Create {
             name,
             key,
-            segment_size,
-        } => create(home, &name, &KeyArg::parse(&key)?, segment_size).await,
+            chunk_size,
+        } => create(home, &name, &KeyArg::parse(&key)?, chunk_size).await,
         ZoneCommand::Show { name, json } => show(home, &name, json),
         ZoneCommand::Rotate { name } => rotate(home, &name).await,
         ZoneCommand::RotateRoot { name, key } => {
@@ -34,8 +34,8 @@ pub async fn run(home: &Home, command: ZoneCommand) -> CliResult {
     }
 }
 
-async fn create(home: &Home, name: &str, key: &KeyArg, segment_size: usize) -> CliResult {
-    let params = Params::new(segment_size).context("--segment-size")?;
+async fn create(home: &Home, name: &str, key: &KeyArg, chunk_size: usize) -> CliResult {
+    let params = Params::new(chunk_size).context("--chunk-size")?;
     let store = home.new_zone_store(name)?;
     let registry = home.registry()?;
     let (provider, named) = home.provider_for(key).await?;
@@ -109,7 +109,7 @@ fn show(home: &Home, name: &str, as_json: bool) -> CliResult {
             "region": m.region(),
             "root": m.root().to_string(),
             "root_alias": m.root_alias(),
-            "segment_size": m.stream_params().segment_size(),
+            "chunk_size": m.stream_params().chunk_size(),
             "active_version": m.active_version(),
             "generation": m.generation(),
             "created_unix": m.created_unix(),
@@ -132,7 +132,7 @@ fn show(home: &Home, name: &str, as_json: bool) -> CliResult {
         // points to today.
         println!("root alias     {alias} (resolved when the root was set)");
     }
-    println!("segment size   {}", m.stream_params().segment_size());
+    println!("chunk size     {}", m.stream_params().chunk_size());
     println!("active version {}", m.active_version());
     println!("generation     {}", m.generation());
     println!("manifest       {}", store.path().display());

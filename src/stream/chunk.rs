@@ -1,12 +1,12 @@
-//! Segment crypto: the per-stream key and the per-segment nonce.
+//! Chunk crypto: the per-stream key and the per-chunk nonce.
 //!
 //! The stream key is HKDF-SHA256(ikm = caller's key, salt = header salt,
-//! info = associated data), 32 bytes. Segment `i` is sealed with AES-256-GCM
-//! under nonce `prefix ‖ u32be(i) ‖ last` (last = 1 on the final segment),
+//! info = associated data), 32 bytes. Chunk `i` is sealed with AES-256-GCM
+//! under nonce `prefix ‖ u32be(i) ‖ last` (last = 1 on the final chunk),
 //! with empty GCM associated data and the 16-byte tag appended.
 //!
-//! This module owns sealing and opening one segment, in place or from one
-//! buffer into another. It must not decide segment boundaries (see [`super::params`]) or do I/O.
+//! This module owns sealing and opening one chunk, in place or from one
+//! buffer into another. It must not decide chunk boundaries (see [`super::params`]) or do I/O.
 
 use super::header::Header;
 use super::params::NONCE_PREFIX_LEN;
@@ -15,12 +15,12 @@ use crate::secret::{SecretKey, KEY_LEN};
 use crate::{Error, Result};
 
 /// A stream's derived AES-GCM key and nonce prefix.
-pub(crate) struct SegmentCipher {
+pub(crate) struct ChunkCipher {
     aead: Aes256Gcm,
     prefix: [u8; NONCE_PREFIX_LEN],
 }
 
-impl SegmentCipher {
+impl ChunkCipher {
     /// Derives the stream key for `header` and `aad` from `key`.
     pub(crate) fn new(key: &SecretKey, aad: &[u8], header: &Header) -> Result<Self> {
         let mut derived = [0u8; KEY_LEN];
@@ -75,7 +75,7 @@ impl SegmentCipher {
         Ok(())
     }
 
-    /// Opens the sealed segment `sealed` (ciphertext, then tag) into `out`,
+    /// Opens the sealed chunk `sealed` (ciphertext, then tag) into `out`,
     /// which must be exactly 16 bytes shorter.
     ///
     /// # Errors
@@ -90,7 +90,7 @@ impl SegmentCipher {
     ) -> Result<()> {
         if sealed.len() < TAG_LEN {
             return Err(Error::malformed(
-                "stream segment",
+                "stream chunk",
                 format!("{} bytes is shorter than a tag", sealed.len()),
             ));
         }
@@ -100,24 +100,24 @@ impl SegmentCipher {
             .open_into(&self.nonce(index, last), &[], body, &t, out)
             .map_err(|e| match e {
                 Error::Integrity { .. } => Error::Integrity {
-                    what: "stream segment",
+                    what: "stream chunk",
                 },
                 other => other,
             })
     }
 
-    /// Opens a sealed segment in place; on success the plaintext is
+    /// Opens a sealed chunk in place; on success the plaintext is
     /// `buf[..len - 16]`.
     ///
     /// # Errors
     /// [`Error::Malformed`] if `buf` is shorter than a tag;
-    /// [`Error::Integrity`] if the segment does not authenticate as segment
+    /// [`Error::Integrity`] if the chunk does not authenticate as chunk
     /// `index` with this `last` flag — `buf` is then all zeros.
     #[inline]
     pub(crate) fn open(&self, index: u32, last: bool, buf: &mut [u8]) -> Result<()> {
         if buf.len() < TAG_LEN {
             return Err(Error::malformed(
-                "stream segment",
+                "stream chunk",
                 format!("{} bytes is shorter than a tag", buf.len()),
             ));
         }
@@ -143,11 +143,11 @@ impl SegmentCipher {
     ) -> Result<()> {
         let t: Tag = tag
             .try_into()
-            .map_err(|_| Error::malformed("stream segment", format!("{}-byte tag", tag.len())))?;
+            .map_err(|_| Error::malformed("stream chunk", format!("{}-byte tag", tag.len())))?;
         self.aead
             .open_in_place(&self.nonce(index, last), &[], body, &t)
             .map_err(|_| Error::Integrity {
-                what: "stream segment",
+                what: "stream chunk",
             })
     }
 }
@@ -160,7 +160,7 @@ mod tests {
     fn nonce_layout_is_prefix_index_flag() {
         let key = SecretKey::from_slice(&[1; 32]).unwrap();
         let header = Header::generate().unwrap();
-        let c = SegmentCipher::new(&key, b"ad", &header).unwrap();
+        let c = ChunkCipher::new(&key, b"ad", &header).unwrap();
         let n = c.nonce(0x0102_0304, true);
         assert_eq!(&n[..7], &header.nonce_prefix()[..]);
         assert_eq!(&n[7..11], &[1, 2, 3, 4]);
@@ -172,12 +172,12 @@ mod tests {
     fn open_checks_index_flag_and_aad() {
         let key = SecretKey::from_slice(&[2; 32]).unwrap();
         let header = Header::generate().unwrap();
-        let c = SegmentCipher::new(&key, b"ad", &header).unwrap();
-        let mut sealed = b"hello segment\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
+        let c = ChunkCipher::new(&key, b"ad", &header).unwrap();
+        let mut sealed = b"hello chunk\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
         c.seal(3, false, &mut sealed).unwrap();
         let mut ok = sealed.clone();
         c.open(3, false, &mut ok).unwrap();
-        assert_eq!(&ok[..13], b"hello segment");
+        assert_eq!(&ok[..11], b"hello chunk");
         for (i, last) in [(2, false), (3, true), (4, false)] {
             let mut bad = sealed.clone();
             assert!(matches!(
@@ -186,24 +186,24 @@ mod tests {
             ));
             assert!(bad.iter().all(|&b| b == 0));
         }
-        let other = SegmentCipher::new(&key, b"other ad", &header).unwrap();
+        let other = ChunkCipher::new(&key, b"other ad", &header).unwrap();
         let mut bad = sealed.clone();
         assert!(other.open(3, false, &mut bad).is_err());
         // Out of place: same bytes, same checks.
-        let mut sealed_from = vec![0u8; 13 + TAG_LEN];
-        c.seal_from(3, false, b"hello segment", &mut sealed_from)
+        let mut sealed_from = vec![0u8; 11 + TAG_LEN];
+        c.seal_from(3, false, b"hello chunk", &mut sealed_from)
             .unwrap();
         assert_eq!(sealed_from, sealed);
-        let mut out = [0xffu8; 13];
+        let mut out = [0xffu8; 11];
         c.open_to(3, false, &sealed, &mut out).unwrap();
-        assert_eq!(&out, b"hello segment");
+        assert_eq!(&out, b"hello chunk");
         for (i, last) in [(2, false), (3, true)] {
-            let mut out = [0xffu8; 13];
+            let mut out = [0xffu8; 11];
             assert!(matches!(
                 c.open_to(i, last, &sealed, &mut out),
                 Err(Error::Integrity { .. })
             ));
-            assert_eq!(out, [0u8; 13]);
+            assert_eq!(out, [0u8; 11]);
         }
         assert!(matches!(
             c.open(0, true, &mut [0u8; 15]),

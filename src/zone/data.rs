@@ -1,0 +1,295 @@
+//! The zone's data path: new segments (a fresh DEK wrapped by the active
+//! EZK into the segment header) and opened ones (the header's DEK
+//! unwrapped), whole or through the stream's readers, writers, sealers and
+//! openers.
+//!
+//! Nothing here calls the key provider or writes the manifest, except the
+//! rare wrap reservation ([`Zone::reserve_wraps`](super::commit)) that
+//! keeps the DEK-wrap count honest across processes.
+
+use std::io::{Read, Seek, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zeroize::Zeroizing;
+
+use super::header::{self, SegmentHeader, SEGMENT_HEADER_LEN};
+use super::{Zone, ZoneState};
+use crate::cipher::{fill_random, NONCE_LEN};
+use crate::secret::{SecretKey, KEY_LEN};
+use crate::stream::{
+    ChunkOpener, ChunkSealer, DecryptingReader, EncryptingWriter, Header as StreamHeader, Params,
+    SeekableReader, Threads,
+};
+use crate::{Error, Result};
+
+/// Stream header bytes other than its length byte.
+const STREAM_RANDOM_LEN: usize = crate::stream::HEADER_LEN - 1;
+
+/// Bytes at the start of every segment before its first sealed stream
+/// segment: the segment header and the stream header.
+pub const SEGMENT_PREFIX_LEN: usize = SEGMENT_HEADER_LEN + crate::stream::HEADER_LEN;
+
+/// What a new segment starts from.
+pub(super) struct NewSegment {
+    header: SegmentHeader,
+    dek: SecretKey,
+    params: Params,
+    stream_header: StreamHeader,
+}
+
+impl Zone {
+    /// Draws a DEK and builds the header for a new segment under the active
+    /// EZK, with the stream header its body will use. No provider call.
+    ///
+    /// The DEK, the wrap's nonce and the stream's salt and nonce prefix come
+    /// from one OS call (disjoint bytes): on some machines the call costs
+    /// more than the rest of a segment's setup.
+    pub(super) fn new_segment(&self, segment_id: &str) -> Result<NewSegment> {
+        let mut random = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN + STREAM_RANDOM_LEN]);
+        fill_random(&mut random[..])?;
+        let (dek_bytes, rest) = random.split_at_mut(KEY_LEN);
+        let (nonce, stream_random) = rest.split_at(NONCE_LEN);
+        let dek = SecretKey::from_array(dek_bytes.try_into().expect("KEY_LEN bytes"));
+        let stream_header = StreamHeader::from_random(stream_random.try_into().expect("39 bytes"));
+
+        let state = self.state_with_wrap_reserved()?;
+        let m = &state.manifest;
+        let params = m.stream_params();
+        // The wrap binds every other header byte (format v2), so the
+        // header is laid out first and the wrapped DEK put in last.
+        let header =
+            SegmentHeader::unwrapped(m.zone_id, m.active, params, header::commitment(&dek)?);
+        let wrapped = state.ezk(m.active)?.wrapper.wrap_with_drawn_nonce(
+            &dek,
+            &header.dek_aad(segment_id),
+            nonce.try_into().expect("NONCE_LEN bytes"),
+        )?;
+        let header = header.with_wrapped_dek(wrapped);
+        Ok(NewSegment {
+            header,
+            dek,
+            params,
+            stream_header,
+        })
+    }
+
+    /// Parses a header and recovers its DEK, checking zone, version and key
+    /// commitment. No provider call.
+    ///
+    /// The stream parameters returned are authenticated for a v2 header
+    /// (its wrap binds them); a v1 header's are not, which is why the
+    /// stream readers size their buffers by the bytes they actually have.
+    pub(super) fn open_header(
+        &self,
+        segment_id: &str,
+        bytes: &[u8],
+    ) -> Result<(SecretKey, Params)> {
+        let header = SegmentHeader::parse(bytes)?;
+        let state = self.state();
+        let dek = unwrap_dek(&state, segment_id, &header)?;
+        header.check_commitment(&dek)?;
+        Ok((dek, header.stream_params()?))
+    }
+
+    /// Encrypts a whole segment: header ‖ body. Large segments are sealed on
+    /// several threads.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] past the EZK's wrap limit or the stream's
+    /// length limit; [`Error::Random`].
+    pub fn encrypt_segment(&self, segment_id: &str, plaintext: &[u8]) -> Result<Bytes> {
+        let NewSegment {
+            header,
+            dek,
+            params,
+            stream_header,
+        } = self.new_segment(segment_id)?;
+        let body_len = usize::try_from(params.ciphertext_len(plaintext.len() as u64)?)
+            .map_err(|_| Error::InvalidArgument("segment exceeds memory".into()))?;
+        let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
+        out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
+        let aad = self.body_aad(segment_id);
+        params.encrypt_with_header(
+            &dek,
+            &aad,
+            stream_header,
+            plaintext,
+            &mut out[SEGMENT_HEADER_LEN..],
+            Threads::Auto,
+        )?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Decrypts a whole segment written by this zone under `segment_id`.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a damaged header; [`Error::Integrity`] for a
+    /// segment of another zone or id, a failed key commitment, or a modified
+    /// or truncated body; [`Error::KeyUnavailable`] for an EZK version the
+    /// zone does not have (retired, or newer than this manifest).
+    pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
+        let (dek, params) = self.open_header(segment_id, segment)?;
+        let aad = self.body_aad(segment_id);
+        params.decrypt(&dek, &aad, &segment[SEGMENT_HEADER_LEN..], Threads::Auto)
+    }
+
+    /// Writes the header of a new segment to `sink` and returns a writer for
+    /// its body. Call [`EncryptingWriter::finish`] at the end.
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment); [`Error::Io`] if the
+    /// header cannot be written.
+    pub fn segment_writer<W: Write>(
+        &self,
+        segment_id: &str,
+        mut sink: W,
+    ) -> Result<EncryptingWriter<W>> {
+        let NewSegment {
+            header,
+            dek,
+            params,
+            stream_header,
+        } = self.new_segment(segment_id)?;
+        sink.write_all(&header.to_bytes())?;
+        let aad = self.body_aad(segment_id);
+        Ok(
+            EncryptingWriter::with_header(sink, &dek, &aad, params, stream_header)?
+                .with_gate(self.gate()),
+        )
+    }
+
+    /// Reads a segment's header from `source` and returns a reader of its
+    /// plaintext, for sequential reads.
+    ///
+    /// # Errors
+    /// As [`decrypt_segment`](Self::decrypt_segment) for the header;
+    /// [`Error::Io`] if it cannot be read.
+    pub fn segment_reader<R: Read>(
+        &self,
+        segment_id: &str,
+        mut source: R,
+    ) -> Result<DecryptingReader<R>> {
+        let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
+        let aad = self.body_aad(segment_id);
+        Ok(DecryptingReader::new(source, &dek, &aad, params).with_gate(self.gate()))
+    }
+
+    /// Reads a segment's header from `source` (at its start) and returns a
+    /// random-access reader of its plaintext (`Read + Seek`, `read_at`).
+    ///
+    /// # Errors
+    /// As [`segment_reader`](Self::segment_reader).
+    pub fn segment_seekable<R: Read + Seek>(
+        &self,
+        segment_id: &str,
+        mut source: R,
+    ) -> Result<SeekableReader<R>> {
+        let (dek, params) = self.open_header(segment_id, &read_header(&mut source)?)?;
+        let aad = self.body_aad(segment_id);
+        Ok(SeekableReader::new(source, &dek, &aad, params)?.with_gate(self.gate()))
+    }
+
+    /// Starts a new segment to be sealed one chunk at a time into
+    /// buffers the caller owns (see [`ChunkSealer`]). Returns the
+    /// segment header: write it first, then the sealer's
+    /// [`stream_header`](ChunkSealer::stream_header), then each sealed
+    /// segment. The result reads like any other segment of the zone.
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment).
+    pub fn chunk_sealer(
+        &self,
+        segment_id: &str,
+    ) -> Result<([u8; SEGMENT_HEADER_LEN], ChunkSealer)> {
+        let NewSegment {
+            header,
+            dek,
+            params,
+            stream_header,
+        } = self.new_segment(segment_id)?;
+        let aad = self.body_aad(segment_id);
+        let sealer =
+            ChunkSealer::with_header(&dek, &aad, params, stream_header)?.with_gate(self.gate());
+        Ok((header.to_bytes(), sealer))
+    }
+
+    /// Prepares to open a segment one chunk at a time (see
+    /// [`ChunkOpener`]). `prefix` holds at least the segment's first
+    /// [`SEGMENT_PREFIX_LEN`] bytes: its header and the stream header; the
+    /// sealed segments follow them.
+    ///
+    /// # Errors
+    /// As [`decrypt_segment`](Self::decrypt_segment) for the header;
+    /// [`Error::Malformed`] if `prefix` is shorter than
+    /// [`SEGMENT_PREFIX_LEN`].
+    pub fn chunk_opener(&self, segment_id: &str, prefix: &[u8]) -> Result<ChunkOpener> {
+        if prefix.len() < SEGMENT_PREFIX_LEN {
+            return Err(Error::malformed(
+                "segment",
+                format!(
+                    "{} bytes is shorter than its header and stream header",
+                    prefix.len()
+                ),
+            ));
+        }
+        let (dek, params) = self.open_header(segment_id, &prefix[..SEGMENT_HEADER_LEN])?;
+        let aad = self.body_aad(segment_id);
+        Ok(
+            ChunkOpener::new(&dek, &aad, params, &prefix[SEGMENT_HEADER_LEN..])?
+                .with_gate(self.gate()),
+        )
+    }
+
+    /// The check a segment stream of this zone runs before each segment:
+    /// a stream opened while the zone served stops at its next segment
+    /// once the zone is unavailable. It holds the zone open, not its keys.
+    pub(super) fn gate(&self) -> crate::stream::Gate {
+        let inner = Arc::clone(&self.inner);
+        Arc::new(move || {
+            inner
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .ensure_available()
+        })
+    }
+}
+
+/// Reads the header at the start of `source`.
+pub(super) fn read_header<R: Read>(source: &mut R) -> Result<[u8; SEGMENT_HEADER_LEN]> {
+    let mut bytes = [0u8; SEGMENT_HEADER_LEN];
+    source.read_exact(&mut bytes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::malformed("segment header", "truncated"),
+        _ => Error::from(e),
+    })?;
+    Ok(bytes)
+}
+
+/// Recovers a segment's DEK from its header with the zone's EZKs. The DEK
+/// is authenticated by its wrap, and with it (format v2) every other header
+/// byte; callers that decrypt the body also check the key commitment.
+pub(super) fn unwrap_dek(
+    state: &ZoneState,
+    segment_id: &str,
+    header: &SegmentHeader,
+) -> Result<SecretKey> {
+    let m = &state.manifest;
+    if header.zone_id() != m.zone_id {
+        return Err(Error::Integrity {
+            what: "segment header (it belongs to another zone)",
+        });
+    }
+    let version = header.ezk_version();
+    let ezk = state.ezk(version)?;
+    let dek = ezk
+        .wrapper
+        .unwrap(header.wrapped_dek(), &header.dek_aad(segment_id))
+        .map_err(|e| match e {
+            Error::Integrity { .. } => Error::Integrity {
+                what: "segment DEK (wrong segment id, or a modified header)",
+            },
+            other => other,
+        })?;
+    Ok(dek)
+}
