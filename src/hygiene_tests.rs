@@ -238,7 +238,7 @@ async fn no_key_material_in_any_output() {
     );
     assert!(matches!(
         errors[0],
-        Error::KeyUnavailable {
+        Error::ZoneUnavailable {
             state: KeyState::Disabled,
             ..
         }

@@ -64,7 +64,7 @@ pub mod stream;
 pub mod testing;
 pub mod zone;
 
-pub use error::{Error, Result, StateRejection};
+pub use error::{Error, ErrorKind, IntegrityFailure, Result, StateRejection};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

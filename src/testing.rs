@@ -323,10 +323,9 @@ impl MockProvider {
 
     fn fault_error(&self, fault: Fault, operation: Operation, root: &KeyRef) -> Error {
         match fault {
-            Fault::Unreachable => Error::ProviderUnreachable {
-                provider: MOCK_PROVIDER.into(),
-                reason: "injected: connection refused".into(),
-            },
+            Fault::Unreachable => Error::unreachable(MOCK_PROVIDER, "injected").with_source(
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
+            ),
             Fault::Throttled => Error::Throttled {
                 provider: MOCK_PROVIDER.into(),
             },

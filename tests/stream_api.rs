@@ -230,13 +230,13 @@ fn range_plans_fetch_only_the_touched_chunks() {
     // A reversed range, a forged plan and a short fetch are refused.
     assert!(matches!(
         p.ciphertext_range(std::ops::Range { start: 10, end: 5 }, len),
-        Err(Error::InvalidArgument(_))
+        Err(Error::Misuse { .. })
     ));
     let mut forged = dec.plan(0..10).unwrap();
     forged.first_chunk = 1;
     assert!(matches!(
         dec.decrypt(&forged, &ct[40..4096]),
-        Err(Error::InvalidArgument(_))
+        Err(Error::Misuse { .. })
     ));
     let plan = dec.plan(0..10).unwrap();
     assert!(matches!(
@@ -283,7 +283,7 @@ fn threaded_one_shot_matches_single_threaded() {
     let mut small = vec![0u8; 10];
     assert!(matches!(
         p.encrypt_into(&key(), b"", b"abc", &mut small, Threads::One),
-        Err(Error::InvalidArgument(_))
+        Err(Error::Misuse { .. })
     ));
 }
 

@@ -165,7 +165,8 @@ pub(crate) fn check_record(seg: &BundleSegment, (len, sha256): (u64, [u8; 32])) 
 /// # Errors
 /// [`Error::InvalidArgument`] if `dest` already holds a backup, an id is
 /// empty, too long or given twice, or a segment belongs to another zone or
-/// to an EZK version `zone` does not have; [`Error::Malformed`] for a file
+/// to an EZK version `zone` does not have; [`Error::Misuse`] if `zone` was
+/// built in memory rather than read; [`Error::Malformed`] for a file
 /// that is not a segment; [`Error::Io`]. After an error `dest` holds no
 /// manifest, and running the backup again starts over.
 pub fn create_backup<I, S>(
@@ -239,10 +240,9 @@ pub(crate) fn create_backup_with(
     let mut backup_id = [0u8; 16];
     fill_random(&mut backup_id)?;
     let zone_bytes = zone.stored_bytes().ok_or_else(|| {
-        Error::InvalidArgument(
+        Error::misuse(
             "the zone manifest given was built in memory; take it from Zone::manifest() or \
-             ZoneManifest::parse"
-                .into(),
+             ZoneManifest::parse",
         )
     })?;
     let manifest = BundleManifest::new(

@@ -43,6 +43,7 @@
 //!    complete.
 
 use std::io::{self, Read, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -789,7 +790,15 @@ impl PreparedRestore {
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(seg) = pending.get(i) else { break };
-                        let result = self.restore_segment(seg, seg_dir);
+                        // A panic stays in this segment's result: the
+                        // restore reports it as what it is, and the other
+                        // workers stop at their next segment.
+                        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            self.restore_segment(seg, seg_dir)
+                        }))
+                        .unwrap_or(Err(Error::WorkerPanicked {
+                            what: "restoring a backup segment",
+                        }));
                         if result.is_err() {
                             stop.store(true, Ordering::Relaxed);
                         }
@@ -928,9 +937,7 @@ impl PreparedRestore {
                 io::copy(&mut plain, &mut io::sink()).map_err(|e| Error::io(path, e))?;
                 Ok(plain.finish())
             }
-            _ => Err(Error::InvalidArgument(
-                "the mode and the target are set together".into(),
-            )),
+            _ => Err(Error::misuse("the mode and the target are set together")),
         }
     }
 

@@ -159,9 +159,7 @@ impl<B: Backend> Aes256Gcm<B> {
             Ok(())
         } else {
             in_out.zeroize();
-            Err(Error::Integrity {
-                what: "AES-GCM ciphertext",
-            })
+            Err(Error::tampered("AES-GCM ciphertext"))
         }
     }
 }
@@ -172,7 +170,7 @@ impl<B: Backend> Aes256Gcm<B> {
     /// as [`seal_in_place`](Self::seal_in_place) on a copy.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the lengths differ;
+    /// [`Error::Misuse`] if the lengths differ;
     /// [`Error::LimitExceeded`] if the message is longer than AES-GCM
     /// allows (2^36 − 32 bytes).
     #[inline]
@@ -194,7 +192,7 @@ impl<B: Backend> Aes256Gcm<B> {
     /// `plaintext`, which must have the same length.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the lengths differ;
+    /// [`Error::Misuse`] if the lengths differ;
     /// [`Error::Integrity`] if the tag does not verify — `plaintext` is then
     /// all zeros.
     #[inline]
@@ -211,9 +209,7 @@ impl<B: Backend> Aes256Gcm<B> {
             Ok(())
         } else {
             plaintext.zeroize();
-            Err(Error::Integrity {
-                what: "AES-GCM ciphertext",
-            })
+            Err(Error::tampered("AES-GCM ciphertext"))
         }
     }
 }
@@ -222,7 +218,7 @@ fn check_same_len(input: &[u8], output: &[u8]) -> Result<()> {
     if input.len() == output.len() {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
+        Err(Error::misuse(format!(
             "AES-GCM input has {} bytes but the output buffer {}",
             input.len(),
             output.len()

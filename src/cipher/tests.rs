@@ -104,15 +104,15 @@ fn out_of_place_matches_in_place<B: Backend>() {
         aead.open_into(&nonce, b"ad", &ct, &t2, &mut pt).unwrap();
         assert_eq!(pt, msg);
     }
-    // Mismatched lengths are an argument error, before any cryptography.
+    // Mismatched lengths are a misuse, refused before any cryptography.
     let mut short = [0u8; 3];
     assert!(matches!(
         aead.seal_into(&nonce, b"", &[0u8; 4], &mut short),
-        Err(Error::InvalidArgument(_))
+        Err(Error::Misuse { .. })
     ));
     assert!(matches!(
         aead.open_into(&nonce, b"", &[0u8; 4], &[0u8; 16], &mut short),
-        Err(Error::InvalidArgument(_))
+        Err(Error::Misuse { .. })
     ));
     // A bad tag leaves the output all zeros.
     let msg = [0x5au8; 1000];

@@ -156,9 +156,7 @@ impl<B: Backend> KeyWrapper<B> {
         key.copy_from_slice(&wrapped[1 + NONCE_LEN..1 + NONCE_LEN + KEY_LEN]);
         self.aead
             .open_in_place(&nonce, &full_aad(aad), &mut key[..], &tag)
-            .map_err(|_| Error::Integrity {
-                what: "wrapped key",
-            })?;
+            .map_err(|_| Error::tampered("wrapped key"))?;
         Ok(SecretKey::from_array(&mut key))
     }
 }

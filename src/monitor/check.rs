@@ -65,10 +65,10 @@ pub(super) async fn resolve_alias(
     )
     .await
     .unwrap_or_else(|_| {
-        Err(Error::ProviderUnreachable {
-            provider: alias.provider().to_owned(),
-            reason: "alias resolution timed out".into(),
-        })
+        Err(Error::unreachable(
+            alias.provider(),
+            "alias resolution timed out",
+        ))
     })
 }
 
@@ -101,9 +101,9 @@ async fn test_round_trip(
     let wrapped = with_retries(config, || provider.wrap_key(key, &probe, &context)).await?;
     let back = with_retries(config, || provider.unwrap_key(key, &wrapped, &context)).await?;
     if back != probe {
-        return Err(Error::Integrity {
-            what: "availability check round trip (the key returned other bytes)",
-        });
+        return Err(Error::tampered(
+            "availability check round trip (the key returned other bytes)",
+        ));
     }
     Ok(())
 }

@@ -63,8 +63,8 @@ fn assert_refused(zone: &Zone, segment: &[u8], state: KeyState) {
             .map(drop),
     ] {
         match result {
-            Err(Error::KeyUnavailable { state: s, .. }) => assert_eq!(s, state),
-            other => panic!("expected KeyUnavailable({state}), got {other:?}"),
+            Err(Error::ZoneUnavailable { state: s, .. }) => assert_eq!(s, state),
+            other => panic!("expected ZoneUnavailable({state}), got {other:?}"),
         }
     }
     assert_eq!(zone.availability(), ZoneAvailability::Unavailable(state));
@@ -140,7 +140,7 @@ async fn disable_then_enable_gates_the_zone_within_one_interval() {
     // Rotation needs the key material too.
     assert!(matches!(
         f.zone.rotate_ezk().await,
-        Err(Error::KeyUnavailable {
+        Err(Error::ZoneUnavailable {
             state: KeyState::Disabled,
             ..
         })
@@ -474,7 +474,7 @@ async fn streams_open_before_the_key_was_revoked_stop_at_their_next_segment() {
         e.kind() == std::io::ErrorKind::PermissionDenied
             && matches!(
                 crate::stream::error_of(e),
-                Some(Error::KeyUnavailable {
+                Some(Error::ZoneUnavailable {
                     state: KeyState::Disabled,
                     ..
                 })
@@ -489,11 +489,14 @@ async fn streams_open_before_the_key_was_revoked_stop_at_their_next_segment() {
     );
     assert!(matches!(
         seekable.read_at(3 * 4096, &mut first),
-        Err(Error::KeyUnavailable { .. })
+        Err(Error::ZoneUnavailable { .. })
     ));
     let err = writer.write_all(&data).unwrap_err();
     assert!(refused(&err), "{err:?}");
-    assert!(matches!(writer.finish(), Err(Error::KeyUnavailable { .. })));
+    assert!(matches!(
+        writer.finish(),
+        Err(Error::ZoneUnavailable { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]

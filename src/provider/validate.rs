@@ -58,9 +58,9 @@ impl ValidationFailure {
         match error {
             Error::AccessDenied { .. } => ValidationFailure::AccessDenied,
             Error::KeyUnavailable { state, .. } => ValidationFailure::KeyState(*state),
-            Error::ProviderUnreachable { reason, .. } => {
-                ValidationFailure::Unreachable(reason.clone())
-            }
+            Error::ProviderUnreachable { reason, source, .. } => ValidationFailure::Unreachable(
+                crate::error::with_causes(reason.clone(), source.as_deref().map(|s| s as _)),
+            ),
             Error::Throttled { .. } => ValidationFailure::Unreachable("throttled".into()),
             Error::Integrity { .. } => ValidationFailure::RoundTripMismatch,
             Error::RegionMismatch { .. } => ValidationFailure::WrongRegion(error.to_string()),

@@ -147,7 +147,7 @@ impl KeyRegistry {
             return Err(Error::KeyValidationFailed {
                 key: key.to_string(),
                 step: step.as_str(),
-                reason: why.to_string(),
+                failure: why.clone(),
             });
         }
         let mut regions = vec![key.region().to_owned()];

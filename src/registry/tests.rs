@@ -48,7 +48,16 @@ async fn invalid_and_duplicate_keys_are_refused_with_the_reason() {
     mock.disable_key("k");
     let err = reg.add_key(&mock, k.clone(), &[]).await.unwrap_err();
     assert!(
-        matches!(&err, Error::KeyValidationFailed { step: "encrypt", reason, .. } if reason.contains("disabled")),
+        matches!(
+            &err,
+            Error::KeyValidationFailed {
+                step: "encrypt",
+                failure: crate::provider::ValidationFailure::KeyState(
+                    crate::provider::KeyState::Disabled
+                ),
+                ..
+            }
+        ) && err.to_string().contains("disabled"),
         "{err}"
     );
     mock.enable_key("k");

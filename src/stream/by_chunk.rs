@@ -135,7 +135,7 @@ impl ChunkSealer {
     /// returns how many bytes it wrote (`plaintext.len() +` [`OVERHEAD`](Self::OVERHEAD)).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] after the last chunk, for a chunk of
+    /// [`Error::Misuse`] after the last chunk, for a chunk of
     /// the wrong length (see the type's documentation), or if `out` is too
     /// short — nothing is sealed then, and the call can be repeated with
     /// the right arguments; [`Error::LimitExceeded`] past 2^32 chunks;
@@ -143,26 +143,24 @@ impl ChunkSealer {
     /// has become unavailable.
     pub fn seal(&mut self, plaintext: &[u8], last: bool, out: &mut [u8]) -> Result<usize> {
         if self.finished {
-            return Err(Error::InvalidArgument(
-                "the stream's last chunk is already sealed".into(),
-            ));
+            return Err(Error::misuse("the stream's last chunk is already sealed"));
         }
         let want = self.plaintext_len();
         let n = plaintext.len();
         if (!last && n != want) || n > want {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::misuse(format!(
                 "chunk {} takes {want} plaintext bytes{}, not {n}",
                 self.index,
                 if last { " at most" } else { "" }
             )));
         }
         if last && n == 0 && self.index > 0 {
-            return Err(Error::InvalidArgument(
-                "the last chunk must hold at least one byte: seal the one before it as last".into(),
+            return Err(Error::misuse(
+                "the last chunk must hold at least one byte: seal the one before it as last",
             ));
         }
         if out.len() < n + TAG_LEN {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::misuse(format!(
                 "output buffer has {} bytes, the sealed chunk needs {}",
                 out.len(),
                 n + TAG_LEN
@@ -265,7 +263,7 @@ impl ChunkOpener {
     ///
     /// # Errors
     /// [`Error::Malformed`] for a chunk of impossible length or data
-    /// after the last chunk; [`Error::InvalidArgument`] if `out` is too
+    /// after the last chunk; [`Error::Misuse`] if `out` is too
     /// short (nothing is opened; repeat with a larger buffer);
     /// [`Error::Integrity`] if the chunk does not authenticate as the
     /// next one with this `last` flag — `out` then holds no plaintext;
@@ -273,9 +271,7 @@ impl ChunkOpener {
     /// has become unavailable.
     pub fn open(&mut self, sealed: &[u8], last: bool, out: &mut [u8]) -> Result<usize> {
         if self.failed {
-            return Err(Error::Integrity {
-                what: "stream (an earlier chunk failed)",
-            });
+            return Err(Error::tampered("stream (an earlier chunk failed)"));
         }
         if self.finished {
             self.failed = true;
@@ -296,7 +292,7 @@ impl ChunkOpener {
         }
         let n = len - TAG_LEN;
         if out.len() < n {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::misuse(format!(
                 "output buffer has {} bytes, the chunk holds {n}",
                 out.len()
             )));
@@ -423,24 +419,24 @@ mod tests {
         for (len, last) in [(n - 1, false), (n + 1, false), (n + 1, true)] {
             assert!(matches!(
                 s.seal(&data[..len], last, &mut out),
-                Err(Error::InvalidArgument(_))
+                Err(Error::Misuse { .. })
             ));
         }
         assert!(matches!(
             s.seal(&data[..n], false, &mut out[..n + TAG_LEN - 1]),
-            Err(Error::InvalidArgument(_))
+            Err(Error::Misuse { .. })
         ));
         assert_eq!(s.chunks_sealed(), 0, "nothing sealed by a refused call");
         s.seal(&data[..n], false, &mut out).unwrap();
         // An empty last chunk after a full one is refused.
         assert!(matches!(
             s.seal(&[], true, &mut out),
-            Err(Error::InvalidArgument(_))
+            Err(Error::Misuse { .. })
         ));
         s.seal(&data[..1], true, &mut out).unwrap();
         assert!(matches!(
             s.seal(&data[..1], true, &mut out),
-            Err(Error::InvalidArgument(_))
+            Err(Error::Misuse { .. })
         ));
     }
 
@@ -498,11 +494,11 @@ mod tests {
             Err(Error::Malformed { .. })
         ));
 
-        // A buffer too small is an argument error that consumes nothing.
+        // A buffer too small is a misuse that consumes nothing.
         let mut o = ChunkOpener::new(&key(), b"ad", params, &ct).unwrap();
         assert!(matches!(
             o.open(seg0, false, &mut buf[..10]),
-            Err(Error::InvalidArgument(_))
+            Err(Error::Misuse { .. })
         ));
         assert_eq!(o.open(seg0, false, &mut buf).unwrap(), full0 - TAG_LEN);
     }

@@ -99,9 +99,7 @@ impl ChunkCipher {
         self.aead
             .open_into(&self.nonce(index, last), &[], body, &t, out)
             .map_err(|e| match e {
-                Error::Integrity { .. } => Error::Integrity {
-                    what: "stream chunk",
-                },
+                Error::Integrity { .. } => Error::tampered("stream chunk"),
                 other => other,
             })
     }
@@ -146,9 +144,7 @@ impl ChunkCipher {
             .map_err(|_| Error::malformed("stream chunk", format!("{}-byte tag", tag.len())))?;
         self.aead
             .open_in_place(&self.nonce(index, last), &[], body, &t)
-            .map_err(|_| Error::Integrity {
-                what: "stream chunk",
-            })
+            .map_err(|_| Error::tampered("stream chunk"))
     }
 }
 

@@ -205,9 +205,7 @@ impl Decoder {
             };
         }
         let State::Body { cipher } = &self.state else {
-            return Err(Error::Integrity {
-                what: "stream (an earlier chunk failed)",
-            });
+            return Err(Error::tampered("stream (an earlier chunk failed)"));
         };
         // The previous chunk's plaintext is consumed: move its look-ahead
         // byte to the front.

@@ -104,17 +104,42 @@ pub fn error_of(err: &io::Error) -> Option<&Error> {
     err.get_ref().and_then(|e| e.downcast_ref::<Error>())
 }
 
-/// Converts a stream error for the `io` traits: I/O errors pass through,
-/// the others become [`io::ErrorKind::InvalidData`] carrying the [`Error`].
+/// Converts an [`Error`] for the `std::io` traits (and the tokio ones),
+/// as every `Read`/`Write` adapter of this module returns it:
+///
+/// * [`Error::Io`] passes through: its own `io::Error`, kind and all (the
+///   path, if any, is dropped);
+/// * [`Error::ZoneUnavailable`], [`Error::KeyUnavailable`] and
+///   [`Error::AccessDenied`] become [`io::ErrorKind::PermissionDenied`];
+/// * [`Error::Misuse`], [`Error::InvalidArgument`] and
+///   [`Error::LimitExceeded`] become [`io::ErrorKind::InvalidInput`];
+/// * [`Error::WorkerPanicked`] becomes [`io::ErrorKind::Other`];
+/// * every other error — [`Error::Integrity`], [`Error::Malformed`] above
+///   all — becomes [`io::ErrorKind::InvalidData`].
+///
+/// Each of those carries the [`Error`] itself: [`error_of`] finds it, and
+/// `?` into a [`crate::Result`] turns the `io::Error` back into it (see
+/// `From<io::Error> for Error`), so an integrity failure is never mistaken
+/// for an I/O one.
 pub(crate) fn to_io(err: Error) -> io::Error {
     match err {
         Error::Io { source, .. } => source,
-        Error::KeyUnavailable { .. } | Error::AccessDenied { .. } => {
-            io::Error::new(io::ErrorKind::PermissionDenied, err)
-        }
-        Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
+        Error::ZoneUnavailable { .. }
+        | Error::KeyUnavailable { .. }
+        | Error::AccessDenied { .. } => io::Error::new(io::ErrorKind::PermissionDenied, err),
+        Error::Misuse { .. } | Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
             io::Error::new(io::ErrorKind::InvalidInput, err)
         }
+        Error::WorkerPanicked { .. } => io::Error::other(err),
         other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
+}
+
+/// The error for a length that fits the stream format but not this
+/// platform's address space (a 32-bit target).
+pub(crate) fn exceeds_memory(what: &'static str) -> Error {
+    Error::LimitExceeded {
+        what,
+        limit: usize::MAX as u64,
     }
 }

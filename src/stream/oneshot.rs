@@ -14,6 +14,7 @@ use bytes::Bytes;
 use zeroize::Zeroize;
 
 use super::chunk::ChunkCipher;
+use super::exceeds_memory;
 use super::header::Header;
 use super::params::{index_u32, Params, HEADER_LEN};
 use crate::cipher::TAG_LEN;
@@ -78,7 +79,7 @@ impl Params {
         threads: Threads,
     ) -> Result<Bytes> {
         let len = usize::try_from(self.ciphertext_len(plaintext.len() as u64)?)
-            .map_err(|_| Error::InvalidArgument("ciphertext exceeds memory".into()))?;
+            .map_err(|_| exceeds_memory("ciphertext length in bytes"))?;
         let mut out = vec![0u8; len];
         self.encrypt_into(key, aad, plaintext, &mut out, threads)?;
         Ok(Bytes::from(out))
@@ -89,7 +90,7 @@ impl Params {
     /// same stream the streaming writer produces.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if `out` has the wrong length;
+    /// [`Error::Misuse`] if `out` has the wrong length;
     /// [`Error::LimitExceeded`] past 2^32 chunks; [`Error::Random`] if no
     /// salt can be drawn.
     pub fn encrypt_into(
@@ -114,7 +115,7 @@ impl Params {
     ) -> Result<()> {
         let ct_len = self.ciphertext_len(plaintext.len() as u64)?;
         if out.len() as u64 != ct_len {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::misuse(format!(
                 "output buffer has {} bytes, the ciphertext needs {ct_len}",
                 out.len()
             )));
@@ -172,7 +173,7 @@ impl Params {
     ///
     /// # Errors
     /// [`Error::Malformed`] for a bad header or length;
-    /// [`Error::InvalidArgument`] if `out` has the wrong length;
+    /// [`Error::Misuse`] if `out` has the wrong length;
     /// [`Error::Integrity`] if any chunk fails to authenticate — `out` is
     /// then all zeros.
     pub fn decrypt_into(
@@ -185,7 +186,7 @@ impl Params {
     ) -> Result<()> {
         let pt_len = self.plaintext_len(ciphertext.len() as u64)?;
         if out.len() as u64 != pt_len {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::misuse(format!(
                 "output buffer has {} bytes, the plaintext has {pt_len}",
                 out.len()
             )));
@@ -266,7 +267,13 @@ impl Params {
             let mut result = work(f0, t0, o0, i0);
             for h in handles {
                 let r = h.join().unwrap_or_else(|_| {
-                    Err(Error::InvalidArgument("a sealing thread panicked".into()))
+                    Err(Error::WorkerPanicked {
+                        what: if sealing {
+                            "sealing a run of stream chunks"
+                        } else {
+                            "opening a run of stream chunks"
+                        },
+                    })
                 });
                 result = result.and(r);
             }

@@ -58,14 +58,14 @@ impl Params {
     ///
     /// # Errors
     /// [`Error::Malformed`] if no stream has `ciphertext_len` bytes;
-    /// [`Error::InvalidArgument`] if `plaintext.start > plaintext.end`.
+    /// [`Error::Misuse`] if `plaintext.start > plaintext.end`.
     pub fn ciphertext_range(
         &self,
         plaintext: Range<u64>,
         ciphertext_len: u64,
     ) -> Result<CiphertextRange> {
         if plaintext.start > plaintext.end {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::misuse(format!(
                 "plaintext range {}..{} is reversed",
                 plaintext.start, plaintext.end
             )));
@@ -153,15 +153,15 @@ impl RangeDecryptor {
     /// `plan.plaintext`.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if `plan` is not what
+    /// [`Error::Misuse`] if `plan` is not what
     /// [`plan`](Self::plan) returns for its plaintext range on this stream;
     /// [`Error::Malformed`] if `fetched` is not `plan.chunks` long;
     /// [`Error::Integrity`] if a chunk does not authenticate (nothing is
     /// returned).
     pub fn decrypt(&self, plan: &CiphertextRange, fetched: &[u8]) -> Result<Bytes> {
         if *plan != self.plan(plan.plaintext.clone())? {
-            return Err(Error::InvalidArgument(
-                "the range plan was not made for this stream by ciphertext_range".into(),
+            return Err(Error::misuse(
+                "the range plan was not made for this stream by ciphertext_range",
             ));
         }
         let want = plan.chunks.end - plan.chunks.start;

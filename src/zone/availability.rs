@@ -5,9 +5,11 @@
 //! unavailable replaces its state with one that holds none, so the EZK
 //! plaintext is dropped (and zeroized) as soon as the last in-flight data
 //! call that borrowed the previous state returns; every later data call
-//! fails with [`Error::KeyUnavailable`], including the next segment of a
+//! fails with [`Error::ZoneUnavailable`], including the next chunk of a
 //! reader or writer opened before (their gate checks the zone's state at
-//! each segment). Recovery unwraps the EZKs again
+//! each chunk). Its [`kind`](Error::kind) tells an outage (the provider
+//! could not be reached: retry) from a revocation (the key is disabled,
+//! deleted or denied: tell its owner). Recovery unwraps the EZKs again
 //! through the provider: it is the only way back, so a zone never serves
 //! on a key nobody has confirmed.
 //!
@@ -28,7 +30,7 @@ pub enum ZoneAvailability {
     /// The zone holds its EZKs and serves reads and writes.
     Available,
     /// The zone holds no key material and refuses every data call with
-    /// [`Error::KeyUnavailable`] carrying this state of its root key.
+    /// [`Error::ZoneUnavailable`] carrying this state of its root key.
     Unavailable(KeyState),
 }
 
@@ -53,7 +55,8 @@ impl ZoneState {
     pub(super) fn ensure_available(&self) -> Result<()> {
         match self.availability {
             ZoneAvailability::Available => Ok(()),
-            ZoneAvailability::Unavailable(state) => Err(Error::KeyUnavailable {
+            ZoneAvailability::Unavailable(state) => Err(Error::ZoneUnavailable {
+                zone: self.manifest.zone_id,
                 key: self.manifest.root.to_string(),
                 state,
             }),

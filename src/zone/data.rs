@@ -21,7 +21,7 @@ use crate::stream::{
     ChunkOpener, ChunkSealer, DecryptingReader, EncryptingWriter, Header as StreamHeader, Params,
     SeekableReader, Threads,
 };
-use crate::{Error, Result};
+use crate::{Error, IntegrityFailure, Result};
 
 /// Stream header bytes other than its length byte.
 const STREAM_RANDOM_LEN: usize = crate::stream::HEADER_LEN - 1;
@@ -106,7 +106,7 @@ impl Zone {
             stream_header,
         } = self.new_segment(segment_id)?;
         let body_len = usize::try_from(params.ciphertext_len(plaintext.len() as u64)?)
-            .map_err(|_| Error::InvalidArgument("segment exceeds memory".into()))?;
+            .map_err(|_| crate::stream::exceeds_memory("segment length in bytes"))?;
         let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
         out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
         let aad = self.body_aad(segment_id);
@@ -277,7 +277,11 @@ pub(super) fn unwrap_dek(
     let m = &state.manifest;
     if header.zone_id() != m.zone_id {
         return Err(Error::Integrity {
-            what: "segment header (it belongs to another zone)",
+            what: "segment header",
+            reason: IntegrityFailure::ForeignZone {
+                expected: m.zone_id,
+                found: header.zone_id(),
+            },
         });
     }
     let version = header.ezk_version();
@@ -286,9 +290,9 @@ pub(super) fn unwrap_dek(
         .wrapper
         .unwrap(header.wrapped_dek(), &header.dek_aad(segment_id))
         .map_err(|e| match e {
-            Error::Integrity { .. } => Error::Integrity {
-                what: "segment DEK (wrong segment id, or a modified header)",
-            },
+            Error::Integrity { .. } => {
+                Error::tampered("segment DEK (wrong segment id, or a modified header)")
+            }
             other => other,
         })?;
     Ok(dek)

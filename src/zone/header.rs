@@ -301,9 +301,7 @@ impl SegmentHeader {
         if bool::from(commitment(dek)?.ct_eq(&self.commitment)) {
             Ok(())
         } else {
-            Err(Error::Integrity {
-                what: "segment key commitment",
-            })
+            Err(Error::tampered("segment key commitment"))
         }
     }
 }

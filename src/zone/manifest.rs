@@ -160,9 +160,9 @@ impl ManifestSeal {
                 if bool::from(expected.ct_eq(tag)) {
                     Ok(())
                 } else {
-                    Err(Error::Integrity {
-                        what: "zone manifest (its fields were changed after it was written)",
-                    })
+                    Err(Error::tampered(
+                        "zone manifest (its fields were changed after it was written)",
+                    ))
                 }
             }
         }

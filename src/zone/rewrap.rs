@@ -367,9 +367,10 @@ impl Zone {
             // nothing to repair.
             Err(e) => return Err(e),
         };
-        let cannot_restore = || Error::Integrity {
-            what:
+        let cannot_restore = || {
+            Error::tampered(
                 "segment header (torn by an interrupted rewrap, and its journal cannot restore it)",
+            )
         };
         match saved {
             journal::Saved::Incomplete if opens => {}

@@ -465,7 +465,7 @@ async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
     let mut out = vec![0u8; n + ChunkSealer::OVERHEAD];
     assert!(matches!(
         sealer.seal(&plain[..n], false, &mut out),
-        Err(Error::KeyUnavailable { .. })
+        Err(Error::ZoneUnavailable { .. })
     ));
     let first = opener.sealed_len();
     assert!(matches!(
@@ -474,7 +474,7 @@ async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
             false,
             &mut buf
         ),
-        Err(Error::KeyUnavailable { .. })
+        Err(Error::ZoneUnavailable { .. })
     ));
 }
 

@@ -7,18 +7,25 @@ use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 
+use cmek::KeyState;
+
 /// The exit codes, as shown by `cmek --help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  other failure (the provider refused for another reason, no randomness)
-  2  bad usage: wrong arguments, unknown zone or key, invalid request
-  3  integrity failure: modified, truncated or misplaced data, wrong key or segment id
+  1  other failure (the provider refused for another reason, no randomness,
+     a worker thread panicked)
+  2  bad usage: wrong arguments, unknown zone or key, a zone manifest not
+     found, invalid request
+  3  integrity failure: modified, truncated or misplaced data, wrong key or
+     segment id, a segment of another zone
   4  malformed input: not a cmek file, damaged header or state file, or a
      header naming an EZK version the zone does not have (retired or damaged)
-  5  key unavailable: disabled, pending deletion, not found, or failed validation
+  5  key unavailable: disabled, pending deletion, not found, or failed
+     validation; a zone not serving because of it
   6  access denied by the key provider
-  7  key provider unreachable or throttled (transient: retry later)
+  7  key provider unreachable or throttled (transient: retry later), also
+     when it keeps a zone from serving
   8  refused by a rule: key limit, key in use, region rule
   9  I/O error: missing or unreadable file or directory, disk full
   10  stored state refused: a manifest rolled back or swapped, a journal or
@@ -69,11 +76,20 @@ pub fn code_of(error: &cmek::Error) -> Code {
         E::StateRejected { .. } => Code::Rejected,
         E::Conflict { .. } => Code::Conflict,
         E::KeyUnavailable { .. } | E::KeyValidationFailed { .. } => Code::KeyUnavailable,
+        E::ZoneUnavailable { state, .. } => match state {
+            KeyState::Unreachable => Code::Unreachable,
+            KeyState::AccessDenied => Code::AccessDenied,
+            _ => Code::KeyUnavailable,
+        },
         E::AccessDenied { .. } => Code::AccessDenied,
         E::ProviderUnreachable { .. } | E::Throttled { .. } => Code::Unreachable,
         E::KeyInUse { .. } | E::LimitExceeded { .. } | E::RegionMismatch { .. } => Code::Refused,
-        E::InvalidArgument(_) => Code::Usage,
+        // A misuse of the library by the tool follows from the arguments
+        // it was given (e.g. a reversed range): usage, as before the
+        // library told the two apart.
+        E::InvalidArgument(_) | E::NotFound { .. } | E::Misuse { .. } => Code::Usage,
         E::Io { .. } => Code::Io,
+        // ProviderRejected, WorkerPanicked, Random and variants added later.
         _ => Code::Other,
     }
 }
@@ -115,8 +131,10 @@ impl fmt::Display for Failure {
 }
 
 impl From<cmek::Error> for Failure {
+    /// The message holds the error's causes too (an SDK's, the operating
+    /// system's).
     fn from(error: cmek::Error) -> Self {
-        Self::new(code_of(&error), error.to_string())
+        Self::new(code_of(&error), error.report())
     }
 }
 
@@ -125,7 +143,7 @@ impl From<io::Error> for Failure {
     /// integrity failure inside a read): that error decides the code.
     fn from(error: io::Error) -> Self {
         match cmek::stream::error_of(&error) {
-            Some(inner) => Self::new(code_of(inner), inner.to_string()),
+            Some(inner) => Self::new(code_of(inner), inner.report()),
             None => Self::new(Code::Io, format!("I/O error: {error}")),
         }
     }
@@ -179,7 +197,10 @@ mod tests {
 
     #[test]
     fn an_integrity_failure_inside_io_keeps_its_code() {
-        let inner = cmek::Error::Integrity { what: "segment" };
+        let inner = cmek::Error::Integrity {
+            what: "segment",
+            reason: cmek::IntegrityFailure::Tampered,
+        };
         let io = io::Error::new(io::ErrorKind::InvalidData, inner);
         assert_eq!(Failure::from(io).code, Code::Integrity);
         let plain = io::Error::from(io::ErrorKind::NotFound);

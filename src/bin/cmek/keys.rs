@@ -100,7 +100,7 @@ async fn validate(home: &Home, key: &KeyArg) -> CliResult {
             let failure = Failure::from(cmek::Error::KeyValidationFailed {
                 key: key_ref.to_string(),
                 step: step.as_str(),
-                reason: why.to_string(),
+                failure: why.clone(),
             });
             // The step's reason says more than "invalid": a script retries
             // an unreachable provider, and fixes a permission.
@@ -242,16 +242,14 @@ async fn aws_set_enabled(aws: &AwsKmsProvider, key: &KeyRef, enable: bool) -> Cl
 }
 
 /// The library error for a failed KMS administration call.
-fn aws_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+fn aws_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     err: SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
     key: &KeyRef,
     operation: &'static str,
 ) -> cmek::Error {
     let SdkError::ServiceError(service) = &err else {
-        return cmek::Error::ProviderUnreachable {
-            provider: AWS_KMS_PROVIDER.into(),
-            reason: format!("{operation}: {}", source_chain(&err)),
-        };
+        return cmek::Error::unreachable(AWS_KMS_PROVIDER, format!("{operation} failed"))
+            .with_source(err);
     };
     let inner = service.err();
     let key = key.to_string();
@@ -268,23 +266,11 @@ fn aws_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         "ThrottlingException" | "LimitExceededException" => cmek::Error::Throttled {
             provider: AWS_KMS_PROVIDER.into(),
         },
-        code => cmek::Error::ProviderRejected {
-            provider: AWS_KMS_PROVIDER.into(),
-            code: code.to_owned(),
-            message: inner.message().unwrap_or_default().to_owned(),
-        },
+        code => {
+            let message = inner.message().unwrap_or_default().to_owned();
+            cmek::Error::rejected(AWS_KMS_PROVIDER, code, message).with_source(err)
+        }
     }
-}
-
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        next = e.source();
-    }
-    out
 }
 
 async fn delete(home: &Home, key: &KeyArg, destroy: bool) -> CliResult {

@@ -145,7 +145,7 @@ impl Batches {
                 // The thread ended: join it so a panic there is not lost.
                 if let Some(reader) = self.reader.take() {
                     if reader.join().is_err() {
-                        return Err(io::Error::other("the reading thread failed"));
+                        return Err(panicked("reading the input"));
                     }
                 }
                 Ok(None)
@@ -157,6 +157,12 @@ impl Batches {
     pub fn recycle(&self, buf: Buf) {
         let _ = self.empty.try_send(buf);
     }
+}
+
+/// The error for a thread of this module that panicked: not an I/O
+/// failure, whatever the `io::Error` around it says (exit code 1).
+fn panicked(what: &'static str) -> io::Error {
+    io::Error::other(cmek::Error::WorkerPanicked { what })
 }
 
 /// Writes to `W` on its own thread; collects writes into buffers.
@@ -209,7 +215,7 @@ impl<W: Write + Send + 'static> Sink<W> {
         match self.writer.take() {
             Some(handle) => handle
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the writing thread failed"))),
+                .unwrap_or_else(|_| Err(panicked("writing the output"))),
             None => Err(io::Error::other("the writing thread already stopped")),
         }
     }

@@ -221,28 +221,19 @@ fn map_error<E>(
     operation: &'static str,
 ) -> Error
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let unreachable = |reason: String| Error::ProviderUnreachable {
-        provider: AWS_KMS_PROVIDER.into(),
-        reason,
-    };
-    match &err {
+    let unreachable = |reason: String| Error::unreachable(AWS_KMS_PROVIDER, reason);
+    let mapped = match &err {
         SdkError::TimeoutError(_) => unreachable(format!("{operation} timed out")),
         SdkError::DispatchFailure(failure) => {
             if failure.is_timeout() {
                 unreachable(format!("{operation} timed out"))
             } else {
-                unreachable(format!(
-                    "{operation} could not be sent: {}",
-                    source_chain(&err)
-                ))
+                unreachable(format!("{operation} could not be sent"))
             }
         }
-        SdkError::ResponseError(_) => unreachable(format!(
-            "{operation}: unreadable response: {}",
-            source_chain(&err)
-        )),
+        SdkError::ResponseError(_) => unreachable(format!("{operation}: unreadable response")),
         SdkError::ServiceError(service) => {
             let inner = service.err();
             let code = inner.code().unwrap_or("Unknown").to_owned();
@@ -274,9 +265,9 @@ where
                         state: KeyState::Unavailable,
                     }
                 }
-                "InvalidCiphertextException" | "IncorrectKeyException" => Error::Integrity {
-                    what: "KMS ciphertext (wrong key, wrong encryption context or modified)",
-                },
+                "InvalidCiphertextException" | "IncorrectKeyException" => Error::tampered(
+                    "KMS ciphertext (wrong key, wrong encryption context or modified)",
+                ),
                 "ThrottlingException" | "LimitExceededException" => Error::Throttled {
                     provider: AWS_KMS_PROVIDER.into(),
                 },
@@ -284,26 +275,13 @@ where
                 | "DependencyTimeoutException"
                 | "InternalFailure"
                 | "ServiceUnavailable" => unreachable(format!("{operation}: {code}")),
-                _ => Error::ProviderRejected {
-                    provider: AWS_KMS_PROVIDER.into(),
-                    code,
-                    message,
-                },
+                _ => Error::rejected(AWS_KMS_PROVIDER, code, message),
             }
         }
-        _ => unreachable(format!("{operation}: {}", source_chain(&err))),
-    }
-}
-
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        next = e.source();
-    }
-    out
+        _ => unreachable(format!("{operation} failed")),
+    };
+    // The SDK's error stays reachable as the cause (`Error::source`).
+    mapped.with_source(err)
 }
 
 fn map_state(state: &AwsKeyState) -> KeyState {
