@@ -104,7 +104,7 @@ impl Zone {
             .inner
             .store
             .load()?
-            .ok_or_else(|| Error::InvalidArgument("the zone's manifest is gone".into()))?;
+            .ok_or_else(|| super::keyring::no_manifest(self.inner.store.as_ref()))?;
         if bytes == *state.stored {
             return Ok(None);
         }

@@ -14,7 +14,7 @@ use super::{now_unix, Ezk, Zone, ZoneAvailability, ZoneId};
 use crate::cipher::{sha256, SHA256_LEN};
 use crate::provider::{KeyProvider, KeyRef, KeyState, WrappedKey};
 use crate::stream::Params;
-use crate::{Error, Result};
+use crate::{Error, Result, StateRejection};
 
 /// What a new zone is made of.
 #[derive(Debug, Clone)]
@@ -41,6 +41,16 @@ impl ZoneSpec {
             stream: Params::default(),
         }
     }
+}
+
+/// Whether [`Keyring::open_or_create_zone`] created the zone it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ZoneOrigin {
+    /// This call created the zone.
+    Created,
+    /// Another caller had created it; this call opened it, trusting the
+    /// manifest on first use (see [`Keyring::open_or_create_zone`]).
+    Existing,
 }
 
 /// Identifies one wrapped EZK version, for coalescing.
@@ -95,10 +105,17 @@ impl Keyring {
     /// key (one provider call), and persists the manifest in `store` before
     /// returning.
     ///
+    /// Record the new zone's [`anchor`](Zone::anchor) where the storage
+    /// that holds `store` cannot write: it is what opens the zone again
+    /// ([`open_zone`](Self::open_zone)).
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `store` already holds a manifest or the
-    /// spec is out of range; provider errors as they come; [`Error::Io`] if
-    /// the manifest cannot be stored (nothing is then created).
+    /// spec is out of range; [`Error::Conflict`] if another creator stored
+    /// one after this call looked (see
+    /// [`open_or_create_zone`](Self::open_or_create_zone) for that race);
+    /// provider errors as they come; [`Error::Io`] if the manifest cannot be
+    /// stored (nothing is then created).
     pub async fn create_zone(
         self: &Arc<Self>,
         store: Arc<dyn ManifestStore>,
@@ -126,6 +143,19 @@ impl Keyring {
                 "{store:?} already holds a zone manifest"
             )));
         }
+        self.create_in(store, spec, zone_id, body_zone_id).await
+    }
+
+    /// Creates the zone and stores its manifest on condition that `store`
+    /// still holds none: [`Error::Conflict`] if another creator stored one
+    /// first (nothing of this call's is kept).
+    async fn create_in(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        spec: ZoneSpec,
+        zone_id: ZoneId,
+        body_zone_id: ZoneId,
+    ) -> Result<Zone> {
         // An alias is resolved once, here: the zone records the key it
         // pointed to, so re-pointing the alias later cannot move the zone.
         let (root, root_alias) = resolve_root(self.provider.as_ref(), &spec.root).await?;
@@ -175,6 +205,105 @@ impl Keyring {
         ))
     }
 
+    /// Creates the zone `spec` describes in `store`, or opens the one
+    /// another caller — another task, process or node sharing `store` —
+    /// created there first: for nodes that start together and each make
+    /// sure the zone exists. The store's compare-and-swap picks one creator
+    /// ([`ManifestStore::replace`] with no current manifest); every other
+    /// caller opens the winner's zone and gets [`ZoneOrigin::Existing`], so
+    /// all of them end with the same zone.
+    ///
+    /// **Trust.** Opening an existing zone without its [`ZoneAnchor`] trusts
+    /// the manifest on first use. This call checks what it can: the manifest
+    /// must be a current (authenticated) one, name the root key `spec`
+    /// names (an alias in `spec` is resolved and compared), `spec`'s name,
+    /// region and chunk size, and authenticate under its EZKs, which only
+    /// that root key unwraps — so it is a zone of the customer's key, made
+    /// for this spec. What it cannot tell without an anchor is whether it is
+    /// the latest state of the zone (a rollback) or a manifest of another
+    /// zone with the same spec and key planted in `store`. So use this call
+    /// only while creating a zone, and record the returned zone's
+    /// [`anchor`](Zone::anchor) at once, whichever the origin, where the
+    /// storage holding `store` cannot write; open the zone afterwards with
+    /// [`open_zone`](Self::open_zone). Never use it to reopen a zone you
+    /// hold an anchor of: if that zone's manifest is gone, this call would
+    /// create a new, empty zone in its place.
+    ///
+    /// # Errors
+    /// As [`create_zone`](Self::create_zone) and
+    /// [`open_zone`](Self::open_zone); [`Error::StateRejected`] if the
+    /// existing manifest names another root key
+    /// ([`StateRejection::UnexpectedRoot`](crate::StateRejection::UnexpectedRoot))
+    /// or another name, region or chunk size
+    /// ([`StateRejection::Mismatch`](crate::StateRejection::Mismatch)).
+    pub async fn open_or_create_zone(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        spec: ZoneSpec,
+    ) -> Result<(Zone, ZoneOrigin)> {
+        ZoneManifest::check_new(&spec.name, &spec.region, &spec.root)?;
+        if store.load()?.is_none() {
+            let zone_id = ZoneId::generate()?;
+            match self
+                .create_in(store.clone(), spec.clone(), zone_id, zone_id)
+                .await
+            {
+                Ok(zone) => return Ok((zone, ZoneOrigin::Created)),
+                // Another creator stored its manifest after the load above:
+                // open theirs.
+                Err(Error::Conflict { .. }) => {
+                    tracing::debug!(store = ?store, "another creator won; opening its zone");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let zone = self.open_created_elsewhere(store, &spec).await?;
+        Ok((zone, ZoneOrigin::Existing))
+    }
+
+    /// Opens the zone in `store` for [`open_or_create_zone`](Self::open_or_create_zone):
+    /// checked against `spec` instead of an anchor.
+    async fn open_created_elsewhere(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        spec: &ZoneSpec,
+    ) -> Result<Zone> {
+        let bytes = store.load()?.ok_or_else(|| no_manifest(store.as_ref()))?;
+        let (manifest, _) = ZoneManifest::parse_sealed(&bytes)?;
+        let root = if manifest.root == spec.root {
+            spec.root.clone()
+        } else {
+            resolve_root(self.provider.as_ref(), &spec.root).await?.0
+        };
+        let rejected = |reason| Error::StateRejected {
+            what: "zone manifest",
+            reason,
+        };
+        if manifest.root != root {
+            return Err(rejected(StateRejection::UnexpectedRoot {
+                expected: root.to_string(),
+                found: manifest.root.to_string(),
+            }));
+        }
+        let differs = [
+            ("name", manifest.name != spec.name),
+            ("region", manifest.region != spec.region),
+            (
+                "chunk size",
+                manifest.chunk_size as usize != spec.stream.chunk_size(),
+            ),
+        ];
+        if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
+            return Err(rejected(StateRejection::Mismatch(format!(
+                "the zone {} in {store:?} was created with another {field} than asked",
+                manifest.zone_id
+            ))));
+        }
+        // Trust on first use: any generation of this zone, under this root.
+        let anchor = ZoneAnchor::new(manifest.zone_id, root, 0);
+        self.open_zone(store, &anchor).await
+    }
+
     /// Opens the zone whose manifest is in `store`, which must be the zone
     /// `anchor` names, under the root key it names, at the generation it
     /// names or newer — checked before any provider call. Then unwraps every
@@ -182,7 +311,7 @@ impl Keyring {
     /// and authenticates the manifest with the active EZK.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if there is no manifest;
+    /// [`Error::NotFound`] if `store` holds no manifest;
     /// [`Error::Malformed`] if it does not parse; [`Error::StateRejected`]
     /// if it is another zone's, names another root key, or is older than
     /// the anchor's generation (a rollback), or is a version 1 or 2 file
@@ -347,9 +476,7 @@ impl Keyring {
         store: &Arc<dyn ManifestStore>,
         anchor: &ZoneAnchor,
     ) -> Result<(ZoneManifest, ManifestSeal, Vec<u8>)> {
-        let bytes = store
-            .load()?
-            .ok_or_else(|| Error::InvalidArgument(format!("{store:?} holds no zone manifest")))?;
+        let bytes = store.load()?.ok_or_else(|| no_manifest(store.as_ref()))?;
         let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
         anchor.check(&manifest)?;
         Ok((manifest, seal, bytes))
@@ -446,6 +573,14 @@ pub(crate) async fn resolve_root(
         tracing::info!(alias, key = %resolved, "resolved root key alias");
     }
     Ok((resolved, alias))
+}
+
+/// The error for a store that holds no zone manifest.
+pub(crate) fn no_manifest(store: &dyn ManifestStore) -> Error {
+    Error::NotFound {
+        what: "zone manifest",
+        location: format!("{store:?}"),
+    }
 }
 
 /// The key state an error says the root key is in, if the error is about

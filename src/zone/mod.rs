@@ -74,7 +74,7 @@ pub use header::{
 };
 pub use id::ZoneId;
 pub(crate) use keyring::unavailable_key_state;
-pub use keyring::{Keyring, ZoneSpec};
+pub use keyring::{Keyring, ZoneOrigin, ZoneSpec};
 use manifest::ManifestSeal;
 pub use manifest::{EzkRecord, ManifestFormat, ZoneManifest, MAX_EZK_VERSIONS};
 pub use rewrap::{

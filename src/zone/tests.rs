@@ -127,6 +127,16 @@ async fn misplaced_or_damaged_segments_are_typed_errors() {
         .unwrap();
     let err = other.decrypt_segment("a", &ct).unwrap_err();
     assert!(err.to_string().contains("another zone"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Integrity {
+                reason: crate::IntegrityFailure::ForeignZone { expected, found },
+                ..
+            } if expected == other.id() && found == f.zone.id()
+        ),
+        "{err:?}"
+    );
 
     // A header moved onto another segment's body.
     let ct2 = f.zone.encrypt_segment("a", &data(10_000, 2)).unwrap();
@@ -228,11 +238,22 @@ async fn manifests_are_checked_on_open() {
         .unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err}");
     // No manifest, and creating over an existing one.
-    assert!(f
+    let err = f
         .keyring
         .open_zone(Arc::new(MemoryManifestStore::new()), &f.zone.anchor())
         .await
-        .is_err());
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                what: "zone manifest",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidRequest);
     let err = f
         .keyring
         .create_zone(f.store.clone(), ZoneSpec::new("x", "r", f.zone.root()))
@@ -865,4 +886,368 @@ async fn an_alias_root_is_resolved_once_and_never_followed() {
         "{err}"
     );
     assert!(empty.load().unwrap().is_none());
+}
+
+/// A zone handed a segment of another zone says so before decrypting
+/// anything, apart from a segment of its own whose body was changed.
+#[tokio::test]
+async fn a_foreign_segment_is_told_apart_from_a_tampered_one() {
+    let f = fixture().await;
+    let a = f.zone.clone();
+    let b = f
+        .keyring
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("b", "mock-region-1", a.root()),
+        )
+        .await
+        .unwrap();
+    let segment = a.encrypt_segment("s", &data(10_000, 5)).unwrap();
+    let foreign = |e: &Error| {
+        matches!(
+            e,
+            Error::Integrity {
+                reason: crate::IntegrityFailure::ForeignZone { expected, found },
+                ..
+            } if *expected == b.id() && *found == a.id()
+        )
+    };
+    let tampered = |e: &Error| {
+        matches!(
+            e,
+            Error::Integrity {
+                reason: crate::IntegrityFailure::Tampered,
+                ..
+            }
+        )
+    };
+    // Every way in gives the same answer for the foreign segment.
+    let errors = [
+        b.decrypt_segment("s", &segment).unwrap_err(),
+        b.segment_reader("s", &segment[..]).map(drop).unwrap_err(),
+        b.segment_seekable("s", std::io::Cursor::new(&segment[..]))
+            .map(drop)
+            .unwrap_err(),
+        b.chunk_opener("s", &segment).map(drop).unwrap_err(),
+        b.rewrap_header("s", &segment).unwrap_err(),
+    ];
+    for e in &errors {
+        assert!(foreign(e), "{e:?}");
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+    }
+    // A flipped bit in the body is tampering, in the zone that owns it.
+    let mut flipped = segment.to_vec();
+    flipped[SEGMENT_HEADER_LEN + 100] ^= 0x10;
+    let e = a.decrypt_segment("s", &flipped).unwrap_err();
+    assert!(tampered(&e), "{e:?}");
+    assert!(!foreign(&e));
+    // So is a header moved onto another segment id of the same zone.
+    let e = a.decrypt_segment("t", &segment).unwrap_err();
+    assert!(tampered(&e), "{e:?}");
+}
+
+/// A zone gated by an outage of its KMS is worth retrying; one gated by a
+/// disabled key is not.
+#[tokio::test]
+async fn a_gated_zone_tells_an_outage_from_a_revocation() {
+    use crate::provider::KeyState;
+    use crate::ErrorKind;
+    let f = fixture().await;
+    let segment = f.zone.encrypt_segment("s", b"rows").unwrap();
+    for (state, kind) in [
+        (KeyState::Unreachable, ErrorKind::Retry),
+        (KeyState::Disabled, ErrorKind::KeyRevoked),
+        (KeyState::AccessDenied, ErrorKind::KeyRevoked),
+        (KeyState::PendingDeletion, ErrorKind::KeyRevoked),
+    ] {
+        f.zone.mark_unavailable(state);
+        for err in [
+            f.zone.decrypt_segment("s", &segment).unwrap_err(),
+            f.zone.encrypt_segment("t", b"new").unwrap_err(),
+            f.zone.rotate_ezk().await.unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, Error::ZoneUnavailable { zone, state: s, .. }
+                    if *zone == f.zone.id() && *s == state),
+                "{err:?}"
+            );
+            assert_eq!(err.kind(), kind, "{state}: {err}");
+            assert_eq!(err.is_transient(), kind == ErrorKind::Retry, "{state}");
+        }
+        assert!(f.zone.recover().await.unwrap());
+    }
+    assert_eq!(&f.zone.decrypt_segment("s", &segment).unwrap()[..], b"rows");
+}
+
+/// A handle that has not seen another handle's rotation gets
+/// `UnknownEzkVersion` (kind `Stale`) on every data path, and reads the
+/// segment once it reloads.
+#[tokio::test]
+async fn a_stale_handle_is_told_to_reload_then_reads() {
+    use std::io::{Cursor, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let path = dir.path().join("zone.manifest");
+    let spec = ZoneSpec {
+        stream: Params::new(4096).unwrap(),
+        ..ZoneSpec::new("orders", "mock-region-1", root)
+    };
+    // Two processes: each its own keyring and store handle on one file.
+    let a = Keyring::new(kms.clone())
+        .create_zone(Arc::new(FileManifestStore::new(&path)), spec)
+        .await
+        .unwrap();
+    let b = Keyring::new(kms.clone())
+        .open_zone(Arc::new(FileManifestStore::new(&path)), &a.anchor())
+        .await
+        .unwrap();
+    assert_eq!(a.rotate_ezk().await.unwrap(), 2);
+    let plain = data(20_000, 9);
+    let segment = a.encrypt_segment("s", &plain).unwrap();
+    assert_eq!(SegmentHeader::parse(&segment).unwrap().ezk_version(), 2);
+
+    let stale = |e: Error| {
+        assert!(
+            matches!(
+                e,
+                Error::UnknownEzkVersion {
+                    version: 2,
+                    newest: 1
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.kind(), crate::ErrorKind::Stale);
+    };
+    stale(b.decrypt_segment("s", &segment).unwrap_err());
+    stale(b.segment_reader("s", &segment[..]).map(drop).unwrap_err());
+    stale(
+        b.segment_seekable("s", Cursor::new(&segment[..]))
+            .map(drop)
+            .unwrap_err(),
+    );
+    stale(b.chunk_opener("s", &segment).map(drop).unwrap_err());
+    stale(b.rewrap_header("s", &segment).unwrap_err());
+
+    b.reload().await.unwrap();
+    assert_eq!(b.active_version(), 2);
+    assert_eq!(&b.decrypt_segment("s", &segment).unwrap()[..], &plain[..]);
+    let mut read = Vec::new();
+    b.segment_reader("s", &segment[..])
+        .unwrap()
+        .read_to_end(&mut read)
+        .unwrap();
+    assert_eq!(read, plain);
+    let mut at = vec![0u8; 100];
+    let n = b
+        .segment_seekable("s", Cursor::new(&segment[..]))
+        .unwrap()
+        .read_at(5000, &mut at)
+        .unwrap();
+    assert_eq!(&at[..n], &plain[5000..5100]);
+    let mut opener = b.chunk_opener("s", &segment).unwrap();
+    let first = opener.sealed_len();
+    let mut out = vec![0u8; first];
+    let n = opener
+        .open(
+            &segment[SEGMENT_PREFIX_LEN..SEGMENT_PREFIX_LEN + first],
+            false,
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(&out[..n], &plain[..n]);
+    assert_eq!(b.rewrap_header("s", &segment).unwrap(), None);
+}
+
+/// A store that hides its manifest from the first load: as if another
+/// node created the zone right after this one looked.
+#[derive(Debug)]
+struct CreatedMeanwhile {
+    inner: MemoryManifestStore,
+    hidden: std::sync::atomic::AtomicBool,
+}
+
+impl ManifestStore for CreatedMeanwhile {
+    fn load(&self) -> Result<Option<Vec<u8>>> {
+        if self.hidden.swap(false, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner.load()
+    }
+
+    fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        self.inner.replace(current, new)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_creators_end_with_one_zone() {
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..12 {
+        let store: Arc<dyn ManifestStore> = if round % 2 == 0 {
+            Arc::new(MemoryManifestStore::new())
+        } else {
+            Arc::new(FileManifestStore::new(
+                dir.path().join(format!("zone-{round}.manifest")),
+            ))
+        };
+        // Each task is a node: its own keyring, the shared store.
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let keyring = Keyring::new(kms.clone());
+                let store = store.clone();
+                let spec = ZoneSpec::new("orders", "mock-region-1", root.clone());
+                tokio::spawn(async move { keyring.open_or_create_zone(store, spec).await })
+            })
+            .collect();
+        let mut zones = Vec::new();
+        for t in tasks {
+            zones.push(t.await.unwrap().unwrap());
+        }
+        let created = zones
+            .iter()
+            .filter(|(_, o)| *o == ZoneOrigin::Created)
+            .count();
+        assert_eq!(created, 1, "round {round}: exactly one creator");
+        let id = zones[0].0.id();
+        assert!(zones.iter().all(|(z, _)| z.id() == id), "round {round}");
+        // They are one zone: what one writes, another reads.
+        let segment = zones[1].0.encrypt_segment("s", b"shared").unwrap();
+        assert_eq!(
+            &zones[3].0.decrypt_segment("s", &segment).unwrap()[..],
+            b"shared"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_creator_that_loses_the_race_opens_the_winners_zone() {
+    let f = fixture().await;
+    let spec = ZoneSpec {
+        stream: Params::new(4096).unwrap(),
+        ..ZoneSpec::new("orders", "mock-region-1", f.zone.root())
+    };
+    let store = Arc::new(CreatedMeanwhile {
+        inner: MemoryManifestStore::new(),
+        hidden: true.into(),
+    });
+    store
+        .inner
+        .replace(None, &f.store.load().unwrap().unwrap())
+        .unwrap();
+    let before = f.kms.calls(Operation::Generate);
+    let (zone, origin) = f
+        .keyring
+        .open_or_create_zone(store.clone(), spec.clone())
+        .await
+        .unwrap();
+    assert_eq!(origin, ZoneOrigin::Existing);
+    assert_eq!(zone.id(), f.zone.id());
+    assert_eq!(
+        f.kms.calls(Operation::Generate),
+        before + 1,
+        "it tried to create"
+    );
+    assert_eq!(
+        store.load().unwrap(),
+        f.store.load().unwrap(),
+        "the winner's manifest stays"
+    );
+    // Once the manifest is there, the call opens it without creating.
+    let (again, origin) = f
+        .keyring
+        .open_or_create_zone(store.clone(), spec)
+        .await
+        .unwrap();
+    assert_eq!((again.id(), origin), (f.zone.id(), ZoneOrigin::Existing));
+    assert_eq!(f.kms.calls(Operation::Generate), before + 1);
+}
+
+#[tokio::test]
+async fn open_or_create_refuses_a_zone_made_for_another_spec() {
+    let f = fixture().await;
+    let rejected = |e: Error| match e {
+        Error::StateRejected { reason, .. } => reason,
+        other => panic!("expected StateRejected, got {other:?}"),
+    };
+    // Another root key.
+    let other_root = f.kms.add_key("other");
+    let spec = ZoneSpec {
+        stream: Params::new(4096).unwrap(),
+        ..ZoneSpec::new("orders", "mock-region-1", other_root)
+    };
+    let err = f
+        .keyring
+        .open_or_create_zone(f.store.clone(), spec)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(rejected(err), crate::StateRejection::UnexpectedRoot { .. }),
+        "another root"
+    );
+    // Another name, or another chunk size.
+    for spec in [
+        ZoneSpec {
+            stream: Params::new(4096).unwrap(),
+            ..ZoneSpec::new("invoices", "mock-region-1", f.zone.root())
+        },
+        ZoneSpec::new("orders", "mock-region-1", f.zone.root()),
+    ] {
+        let err = f
+            .keyring
+            .open_or_create_zone(f.store.clone(), spec)
+            .await
+            .unwrap_err();
+        assert!(matches!(rejected(err), crate::StateRejection::Mismatch(_)));
+    }
+    // An alias of the zone's root is the same root.
+    let alias = f.kms.add_alias("alias/orders", "root").unwrap();
+    let spec = ZoneSpec {
+        stream: Params::new(4096).unwrap(),
+        ..ZoneSpec::new("orders", "mock-region-1", alias)
+    };
+    let (zone, origin) = f
+        .keyring
+        .open_or_create_zone(f.store.clone(), spec)
+        .await
+        .unwrap();
+    assert_eq!((zone.id(), origin), (f.zone.id(), ZoneOrigin::Existing));
+}
+
+#[tokio::test]
+async fn a_manifest_removed_under_an_open_zone_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let keyring = Keyring::new(kms.clone());
+    let path = dir.path().join("zone.manifest");
+    let zone = keyring
+        .create_zone(
+            Arc::new(FileManifestStore::new(&path)),
+            ZoneSpec::new("z", "mock-region-1", root),
+        )
+        .await
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    for err in [
+        zone.reload().await.unwrap_err(),
+        keyring
+            .open_zone(Arc::new(FileManifestStore::new(&path)), &zone.anchor())
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Error::NotFound {
+                    what: "zone manifest",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
 }
