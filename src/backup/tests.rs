@@ -1380,3 +1380,79 @@ async fn backups_refuse_planted_partials_and_oversized_manifests() {
         "{err}"
     );
 }
+
+/// A file layer whose `create` panics for one file name: a bug in a
+/// restore worker, as far as the restore can tell.
+#[derive(Debug)]
+struct PanicsCreating(String);
+
+impl Fs for PanicsCreating {
+    fn read(&self, path: &Path, max: u64, what: &'static str) -> Result<Option<Vec<u8>>> {
+        RealFs.read(path, max, what)
+    }
+    fn open(&self, path: &Path) -> Result<Box<dyn Read + Send>> {
+        RealFs.open(path)
+    }
+    fn len(&self, path: &Path) -> Result<Option<u64>> {
+        RealFs.len(path)
+    }
+    fn list(&self, dir: &Path) -> Result<Vec<String>> {
+        RealFs.list(dir)
+    }
+    fn entry(&self, path: &Path, follow: bool) -> Result<Option<Entry>> {
+        RealFs.entry(path, follow)
+    }
+    fn own_uid(&self, dir: &Path) -> Result<Option<u32>> {
+        RealFs.own_uid(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> Result<()> {
+        RealFs.create_dir_all(dir)
+    }
+    fn create(&self, path: &Path) -> Result<Box<dyn FsFile>> {
+        if path.file_name().is_some_and(|n| n == self.0.as_str()) {
+            panic!("a bug while creating {}", path.display());
+        }
+        RealFs.create(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        RealFs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        RealFs.sync_dir(dir)
+    }
+    fn write_atomic(&self, path: &Path, contents: &[u8]) -> Result<()> {
+        RealFs.write_atomic(path, contents)
+    }
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        RealFs.remove_file(path)
+    }
+}
+
+/// A restore worker that panics ends the restore with `WorkerPanicked`
+/// (not a panic of the whole restore, not an I/O or integrity error); the
+/// restore resumes afterwards and completes.
+#[tokio::test]
+async fn a_panicking_restore_worker_is_reported_as_such() {
+    let f = fixture(&[100, 5000, 100, 7000, 100, 9000]).await;
+    let bundle = f.backup();
+    for mode in [RestoreMode::Plaintext, RestoreMode::Rewrap] {
+        let dest = f.root.join(format!("dest-{mode:?}"));
+        let err = f
+            .restore(&bundle, &dest, mode)
+            .threads(3)
+            .with_fs(Arc::new(PanicsCreating(names::partial_file_name(
+                "orders/0003.log",
+            ))))
+            .run(|_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::WorkerPanicked { .. }), "{err:?}");
+        assert_eq!(err.kind(), crate::ErrorKind::Bug);
+        f.restore(&bundle, &dest, mode)
+            .threads(3)
+            .run(|_| {})
+            .await
+            .unwrap();
+        f.check_restored(&dest, mode).await;
+    }
+}

@@ -307,3 +307,36 @@ pub fn encrypt(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Bytes> {
 pub fn decrypt(key: &SecretKey, aad: &[u8], ciphertext: &[u8]) -> Result<Bytes> {
     Params::default().decrypt(key, aad, ciphertext, Threads::Auto)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that panics on its thread is a `WorkerPanicked`, whichever
+    /// direction, not an argument or integrity error.
+    #[test]
+    fn a_panicking_worker_is_reported_as_such() {
+        let params = Params::new(4096).unwrap();
+        let plaintext = vec![7u8; 8 * 4096];
+        let ct_len = params.ciphertext_len(plaintext.len() as u64).unwrap() as usize;
+        let ciphertext = vec![0u8; ct_len];
+        let chunks = params.chunk_count(plaintext.len() as u64);
+        let bounds = runs(chunks, 4);
+        assert!(bounds.len() > 2, "several runs: {bounds:?}");
+        let work = |from: u64, _: u64, _: &mut [u8], _: &[u8]| -> Result<()> {
+            // The first run is this thread's; the others are workers.
+            assert_eq!(from, 0, "a bug in a worker");
+            Ok(())
+        };
+        let mut out = vec![0u8; ct_len];
+        let sealing = params.for_each_run(&bounds, &mut out, &plaintext, true, work);
+        let mut out = vec![0u8; plaintext.len()];
+        let opening =
+            params.for_each_run(&bounds, &mut out, &ciphertext[HEADER_LEN..], false, work);
+        for r in [sealing, opening] {
+            let err = r.unwrap_err();
+            assert!(matches!(err, Error::WorkerPanicked { .. }), "{err:?}");
+            assert_eq!(err.kind(), crate::ErrorKind::Bug);
+        }
+    }
+}

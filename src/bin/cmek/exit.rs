@@ -196,6 +196,53 @@ mod tests {
     }
 
     #[test]
+    fn new_variants_keep_the_codes_of_their_situations() {
+        let zone = cmek::zone::ZoneId::from_bytes([1; 16]);
+        let gated = |state| cmek::Error::ZoneUnavailable {
+            zone,
+            key: "aws-kms:r:k".into(),
+            state,
+        };
+        assert_eq!(code_of(&gated(KeyState::Disabled)), Code::KeyUnavailable);
+        assert_eq!(code_of(&gated(KeyState::AccessDenied)), Code::AccessDenied);
+        assert_eq!(code_of(&gated(KeyState::Unreachable)), Code::Unreachable);
+        let not_found = cmek::Error::NotFound {
+            what: "zone manifest",
+            location: "x".into(),
+        };
+        assert_eq!(code_of(&not_found), Code::Usage);
+        let misuse = cmek::Error::Misuse {
+            what: "reversed range".into(),
+        };
+        assert_eq!(code_of(&misuse), Code::Usage);
+        let panicked = cmek::Error::WorkerPanicked { what: "sealing" };
+        assert_eq!(code_of(&panicked), Code::Other);
+        // A panicked pipe thread is not an I/O failure.
+        let io = io::Error::other(panicked);
+        assert_eq!(Failure::from(io).code, Code::Other);
+        let foreign = cmek::Error::Integrity {
+            what: "segment header",
+            reason: cmek::IntegrityFailure::ForeignZone {
+                expected: zone,
+                found: cmek::zone::ZoneId::from_bytes([2; 16]),
+            },
+        };
+        assert_eq!(code_of(&foreign), Code::Integrity);
+    }
+
+    #[test]
+    fn the_message_holds_the_cause() {
+        let err = cmek::Error::unreachable("aws-kms", "Decrypt could not be sent")
+            .with_source(io::Error::other("connection refused"));
+        let failure = Failure::from(err);
+        assert_eq!(failure.code, Code::Unreachable);
+        assert!(
+            failure.message.ends_with(": connection refused"),
+            "{failure}"
+        );
+    }
+
+    #[test]
     fn an_integrity_failure_inside_io_keeps_its_code() {
         let inner = cmek::Error::Integrity {
             what: "segment",
