@@ -864,7 +864,7 @@ impl PreparedRestore {
         match self.found_digest(seg, final_path) {
             Ok(found) => Ok(found == expected),
             Err(e) => {
-                tracing::warn!(segment = %seg.segment_id, error = %e,
+                tracing::warn!(segment = %seg.segment_id, error = %e.report(),
                     "a restored segment does not read back");
                 Ok(false)
             }

@@ -120,7 +120,7 @@ where
         match call().await {
             Err(e) if e.is_transient() && attempt < config.retries => {
                 attempt += 1;
-                tracing::debug!(target: "cmek::monitor", error = %e, attempt, "retrying key check");
+                tracing::debug!(target: "cmek::monitor", error = %e.report(), attempt, "retrying key check");
                 tokio::time::sleep(pause).await;
                 pause = pause.saturating_mul(2);
             }
@@ -134,7 +134,7 @@ where
 /// other bytes) count as unusable: the monitor fails closed on surprises.
 fn state_of_error(error: &Error) -> KeyState {
     unavailable_key_state(error).unwrap_or_else(|| {
-        tracing::warn!(target: "cmek::monitor", error = %error, "key check failed unexpectedly");
+        tracing::warn!(target: "cmek::monitor", error = %error.report(), "key check failed unexpectedly");
         KeyState::Unavailable
     })
 }

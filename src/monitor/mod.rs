@@ -11,7 +11,9 @@
 //!   serves (no reload, no restart);
 //! * key disabled, pending deletion, not found, access denied → the zone
 //!   becomes unavailable at once: its EZKs are dropped and zeroized, and
-//!   every data call fails with [`Error::KeyUnavailable`](crate::Error::KeyUnavailable);
+//!   every data call fails with
+//!   [`Error::ZoneUnavailable`](crate::Error::ZoneUnavailable) carrying the
+//!   key's state;
 //! * provider unreachable → the [`UnreachablePolicy`] decides.
 //!
 //! **The bound.** Checks start every [`MonitorConfig::interval`] (10
@@ -315,7 +317,7 @@ impl KeyMonitor {
                     aliases.insert(alias, now);
                 }
                 Ok((alias, Err(e))) => {
-                    tracing::warn!(target: "cmek::monitor", alias = %alias, error = %e,
+                    tracing::warn!(target: "cmek::monitor", alias = %alias, error = %e.report(),
                         "could not resolve a zone's root key alias (zones are gated on their recorded keys)");
                 }
                 Err(e) => {
@@ -343,7 +345,7 @@ impl KeyMonitor {
                 }
                 Err(e) => {
                     retry_soon = true;
-                    tracing::warn!(target: "cmek::monitor", zone = %zone.id(), error = %e,
+                    tracing::warn!(target: "cmek::monitor", zone = %zone.id(), error = %e.report(),
                         "an EZK past half its DEK wrap limit could not be rotated");
                 }
             }
@@ -490,7 +492,7 @@ impl KeyMonitor {
                     }
                     Ok(false) => true,
                     Err(e) => {
-                        tracing::warn!(target: "cmek::monitor", zone = %id, key = %root, error = %e,
+                        tracing::warn!(target: "cmek::monitor", zone = %id, key = %root, error = %e.report(),
                             "key is usable but the zone could not recover; retrying soon");
                         false
                     }

@@ -139,7 +139,7 @@ impl ChunkSealer {
     /// the wrong length (see the type's documentation), or if `out` is too
     /// short — nothing is sealed then, and the call can be repeated with
     /// the right arguments; [`Error::LimitExceeded`] past 2^32 chunks;
-    /// [`Error::KeyUnavailable`] when the stream belongs to a zone that
+    /// [`Error::ZoneUnavailable`] when the stream belongs to a zone that
     /// has become unavailable.
     pub fn seal(&mut self, plaintext: &[u8], last: bool, out: &mut [u8]) -> Result<usize> {
         if self.finished {
@@ -267,7 +267,7 @@ impl ChunkOpener {
     /// short (nothing is opened; repeat with a larger buffer);
     /// [`Error::Integrity`] if the chunk does not authenticate as the
     /// next one with this `last` flag — `out` then holds no plaintext;
-    /// [`Error::KeyUnavailable`] when the stream belongs to a zone that
+    /// [`Error::ZoneUnavailable`] when the stream belongs to a zone that
     /// has become unavailable.
     pub fn open(&mut self, sealed: &[u8], last: bool, out: &mut [u8]) -> Result<usize> {
         if self.failed {

@@ -147,7 +147,9 @@ impl Zone {
     ///
     /// # Errors
     /// [`Error::StateRejected`] for a rolled-back, foreign or re-rooted
-    /// manifest; [`Error::Integrity`] for a forged one; provider errors.
+    /// manifest; [`Error::Integrity`] for a forged one; [`Error::NotFound`]
+    /// if the store no longer holds one; [`Error::ZoneUnavailable`] while
+    /// the zone does not serve; provider errors.
     pub async fn reload(&self) -> Result<()> {
         let _admin = self.inner.admin.lock().await;
         let state = self.state();

@@ -124,10 +124,15 @@ impl Zone {
     /// Decrypts a whole segment written by this zone under `segment_id`.
     ///
     /// # Errors
-    /// [`Error::Malformed`] for a damaged header; [`Error::Integrity`] for a
-    /// segment of another zone or id, a failed key commitment, or a modified
-    /// or truncated body; [`Error::KeyUnavailable`] for an EZK version the
-    /// zone does not have (retired, or newer than this manifest).
+    /// [`Error::Malformed`] for a damaged header; [`Error::Integrity`] with
+    /// [`IntegrityFailure::ForeignZone`] for a segment whose header names
+    /// another zone (before any decryption), with
+    /// [`IntegrityFailure::Tampered`] for another segment id, a failed key
+    /// commitment, or a modified or truncated body;
+    /// [`Error::UnknownEzkVersion`] for an EZK version the zone does not
+    /// have (retired, or newer than this handle has seen:
+    /// [`reload`](Zone::reload)); [`Error::ZoneUnavailable`] while the zone
+    /// does not serve.
     pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
         let (dek, params) = self.open_header(segment_id, segment)?;
         let aad = self.body_aad(segment_id);
@@ -241,8 +246,8 @@ impl Zone {
         )
     }
 
-    /// The check a segment stream of this zone runs before each segment:
-    /// a stream opened while the zone served stops at its next segment
+    /// The check a segment stream of this zone runs before each chunk:
+    /// a stream opened while the zone served stops at its next chunk
     /// once the zone is unavailable. It holds the zone open, not its keys.
     pub(super) fn gate(&self) -> crate::stream::Gate {
         let inner = Arc::clone(&self.inner);

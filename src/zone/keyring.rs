@@ -372,7 +372,7 @@ impl Keyring {
             }
             Err(e) => match unavailable_key_state(&e) {
                 Some(state) => {
-                    tracing::warn!(zone = %manifest.zone_id, root = %manifest.root, error = %e,
+                    tracing::warn!(zone = %manifest.zone_id, root = %manifest.root, error = %e.report(),
                         "opened zone unavailable: its root key cannot be used");
                     Zone::from_unverified(
                         self.clone(),
@@ -587,7 +587,7 @@ pub(crate) fn no_manifest(store: &dyn ManifestStore) -> Error {
 /// the key's availability rather than about the data.
 pub(crate) fn unavailable_key_state(error: &Error) -> Option<KeyState> {
     match error {
-        Error::KeyUnavailable { state, .. } => Some(*state),
+        Error::KeyUnavailable { state, .. } | Error::ZoneUnavailable { state, .. } => Some(*state),
         Error::AccessDenied { .. } => Some(KeyState::AccessDenied),
         Error::ProviderUnreachable { .. } | Error::Throttled { .. } => Some(KeyState::Unreachable),
         _ => None,

@@ -450,7 +450,7 @@ impl Zone {
                 Ok(RewrapOutcome::AlreadyCurrent) => summary.already_current += 1,
                 Ok(RewrapOutcome::Rewrapped { .. }) => summary.rewrapped += 1,
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "segment rewrap failed");
+                    tracing::warn!(path = %path.display(), error = %e.report(), "segment rewrap failed");
                     summary.failed.push((path.clone(), e));
                 }
             }

@@ -32,7 +32,7 @@ impl Zone {
     /// zone id (the body would not open there); otherwise as
     /// [`decrypt_segment`](Zone::decrypt_segment) for the header, and the
     /// target's wrap errors ([`Error::LimitExceeded`], [`Error::Random`],
-    /// [`Error::KeyUnavailable`] for an unavailable zone).
+    /// [`Error::ZoneUnavailable`] for an unavailable zone).
     pub(crate) fn rewrap_header_into(
         &self,
         target: &Zone,
