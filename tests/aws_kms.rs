@@ -292,6 +292,21 @@ async fn a_stopped_server_fails_within_the_deadline() {
     assert!(matches!(err, Error::ProviderUnreachable { .. }), "{err}");
     assert!(err.is_transient());
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    // The SDK's own error is the cause, and the report goes down to it.
+    type EncryptFailure = aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::encrypt::EncryptError,
+        aws_sdk_kms::config::http::HttpResponse,
+    >;
+    let cause = std::error::Error::source(&err).expect("the SDK's error");
+    assert!(
+        cause.downcast_ref::<EncryptFailure>().is_some(),
+        "{cause:?}"
+    );
+    assert!(
+        err.report().len() > err.to_string().len(),
+        "{}",
+        err.report()
+    );
 
     assert_eq!(p.describe_key(&root).await.unwrap(), KeyState::Unreachable);
     let v = p.validate_key(&root).await;
@@ -444,7 +459,7 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_in_kms() {
     assert!(
         matches!(
             err,
-            Error::KeyUnavailable {
+            Error::ZoneUnavailable {
                 state: KeyState::Disabled,
                 ..
             }
@@ -656,7 +671,7 @@ async fn a_zone_under_an_alias_stays_on_its_key_when_the_alias_moves() {
     assert!(
         matches!(
             err,
-            Error::KeyUnavailable {
+            Error::ZoneUnavailable {
                 state: KeyState::Disabled,
                 ..
             }

@@ -215,7 +215,7 @@ impl Keyring {
     ///
     /// **Trust.** Opening an existing zone without its [`ZoneAnchor`] trusts
     /// the manifest on first use. This call checks what it can: the manifest
-    /// must be a current (authenticated) one, name the root key `spec`
+    /// must be an authenticated one (version 3), name the root key `spec`
     /// names (an alias in `spec` is resolved and compared), `spec`'s name,
     /// region and chunk size, and authenticate under its EZKs, which only
     /// that root key unwraps — so it is a zone of the customer's key, made
