@@ -20,8 +20,8 @@
 //!
 //! * [`secret`] — key material: zeroized on drop, redacted `Debug`, constant-time
 //!   equality.
-//! * [`cipher`] — AES-256-GCM in place, key wrapping, HKDF-SHA256, on one of two
-//!   interchangeable backends (aws-lc-rs or RustCrypto).
+//! * `cipher` (crate-private) — AES-256-GCM, key wrapping, HKDF-SHA256, on
+//!   one of two interchangeable backends (aws-lc-rs or RustCrypto).
 //! * [`provider`] — the [`KeyProvider`] trait implemented by
 //!   every root of trust, and the local key-file provider.
 //! * [`stream`] — the segment body: Tink-compatible streaming AES-256-GCM in
@@ -44,7 +44,14 @@
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
 pub mod backup;
+// The primitives are not API: envelopes are. Fuzz targets and the cipher
+// benches reach them through the unstable `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod cipher;
+#[cfg(not(feature = "fuzzing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod cipher;
 mod codec;
 mod error;
 #[cfg(test)]

@@ -80,7 +80,6 @@ pub use by_chunk::{ChunkOpener, ChunkSealer};
 pub use oneshot::{decrypt, encrypt, Threads};
 pub use params::{
     Params, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
-    NONCE_PREFIX_LEN, SALT_LEN,
 };
 pub use range::{CiphertextRange, RangeDecryptor};
 pub use reader::DecryptingReader;

@@ -68,10 +68,7 @@ pub use availability::ZoneAvailability;
 pub use commit::ROTATE_AFTER_WRAPS;
 pub use data::SEGMENT_PREFIX_LEN;
 use data::{read_header, unwrap_dek};
-pub use header::{
-    SegmentFormat, SegmentHeader, COMMITMENT_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC,
-};
+pub use header::{SegmentFormat, SegmentHeader, SEGMENT_HEADER_LEN};
 pub use id::ZoneId;
 pub(crate) use keyring::unavailable_key_state;
 pub use keyring::{Keyring, ZoneSpec};
@@ -293,7 +290,7 @@ impl Zone {
     /// True once the active EZK has reserved more than
     /// [`ROTATE_AFTER_WRAPS`] DEK wraps (half the random-nonce limit of
     /// 2^32): rotate it with [`rotate_ezk`](Self::rotate_ezk) soon. New
-    /// segments are refused with [`Error::LimitExceeded`] at the limit.
+    /// segments are refused with [`Error::LimitExceeded`](crate::Error::LimitExceeded) at the limit.
     pub fn needs_ezk_rotation(&self) -> bool {
         let state = self.state();
         state
