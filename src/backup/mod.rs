@@ -137,6 +137,49 @@ pub struct Progress<'a> {
     pub already_done: bool,
 }
 
+/// Counts one phase's segments and bytes and reports each step to the
+/// caller's progress callback.
+pub(crate) struct PhaseProgress {
+    phase: Phase,
+    total: usize,
+    bytes_total: u64,
+    done: usize,
+    bytes_done: u64,
+}
+
+impl PhaseProgress {
+    pub(crate) fn new(phase: Phase, total: usize, bytes_total: u64) -> Self {
+        Self {
+            phase,
+            total,
+            bytes_total,
+            done: 0,
+            bytes_done: 0,
+        }
+    }
+
+    /// Counts segment `segment_id` of `len` bytes as handled and reports it.
+    pub(crate) fn step(
+        &mut self,
+        segment_id: &str,
+        len: u64,
+        already_done: bool,
+        progress: &mut impl FnMut(&Progress<'_>),
+    ) {
+        self.done += 1;
+        self.bytes_done = self.bytes_done.saturating_add(len);
+        progress(&Progress {
+            phase: self.phase,
+            done: self.done,
+            total: self.total,
+            bytes_done: self.bytes_done,
+            bytes_total: self.bytes_total,
+            segment_id,
+            already_done,
+        });
+    }
+}
+
 /// Which side of a copy failed.
 pub(crate) enum CopyError {
     Read(io::Error),

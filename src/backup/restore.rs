@@ -57,7 +57,9 @@ use super::names::{partial_file_name, segment_file_name};
 use super::state::{
     RestoreMode, RestoreSpec, RestoreState, StoredState, TargetSpec, MAX_STATE_FILE,
 };
-use super::{copy_all, CopyError, Phase, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST};
+use super::{
+    copy_all, CopyError, Phase, PhaseProgress, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST,
+};
 use crate::cipher::SHA256_LEN;
 use crate::provider::{KeyProvider, KeyRef};
 use crate::zone::{
@@ -205,17 +207,8 @@ impl Restore {
         target: Arc<Keyring>,
         spec: ZoneSpec,
     ) -> Self {
-        Self::new(
-            bundle_dir.into(),
-            dest.into(),
-            source,
-            trust,
-            Target::Zone {
-                keyring: target,
-                spec,
-            },
-            RestoreMode::Rewrap,
-        )
+        Self::into_zone(bundle_dir, dest, source, trust, target, spec)
+            .with_mode(RestoreMode::Rewrap)
     }
 
     /// Restores into a new zone `spec` with fresh DEKs: every segment is
@@ -228,17 +221,8 @@ impl Restore {
         target: Arc<Keyring>,
         spec: ZoneSpec,
     ) -> Self {
-        Self::new(
-            bundle_dir.into(),
-            dest.into(),
-            source,
-            trust,
-            Target::Zone {
-                keyring: target,
-                spec,
-            },
-            RestoreMode::Reencrypt,
-        )
+        Self::into_zone(bundle_dir, dest, source, trust, target, spec)
+            .with_mode(RestoreMode::Reencrypt)
     }
 
     /// Restores every segment to a plaintext file (owner-only), in
@@ -260,6 +244,35 @@ impl Restore {
             },
             RestoreMode::Plaintext,
         )
+    }
+
+    /// A restore into a new zone; [`rewrap`](Self::rewrap) and
+    /// [`reencrypt`](Self::reencrypt) choose how.
+    fn into_zone(
+        bundle_dir: impl Into<PathBuf>,
+        dest: impl Into<PathBuf>,
+        source: Arc<Keyring>,
+        trust: SourceTrust,
+        target: Arc<Keyring>,
+        spec: ZoneSpec,
+    ) -> Self {
+        let target = Target::Zone {
+            keyring: target,
+            spec,
+        };
+        Self::new(
+            bundle_dir.into(),
+            dest.into(),
+            source,
+            trust,
+            target,
+            RestoreMode::Rewrap,
+        )
+    }
+
+    fn with_mode(mut self, mode: RestoreMode) -> Self {
+        self.mode = mode;
+        self
     }
 
     fn new(
@@ -702,12 +715,10 @@ impl PreparedRestore {
         let segments = self.bundle.manifest().segments().to_vec();
         let total = segments.len();
         let bytes_total = self.bundle.manifest().total_bytes();
-        let (mut done, mut bytes_done) = (0, 0u64);
+        let mut counter = PhaseProgress::new(Phase::Restore, total, bytes_total);
         let (mut restored, mut already_done, mut replaced) = (0, 0, 0);
         let all: Vec<&BundleSegment> = segments.iter().collect();
         self.restore_all(&all, &seg_dir, |seg, outcome| {
-            done += 1;
-            bytes_done = bytes_done.saturating_add(seg.len);
             match outcome {
                 Outcome::AlreadyDone => already_done += 1,
                 Outcome::Restored => restored += 1,
@@ -716,31 +727,15 @@ impl PreparedRestore {
                     replaced += 1;
                 }
             }
-            progress(&Progress {
-                phase: Phase::Restore,
-                done,
-                total,
-                bytes_done,
-                bytes_total,
-                segment_id: &seg.segment_id,
-                already_done: outcome == Outcome::AlreadyDone,
-            });
+            let was_done = outcome == Outcome::AlreadyDone;
+            counter.step(&seg.segment_id, seg.len, was_done, &mut progress);
         })?;
 
         let mut report = Vec::with_capacity(total);
-        let mut bytes_done = 0u64;
-        for (i, seg) in segments.iter().enumerate() {
+        let mut counter = PhaseProgress::new(Phase::Verify, total, bytes_total);
+        for seg in &segments {
             report.push(self.check_restored(seg, &seg_dir)?);
-            bytes_done = bytes_done.saturating_add(seg.len);
-            progress(&Progress {
-                phase: Phase::Verify,
-                done: i + 1,
-                total,
-                bytes_done,
-                bytes_total,
-                segment_id: &seg.segment_id,
-                already_done: false,
-            });
+            counter.step(&seg.segment_id, seg.len, false, &mut progress);
         }
         if !self.state.complete {
             self.state.complete = true;
