@@ -548,8 +548,8 @@ class Api:
                     )
         for path, target in sorted(self.external_reexports):
             self.emit(path, 0, "reexport", "::".join(path) + " = " + target)
-        # Impls defined in this crate that no public type or trait lists
-        # (e.g. a std trait, generic over a public type, on a foreign type).
+        # Impls defined in this crate that no public type or trait lists: a
+        # foreign trait on a foreign type that names a public type.
         for key in sorted(self.index, key=int):
             item = self.index[key]
             if item["crate_id"] == 0 and self.kind(item) == "impl":
@@ -741,6 +741,23 @@ class Api:
         for candidate in candidates:
             if str(candidate) in self.canonical:
                 return self.canonical[str(candidate)]
+        # e.g. `impl From<cmek::Error> for std::io::Error`
+        return self.first_public_mention([impl["trait"], impl["for"]])
+
+    def first_public_mention(self, node):
+        """The canonical path of the first public item of this crate a JSON subtree names."""
+        if isinstance(node, dict):
+            if "id" in node and "path" in node and str(node["id"]) in self.canonical:
+                return self.canonical[str(node["id"])]
+            values = node.values()
+        elif isinstance(node, list):
+            values = node
+        else:
+            return None
+        for value in values:
+            found = self.first_public_mention(value)
+            if found is not None:
+                return found
         return None
 
     def emit_impl(self, impl_id, owner):
