@@ -37,8 +37,29 @@
 //!
 //! Errors from every layer are one enum, [`Error`], whose variants a caller can
 //! act on.
+//!
+//! ## Cargo features
+//!
+//! On docs.rs, which documents every feature but `fuzzing`, each
+//! feature-gated item names the feature it needs.
+//!
+//! | feature | default | what it adds | what it pulls in |
+//! |---|---|---|---|
+//! | `aws-lc` | yes | `cipher::AwsLc`, the fast cipher backend (AES-256-GCM, HKDF-SHA256, SHA-256); the default backend when both are enabled | `aws-lc-rs` (builds C and assembly: needs a C compiler) |
+//! | `rustcrypto` | no | `cipher::RustCrypto`, the pure-Rust cipher backend; the default backend when `aws-lc` is off | `aes-gcm`, `hkdf`, `sha2` |
+//! | `aws-kms` | yes | `provider::AwsKmsProvider` and `provider::aws` (ARNs, IAM policy documents) | `aws-config`, `aws-sdk-kms` and their HTTPS client (rustls on aws-lc-rs: C even without `aws-lc`), `serde_json` |
+//! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`) | tokio's `io-util` |
+//! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks | nothing |
+//! | `cli` | yes | the `cmek` operator command-line tool (`src/bin/cmek`); no library API of its own | `aws-kms`, `clap`, `indicatif`, `serde_json`, tokio's runtime |
+//! | `fuzzing` | no | the fuzz targets' bodies (for `fuzz/`) and the crate-private cipher primitives (for the cipher and stream benches); hidden, not a stable API | nothing |
+//!
+//! At least one cipher backend must be enabled. Without C:
+//! `cargo build --no-default-features --features rustcrypto`; without the
+//! AWS SDK: `--no-default-features --features aws-lc`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// docs.rs: each feature-gated item says which features it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
