@@ -32,7 +32,7 @@
 //!   rule, no removal of a key in use.
 //! * [`backup`] — backups of encrypted zones and their restore into a new
 //!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
-//! * [`testing`] (feature `testing`) — an in-memory provider that counts calls and
+//! * `testing` (feature `testing`) — an in-memory provider that counts calls and
 //!   injects faults.
 //!
 //! Errors from every layer are one enum, [`Error`], whose variants a caller can
