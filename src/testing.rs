@@ -493,9 +493,8 @@ impl KeyProvider for MockProvider {
         };
         // Which replicas exist is the service's knowledge: a call, as
         // DescribeKey is for AWS KMS.
-        match self.enter(Operation::Describe, root).await? {
-            Some(fault) => return Err(self.fault_error(fault, Operation::Describe, root)),
-            None => {}
+        if let Some(fault) = self.enter(Operation::Describe, root).await? {
+            return Err(self.fault_error(fault, Operation::Describe, root));
         }
         let keys = lock(&self.keys);
         let key = keys

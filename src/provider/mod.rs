@@ -497,6 +497,23 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
     }
 }
 
+/// The region a key's name pins by itself, known without a provider: an
+/// AWS KMS key or alias ARN names its region. `None` for a name that pins
+/// none (a key id, an alias name, a local key's name) and for a kind this
+/// build does not know. For callers that build providers on demand and
+/// must pick the region to build one for; the provider's
+/// [`KeyProvider::key_ref`] gives the same region.
+pub fn region_named_by(kind: &str, key_id: &str) -> Option<String> {
+    match kind {
+        #[cfg(feature = "aws-kms")]
+        AWS_KMS_PROVIDER => aws::arn::region_of(key_id),
+        _ => {
+            let _ = key_id;
+            None
+        }
+    }
+}
+
 /// Refuses a [`KeyRef`] meant for another provider kind.
 pub(crate) fn check_kind(expected: &str, root: &KeyRef) -> Result<()> {
     if root.provider() == expected {

@@ -181,13 +181,11 @@ impl AwsKmsProvider {
         Ok(here.key_id().to_owned())
     }
 
-    /// The key id (not an alias) of `key`, for the administrative calls
-    /// that take no alias: a key ARN's own, else `DescribeKey`'s answer.
+    /// The key id (not an alias, nor an ARN) of `key`, as `DescribeKey`
+    /// answers it, for the administrative calls that take no alias (and,
+    /// on some KMS-compatible servers, no ARN).
     async fn admin_key_id(&self, key: &KeyRef) -> Result<String> {
         let key_id = self.key_id_here(key)?;
-        if KmsArn::parse(&key_id).is_some_and(|arn| arn.key_id().is_some()) {
-            return Ok(key_id);
-        }
         let out = self
             .client
             .describe_key()
