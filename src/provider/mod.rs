@@ -336,7 +336,9 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
             Err(region_mismatch(
                 root,
                 region,
-                "this provider's keys serve only their own region: use a key of that region",
+                "it is a single-region key, which serves only its home region: use a key \
+                 of the region it is used from, or a multi-region key (of a provider that \
+                 has them) with a replica there",
             ))
         }
     }
