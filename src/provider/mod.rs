@@ -506,14 +506,12 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
 /// must pick the region to build one for; the provider's
 /// [`KeyProvider::key_ref`] gives the same region.
 pub fn region_named_by(kind: &str, key_id: &str) -> Option<String> {
-    match kind {
-        #[cfg(feature = "aws-kms")]
-        AWS_KMS_PROVIDER => aws::arn::region_of(key_id),
-        _ => {
-            let _ = key_id;
-            None
-        }
+    #[cfg(feature = "aws-kms")]
+    if kind == AWS_KMS_PROVIDER {
+        return aws::arn::region_of(key_id);
     }
+    let _ = (kind, key_id);
+    None
 }
 
 /// Refuses a [`KeyRef`] meant for another provider kind.
@@ -564,6 +562,21 @@ mod tests {
         assert_ne!(
             root_wrap_aad("k", &EncryptionContext::new().with("x", "")),
             root_wrap_aad("kx", &EncryptionContext::new())
+        );
+    }
+
+    #[test]
+    fn only_names_that_pin_a_region_name_one() {
+        assert_eq!(
+            region_named_by(LOCAL_PROVIDER, "arn:aws:kms:x:1:key/k"),
+            None
+        );
+        assert_eq!(region_named_by("aws-kms", "alias/orders"), None);
+        #[cfg(feature = "aws-kms")]
+        assert_eq!(
+            region_named_by(AWS_KMS_PROVIDER, "arn:aws:kms:eu-west-1:111122223333:key/k")
+                .as_deref(),
+            Some("eu-west-1")
         );
     }
 
