@@ -293,7 +293,7 @@ impl Zone {
     /// True once the active EZK has reserved more than
     /// [`ROTATE_AFTER_WRAPS`] DEK wraps (half the random-nonce limit of
     /// 2^32): rotate it with [`rotate_ezk`](Self::rotate_ezk) soon. New
-    /// segments are refused with [`Error::LimitExceeded`] at the limit.
+    /// segments are refused with [`Error::LimitExceeded`](crate::Error::LimitExceeded) at the limit.
     pub fn needs_ezk_rotation(&self) -> bool {
         let state = self.state();
         state
