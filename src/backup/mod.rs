@@ -35,10 +35,15 @@
 //!   plaintext file.
 //!
 //! **Across regions**: a backup copied to another region restores there
-//! through a provider of that region. A backup made under a multi-region
-//! key (`mrk-`) is opened with its replica there; one made under a
-//! single-region key is refused with [`Error::RegionMismatch`]
-//! before any provider call.
+//! through a provider of that region, and only if the backup's root key
+//! serves that region, as its provider answers
+//! ([`KeyProvider::serves_region`](crate::KeyProvider::serves_region)): a
+//! replicated key (an AWS multi-region key with a replica there) is opened
+//! through its replica. A key whose name rules the region out (a
+//! single-region key) is refused with [`Error::RegionMismatch`] before any
+//! provider call; a replicated key without a replica there, after the
+//! provider's check and before any unwrap. The new zone's root key must
+//! serve the new zone's region in the same way.
 //!
 //! **Crash safety and resumption**: a restore records its whole spec —
 //! backup, backed-up zone, mode, region, the new zone's name, root key and

@@ -342,9 +342,11 @@ impl Restore {
     /// restore's root key — all before any provider call and before
     /// anything is written; [`Error::Conflict`] while another restore runs
     /// into the same destination; [`Error::RegionMismatch`] if the backup's
-    /// root key cannot be used in this region (a single-region key from
-    /// another region), or the new zone's root key is not in the new
-    /// zone's region — both checked before any provider call;
+    /// root key does not serve this region, or the new zone's root key does
+    /// not serve the new zone's region, as their providers answer — a key
+    /// whose name rules the region out (a single-region key from another
+    /// region) before any provider call, a replicated key's missing
+    /// replica after the provider's check;
     /// [`Error::Malformed`] for a damaged backup manifest, state or zone
     /// manifest; [`Error::LimitExceeded`] for one too large to be genuine;
     /// provider errors; [`Error::Io`].
@@ -353,22 +355,13 @@ impl Restore {
         let bundle = Bundle::open_with(&*fs, self.bundle_dir.clone())?;
         self.trust.check(bundle.manifest().zone())?;
         let backup_root = bundle.manifest().zone().root().clone();
-        check_region(
-            self.source.provider().as_ref(),
-            &backup_root,
-            self.region(),
-            "the backup was made under a single-region key, which exists only in its own \
-             region: a backup restores in another region only if its zone's root key is a \
-             multi-region (mrk-) key with a replica there",
-        )?;
+        // The providers say where their keys serve. A key whose name rules
+        // the region out is refused here, before any provider call and
+        // before anything is written; a replica is confirmed below.
+        let source_provider = self.source.provider().as_ref();
+        source_provider.key_in_region(&backup_root, self.region())?;
         if let Target::Zone { keyring, spec } = &self.target {
-            check_region(
-                keyring.provider().as_ref(),
-                &spec.root,
-                &spec.region,
-                "a zone's root key must be in the zone's region (or be a multi-region key \
-                 replicated there)",
-            )?;
+            keyring.provider().key_in_region(&spec.root, &spec.region)?;
         }
         let spec = self.spec(&bundle);
         spec.check()?;
@@ -389,6 +382,10 @@ impl Restore {
         });
         let body_zone = bundle.manifest().zone().body_zone_id();
         let resumed = self.resume(&spec, &*store, body_zone)?;
+        check_region(source_provider, &backup_root, self.region()).await?;
+        if let Target::Zone { keyring, spec } = &self.target {
+            check_region(keyring.provider().as_ref(), &spec.root, &spec.region).await?;
+        }
 
         // The backup's zone, opened read-only: its store is never written.
         let bundled = bundle.manifest().zone();
@@ -600,24 +597,15 @@ fn check_restored_zone(
     Ok(())
 }
 
-/// Refuses a root key that cannot serve `region`: only a multi-region key
-/// leaves its home region, and only the key's provider can say which keys
-/// are (an alias never is).
-fn check_region(
-    provider: &dyn KeyProvider,
-    root: &KeyRef,
-    region: &str,
-    reason: &'static str,
-) -> Result<()> {
-    if root.region() == region || provider.is_multi_region(root) {
-        return Ok(());
-    }
-    Err(Error::RegionMismatch {
-        key: root.to_string(),
-        key_region: root.region().to_owned(),
-        region: region.to_owned(),
-        reason,
-    })
+/// Refuses a root key that does not serve `region`, as its provider
+/// answers ([`KeyProvider::serves_region`]): only a replicated key (an AWS
+/// multi-region key with a replica there) leaves its home region.
+async fn check_region(provider: &dyn KeyProvider, root: &KeyRef, region: &str) -> Result<()> {
+    provider
+        .serves_region(root, region)
+        .await?
+        .require(root, region)
+        .map(drop)
 }
 
 /// A restore whose zones are open: the file work is left, and needs no

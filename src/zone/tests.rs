@@ -866,3 +866,50 @@ async fn an_alias_root_is_resolved_once_and_never_followed() {
     );
     assert!(empty.load().unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_zone_may_only_use_a_root_key_that_serves_its_region() {
+    let kms = Arc::new(MockProvider::new());
+    let keyring = Keyring::new(kms.clone());
+    let elsewhere = "mock-region-2";
+
+    // A single-region key of another region: refused by its name, before
+    // any provider call, and nothing is stored.
+    let single = kms.add_key("single");
+    let store = Arc::new(MemoryManifestStore::new());
+    let err = keyring
+        .create_zone(store.clone(), ZoneSpec::new("z", elsewhere, single))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RegionMismatch { region, .. } if region == elsewhere),
+        "{err}"
+    );
+    assert_eq!(kms.total_calls(), 0);
+    assert!(store.load().unwrap().is_none());
+
+    // A multi-region key without a replica there: refused after the
+    // provider's answer, before any key is wrapped.
+    let mrk = kms.add_multi_region_key("mrk");
+    let err = keyring
+        .create_zone(store.clone(), ZoneSpec::new("z", elsewhere, mrk.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RegionMismatch { reason, .. } if reason.contains("no replica")),
+        "{err}"
+    );
+    assert_eq!(kms.calls(Operation::Generate), 0);
+    assert!(store.load().unwrap().is_none());
+
+    // With a replica there, the zone lives in its own region under the key
+    // of the key's home region.
+    assert!(kms.replicate_key("mrk", elsewhere));
+    let zone = keyring
+        .create_zone(store, ZoneSpec::new("z", elsewhere, mrk.clone()))
+        .await
+        .unwrap();
+    assert_eq!(zone.manifest().region(), elsewhere);
+    assert_eq!(zone.root(), mrk);
+    assert_eq!(mrk.region(), "mock-region-1");
+}
