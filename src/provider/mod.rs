@@ -9,7 +9,7 @@
 //! Implementations:
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
-//! * [`AwsKmsProvider`] (feature `aws-kms`) — a customer's AWS KMS key;
+//! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!

@@ -35,7 +35,7 @@
 //!   strategy, within [`AwsKmsOptions::deadline`] for the whole call. KMS
 //!   exceptions map to distinct [`Error`] variants; nothing secret is logged.
 //!
-//! This module, with [`arn`] and [`policy`], is the only place in cmek that
+//! This module, with its ARN parser and [`policy`], is the only place in cmek that
 //! knows what an ARN, an alias or a multi-region key is. It must not cache:
 //! zones own caching and coalescing.
 
@@ -59,7 +59,7 @@ use super::{
 use crate::secret::SecretKey;
 use crate::{Error, Result};
 
-pub mod arn;
+pub(crate) mod arn;
 pub mod policy;
 
 use arn::{is_multi_region_key_id, KmsArn};
