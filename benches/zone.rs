@@ -18,7 +18,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use cmek::provider::LocalKeyProvider;
-use cmek::stream::{Params, Threads};
+use cmek::stream;
 use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneSpec, SEGMENT_HEADER_LEN};
 use cmek::SecretKey;
 
@@ -81,19 +81,12 @@ fn rewrap(c: &mut Criterion) {
 fn versus_stream(c: &mut Criterion) {
     let (_dir, zone) = zone();
     let key = SecretKey::generate().unwrap();
-    let params = Params::default();
     let mut g = c.benchmark_group("zone_vs_stream");
     for (size, label) in [(64 << 10, "64KiB"), (8 << 20, "8MiB")] {
         let data = vec![0x42u8; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("stream", label), &data, |b, d| {
-            b.iter(|| {
-                black_box(
-                    params
-                        .encrypt(&key, b"zone body aad", d, Threads::Auto)
-                        .unwrap(),
-                )
-            })
+            b.iter(|| black_box(stream::encrypt(&key, b"zone body aad", d).unwrap()))
         });
         g.bench_with_input(BenchmarkId::new("zone", label), &data, |b, d| {
             b.iter(|| black_box(zone.encrypt_segment("collection/segment", d).unwrap()))

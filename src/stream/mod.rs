@@ -21,8 +21,10 @@
 //!
 //! Entry points:
 //!
-//! * one-shot: [`encrypt`] / [`decrypt`], [`Params::encrypt_into`] /
-//!   [`Params::decrypt_into`] (multi-threaded for large buffers);
+//! * one-shot: [`encrypt`] / [`decrypt`] (default params, a new buffer),
+//!   [`encrypt_into`] / [`decrypt_into`] (any params and thread count,
+//!   into the caller's buffer); both multi-threaded for large buffers.
+//!   [`Params`] only does the layout's arithmetic;
 //! * streaming: [`EncryptingWriter`] (`std::io::Write`, explicit
 //!   [`finish`](EncryptingWriter::finish)) and [`DecryptingReader`]
 //!   (`std::io::Read`);
@@ -77,7 +79,8 @@ fn pass(gate: &Option<Gate>) -> crate::Result<()> {
     gate.as_ref().map_or(Ok(()), |g| g())
 }
 pub use by_chunk::{ChunkOpener, ChunkSealer};
-pub use oneshot::{decrypt, encrypt, Threads};
+pub use oneshot::{decrypt, decrypt_into, encrypt, encrypt_into, Threads};
+pub(crate) use oneshot::{decrypt_to_bytes, encrypt_with_header};
 pub use params::{
     Params, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };

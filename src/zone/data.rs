@@ -110,9 +110,10 @@ impl Zone {
         let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
         out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
         let aad = self.body_aad(segment_id);
-        params.encrypt_with_header(
+        crate::stream::encrypt_with_header(
             &dek,
             &aad,
+            params,
             stream_header,
             plaintext,
             &mut out[SEGMENT_HEADER_LEN..],
@@ -131,7 +132,13 @@ impl Zone {
     pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
         let (dek, params) = self.open_header(segment_id, segment)?;
         let aad = self.body_aad(segment_id);
-        params.decrypt(&dek, &aad, &segment[SEGMENT_HEADER_LEN..], Threads::Auto)
+        crate::stream::decrypt_to_bytes(
+            &dek,
+            &aad,
+            params,
+            &segment[SEGMENT_HEADER_LEN..],
+            Threads::Auto,
+        )
     }
 
     /// Writes the header of a new segment to `sink` and returns a writer for
