@@ -197,6 +197,12 @@ fn assert_rejected(key: &SecretKey, params: Params, ct: &[u8], what: &str) {
         open_by_segment(key, params, ct).is_err(),
         "the segment opener accepted {what}"
     );
+    if let Ok(r) = RangeDecryptor::new(key, AAD, params, ct, ct.len() as u64) {
+        assert!(
+            r.read_at(ct, 0, &mut vec![0u8; ct.len()]).is_err(),
+            "a positional read accepted {what}"
+        );
+    }
 }
 
 /// Decrypts `ct` with [`ChunkOpener`], cutting it the way a caller

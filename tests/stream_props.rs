@@ -150,6 +150,10 @@ proptest! {
                     let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
                     let via_range = ranges.decrypt(&plan, fetched).unwrap();
                     prop_assert_eq!(&via_range[..], &pt[start..end]);
+                    // And through a positional read of the shared decryptor.
+                    let mut shared = vec![0u8; n];
+                    prop_assert_eq!(ranges.read_at(&ct, at, &mut shared).unwrap(), got);
+                    prop_assert_eq!(&shared[..got], &pt[start..end]);
                 }
             }
         }

@@ -29,8 +29,12 @@
 //!   [`finish`](EncryptingWriter::finish)) and [`DecryptingReader`]
 //!   (`std::io::Read`);
 //! * random access: [`SeekableReader`] (`Read + Seek`,
-//!   [`read_at`](SeekableReader::read_at)), and for ranged GETs
-//!   [`Params::ciphertext_range`] with [`RangeDecryptor`];
+//!   [`read_at`](SeekableReader::read_at) through `&mut self`: one cursor,
+//!   one cached chunk); [`RangeDecryptor`], opened once and shared by
+//!   many threads: positional [`read_at`](RangeDecryptor::read_at)
+//!   through `&self` from any [`ReadAt`] source (a `File`, a buffer), and
+//!   for ranged GETs [`plan`](RangeDecryptor::plan) /
+//!   [`decrypt`](RangeDecryptor::decrypt) (or [`Params::ciphertext_range`]);
 //! * async (feature `tokio`): `AsyncEncryptingWriter`, `AsyncDecryptingReader`;
 //! * one chunk at a time, into and out of the caller's own buffers:
 //!   [`ChunkSealer`] and [`ChunkOpener`] (no copies, no I/O).
@@ -56,6 +60,7 @@ mod header;
 mod oneshot;
 mod params;
 mod range;
+mod read_at;
 mod reader;
 mod seek;
 #[cfg(feature = "tokio")]
@@ -85,6 +90,7 @@ pub use params::{
     Params, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
 pub use range::{CiphertextRange, RangeDecryptor};
+pub use read_at::ReadAt;
 pub use reader::DecryptingReader;
 pub use seek::SeekableReader;
 pub use writer::EncryptingWriter;

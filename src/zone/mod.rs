@@ -54,6 +54,7 @@ mod header;
 mod id;
 mod keyring;
 mod manifest;
+mod opened;
 mod rewrap;
 mod store;
 mod transfer;
@@ -74,6 +75,7 @@ pub(crate) use keyring::unavailable_key_state;
 pub use keyring::{Keyring, ZoneSpec};
 use manifest::ManifestSeal;
 pub use manifest::{EzkRecord, ManifestFormat, ZoneManifest, MAX_EZK_VERSIONS};
+pub use opened::OpenedSegment;
 pub use rewrap::{
     is_rewrap_journal, rewrap_journal_header, rewrap_journal_path, RewrapOutcome, RewrapProgress,
     RewrapSummary,

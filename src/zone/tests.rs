@@ -478,6 +478,51 @@ async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
     ));
 }
 
+/// An opened segment checks the zone before each chunk, as the other
+/// readers do: unavailable, it reads nothing (ranged GETs neither), and it
+/// reads again once the zone recovers.
+#[tokio::test]
+async fn an_opened_segment_stops_while_the_zone_is_unavailable() {
+    let f = fixture().await;
+    let plain = data(50_000, 9);
+    let ct = f.zone.encrypt_segment("s", &plain).unwrap();
+    let opened = f
+        .zone
+        .open_segment("s", &ct[..SEGMENT_PREFIX_LEN], ct.len() as u64)
+        .unwrap();
+    let mut buf = vec![0u8; 10_000];
+    assert_eq!(opened.read_at(&ct, 1234, &mut buf).unwrap(), 10_000);
+    let plan = opened.plan(0..100).unwrap();
+    let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
+
+    f.zone.mark_unavailable(crate::provider::KeyState::Disabled);
+    assert!(matches!(
+        opened.read_at(&ct, 1234, &mut buf),
+        Err(Error::KeyUnavailable { .. })
+    ));
+    assert!(matches!(
+        opened.authenticated_len(&ct),
+        Err(Error::KeyUnavailable { .. })
+    ));
+    assert!(matches!(
+        opened.decrypt_range(&plan, fetched),
+        Err(Error::KeyUnavailable { .. })
+    ));
+    assert!(matches!(
+        f.zone
+            .open_segment("s", &ct[..SEGMENT_PREFIX_LEN], ct.len() as u64),
+        Err(Error::KeyUnavailable { .. })
+    ));
+
+    assert!(f.zone.recover().await.unwrap());
+    assert_eq!(opened.read_at(&ct, 1234, &mut buf).unwrap(), 10_000);
+    assert_eq!(&buf[..], &plain[1234..11_234]);
+    assert_eq!(
+        &opened.decrypt_range(&plan, fetched).unwrap()[..],
+        &plain[..100]
+    );
+}
+
 /// A store that fails (as a crash during the write would) from the n-th
 /// store on, leaving what was stored before.
 #[derive(Debug)]
