@@ -26,7 +26,9 @@
 //!   into the caller's buffer); both multi-threaded for large buffers.
 //!   [`Params`] only does the layout's arithmetic;
 //! * streaming: [`EncryptingWriter`] (`std::io::Write`, explicit
-//!   [`finish`](EncryptingWriter::finish)) and [`DecryptingReader`]
+//!   [`finish`](EncryptingWriter::finish), or
+//!   [`finish_durable`](EncryptingWriter::finish_durable) to fsync a
+//!   [`Durable`] sink such as a `File`) and [`DecryptingReader`]
 //!   (`std::io::Read`);
 //! * random access: [`SeekableReader`] (`Read + Seek`,
 //!   [`read_at`](SeekableReader::read_at) through `&mut self`: one cursor,
@@ -93,7 +95,7 @@ pub use range::{CiphertextRange, RangeDecryptor};
 pub use read_at::ReadAt;
 pub use reader::DecryptingReader;
 pub use seek::SeekableReader;
-pub use writer::EncryptingWriter;
+pub use writer::{Durable, EncryptingWriter};
 
 /// The [`Error`] inside an [`io::Error`] returned by this module's
 /// `Read`/`Write` adapters, if it carries one.
