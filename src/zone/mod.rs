@@ -77,8 +77,8 @@ use manifest::ManifestSeal;
 pub use manifest::{EzkRecord, ManifestFormat, ZoneManifest, MAX_EZK_VERSIONS};
 pub use opened::OpenedSegment;
 pub use rewrap::{
-    is_rewrap_journal, rewrap_journal_header, rewrap_journal_path, RewrapOutcome, RewrapProgress,
-    RewrapSummary,
+    default_rewrap_threads, is_rewrap_journal, rewrap_journal_header, rewrap_journal_path,
+    RewrapOutcome, RewrapProgress, RewrapSummary,
 };
 pub use store::{FileManifestStore, ManifestStore, MemoryManifestStore};
 
