@@ -25,7 +25,8 @@
 //! * [`provider`] — the [`KeyProvider`] trait implemented by
 //!   every root of trust, and the local key-file provider.
 //! * [`stream`] — the segment body: Tink-compatible streaming AES-256-GCM in
-//!   segments, one-shot, `Read`/`Write`/`Seek` adapters and ranged access.
+//!   chunks, one-shot, `Read`/`Write`/`Seek` adapters, positional reads
+//!   through `&self` and ranged access.
 //! * [`zone`] — encryption zones: EZK versions under a root key, per-segment
 //!   DEKs in self-describing headers, rotation and rewrap.
 //! * [`registry`] — the project key registry: key limit, validation, region

@@ -41,6 +41,17 @@
 //! * one chunk at a time, into and out of the caller's own buffers:
 //!   [`ChunkSealer`] and [`ChunkOpener`] (no copies, no I/O).
 //!
+//! Errors: the `Read`/`Write` adapters (and the tokio ones) speak
+//! [`io::Error`]. The inner reader's or writer's own errors pass through
+//! as they are; a failure of the stream itself (a chunk that does not
+//! authenticate, a malformed stream, a zone that became unavailable)
+//! travels inside one — kind `InvalidData`, `PermissionDenied` or
+//! `InvalidInput` — carrying the [`Error`]. [`error_of`] borrows it back,
+//! and `From<io::Error> for Error` recovers it, so `?` from an adapter's
+//! `io::Result` into a [`crate::Result`] gives the original variant
+//! (`Integrity` stays `Integrity`). The other entry points return
+//! [`Error`] directly.
+//!
 //! Guarantees: no plaintext is released from a chunk before it
 //! authenticated; a flipped bit, truncation (also at a chunk boundary),
 //! reordered, dropped, duplicated or foreign chunks, appended bytes and
