@@ -299,9 +299,10 @@ impl RangeDecryptor {
     ///
     /// `source` holds the stream at the offsets this decryptor counts in
     /// (for a zone segment, the whole segment, header first). Nothing is
-    /// cached between calls but whether the end was proven: calls from
-    /// many threads at once each use their own buffer of at most one
-    /// chunk.
+    /// cached between calls but whether the end was proven; calls from
+    /// many threads at once each use their own thread's buffer of one
+    /// chunk, kept for the thread's next read when the chunk size is at
+    /// most 1 MiB.
     ///
     /// # Errors
     /// [`Error::Integrity`] if a touched chunk does not authenticate (no
@@ -420,7 +421,8 @@ const KEPT_SCRATCH: usize = 1 << 20;
 
 thread_local! {
     /// The chunk buffer of this thread's last positional read, so that the
-    /// next one neither allocates nor clears it.
+    /// next one neither allocates nor clears it. It holds no key material
+    /// (only a chunk, as any reader's buffer does).
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
