@@ -28,7 +28,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use cmek::cipher::{Aes256Gcm, TAG_LEN};
-use cmek::stream::{DecryptingReader, EncryptingWriter, Params, SeekableReader, Threads};
+use cmek::stream::{self, DecryptingReader, EncryptingWriter, Params, SeekableReader, Threads};
 use cmek::SecretKey;
 
 const MIB: usize = 1 << 20;
@@ -40,6 +40,14 @@ fn data(n: usize) -> Vec<u8> {
 
 fn key() -> SecretKey {
     SecretKey::from_slice(&[0x11; 32]).unwrap()
+}
+
+/// The one-shot encryption of `pt` under `p`, on every core, into a new
+/// buffer: the input of the decryption benchmarks.
+fn seal(p: Params, key: &SecretKey, pt: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; p.ciphertext_len(pt.len() as u64).unwrap() as usize];
+    stream::encrypt_into(key, b"aad", p, pt, &mut out, Threads::Auto).unwrap();
+    out
 }
 
 fn nonce(i: usize) -> [u8; 12] {
@@ -131,8 +139,7 @@ fn single_thread(c: &mut Criterion) {
     let mut out = vec![0u8; ct_len];
     g.bench_function("cmek_encrypt_into_1_thread", |b| {
         b.iter(|| {
-            p.encrypt_into(&key, b"aad", black_box(&pt), &mut out, Threads::One)
-                .unwrap()
+            stream::encrypt_into(&key, b"aad", p, black_box(&pt), &mut out, Threads::One).unwrap()
         })
     });
     let mut sink = vec![0u8; ct_len];
@@ -159,11 +166,10 @@ fn single_thread(c: &mut Criterion) {
     g.bench_function("bare_out_of_place_64KiB_chunks", |b| {
         b.iter(|| bare_open_out_of_place(&aead, black_box(&bct), &mut out))
     });
-    let ct = p.encrypt(&key, b"aad", &pt, Threads::One).unwrap();
+    let ct = seal(p, &key, &pt);
     g.bench_function("cmek_decrypt_into_1_thread", |b| {
         b.iter(|| {
-            p.decrypt_into(&key, b"aad", black_box(&ct), &mut out, Threads::One)
-                .unwrap()
+            stream::decrypt_into(&key, b"aad", p, black_box(&ct), &mut out, Threads::One).unwrap()
         })
     });
     g.bench_function("cmek_reader", |b| {
@@ -244,20 +250,18 @@ fn parallel(c: &mut Criterion) {
     let mut out = vec![0u8; p.ciphertext_len(size as u64).unwrap() as usize];
     g.bench_function("cmek_encrypt_into_all_threads", |b| {
         b.iter(|| {
-            p.encrypt_into(&key, b"aad", black_box(&pt), &mut out, Threads::Auto)
-                .unwrap()
+            stream::encrypt_into(&key, b"aad", p, black_box(&pt), &mut out, Threads::Auto).unwrap()
         })
     });
     g.bench_function("cmek_encrypt_into_1_thread", |b| {
         b.iter(|| {
-            p.encrypt_into(&key, b"aad", black_box(&pt), &mut out, Threads::One)
-                .unwrap()
+            stream::encrypt_into(&key, b"aad", p, black_box(&pt), &mut out, Threads::One).unwrap()
         })
     });
     drop(out);
     g.bench_function("to_vec", |b| b.iter(|| black_box(pt.to_vec())));
     g.bench_function("cmek_encrypt_alloc_all_threads", |b| {
-        b.iter(|| black_box(p.encrypt(&key, b"aad", &pt, Threads::Auto).unwrap()))
+        b.iter(|| black_box(stream::encrypt(&key, b"aad", &pt).unwrap()))
     });
     g.finish();
 }
@@ -277,7 +281,7 @@ fn random_read(c: &mut Criterion) {
     let size = 1024 * MIB;
     let key = key();
     let p = Params::new(SEG).unwrap();
-    let ct = p.encrypt(&key, b"aad", &data(size), Threads::Auto).unwrap();
+    let ct = seal(p, &key, &data(size));
     let mut r = SeekableReader::new(Cursor::new(&ct[..]), &key, b"aad", p).unwrap();
     let mut g = c.benchmark_group("random_4KiB_read_1GiB");
     g.throughput(Throughput::Bytes(4096));
@@ -312,10 +316,7 @@ fn chunk_sizes(c: &mut Criterion) {
         let p = Params::new(seg).unwrap();
         let mut out = vec![0u8; p.ciphertext_len(size as u64).unwrap() as usize];
         g.bench_with_input(BenchmarkId::from_parameter(seg), &seg, |b, _| {
-            b.iter(|| {
-                p.encrypt_into(&key, b"aad", &pt, &mut out, Threads::One)
-                    .unwrap()
-            })
+            b.iter(|| stream::encrypt_into(&key, b"aad", p, &pt, &mut out, Threads::One).unwrap())
         });
     }
     g.finish();
@@ -325,7 +326,7 @@ fn chunk_sizes(c: &mut Criterion) {
         .iter()
         .map(|&seg| {
             let p = Params::new(seg).unwrap();
-            (seg, p, p.encrypt(&key, b"aad", &pt, Threads::Auto).unwrap())
+            (seg, p, seal(p, &key, &pt))
         })
         .collect();
     for (seg, p, ct) in &ct_by_size {

@@ -7,19 +7,28 @@
 //!   crypto part of a rewrap, no I/O — one at a time and as a batch of
 //!   1024 (`rewrap_headers`, one OS call for all nonces);
 //! * `zone_vs_stream`: `encrypt_segment` against the stream engine's
-//!   one-shot encryption of the same buffer, for 64 KiB and 8 MiB.
+//!   one-shot encryption of the same buffer, for 64 KiB and 8 MiB;
+//! * `zone_lookup`: a 4 KiB read at a random offset of an 8 MiB segment in
+//!   memory, the way a table cache serves a lookup: through one
+//!   `OpenedSegment` shared by all lookups, against opening a fresh
+//!   `segment_seekable` reader per lookup (header parse, DEK unwrap,
+//!   commitment, stream key each time), a fresh `open_segment` per
+//!   lookup, and one seekable reader reused by a single thread.
 //!
 //! `cargo bench --bench zone`
 
 use std::hint::black_box;
+use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use cmek::provider::LocalKeyProvider;
-use cmek::stream::{Params, Threads};
-use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneSpec, SEGMENT_HEADER_LEN};
+use cmek::stream;
+use cmek::zone::{
+    Keyring, MemoryManifestStore, Zone, ZoneSpec, SEGMENT_HEADER_LEN, SEGMENT_PREFIX_LEN,
+};
 use cmek::SecretKey;
 
 fn zone() -> (tempfile::TempDir, Zone) {
@@ -81,19 +90,12 @@ fn rewrap(c: &mut Criterion) {
 fn versus_stream(c: &mut Criterion) {
     let (_dir, zone) = zone();
     let key = SecretKey::generate().unwrap();
-    let params = Params::default();
     let mut g = c.benchmark_group("zone_vs_stream");
     for (size, label) in [(64 << 10, "64KiB"), (8 << 20, "8MiB")] {
         let data = vec![0x42u8; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("stream", label), &data, |b, d| {
-            b.iter(|| {
-                black_box(
-                    params
-                        .encrypt(&key, b"zone body aad", d, Threads::Auto)
-                        .unwrap(),
-                )
-            })
+            b.iter(|| black_box(stream::encrypt(&key, b"zone body aad", d).unwrap()))
         });
         g.bench_with_input(BenchmarkId::new("zone", label), &data, |b, d| {
             b.iter(|| black_box(zone.encrypt_segment("collection/segment", d).unwrap()))
@@ -102,11 +104,79 @@ fn versus_stream(c: &mut Criterion) {
     g.finish();
 }
 
+/// A small xorshift for reproducible random offsets.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn lookup(c: &mut Criterion) {
+    const LEN: usize = 8 << 20;
+    const READ: usize = 4096;
+    let (_dir, zone) = zone();
+    let id = "collection/segment";
+    let plain: Vec<u8> = (0..LEN).map(|i| (i as u8).wrapping_mul(151)).collect();
+    let segment = zone.encrypt_segment(id, &plain).unwrap();
+    let prefix = &segment[..SEGMENT_PREFIX_LEN];
+    let len = segment.len() as u64;
+    let span = (LEN - READ) as u64;
+    let mut buf = [0u8; READ];
+    let mut g = c.benchmark_group("zone_lookup");
+    g.throughput(Throughput::Elements(1));
+
+    let shared = Arc::new(zone.open_segment(id, prefix, len).unwrap());
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    g.bench_function("shared_opened_segment", |b| {
+        b.iter(|| {
+            let at = rng.below(span);
+            black_box(shared.read_at(&segment, at, &mut buf).unwrap())
+        })
+    });
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    g.bench_function("fresh_seekable_per_lookup", |b| {
+        b.iter(|| {
+            let at = rng.below(span);
+            let mut r = zone
+                .segment_seekable(id, Cursor::new(&segment[..]))
+                .unwrap();
+            black_box(r.read_at(at, &mut buf).unwrap())
+        })
+    });
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    g.bench_function("fresh_open_segment_per_lookup", |b| {
+        b.iter(|| {
+            let at = rng.below(span);
+            let opened = zone.open_segment(id, prefix, len).unwrap();
+            black_box(opened.read_at(&segment, at, &mut buf).unwrap())
+        })
+    });
+    let mut reused = zone
+        .segment_seekable(id, Cursor::new(&segment[..]))
+        .unwrap();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    g.bench_function("reused_seekable_one_thread", |b| {
+        b.iter(|| {
+            let at = rng.below(span);
+            black_box(reused.read_at(at, &mut buf).unwrap())
+        })
+    });
+    g.finish();
+    let at = 3 * LEN as u64 / 4;
+    assert_eq!(shared.read_at(&segment, at, &mut buf).unwrap(), READ);
+    assert_eq!(&buf[..], &plain[at as usize..at as usize + READ]);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = segment, rewrap, versus_stream
+    targets = segment, rewrap, versus_stream, lookup
 }
 criterion_main!(benches);

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use cmek::provider::aws::policy;
-use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
+use cmek::provider::{AwsKmsOptions, AwsKmsProvider, NewKey};
 use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
 use cmek::KeyProvider;
 
@@ -82,19 +82,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key_id = match args.key {
         Some(key) => key,
         None => {
-            // Only on a test endpoint: create a throwaway key to use.
-            let created = kms
-                .client()
-                .create_key()
-                .description("cmek example")
-                .send()
-                .await?;
-            let arn = created
-                .key_metadata
-                .and_then(|m| m.arn)
-                .ok_or("no key ARN returned")?;
-            println!("created test key {arn}");
-            arn
+            // Only on a test endpoint: create a throwaway key to use,
+            // through the provider's administration.
+            let admin = kms.admin().ok_or("the provider has no administration")?;
+            let created = admin.create_key(&NewKey::named("cmek example")).await?;
+            println!("created test key {}", created.key_id());
+            created.key_id().to_owned()
         }
     };
     let root = kms.key_ref(&key_id);

@@ -29,6 +29,9 @@ impl<P: KeyProvider> KeyProvider for Counted<P> {
     fn kind(&self) -> &str {
         self.inner.kind()
     }
+    fn key_ref(&self, key_id: &str) -> KeyRef {
+        self.inner.key_ref(key_id)
+    }
     async fn wrap_key(
         &self,
         root: &KeyRef,

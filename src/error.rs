@@ -258,13 +258,13 @@ pub enum Error {
     },
 
     /// A worker thread panicked (a multi-threaded one-shot encryption or
-    /// decryption, a backup restore's segment workers). A bug, not a
-    /// problem with the data: nothing it was writing was kept as done, and
-    /// no plaintext of the input was released.
+    /// decryption, a batch rewrap's or a backup restore's workers). A bug,
+    /// not a problem with the data: nothing it was writing was kept as
+    /// done, and no plaintext of the input was released.
     #[error("a worker thread panicked: {what}")]
     WorkerPanicked {
-        /// What the thread was doing.
-        what: &'static str,
+        /// What the thread was doing (and the panic's message, if known).
+        what: String,
     },
 
     /// An operating-system I/O error, with the path it concerned if any.
@@ -862,7 +862,12 @@ mod tests {
                 K::InvalidRequest,
             ),
             (Error::misuse("reversed range"), K::Bug),
-            (Error::WorkerPanicked { what: "sealing" }, K::Bug),
+            (
+                Error::WorkerPanicked {
+                    what: "sealing".into(),
+                },
+                K::Bug,
+            ),
             (io_error(io::ErrorKind::Interrupted), K::Retry),
             (io_error(io::ErrorKind::TimedOut), K::Retry),
             (io_error(io::ErrorKind::NotFound), K::System),

@@ -70,7 +70,7 @@ async fn mock_zone() -> MockZone {
     let zone = keyring
         .create_zone(
             store.clone(),
-            ZoneSpec::new("z", "local", kms.add_key("root")),
+            ZoneSpec::new("z", "mock-region-1", kms.add_key("root")),
         )
         .await
         .unwrap();
@@ -93,7 +93,7 @@ async fn manifest_write_faults_lose_nothing() {
         let zone = keyring
             .create_zone(
                 store.clone(),
-                ZoneSpec::new("z", "local", kms.add_key("root")),
+                ZoneSpec::new("z", "mock-region-1", kms.add_key("root")),
             )
             .await
             .unwrap();

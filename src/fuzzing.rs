@@ -176,7 +176,7 @@ pub fn stream_decrypt(data: &[u8]) {
 /// Asserts that no decryption path accepts `ct`.
 fn assert_rejected(key: &SecretKey, params: Params, ct: &[u8], what: &str) {
     assert!(
-        params.decrypt(key, AAD, ct, Threads::One).is_err(),
+        crate::stream::decrypt_to_bytes(key, AAD, params, ct, Threads::One).is_err(),
         "one-shot decryption accepted {what}"
     );
     let mut out = Vec::new();
@@ -197,6 +197,12 @@ fn assert_rejected(key: &SecretKey, params: Params, ct: &[u8], what: &str) {
         open_by_segment(key, params, ct).is_err(),
         "the segment opener accepted {what}"
     );
+    if let Ok(r) = RangeDecryptor::new(key, AAD, params, ct, ct.len() as u64) {
+        assert!(
+            r.read_at(ct, 0, &mut vec![0u8; ct.len()]).is_err(),
+            "a positional read accepted {what}"
+        );
+    }
 }
 
 /// Decrypts `ct` with [`ChunkOpener`], cutting it the way a caller
@@ -232,16 +238,16 @@ pub fn mutated_ciphertext(data: &[u8]) {
     salt.iter_mut().for_each(|b| *b = input.u8());
     let ct_len = params.ciphertext_len(len as u64).expect("small") as usize;
     let mut ct = vec![0u8; ct_len];
-    params
-        .encrypt_with_header(
-            &key,
-            AAD,
-            Header::from_random(&salt),
-            &plaintext,
-            &mut ct,
-            Threads::One,
-        )
-        .expect("encrypts");
+    crate::stream::encrypt_with_header(
+        &key,
+        AAD,
+        params,
+        Header::from_random(&salt),
+        &plaintext,
+        &mut ct,
+        Threads::One,
+    )
+    .expect("encrypts");
     let original = ct.clone();
 
     while let Some(op) = input.next_u8() {
@@ -285,8 +291,7 @@ pub fn mutated_ciphertext(data: &[u8]) {
     }
 
     if ct == original {
-        let back = params
-            .decrypt(&key, AAD, &ct, Threads::One)
+        let back = crate::stream::decrypt_to_bytes(&key, AAD, params, &ct, Threads::One)
             .expect("the unmodified ciphertext decrypts");
         assert_eq!(&back[..], &plaintext[..]);
         let by_chunk =

@@ -20,31 +20,60 @@
 //!
 //! * [`secret`] — key material: zeroized on drop, redacted `Debug`, constant-time
 //!   equality.
-//! * [`cipher`] — AES-256-GCM in place, key wrapping, HKDF-SHA256, on one of two
-//!   interchangeable backends (aws-lc-rs or RustCrypto).
+//! * `cipher` (crate-private) — AES-256-GCM, key wrapping, HKDF-SHA256, on
+//!   one of two interchangeable backends (aws-lc-rs or RustCrypto).
 //! * [`provider`] — the [`KeyProvider`] trait implemented by
 //!   every root of trust, and the local key-file provider.
 //! * [`stream`] — the segment body: Tink-compatible streaming AES-256-GCM in
-//!   segments, one-shot, `Read`/`Write`/`Seek` adapters and ranged access.
+//!   chunks, one-shot, `Read`/`Write`/`Seek` adapters, positional reads
+//!   through `&self` and ranged access.
 //! * [`zone`] — encryption zones: EZK versions under a root key, per-segment
 //!   DEKs in self-describing headers, rotation and rewrap.
 //! * [`registry`] — the project key registry: key limit, validation, region
 //!   rule, no removal of a key in use.
 //! * [`backup`] — backups of encrypted zones and their restore into a new
 //!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
-//! * [`testing`] (feature `testing`) — an in-memory provider that counts calls and
+//! * `testing` (feature `testing`) — an in-memory provider that counts calls and
 //!   injects faults.
 //!
 //! Errors from every layer are one enum, [`Error`], whose variants a caller can
 //! act on.
+//!
+//! ## Cargo features
+//!
+//! On docs.rs, which documents every feature but `fuzzing`, each
+//! feature-gated item names the feature it needs.
+//!
+//! | feature | default | what it adds | what it pulls in |
+//! |---|---|---|---|
+//! | `aws-lc` | yes | the fast cipher backend on aws-lc-rs (AES-256-GCM, HKDF-SHA256, SHA-256); the default backend when both are enabled | `aws-lc-rs` (builds C and assembly: needs a C compiler) |
+//! | `rustcrypto` | no | the pure-Rust cipher backend on RustCrypto; the default backend when `aws-lc` is off | `aes-gcm`, `hkdf`, `sha2` |
+//! | `aws-kms` | yes | `provider::AwsKmsProvider` and `provider::aws` (ARNs, IAM policy documents) | `aws-config`, `aws-sdk-kms` and their HTTPS client (rustls on aws-lc-rs: C even without `aws-lc`), `serde_json` |
+//! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`) | tokio's `io-util` |
+//! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks | nothing |
+//! | `cli` | yes | the `cmek` operator command-line tool (`src/bin/cmek`); no library API of its own | `aws-kms`, `clap`, `indicatif`, `serde_json`, tokio's runtime |
+//! | `fuzzing` | no | the fuzz targets' bodies (for `fuzz/`) and the crate-private cipher primitives (for the cipher and stream benches); hidden, not a stable API | nothing |
+//!
+//! At least one cipher backend must be enabled. Without C:
+//! `cargo build --no-default-features --features rustcrypto`; without the
+//! AWS SDK: `--no-default-features --features aws-lc`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// docs.rs: each feature-gated item says which features it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
 pub mod backup;
+// The primitives are not API: envelopes are. Fuzz targets and the cipher
+// benches reach them through the unstable `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod cipher;
+#[cfg(not(feature = "fuzzing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod cipher;
 mod codec;
 mod error;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Test support: [`MockProvider`], an in-memory [`KeyProvider`] that counts
-//! every call and injects faults, latency and key-state changes.
+//! every call and injects faults, latency and key-state changes; and
+//! [`conformance`], the suite every provider must pass.
 //!
 //! Compiled for this crate's own tests and, with feature `testing`, for
 //! integration tests, benchmarks and downstream users. Its counters are how
@@ -10,7 +11,9 @@
 //! wrong context or a wrapped key from another root key fails as it would
 //! against a real KMS.
 
-use std::collections::{BTreeMap, VecDeque};
+pub mod conformance;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,7 +22,8 @@ use async_trait::async_trait;
 
 use crate::cipher::KeyWrapper;
 use crate::provider::{
-    check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey,
+    check_kind, region_mismatch, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider, KeyRef,
+    KeyState, NewKey, RegionAnswer, WrappedKey,
 };
 use crate::secret::SecretKey;
 use crate::{Error, Result};
@@ -90,8 +94,11 @@ struct FaultRule {
 struct MockKey {
     material: SecretKey,
     state: KeyState,
-    /// Replicated to other regions; see [`MockProvider::add_multi_region_key`].
+    /// Can be replicated to other regions; see
+    /// [`MockProvider::add_multi_region_key`].
     multi_region: bool,
+    /// The regions it has a replica in, besides the mock's own.
+    replicas: BTreeSet<String>,
 }
 
 /// An in-memory provider with call counters and fault injection.
@@ -154,14 +161,31 @@ impl MockProvider {
         self.insert_key(id, false)
     }
 
-    /// As [`add_key`](Self::add_key), for a key the mock reports as
-    /// multi-region ([`KeyProvider::is_multi_region`]). The mock decides by
-    /// this flag, never by the key's name.
+    /// As [`add_key`](Self::add_key), for a multi-region key: one that
+    /// [`replicate_key`](Self::replicate_key) can replicate to other
+    /// regions, where it then serves
+    /// ([`KeyProvider::serves_region`]). The mock decides by this flag,
+    /// never by the key's name. It has no replica yet.
     ///
     /// # Panics
     /// If the OS random number generator fails (test support only).
     pub fn add_multi_region_key(&self, id: &str) -> KeyRef {
         self.insert_key(id, true)
+    }
+
+    /// Replicates multi-region key `id` to `region`: the key then serves
+    /// `region` too. Returns false if there is no such key or it is not a
+    /// multi-region key.
+    pub fn replicate_key(&self, id: &str, region: &str) -> bool {
+        match lock(&self.keys).get_mut(id) {
+            Some(key) if key.multi_region => {
+                if region != self.region {
+                    key.replicas.insert(region.to_owned());
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     fn insert_key(&self, id: &str, multi_region: bool) -> KeyRef {
@@ -172,6 +196,7 @@ impl MockProvider {
                 material,
                 state: KeyState::Enabled,
                 multi_region,
+                replicas: BTreeSet::new(),
             },
         );
         self.key_ref(id)
@@ -379,6 +404,10 @@ impl KeyProvider for MockProvider {
         MOCK_PROVIDER
     }
 
+    fn key_ref(&self, key_id: &str) -> KeyRef {
+        MockProvider::key_ref(self, key_id)
+    }
+
     async fn wrap_key(
         &self,
         root: &KeyRef,
@@ -434,13 +463,56 @@ impl KeyProvider for MockProvider {
         }
     }
 
-    fn is_multi_region(&self, root: &KeyRef) -> bool {
+    fn key_in_region(&self, root: &KeyRef, region: &str) -> Result<KeyRef> {
+        check_kind(MOCK_PROVIDER, root)?;
+        if root.region() == region {
+            return Ok(root.clone());
+        }
         // By the key's flag only: an alias is never multi-region itself,
         // whatever its name or target.
-        root.provider() == MOCK_PROVIDER
-            && lock(&self.keys)
-                .get(root.key_id())
-                .is_some_and(|k| k.multi_region)
+        if lock(&self.keys)
+            .get(root.key_id())
+            .is_some_and(|k| k.multi_region)
+        {
+            Ok(KeyRef::new(MOCK_PROVIDER, root.key_id(), region))
+        } else {
+            Err(region_mismatch(
+                root,
+                region,
+                "a single-region key serves only its home region: use a key of that region, \
+                 or a multi-region key with a replica there",
+            ))
+        }
+    }
+
+    async fn serves_region(&self, root: &KeyRef, region: &str) -> Result<RegionAnswer> {
+        let replica = match RegionAnswer::from_name(self.key_in_region(root, region), root)? {
+            RegionAnswer::Replica(replica) => replica,
+            answer => return Ok(answer),
+        };
+        // Which replicas exist is the service's knowledge: a call, as
+        // DescribeKey is for AWS KMS.
+        if let Some(fault) = self.enter(Operation::Describe, root).await? {
+            return Err(self.fault_error(fault, Operation::Describe, root));
+        }
+        let keys = lock(&self.keys);
+        let key = keys
+            .get(root.key_id())
+            .ok_or_else(|| Error::KeyUnavailable {
+                key: root.to_string(),
+                state: KeyState::NotFound,
+            })?;
+        Ok(if key.replicas.contains(region) {
+            RegionAnswer::Replica(replica)
+        } else {
+            RegionAnswer::NotServed(
+                "the multi-region key has no replica in that region: replicate it there first",
+            )
+        })
+    }
+
+    fn admin(&self) -> Option<&dyn KeyAdmin> {
+        Some(self)
     }
 
     async fn generate_key(
@@ -454,6 +526,53 @@ impl KeyProvider for MockProvider {
         let key = SecretKey::generate()?;
         let wrapped = self.wrap_now(root, &key, context)?;
         Ok((key, wrapped))
+    }
+}
+
+/// Keys are created by name (a name is drawn for an unnamed key), enabled
+/// and disabled in memory; calls are not counted.
+#[async_trait]
+impl KeyAdmin for MockProvider {
+    async fn create_key(&self, new: &NewKey) -> Result<KeyRef> {
+        let name = match new.name() {
+            Some(name) => name.to_owned(),
+            None => {
+                let mut id = [0u8; 8];
+                crate::cipher::fill_random(&mut id)?;
+                format!(
+                    "key-{}",
+                    id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                )
+            }
+        };
+        if lock(&self.keys).contains_key(&name) || lock(&self.aliases).contains_key(&name) {
+            return Err(Error::InvalidArgument(format!(
+                "mock key {name:?} already exists"
+            )));
+        }
+        Ok(self.insert_key(&name, new.is_multi_region()))
+    }
+
+    async fn enable_key(&self, key: &KeyRef) -> Result<()> {
+        self.admin_set_state(key, KeyState::Enabled)
+    }
+
+    async fn disable_key(&self, key: &KeyRef) -> Result<()> {
+        self.admin_set_state(key, KeyState::Disabled)
+    }
+}
+
+impl MockProvider {
+    fn admin_set_state(&self, key: &KeyRef, state: KeyState) -> Result<()> {
+        check_kind(MOCK_PROVIDER, key)?;
+        if self.set_key_state(&self.target_id(key), state) {
+            Ok(())
+        } else {
+            Err(Error::KeyUnavailable {
+                key: key.to_string(),
+                state: KeyState::NotFound,
+            })
+        }
     }
 }
 
@@ -665,14 +784,64 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_flagged_keys_are_multi_region() {
+    async fn only_flagged_keys_serve_their_replica_regions() {
         let m = MockProvider::new();
         let mrk = m.add_multi_region_key("any-name");
         let named = m.add_key("mrk-1234abcd12ab34cd56ef1234567890ab");
         let alias = m.add_alias("alias/mrk-x", "any-name").unwrap();
-        assert!(m.is_multi_region(&mrk));
-        assert!(!m.is_multi_region(&named));
-        assert!(!m.is_multi_region(&alias));
+        assert!(m.replicate_key("any-name", "r2"));
+        assert!(!m.replicate_key("mrk-1234abcd12ab34cd56ef1234567890ab", "r2"));
+        let home = m.serves_region(&mrk, "mock-region-1").await.unwrap();
+        assert_eq!(home, RegionAnswer::Home);
+        assert_eq!(m.calls(Operation::Describe), 0, "home needs no call");
+        assert_eq!(
+            m.serves_region(&mrk, "r2").await.unwrap(),
+            RegionAnswer::Replica(KeyRef::new(MOCK_PROVIDER, "any-name", "r2"))
+        );
+        assert_eq!(m.calls(Operation::Describe), 1);
+        assert!(matches!(
+            m.serves_region(&mrk, "r3").await.unwrap(),
+            RegionAnswer::NotServed(r) if r.contains("no replica")
+        ));
+        for single in [&named, &alias] {
+            assert!(matches!(
+                m.serves_region(single, "r2").await.unwrap(),
+                RegionAnswer::NotServed(r) if r.contains("single-region")
+            ));
+            assert!(matches!(
+                m.key_in_region(single, "r2").unwrap_err(),
+                Error::RegionMismatch { .. }
+            ));
+        }
+        m.inject_fault(Fault::Unreachable, Some(Operation::Describe), Some(1));
+        let err = m.serves_region(&mrk, "r2").await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn admin_creates_enables_and_disables() {
+        let m = MockProvider::new();
+        let admin = m.admin().unwrap();
+        let named = admin.create_key(&NewKey::named("k")).await.unwrap();
+        assert_eq!(named, m.key_ref("k"));
+        assert!(admin.create_key(&NewKey::named("k")).await.is_err());
+        let drawn = admin.create_key(&NewKey::unnamed()).await.unwrap();
+        assert_ne!(drawn, named);
+        admin.disable_key(&named).await.unwrap();
+        assert_eq!(m.describe_key(&named).await.unwrap(), KeyState::Disabled);
+        admin.enable_key(&named).await.unwrap();
+        assert_eq!(m.describe_key(&named).await.unwrap(), KeyState::Enabled);
+        let err = admin.disable_key(&m.key_ref("nope")).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::KeyUnavailable {
+                    state: KeyState::NotFound,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -37,11 +37,10 @@ async fn create_key(p: &AwsKmsProvider, multi_region: bool) -> String {
 
 /// Creates a multi-region key in the primary region, replicates it to the
 /// replica region, and returns the primary's ARN.
-async fn create_replicated_key(primary: &AwsKmsProvider) -> String {
+async fn create_replicated_key(url: &str, primary: &AwsKmsProvider) -> String {
     let (arn, id) = create_key_with_id(primary, true).await;
     assert!(arn.contains(":key/mrk-"), "{arn}");
-    primary
-        .client()
+    common::client(url, primary.region())
         .replicate_key()
         .key_id(&id)
         .replica_region(REPLICA_REGION)
@@ -118,7 +117,7 @@ async fn aliases_name_the_same_key() {
     let p = provider(&url, PRIMARY_REGION);
     let arn = create_key(&p, false).await;
     let alias = format!("alias/cmek-test-{}", &arn[arn.len() - 12..]);
-    p.client()
+    common::client(&url, PRIMARY_REGION)
         .create_alias()
         .alias_name(&alias)
         .target_key_id(arn.rsplit('/').next().unwrap())
@@ -146,7 +145,7 @@ async fn describe_maps_every_state() {
     let p = provider(&url, PRIMARY_REGION);
     let (arn, id) = create_key_with_id(&p, false).await;
     let root = p.key_ref(&arn);
-    let kms = p.client();
+    let kms = common::client(&url, PRIMARY_REGION);
     assert_eq!(p.describe_key(&root).await.unwrap(), KeyState::Enabled);
 
     kms.disable_key().key_id(&id).send().await.unwrap();
@@ -194,14 +193,14 @@ async fn describe_maps_every_state() {
 async fn validation_reports_success_and_the_failing_step() {
     let Some(url) = endpoint() else { return };
     let p = provider(&url, PRIMARY_REGION);
-    let (arn, id) = create_key_with_id(&p, false).await;
+    let arn = create_key(&p, false).await;
     let root = p.key_ref(&arn);
     let ok: KeyValidation = p.validate_key(&root).await;
     assert!(ok.is_valid(), "{ok}");
 
     // moto still encrypts under a disabled key, so only describe fails here;
     // against real KMS encrypt fails too (DisabledException).
-    p.client().disable_key().key_id(&id).send().await.unwrap();
+    p.admin().unwrap().disable_key(&root).await.unwrap();
     let v = p.validate_key(&root).await;
     assert!(!v.is_valid());
     assert_eq!(
@@ -228,7 +227,7 @@ async fn multi_region_key_unwraps_in_the_replica_region() {
     let Some(url) = endpoint() else { return };
     let primary = provider(&url, PRIMARY_REGION);
     let replica = provider(&url, REPLICA_REGION);
-    let arn = create_replicated_key(&primary).await;
+    let arn = create_replicated_key(&url, &primary).await;
 
     // Wrapped in region A under the primary, as a zone manifest records it...
     let root = primary.key_ref(&arn);
@@ -341,7 +340,7 @@ async fn a_zone_end_to_end_and_its_manifest_in_the_replica_region() {
 
     let Some(url) = endpoint() else { return };
     let primary = provider(&url, PRIMARY_REGION);
-    let arn = create_replicated_key(&primary).await;
+    let arn = create_replicated_key(&url, &primary).await;
 
     // Region A: create a zone under the multi-region key, write, rotate.
     let keyring_a = Keyring::new(Arc::new(primary.clone()));
@@ -403,7 +402,7 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_in_kms() {
 
     let Some(url) = endpoint() else { return };
     let kms = provider(&url, PRIMARY_REGION);
-    let (arn, key_id) = create_key_with_id(&kms, false).await;
+    let arn = create_key(&kms, false).await;
     let root = kms.key_ref(&arn);
     let keyring = Keyring::new(Arc::new(kms.clone()));
     let store = Arc::new(MemoryManifestStore::new());
@@ -442,12 +441,7 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_in_kms() {
     }
 
     // Disabled in KMS: DescribeKey reports it, the zone stops.
-    kms.client()
-        .disable_key()
-        .key_id(&key_id)
-        .send()
-        .await
-        .unwrap();
+    kms.admin().unwrap().disable_key(&root).await.unwrap();
     let started = Instant::now();
     assert_eq!(
         wait_for_zone(&mut events, deadline).await,
@@ -468,12 +462,7 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_in_kms() {
     );
 
     // Enabled again: it serves again, with no reload.
-    kms.client()
-        .enable_key()
-        .key_id(&key_id)
-        .send()
-        .await
-        .unwrap();
+    kms.admin().unwrap().enable_key(&root).await.unwrap();
     assert_eq!(
         wait_for_zone(&mut events, deadline).await,
         ZoneAvailability::Available
@@ -492,9 +481,9 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_in_kms() {
 
 /// Creates alias `alias/cmek-<tag>-<key id>` for `key_id` and returns its name
 /// (unique per key, since the server is shared by every test).
-async fn create_alias(p: &AwsKmsProvider, tag: &str, key_id: &str) -> String {
+async fn create_alias(url: &str, p: &AwsKmsProvider, tag: &str, key_id: &str) -> String {
     let alias = format!("alias/{tag}-{key_id}");
-    p.client()
+    common::client(url, p.region())
         .create_alias()
         .alias_name(&alias)
         .target_key_id(key_id)
@@ -510,7 +499,7 @@ async fn aliases_and_key_ids_resolve_to_the_key_arn() {
     let kms = provider(&url, PRIMARY_REGION);
     let (arn, key_id) = create_key_with_id(&kms, false).await;
     let key = kms.key_ref(&arn);
-    let alias = create_alias(&kms, "cmek-resolve", &key_id).await;
+    let alias = create_alias(&url, &kms, "cmek-resolve", &key_id).await;
     let account = arn.split(':').nth(4).unwrap();
     let alias_arn = format!("arn:aws:kms:{PRIMARY_REGION}:{account}:{alias}");
     for named in [&alias, &alias_arn, &key_id, &arn] {
@@ -548,11 +537,11 @@ async fn the_registry_takes_replicas_only_for_a_real_multi_region_key() {
 
     let Some(url) = endpoint() else { return };
     let kms = provider(&url, PRIMARY_REGION);
-    let arn = create_replicated_key(&kms).await;
+    let arn = create_replicated_key(&url, &kms).await;
     let mrk_id = arn.rsplit('/').next().unwrap().to_owned();
     // An alias named like a multi-region key, pointing to one.
     let alias = format!("alias/{mrk_id}");
-    kms.client()
+    common::client(&url, PRIMARY_REGION)
         .create_alias()
         .alias_name(&alias)
         .target_key_id(&mrk_id)
@@ -567,7 +556,7 @@ async fn the_registry_takes_replicas_only_for_a_real_multi_region_key() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidArgument(m) if m.contains("not a multi-region key")),
+        matches!(&err, Error::RegionMismatch { reason, .. } if reason.contains("alias")),
         "{err}"
     );
     assert!(registry.keys().is_empty());
@@ -580,6 +569,29 @@ async fn the_registry_takes_replicas_only_for_a_real_multi_region_key() {
         registry.keys()[0].regions,
         vec![REPLICA_REGION, PRIMARY_REGION]
     );
+    // A multi-region key without a replica in a region does not serve it:
+    // the provider asks DescribeKey, and the registry refuses.
+    let unreplicated = kms.key_ref(&create_key(&kms, true).await);
+    let err = registry
+        .add_key(&kms, unreplicated.clone(), &[REPLICA_REGION])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RegionMismatch { reason, .. } if reason.contains("no replica")),
+        "{err}"
+    );
+    assert_eq!(registry.keys().len(), 1);
+    // Asked from the replica's region, the provider sees the same replicas.
+    let replica = provider(&url, REPLICA_REGION);
+    assert_eq!(
+        replica.serves_region(&key, REPLICA_REGION).await.unwrap(),
+        cmek::provider::RegionAnswer::Replica(replica.key_in_region(&key, REPLICA_REGION).unwrap())
+    );
+    assert!(!replica
+        .serves_region(&key, "ap-south-1")
+        .await
+        .unwrap()
+        .serves());
     // The alias stands for the key: resolved, it is the key's ARN.
     assert_eq!(kms.resolve_key(&kms.key_ref(&alias)).await.unwrap(), key);
 }
@@ -595,7 +607,7 @@ async fn a_zone_under_an_alias_stays_on_its_key_when_the_alias_moves() {
     let (arn_a, id_a) = create_key_with_id(&kms, false).await;
     let (arn_b, id_b) = create_key_with_id(&kms, false).await;
     let (key_a, key_b) = (kms.key_ref(&arn_a), kms.key_ref(&arn_b));
-    let alias = create_alias(&kms, "cmek-zone", &id_a).await;
+    let alias = create_alias(&url, &kms, "cmek-zone", &id_a).await;
     let keyring = Keyring::new(Arc::new(kms.clone()));
     let zone = keyring
         .create_zone(
@@ -621,19 +633,14 @@ async fn a_zone_under_an_alias_stays_on_its_key_when_the_alias_moves() {
     // The alias is re-pointed to key B and key A disabled: the zone stops
     // within one interval (it is not kept serving through the alias) and
     // the move is reported.
-    kms.client()
+    common::client(&url, PRIMARY_REGION)
         .update_alias()
         .alias_name(&alias)
         .target_key_id(&id_b)
         .send()
         .await
         .unwrap();
-    kms.client()
-        .disable_key()
-        .key_id(&id_a)
-        .send()
-        .await
-        .unwrap();
+    kms.admin().unwrap().disable_key(&key_a).await.unwrap();
     let started = Instant::now();
     let (mut stopped, mut moved) = (false, false);
     tokio::time::timeout(deadline, async {

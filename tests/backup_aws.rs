@@ -102,8 +102,7 @@ async fn a_backup_restores_in_another_region_through_the_multi_region_replica() 
     let region_b = provider(&url, REGION_B);
     let (mrk, mrk_id) = create_key(&region_a, true).await;
     assert!(mrk.contains(":key/mrk-"), "{mrk}");
-    region_a
-        .client()
+    common::client(&url, REGION_A)
         .replicate_key()
         .key_id(&mrk_id)
         .replica_region(REGION_B)

@@ -19,7 +19,6 @@ use predicates::str::contains;
 
 const REGION: &str = "us-east-1";
 const OTHER_REGION: &str = "eu-west-1";
-const USAGE: i32 = 2;
 const KEY_UNAVAILABLE: i32 = 5;
 const UNREACHABLE: i32 = 7;
 const REFUSED: i32 = 8;
@@ -31,7 +30,7 @@ async fn create_key(endpoint: &str, multi_region: bool) -> String {
     let p = common::provider(endpoint, REGION, &AwsKmsOptions::default());
     let (arn, key_id) = common::create_key_with_id(&p, multi_region).await;
     if multi_region {
-        p.client()
+        common::client(endpoint, REGION)
             .replicate_key()
             .key_id(&key_id)
             .replica_region(OTHER_REGION)
@@ -125,8 +124,8 @@ async fn key_add_validate_disable_enable_against_kms() {
         "--replica-region",
         OTHER_REGION,
     ])
-    .code(USAGE)
-    .stderr(contains("not a multi-region key"));
+    .code(REFUSED)
+    .stderr(contains("single-region"));
     run(&["key", "delete", &key]).success();
 }
 
@@ -264,7 +263,7 @@ async fn a_zone_created_with_an_alias_records_the_key_it_points_to() {
     let p = common::provider(&endpoint, REGION, &AwsKmsOptions::default());
     let (arn, key_id) = common::create_key_with_id(&p, false).await;
     let alias = format!("alias/cmek-cli-{key_id}");
-    p.client()
+    common::client(&endpoint, REGION)
         .create_alias()
         .alias_name(&alias)
         .target_key_id(&key_id)
@@ -308,7 +307,7 @@ async fn a_zone_created_with_an_alias_records_the_key_it_points_to() {
     // in the registry.
     let (second, second_id) = common::create_key_with_id(&p, false).await;
     let second_alias = format!("alias/cmek-cli-{second_id}");
-    p.client()
+    common::client(&endpoint, REGION)
         .create_alias()
         .alias_name(&second_alias)
         .target_key_id(&second_id)

@@ -70,7 +70,11 @@ impl Env {
 /// A complete rewrap journal (`docs/FORMAT.md`) holding `header`.
 fn journal_of(header: &[u8]) -> Vec<u8> {
     let header = &header[..128];
-    [header, &cmek::cipher::sha256(&[header])[..]].concat()
+    [
+        header,
+        ring::digest::digest(&ring::digest::SHA256, header).as_ref(),
+    ]
+    .concat()
 }
 
 fn journal_path(segment: &Path) -> PathBuf {

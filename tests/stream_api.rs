@@ -2,6 +2,8 @@
 //! authenticated lengths, range plans, bounded work per random read,
 //! threads, and the async adapters.
 
+mod one_shot;
+
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
 use cmek::stream::{self, DecryptingReader, EncryptingWriter, Params, SeekableReader, Threads};
@@ -26,7 +28,7 @@ fn writer_output_equals_one_shot_layout_and_decrypts() {
     let ct = w.finish().unwrap();
     assert_eq!(ct.len() as u64, p.ciphertext_len(pt.len() as u64).unwrap());
     assert_eq!(
-        &p.decrypt(&key(), b"ad", &ct, Threads::One).unwrap()[..],
+        &one_shot::decrypt(p, &key(), b"ad", &ct, Threads::One).unwrap()[..],
         &pt[..]
     );
 }
@@ -42,7 +44,7 @@ fn writer_dropped_without_finish_leaves_nothing_that_decrypts() {
             w.flush().unwrap();
             // Dropped here, without finish().
         }
-        let e = p.decrypt(&key(), b"ad", &sink, Threads::One).unwrap_err();
+        let e = one_shot::decrypt(p, &key(), b"ad", &sink, Threads::One).unwrap_err();
         assert!(
             matches!(e, Error::Integrity { .. } | Error::Malformed { .. }),
             "{n}: {e}"
@@ -83,7 +85,7 @@ fn writer_reports_inner_failures_and_stays_failed() {
 fn seeking_from_the_end_authenticates_the_last_chunk() {
     let p = Params::new(4096).unwrap();
     let pt = data(3 * 4096);
-    let ct = p.encrypt(&key(), b"", &pt, Threads::One).unwrap();
+    let ct = one_shot::encrypt(p, &key(), b"", &pt, Threads::One).unwrap();
     let mut r = SeekableReader::new(Cursor::new(&ct[..]), &key(), b"", p).unwrap();
     assert_eq!(r.chunks_decrypted(), 0);
     assert_eq!(r.seek(SeekFrom::End(-10)).unwrap(), pt.len() as u64 - 10);
@@ -117,7 +119,7 @@ fn seeking_from_the_end_authenticates_the_last_chunk() {
 fn seekable_reader_starts_at_the_inner_position() {
     let p = Params::new(4096).unwrap();
     let pt = data(10_000);
-    let ct = p.encrypt(&key(), b"", &pt, Threads::One).unwrap();
+    let ct = one_shot::encrypt(p, &key(), b"", &pt, Threads::One).unwrap();
     let mut file = b"prefix of another format".to_vec();
     let skip = file.len() as u64;
     file.extend_from_slice(&ct);
@@ -163,7 +165,7 @@ fn a_random_4k_read_opens_at_most_two_chunks() {
     for seg in [4096usize, 65536] {
         let p = Params::new(seg).unwrap();
         let pt = data(16 << 20);
-        let ct = p.encrypt(&key(), b"", &pt, Threads::Auto).unwrap();
+        let ct = one_shot::encrypt(p, &key(), b"", &pt, Threads::Auto).unwrap();
         let src = Counting {
             inner: Cursor::new(&ct[..]),
             bytes: 0,
@@ -192,7 +194,7 @@ fn a_random_4k_read_opens_at_most_two_chunks() {
 fn range_plans_fetch_only_the_touched_chunks() {
     let p = Params::new(4096).unwrap();
     let pt = data(100_000);
-    let ct = p.encrypt(&key(), b"obj", &pt, Threads::One).unwrap();
+    let ct = one_shot::encrypt(p, &key(), b"obj", &pt, Threads::One).unwrap();
     let len = ct.len() as u64;
     let dec = stream::RangeDecryptor::new(&key(), b"obj", p, &ct[..40], len).unwrap();
     let cases = [
@@ -258,9 +260,12 @@ fn threaded_one_shot_matches_single_threaded() {
         Threads::Auto,
         Threads::AtMost(4.try_into().unwrap()),
     ] {
-        let ct = p.encrypt(&key(), b"t", &pt, threads).unwrap();
+        let ct = one_shot::encrypt(p, &key(), b"t", &pt, threads).unwrap();
         for t2 in [Threads::One, Threads::AtMost(3.try_into().unwrap())] {
-            assert_eq!(&p.decrypt(&key(), b"t", &ct, t2).unwrap()[..], &pt[..]);
+            assert_eq!(
+                &one_shot::decrypt(p, &key(), b"t", &ct, t2).unwrap()[..],
+                &pt[..]
+            );
         }
         // A bad chunk anywhere fails a threaded decrypt and leaves no
         // plaintext in the caller's buffer.
@@ -268,21 +273,21 @@ fn threaded_one_shot_matches_single_threaded() {
         let at = bad.len() * 3 / 4;
         bad[at] ^= 1;
         let mut out = vec![0u8; pt.len()];
-        let e = p
-            .decrypt_into(
-                &key(),
-                b"t",
-                &bad,
-                &mut out,
-                Threads::AtMost(4.try_into().unwrap()),
-            )
-            .unwrap_err();
+        let e = stream::decrypt_into(
+            &key(),
+            b"t",
+            p,
+            &bad,
+            &mut out,
+            Threads::AtMost(4.try_into().unwrap()),
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::Integrity { .. }));
         assert!(out.iter().all(|&b| b == 0));
     }
     let mut small = vec![0u8; 10];
     assert!(matches!(
-        p.encrypt_into(&key(), b"", b"abc", &mut small, Threads::One),
+        stream::encrypt_into(&key(), b"", p, b"abc", &mut small, Threads::One),
         Err(Error::Misuse { .. })
     ));
 }
@@ -320,7 +325,7 @@ mod async_adapters {
             w.shutdown().await.unwrap();
             let ct = w.into_inner();
             assert_eq!(
-                &p.decrypt(&key(), b"a", &ct, Threads::One).unwrap()[..],
+                &one_shot::decrypt(p, &key(), b"a", &ct, Threads::One).unwrap()[..],
                 &pt[..]
             );
             let mut r = AsyncDecryptingReader::new(&ct[..], &key(), b"a", p);
@@ -343,7 +348,7 @@ mod async_adapters {
         let mut ct = Vec::new();
         server.read_to_end(&mut ct).await.unwrap();
         writer.await.unwrap();
-        assert!(p.decrypt(&key(), b"a", &ct, Threads::One).is_err());
+        assert!(one_shot::decrypt(p, &key(), b"a", &ct, Threads::One).is_err());
         let mut r = AsyncDecryptingReader::new(&ct[..], &key(), b"a", p);
         let e = r.read_to_end(&mut Vec::new()).await.unwrap_err();
         assert!(stream::error_of(&e).is_some());
@@ -353,7 +358,9 @@ mod async_adapters {
     async fn async_reader_rejects_tampering() {
         let p = Params::new(4096).unwrap();
         let pt = data(10_000);
-        let mut ct = p.encrypt(&key(), b"a", &pt, Threads::One).unwrap().to_vec();
+        let mut ct = one_shot::encrypt(p, &key(), b"a", &pt, Threads::One)
+            .unwrap()
+            .to_vec();
         ct[5000] ^= 4;
         let mut r = AsyncDecryptingReader::new(&ct[..], &key(), b"a", p);
         let mut got = Vec::new();

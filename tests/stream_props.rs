@@ -1,6 +1,8 @@
 //! Property tests: random lengths, chunk sizes, write chunking and
 //! seek/read patterns all reproduce the plaintext, through every API.
 
+mod one_shot;
+
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
 use cmek::stream::{
@@ -75,9 +77,9 @@ proptest! {
         prop_assert_eq!(ct.len() as u64, p.ciphertext_len(len as u64).unwrap());
 
         // One-shot, single and multi-threaded.
-        prop_assert_eq!(&p.decrypt(&key(), &aad, &ct, Threads::One).unwrap()[..], &pt[..]);
-        let again = p.encrypt(&key(), &aad, &pt, Threads::Auto).unwrap();
-        prop_assert_eq!(&p.decrypt(&key(), &aad, &again, Threads::Auto).unwrap()[..], &pt[..]);
+        prop_assert_eq!(&one_shot::decrypt(p, &key(), &aad, &ct, Threads::One).unwrap()[..], &pt[..]);
+        let again = one_shot::encrypt(p, &key(), &aad, &pt, Threads::Auto).unwrap();
+        prop_assert_eq!(&one_shot::decrypt(p, &key(), &aad, &again, Threads::Auto).unwrap()[..], &pt[..]);
 
         // Sequential reader with random read sizes.
         let mut r = DecryptingReader::new(&ct[..], &key(), &aad, p);
@@ -102,7 +104,7 @@ proptest! {
     ) {
         let p = Params::new(seg).unwrap();
         let pt = plaintext(len, seed);
-        let ct = p.encrypt(&key(), b"props", &pt, Threads::One).unwrap();
+        let ct = one_shot::encrypt(p, &key(), b"props", &pt, Threads::One).unwrap();
         let mut r = SeekableReader::new(Cursor::new(&ct[..]), &key(), b"props", p).unwrap();
         let ranges = RangeDecryptor::new(&key(), b"props", p, &ct[..40], ct.len() as u64).unwrap();
         let mut pos: u64 = 0;
@@ -148,6 +150,10 @@ proptest! {
                     let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
                     let via_range = ranges.decrypt(&plan, fetched).unwrap();
                     prop_assert_eq!(&via_range[..], &pt[start..end]);
+                    // And through a positional read of the shared decryptor.
+                    let mut shared = vec![0u8; n];
+                    prop_assert_eq!(ranges.read_at(&ct, at, &mut shared).unwrap(), got);
+                    prop_assert_eq!(&shared[..got], &pt[start..end]);
                 }
             }
         }

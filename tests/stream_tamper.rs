@@ -2,6 +2,8 @@
 //! multi-chunk ciphertext is rejected with a typed error, by every
 //! decryption path, and no plaintext from a bad chunk is ever released.
 
+mod one_shot;
+
 use std::io::{Cursor, Read};
 
 use cmek::stream::{self, DecryptingReader, Params, SeekableReader, Threads};
@@ -25,8 +27,7 @@ fn plaintext() -> Vec<u8> {
 }
 
 fn encrypt(pt: &[u8]) -> Vec<u8> {
-    params()
-        .encrypt(&key(), AAD, pt, Threads::One)
+    one_shot::encrypt(params(), &key(), AAD, pt, Threads::One)
         .unwrap()
         .to_vec()
 }
@@ -58,7 +59,7 @@ fn is_rejection(e: &Error) -> bool {
 /// authentic prefix of whole chunks of `pt`.
 fn assert_rejected(ct: &[u8], pt: &[u8], aad: &[u8], what: &str) {
     let p = params();
-    match p.decrypt(&key(), aad, ct, Threads::One) {
+    match one_shot::decrypt(p, &key(), aad, ct, Threads::One) {
         Err(e) => assert!(is_rejection(&e), "{what}: one-shot gave {e}"),
         Ok(_) => panic!("{what}: one-shot accepted"),
     }
@@ -94,7 +95,7 @@ fn every_bit_flip_is_rejected() {
         for bit in 0..8 {
             let mut bad = ct.clone();
             bad[byte] ^= 1 << bit;
-            match params().decrypt(&key(), AAD, &bad, Threads::One) {
+            match one_shot::decrypt(params(), &key(), AAD, &bad, Threads::One) {
                 Err(e) => assert!(is_rejection(&e), "byte {byte} bit {bit}: {e}"),
                 Ok(_) => panic!("flip of byte {byte} bit {bit} accepted"),
             }
@@ -118,9 +119,7 @@ fn truncation_at_every_offset_is_rejected() {
     // Exactly at chunk boundaries, the cut is a whole number of chunks
     // and still fails: the last one left is not marked last.
     for &b in &boundaries[..boundaries.len() - 1] {
-        let e = params()
-            .decrypt(&key(), AAD, &ct[..b], Threads::One)
-            .unwrap_err();
+        let e = one_shot::decrypt(params(), &key(), AAD, &ct[..b], Threads::One).unwrap_err();
         if b > stream::HEADER_LEN {
             assert!(matches!(e, Error::Integrity { .. }), "cut at {b}: {e}");
         }
@@ -190,15 +189,11 @@ fn wrong_associated_data_and_wrong_key_are_rejected() {
     let ct = encrypt(&pt);
     for aad in [&b""[..], b"zone 1 / segment 8", b"zone 1 / segment 9 "] {
         assert_rejected(&ct, &pt, aad, "wrong aad");
-        let e = params()
-            .decrypt(&key(), aad, &ct, Threads::One)
-            .unwrap_err();
+        let e = one_shot::decrypt(params(), &key(), aad, &ct, Threads::One).unwrap_err();
         assert!(matches!(e, Error::Integrity { .. }), "{e}");
     }
     let other = SecretKey::from_slice(&[0x43; 32]).unwrap();
-    let e = params()
-        .decrypt(&other, AAD, &ct, Threads::One)
-        .unwrap_err();
+    let e = one_shot::decrypt(params(), &other, AAD, &ct, Threads::One).unwrap_err();
     assert!(matches!(e, Error::Integrity { .. }), "{e}");
 }
 

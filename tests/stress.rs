@@ -131,7 +131,7 @@ async fn writers_readers_rotation_rewrap_and_revocation_together() {
     let kms = Arc::new(MockProvider::new());
     let root = kms.add_key("root");
     let keyring = Keyring::new(kms.clone());
-    let mut spec = ZoneSpec::new("stress", "local", root);
+    let mut spec = ZoneSpec::new("stress", "mock-region-1", root);
     spec.stream = Params::new(4096).unwrap();
     let zone = keyring
         .create_zone(Arc::new(MemoryManifestStore::new()), spec)

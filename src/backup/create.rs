@@ -16,7 +16,7 @@ use super::bundle::{BundleManifest, BundleSegment, MAX_BUNDLE_MANIFEST, MAX_SEGM
 use super::digest::HashingReader;
 use super::fs::{commit, create_partial, Fs, RealFs};
 use super::names::{partial_file_name, segment_file_name};
-use super::{copy_all, Phase, Progress, BUNDLE_MANIFEST, SEGMENTS_DIR};
+use super::{copy_all, Phase, PhaseProgress, Progress, BUNDLE_MANIFEST, SEGMENTS_DIR};
 use crate::cipher::{fill_random, sha256, SHA256_LEN};
 use crate::zone::{SegmentHeader, ZoneManifest, SEGMENT_HEADER_LEN};
 use crate::{Error, Result};
@@ -95,25 +95,18 @@ impl Bundle {
     /// [`Error::BackupSegmentCorrupt`] naming the first segment that is
     /// missing or differs; [`Error::Io`].
     pub fn verify_checksums(&self, mut progress: impl FnMut(&Progress<'_>)) -> Result<()> {
-        let total = self.manifest.segments.len();
-        let bytes_total = self.manifest.total_bytes();
-        let mut bytes_done = 0;
-        for (i, seg) in self.manifest.segments.iter().enumerate() {
+        let mut counter = PhaseProgress::new(
+            Phase::Verify,
+            self.manifest.segments.len(),
+            self.manifest.total_bytes(),
+        );
+        for seg in &self.manifest.segments {
             let path = self.segment_path(&seg.segment_id);
             let file = open_segment(&RealFs, &path, &seg.segment_id)?;
             let mut reader = HashingReader::new(file);
             copy_all(&mut reader, &mut std::io::sink()).map_err(|e| e.with_paths(&path, &path))?;
             check_record(seg, reader.finish())?;
-            bytes_done = u64::saturating_add(bytes_done, seg.len);
-            progress(&Progress {
-                phase: Phase::Verify,
-                done: i + 1,
-                total,
-                bytes_done,
-                bytes_total,
-                segment_id: &seg.segment_id,
-                already_done: false,
-            });
+            counter.step(&seg.segment_id, seg.len, false, &mut progress);
         }
         Ok(())
     }
@@ -219,21 +212,12 @@ pub(crate) fn create_backup_with(
     for (_, source) in &segments {
         bytes_total = u64::saturating_add(bytes_total, fs.len(source)?.unwrap_or(0));
     }
-    let mut bytes_done = 0;
+    let mut counter = PhaseProgress::new(Phase::Backup, total, bytes_total);
     let mut records = Vec::with_capacity(total);
-    for (i, (id, source)) in segments.iter().enumerate() {
+    for (id, source) in &segments {
         let record = copy_segment(fs, zone, id, source, &seg_dir)?;
-        bytes_done = u64::saturating_add(bytes_done, record.len);
+        counter.step(id, record.len, false, &mut progress);
         records.push(record);
-        progress(&Progress {
-            phase: Phase::Backup,
-            done: i + 1,
-            total,
-            bytes_done,
-            bytes_total,
-            segment_id: id,
-            already_done: false,
-        });
     }
     // The segments are durable (each synced, the directory synced); only
     // now does the manifest make the bundle a backup.

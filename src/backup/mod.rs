@@ -35,10 +35,15 @@
 //!   plaintext file.
 //!
 //! **Across regions**: a backup copied to another region restores there
-//! through a provider of that region. A backup made under a multi-region
-//! key (`mrk-`) is opened with its replica there; one made under a
-//! single-region key is refused with [`Error::RegionMismatch`]
-//! before any provider call.
+//! through a provider of that region, and only if the backup's root key
+//! serves that region, as its provider answers
+//! ([`KeyProvider::serves_region`](crate::KeyProvider::serves_region)): a
+//! replicated key (an AWS multi-region key with a replica there) is opened
+//! through its replica. A key whose name rules the region out (a
+//! single-region key) is refused with [`Error::RegionMismatch`] before any
+//! provider call; a replicated key without a replica there, after the
+//! provider's check and before any unwrap. The new zone's root key must
+//! serve the new zone's region in the same way.
 //!
 //! **Crash safety and resumption**: a restore records its whole spec —
 //! backup, backed-up zone, mode, region, the new zone's name, root key and
@@ -135,6 +140,49 @@ pub struct Progress<'a> {
     pub segment_id: &'a str,
     /// True if an earlier, interrupted run had already restored it.
     pub already_done: bool,
+}
+
+/// Counts one phase's segments and bytes and reports each step to the
+/// caller's progress callback.
+pub(crate) struct PhaseProgress {
+    phase: Phase,
+    total: usize,
+    bytes_total: u64,
+    done: usize,
+    bytes_done: u64,
+}
+
+impl PhaseProgress {
+    pub(crate) fn new(phase: Phase, total: usize, bytes_total: u64) -> Self {
+        Self {
+            phase,
+            total,
+            bytes_total,
+            done: 0,
+            bytes_done: 0,
+        }
+    }
+
+    /// Counts segment `segment_id` of `len` bytes as handled and reports it.
+    pub(crate) fn step(
+        &mut self,
+        segment_id: &str,
+        len: u64,
+        already_done: bool,
+        progress: &mut impl FnMut(&Progress<'_>),
+    ) {
+        self.done += 1;
+        self.bytes_done = self.bytes_done.saturating_add(len);
+        progress(&Progress {
+            phase: self.phase,
+            done: self.done,
+            total: self.total,
+            bytes_done: self.bytes_done,
+            bytes_total: self.bytes_total,
+            segment_id,
+            already_done,
+        });
+    }
 }
 
 /// Which side of a copy failed.

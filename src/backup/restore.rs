@@ -58,7 +58,9 @@ use super::names::{partial_file_name, segment_file_name};
 use super::state::{
     RestoreMode, RestoreSpec, RestoreState, StoredState, TargetSpec, MAX_STATE_FILE,
 };
-use super::{copy_all, CopyError, Phase, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST};
+use super::{
+    copy_all, CopyError, Phase, PhaseProgress, Progress, RESTORE_STATE, SEGMENTS_DIR, ZONE_MANIFEST,
+};
 use crate::cipher::SHA256_LEN;
 use crate::provider::{KeyProvider, KeyRef};
 use crate::zone::{
@@ -206,17 +208,8 @@ impl Restore {
         target: Arc<Keyring>,
         spec: ZoneSpec,
     ) -> Self {
-        Self::new(
-            bundle_dir.into(),
-            dest.into(),
-            source,
-            trust,
-            Target::Zone {
-                keyring: target,
-                spec,
-            },
-            RestoreMode::Rewrap,
-        )
+        Self::into_zone(bundle_dir, dest, source, trust, target, spec)
+            .with_mode(RestoreMode::Rewrap)
     }
 
     /// Restores into a new zone `spec` with fresh DEKs: every segment is
@@ -229,17 +222,8 @@ impl Restore {
         target: Arc<Keyring>,
         spec: ZoneSpec,
     ) -> Self {
-        Self::new(
-            bundle_dir.into(),
-            dest.into(),
-            source,
-            trust,
-            Target::Zone {
-                keyring: target,
-                spec,
-            },
-            RestoreMode::Reencrypt,
-        )
+        Self::into_zone(bundle_dir, dest, source, trust, target, spec)
+            .with_mode(RestoreMode::Reencrypt)
     }
 
     /// Restores every segment to a plaintext file (owner-only), in
@@ -261,6 +245,35 @@ impl Restore {
             },
             RestoreMode::Plaintext,
         )
+    }
+
+    /// A restore into a new zone; [`rewrap`](Self::rewrap) and
+    /// [`reencrypt`](Self::reencrypt) choose how.
+    fn into_zone(
+        bundle_dir: impl Into<PathBuf>,
+        dest: impl Into<PathBuf>,
+        source: Arc<Keyring>,
+        trust: SourceTrust,
+        target: Arc<Keyring>,
+        spec: ZoneSpec,
+    ) -> Self {
+        let target = Target::Zone {
+            keyring: target,
+            spec,
+        };
+        Self::new(
+            bundle_dir.into(),
+            dest.into(),
+            source,
+            trust,
+            target,
+            RestoreMode::Rewrap,
+        )
+    }
+
+    fn with_mode(mut self, mode: RestoreMode) -> Self {
+        self.mode = mode;
+        self
     }
 
     fn new(
@@ -330,9 +343,11 @@ impl Restore {
     /// restore's root key — all before any provider call and before
     /// anything is written; [`Error::Conflict`] while another restore runs
     /// into the same destination; [`Error::RegionMismatch`] if the backup's
-    /// root key cannot be used in this region (a single-region key from
-    /// another region), or the new zone's root key is not in the new
-    /// zone's region — both checked before any provider call;
+    /// root key does not serve this region, or the new zone's root key does
+    /// not serve the new zone's region, as their providers answer — a key
+    /// whose name rules the region out (a single-region key from another
+    /// region) before any provider call, a replicated key's missing
+    /// replica after the provider's check;
     /// [`Error::Malformed`] for a damaged backup manifest, state or zone
     /// manifest; [`Error::LimitExceeded`] for one too large to be genuine;
     /// provider errors; [`Error::Io`].
@@ -341,22 +356,13 @@ impl Restore {
         let bundle = Bundle::open_with(&*fs, self.bundle_dir.clone())?;
         self.trust.check(bundle.manifest().zone())?;
         let backup_root = bundle.manifest().zone().root().clone();
-        check_region(
-            self.source.provider().as_ref(),
-            &backup_root,
-            self.region(),
-            "the backup was made under a single-region key, which exists only in its own \
-             region: a backup restores in another region only if its zone's root key is a \
-             multi-region (mrk-) key with a replica there",
-        )?;
+        // The providers say where their keys serve. A key whose name rules
+        // the region out is refused here, before any provider call and
+        // before anything is written; a replica is confirmed below.
+        let source_provider = self.source.provider().as_ref();
+        source_provider.key_in_region(&backup_root, self.region())?;
         if let Target::Zone { keyring, spec } = &self.target {
-            check_region(
-                keyring.provider().as_ref(),
-                &spec.root,
-                &spec.region,
-                "a zone's root key must be in the zone's region (or be a multi-region key \
-                 replicated there)",
-            )?;
+            keyring.provider().key_in_region(&spec.root, &spec.region)?;
         }
         let spec = self.spec(&bundle);
         spec.check()?;
@@ -377,6 +383,10 @@ impl Restore {
         });
         let body_zone = bundle.manifest().zone().body_zone_id();
         let resumed = self.resume(&spec, &*store, body_zone)?;
+        check_region(source_provider, &backup_root, self.region()).await?;
+        if let Target::Zone { keyring, spec } = &self.target {
+            check_region(keyring.provider().as_ref(), &spec.root, &spec.region).await?;
+        }
 
         // The backup's zone, opened read-only: its store is never written.
         let bundled = bundle.manifest().zone();
@@ -588,24 +598,15 @@ fn check_restored_zone(
     Ok(())
 }
 
-/// Refuses a root key that cannot serve `region`: only a multi-region key
-/// leaves its home region, and only the key's provider can say which keys
-/// are (an alias never is).
-fn check_region(
-    provider: &dyn KeyProvider,
-    root: &KeyRef,
-    region: &str,
-    reason: &'static str,
-) -> Result<()> {
-    if root.region() == region || provider.is_multi_region(root) {
-        return Ok(());
-    }
-    Err(Error::RegionMismatch {
-        key: root.to_string(),
-        key_region: root.region().to_owned(),
-        region: region.to_owned(),
-        reason,
-    })
+/// Refuses a root key that does not serve `region`, as its provider
+/// answers ([`KeyProvider::serves_region`]): only a replicated key (an AWS
+/// multi-region key with a replica there) leaves its home region.
+async fn check_region(provider: &dyn KeyProvider, root: &KeyRef, region: &str) -> Result<()> {
+    provider
+        .serves_region(root, region)
+        .await?
+        .require(root, region)
+        .map(drop)
 }
 
 /// A restore whose zones are open: the file work is left, and needs no
@@ -703,12 +704,10 @@ impl PreparedRestore {
         let segments = self.bundle.manifest().segments().to_vec();
         let total = segments.len();
         let bytes_total = self.bundle.manifest().total_bytes();
-        let (mut done, mut bytes_done) = (0, 0u64);
+        let mut counter = PhaseProgress::new(Phase::Restore, total, bytes_total);
         let (mut restored, mut already_done, mut replaced) = (0, 0, 0);
         let all: Vec<&BundleSegment> = segments.iter().collect();
         self.restore_all(&all, &seg_dir, |seg, outcome| {
-            done += 1;
-            bytes_done = bytes_done.saturating_add(seg.len);
             match outcome {
                 Outcome::AlreadyDone => already_done += 1,
                 Outcome::Restored => restored += 1,
@@ -717,31 +716,15 @@ impl PreparedRestore {
                     replaced += 1;
                 }
             }
-            progress(&Progress {
-                phase: Phase::Restore,
-                done,
-                total,
-                bytes_done,
-                bytes_total,
-                segment_id: &seg.segment_id,
-                already_done: outcome == Outcome::AlreadyDone,
-            });
+            let was_done = outcome == Outcome::AlreadyDone;
+            counter.step(&seg.segment_id, seg.len, was_done, &mut progress);
         })?;
 
         let mut report = Vec::with_capacity(total);
-        let mut bytes_done = 0u64;
-        for (i, seg) in segments.iter().enumerate() {
+        let mut counter = PhaseProgress::new(Phase::Verify, total, bytes_total);
+        for seg in &segments {
             report.push(self.check_restored(seg, &seg_dir)?);
-            bytes_done = bytes_done.saturating_add(seg.len);
-            progress(&Progress {
-                phase: Phase::Verify,
-                done: i + 1,
-                total,
-                bytes_done,
-                bytes_total,
-                segment_id: &seg.segment_id,
-                already_done: false,
-            });
+            counter.step(&seg.segment_id, seg.len, false, &mut progress);
         }
         if !self.state.complete {
             self.state.complete = true;
@@ -797,7 +780,7 @@ impl PreparedRestore {
                             self.restore_segment(seg, seg_dir)
                         }))
                         .unwrap_or(Err(Error::WorkerPanicked {
-                            what: "restoring a backup segment",
+                            what: format!("restoring backup segment {:?}", seg.segment_id),
                         }));
                         if result.is_err() {
                             stop.store(true, Ordering::Relaxed);

@@ -29,6 +29,8 @@ mod aws_lc;
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto;
 mod wrap;
+#[cfg(test)]
+mod wycheproof_tests;
 
 #[cfg(feature = "aws-lc")]
 pub use aws_lc::AwsLc;

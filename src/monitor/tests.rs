@@ -33,7 +33,7 @@ async fn fixture() -> Fixture {
     let zone = keyring
         .create_zone(
             store.clone(),
-            ZoneSpec::new("orders", "local", root.clone()),
+            ZoneSpec::new("orders", "mock-region-1", root.clone()),
         )
         .await
         .unwrap();
@@ -443,7 +443,7 @@ async fn streams_open_before_the_key_was_revoked_stop_at_their_next_segment() {
     let kms = Arc::new(MockProvider::new());
     let root = kms.add_key("root");
     let keyring = Keyring::new(kms.clone());
-    let mut spec = ZoneSpec::new("logs", "local", root);
+    let mut spec = ZoneSpec::new("logs", "mock-region-1", root);
     spec.stream = crate::stream::Params::new(4096).unwrap();
     let zone = keyring
         .create_zone(Arc::new(MemoryManifestStore::new()), spec)
@@ -509,7 +509,7 @@ async fn a_re_pointed_root_alias_is_reported_and_never_followed() {
     let zone = keyring
         .create_zone(
             Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", "local", alias),
+            ZoneSpec::new("orders", "mock-region-1", alias),
         )
         .await
         .unwrap();
@@ -594,7 +594,7 @@ async fn an_alias_that_cannot_be_resolved_changes_nothing() {
     let zone = Keyring::new(kms.clone())
         .create_zone(
             Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", "local", alias),
+            ZoneSpec::new("orders", "mock-region-1", alias),
         )
         .await
         .unwrap();

@@ -50,7 +50,8 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 use super::{
-    check_kind, root_wrap_aad, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey,
+    check_kind, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey,
+    WrappedKey,
 };
 use crate::cipher::{KeyWrapper, SHA256_LEN};
 use crate::codec::{open_checksummed, seal_checksummed, start_checksummed};
@@ -458,6 +459,14 @@ impl KeyProvider for LocalKeyProvider {
         LOCAL_PROVIDER
     }
 
+    fn key_ref(&self, key_id: &str) -> KeyRef {
+        LocalKeyProvider::key_ref(self, key_id)
+    }
+
+    fn admin(&self) -> Option<&dyn KeyAdmin> {
+        Some(self)
+    }
+
     async fn wrap_key(
         &self,
         root: &KeyRef,
@@ -497,6 +506,32 @@ impl KeyProvider for LocalKeyProvider {
             .load()?
             .and_then(|keys| keys.get(root.key_id()).map(|k| k.state))
             .unwrap_or(KeyState::NotFound))
+    }
+}
+
+/// Keys are created by name in the file; there are no replicas.
+#[async_trait]
+impl KeyAdmin for LocalKeyProvider {
+    async fn create_key(&self, new: &NewKey) -> Result<KeyRef> {
+        if new.is_multi_region() {
+            return Err(Error::InvalidArgument(
+                "a local key file has no multi-region keys: its keys serve its own region".into(),
+            ));
+        }
+        let name = new
+            .name()
+            .ok_or_else(|| Error::InvalidArgument("a local key needs a name, its key id".into()))?;
+        self.add_key(name)
+    }
+
+    async fn enable_key(&self, key: &KeyRef) -> Result<()> {
+        self.check_ref(key)?;
+        LocalKeyProvider::enable_key(self, key.key_id())
+    }
+
+    async fn disable_key(&self, key: &KeyRef) -> Result<()> {
+        self.check_ref(key)?;
+        LocalKeyProvider::disable_key(self, key.key_id())
     }
 }
 

@@ -9,9 +9,41 @@
 //! Implementations:
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
-//! * [`AwsKmsProvider`] (feature `aws-kms`) — a customer's AWS KMS key;
+//! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
+//!
+//! # Providers own their vendor's rules
+//!
+//! Everything vendor-specific — how keys are named (ARNs, aliases), which
+//! keys are replicated to which regions, the vendor's error codes, its
+//! access policies, its administration calls — lives in the provider's own
+//! module and is reached only through this trait. The rest of cmek (zones,
+//! the registry, backups, the CLI) asks the provider:
+//!
+//! * [`KeyProvider::key_ref`] — the reference a name stands for;
+//! * [`KeyProvider::resolve_key`] — the key an alias points to now;
+//! * [`KeyProvider::key_in_region`] and [`KeyProvider::serves_region`] —
+//!   whether a key can be used from a region, and under which name
+//!   ([`RegionAnswer`]);
+//! * [`KeyProvider::admin`] — create, enable, disable keys ([`KeyAdmin`]),
+//!   where the provider offers it;
+//! * [`KeyProvider::access_policy`] — the policy document granting its calls.
+//!
+//! # Writing a provider
+//!
+//! A new provider (another KMS, an HSM over PKCS#11, a KMIP server) must
+//! implement [`kind`](KeyProvider::kind), [`key_ref`](KeyProvider::key_ref),
+//! [`wrap_key`](KeyProvider::wrap_key), [`unwrap_key`](KeyProvider::unwrap_key)
+//! and [`describe_key`](KeyProvider::describe_key), and map its failures
+//! onto [`Error`](crate::Error) as the trait documents. The other methods
+//! have defaults that are right for a provider without aliases, replicas,
+//! administration or policies; a provider that has them overrides the
+//! defaults. It must pass the conformance suite,
+//! `cmek::testing::conformance` (feature `testing`), which every provider
+//! in this crate passes too: round trips, context binding, wrong keys,
+//! modified blobs, key states, validation reports, region answers, error
+//! kinds, generated keys and alias resolution.
 //!
 //! This module must not cache unwrapped keys or retry: callers (zones) own
 //! caching and coalescing, so that every provider call is visible.
@@ -26,15 +58,20 @@ use bytes::Bytes;
 use crate::secret::SecretKey;
 use crate::Result;
 
+mod admin;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
 pub(crate) mod local;
+mod region;
 mod state;
 mod validate;
 
+pub use admin::{KeyAdmin, NewKey};
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
+pub(crate) use region::region_mismatch;
+pub use region::RegionAnswer;
 pub use state::KeyState;
 pub use validate::{KeyValidation, StepOutcome, ValidationFailure, ValidationStep};
 
@@ -241,6 +278,13 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// [`KeyRef::provider`].
     fn kind(&self) -> &str;
 
+    /// The reference of the key this provider knows as `key_id`: a key id,
+    /// or any other name the provider accepts (an alias, an ARN). The
+    /// region is the one the name pins (an AWS key ARN's), else the
+    /// provider's own. Makes no call and does not check that the key
+    /// exists.
+    fn key_ref(&self, key_id: &str) -> KeyRef;
+
     /// Wraps `key` under root key `root`, binding `context`.
     async fn wrap_key(
         &self,
@@ -271,11 +315,69 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
         Ok(root.clone())
     }
 
-    /// True if `root` is a multi-region key: one whose replicas in other
-    /// regions unwrap what it wrapped. Only the provider may decide this
-    /// from a key's name; the default is `false`.
-    fn is_multi_region(&self, _root: &KeyRef) -> bool {
-        false
+    /// The reference under which `root` is used from `region`, decided by
+    /// the provider without a call: `root` itself in its home region; for a
+    /// key the provider replicates across regions (an AWS multi-region
+    /// key), the name of its replica in `region`. A name returned does not
+    /// prove that the replica exists: [`serves_region`](Self::serves_region)
+    /// asks.
+    ///
+    /// The default, for providers without replicas, serves only
+    /// `root.region()`.
+    ///
+    /// # Errors
+    /// [`Error::RegionMismatch`](crate::Error::RegionMismatch) for a key
+    /// that cannot be used from `region` at all, saying what the operator
+    /// must do instead.
+    fn key_in_region(&self, root: &KeyRef, region: &str) -> Result<KeyRef> {
+        if root.region() == region {
+            Ok(root.clone())
+        } else {
+            Err(region_mismatch(
+                root,
+                region,
+                "it is a single-region key, which serves only its home region: use a key \
+                 of the region it is used from, or a multi-region key (of a provider that \
+                 has them) with a replica there",
+            ))
+        }
+    }
+
+    /// Whether `root` serves `region`: lives there, has a replica there
+    /// that unwraps what it wrapped, or cannot be used from there (and
+    /// why). A provider may call its service to find out (AWS KMS asks
+    /// `DescribeKey` for a multi-region key's replicas); a key in its home
+    /// region is answered without a call.
+    ///
+    /// The default answers from [`key_in_region`](Self::key_in_region).
+    ///
+    /// # Errors
+    /// Provider errors as they come (unreachable, access denied, a key
+    /// that does not exist); a definitive "no" is
+    /// `Ok(RegionAnswer::NotServed(..))`, not an error.
+    async fn serves_region(&self, root: &KeyRef, region: &str) -> Result<RegionAnswer> {
+        RegionAnswer::from_name(self.key_in_region(root, region), root)
+    }
+
+    /// Administration of this provider's keys (create, enable, disable),
+    /// where the provider offers it; `None` by default. Zones never need
+    /// it: it is for operators' tools and tests.
+    fn admin(&self) -> Option<&dyn KeyAdmin> {
+        None
+    }
+
+    /// A policy document granting exactly the calls this provider makes
+    /// on exactly `keys` (for AWS KMS, an IAM policy), for the operator to
+    /// attach; `Ok(None)` for a provider that has no such thing (the
+    /// default). Pass every name a key is used under — for a replicated
+    /// key, its name in each region ([`key_in_region`](Self::key_in_region)).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an
+    /// empty list or a key the policy cannot name (e.g. an alias).
+    fn access_policy(&self, keys: &[KeyRef]) -> Result<Option<String>> {
+        let _ = keys;
+        Ok(None)
     }
 
     /// A fresh key and its wrapping under `root`. The default generates
@@ -370,8 +472,20 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
     async fn resolve_key(&self, root: &KeyRef) -> Result<KeyRef> {
         (**self).resolve_key(root).await
     }
-    fn is_multi_region(&self, root: &KeyRef) -> bool {
-        (**self).is_multi_region(root)
+    fn key_ref(&self, key_id: &str) -> KeyRef {
+        (**self).key_ref(key_id)
+    }
+    fn key_in_region(&self, root: &KeyRef, region: &str) -> Result<KeyRef> {
+        (**self).key_in_region(root, region)
+    }
+    async fn serves_region(&self, root: &KeyRef, region: &str) -> Result<RegionAnswer> {
+        (**self).serves_region(root, region).await
+    }
+    fn admin(&self) -> Option<&dyn KeyAdmin> {
+        (**self).admin()
+    }
+    fn access_policy(&self, keys: &[KeyRef]) -> Result<Option<String>> {
+        (**self).access_policy(keys)
     }
     async fn generate_key(
         &self,
@@ -383,6 +497,21 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
     async fn validate_key(&self, root: &KeyRef) -> KeyValidation {
         (**self).validate_key(root).await
     }
+}
+
+/// The region a key's name pins by itself, known without a provider: an
+/// AWS KMS key or alias ARN names its region. `None` for a name that pins
+/// none (a key id, an alias name, a local key's name) and for a kind this
+/// build does not know. For callers that build providers on demand and
+/// must pick the region to build one for; the provider's
+/// [`KeyProvider::key_ref`] gives the same region.
+pub fn region_named_by(kind: &str, key_id: &str) -> Option<String> {
+    #[cfg(feature = "aws-kms")]
+    if kind == AWS_KMS_PROVIDER {
+        return aws::arn::region_of(key_id);
+    }
+    let _ = (kind, key_id);
+    None
 }
 
 /// Refuses a [`KeyRef`] meant for another provider kind.
@@ -433,6 +562,21 @@ mod tests {
         assert_ne!(
             root_wrap_aad("k", &EncryptionContext::new().with("x", "")),
             root_wrap_aad("kx", &EncryptionContext::new())
+        );
+    }
+
+    #[test]
+    fn only_names_that_pin_a_region_name_one() {
+        assert_eq!(
+            region_named_by(LOCAL_PROVIDER, "arn:aws:kms:x:1:key/k"),
+            None
+        );
+        assert_eq!(region_named_by("aws-kms", "alias/orders"), None);
+        #[cfg(feature = "aws-kms")]
+        assert_eq!(
+            region_named_by(AWS_KMS_PROVIDER, "arn:aws:kms:eu-west-1:111122223333:key/k")
+                .as_deref(),
+            Some("eu-west-1")
         );
     }
 

@@ -9,9 +9,12 @@
 //!   describe) before it is added; an invalid key is refused with
 //!   [`Error::KeyValidationFailed`], naming the failing step and why;
 //!   a duplicate is refused;
-//! * a zone may only use a key of its own region; a multi-region key serves
-//!   every region it is registered as replicated to
-//!   ([`Error::RegionMismatch`] otherwise);
+//! * a zone may only use a key of its own region; a replicated key (an AWS
+//!   multi-region key) serves every region it is registered as replicated
+//!   to, each replica confirmed by the key's provider when the key is added
+//!   ([`KeyProvider::serves_region`]; [`Error::RegionMismatch`] otherwise);
+//! * registering is idempotent with [`get_or_add`](KeyRegistry::get_or_add),
+//!   for engines that register their keys at every start;
 //! * a key any zone uses cannot be removed; [`Error::KeyInUse`] names the
 //!   zones. Removing a key only forgets it: the key in its KMS is untouched.
 //!
@@ -118,16 +121,19 @@ impl KeyRegistry {
     /// Validates `key` through `provider` and adds it. Register keys, not
     /// aliases: a zone created under an alias records the key the alias
     /// pointed to ([`KeyProvider::resolve_key`]), and zones are matched to
-    /// registered keys by that key. `regions` are the
-    /// regions the key serves besides its own (the replicas of a
-    /// multi-region key, as `provider` decides with
-    /// [`KeyProvider::is_multi_region`]; empty otherwise).
+    /// registered keys by that key. `replica_regions` are the regions the
+    /// key serves besides its own: a replicated key's replicas (an AWS
+    /// multi-region key's), each confirmed by `provider`
+    /// ([`KeyProvider::serves_region`]); empty for a key that has none.
     ///
     /// # Errors
     /// [`Error::LimitExceeded`] past the limit; [`Error::InvalidArgument`]
-    /// for a duplicate, or replica regions on a key that is not
-    /// multi-region; [`Error::KeyValidationFailed`] with the failing step;
-    /// [`Error::Io`] if the state cannot be saved (nothing is added).
+    /// for a duplicate; [`Error::RegionMismatch`] with the provider's
+    /// reason for a replica region the key does not serve (refused before
+    /// any provider call when the key's name already says so);
+    /// [`Error::KeyValidationFailed`] with the failing step; provider
+    /// errors from the replica checks; [`Error::Io`] if the state cannot
+    /// be saved (nothing is added).
     pub async fn add_key(
         &self,
         provider: &dyn KeyProvider,
@@ -135,12 +141,11 @@ impl KeyRegistry {
         replica_regions: &[&str],
     ) -> Result<()> {
         self.check_can_add(&key)?;
-        // Only the provider may say a key is multi-region: `alias/mrk-x` is
-        // an alias, whatever it points to, and is refused replicas.
-        if !replica_regions.is_empty() && !provider.is_multi_region(&key) {
-            return Err(Error::InvalidArgument(format!(
-                "key {key} is not a multi-region key and has no replicas"
-            )));
+        // Only the provider may say where a key serves: `alias/mrk-x` is an
+        // alias, whatever it points to, and is refused replicas. Names first
+        // (no call), then the round trip, then the replicas themselves.
+        for region in replica_regions {
+            provider.key_in_region(&key, region)?;
         }
         let report = provider.validate_key(&key).await;
         if let Some((step, why)) = report.first_failure() {
@@ -150,10 +155,13 @@ impl KeyRegistry {
                 failure: why.clone(),
             });
         }
-        let mut regions = vec![key.region().to_owned()];
-        regions.extend(replica_regions.iter().map(|r| r.to_string()));
-        regions.sort();
-        regions.dedup();
+        for region in replica_regions {
+            provider
+                .serves_region(&key, region)
+                .await?
+                .require(&key, region)?;
+        }
+        let regions = key_regions(&key, replica_regions);
         self.update(|s| {
             // Checked again under the lock: another add may have raced.
             check_can_add(s, &key, self.limit)?;
@@ -169,6 +177,44 @@ impl KeyRegistry {
         })?;
         tracing::info!(key = %key, "registered root key");
         Ok(())
+    }
+
+    /// The registered entry of `key` if it is registered with exactly these
+    /// replica regions, else [`add_key`](Self::add_key) and the new entry:
+    /// idempotent, for an engine that registers its keys at every start.
+    /// An entry already there costs no provider call; one added from
+    /// another process at the same time is taken as if it had been there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `key` is registered with other
+    /// regions (remove it first, or pass the regions it has); as
+    /// [`add_key`](Self::add_key) otherwise.
+    pub async fn get_or_add(
+        &self,
+        provider: &dyn KeyProvider,
+        key: KeyRef,
+        replica_regions: &[&str],
+    ) -> Result<RegisteredKey> {
+        let regions = key_regions(&key, replica_regions);
+        self.reload()?;
+        if let Some(existing) = self.key(&key) {
+            return same_regions(existing, &regions);
+        }
+        if let Err(e) = self.add_key(provider, key.clone(), replica_regions).await {
+            // Another process may have added it since the reload.
+            self.reload()?;
+            return match self.key(&key) {
+                Some(existing) => same_regions(existing, &regions),
+                None => Err(e),
+            };
+        }
+        self.key(&key)
+            .ok_or_else(|| Error::InvalidArgument(format!("key {key} was removed as it was added")))
+    }
+
+    /// The registered entry of `key`, if any.
+    pub fn key(&self, key: &KeyRef) -> Option<RegisteredKey> {
+        self.lock().keys.get(key).cloned()
     }
 
     /// Forgets `key`. The key in its KMS is not touched.
@@ -372,6 +418,29 @@ fn read_state(path: &Path) -> Result<RegistryState> {
     match fsutil::read_capped(path, MAX_STATE_LEN, WHAT)? {
         Some(bytes) => RegistryState::parse(&bytes),
         None => Ok(RegistryState::default()),
+    }
+}
+
+/// The regions a key registered with `replica_regions` serves, sorted.
+fn key_regions(key: &KeyRef, replica_regions: &[&str]) -> Vec<String> {
+    let mut regions = vec![key.region().to_owned()];
+    regions.extend(replica_regions.iter().map(|r| r.to_string()));
+    regions.sort();
+    regions.dedup();
+    regions
+}
+
+/// `existing` if it serves exactly `regions`.
+fn same_regions(existing: RegisteredKey, regions: &[String]) -> Result<RegisteredKey> {
+    if existing.regions == regions {
+        Ok(existing)
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "key {} is already registered serving {}, not {}",
+            existing.key,
+            existing.regions.join(","),
+            regions.join(",")
+        )))
     }
 }
 

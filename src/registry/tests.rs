@@ -87,8 +87,19 @@ async fn zones_only_use_keys_of_their_region() {
         .unwrap_err();
     assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
 
-    // A multi-region key serves the regions it is replicated to.
+    // A multi-region key serves the regions it is replicated to, and only
+    // once its provider confirms the replica.
     let mrk = kms.add_multi_region_key("mrk-1234abcd12ab34cd56ef1234567890ab");
+    let err = reg
+        .add_key(&kms, mrk.clone(), &["eu-west-1"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RegionMismatch { reason, .. } if reason.contains("no replica")),
+        "{err}"
+    );
+    assert!(reg.keys().iter().all(|k| k.key != mrk));
+    assert!(kms.replicate_key("mrk-1234abcd12ab34cd56ef1234567890ab", "eu-west-1"));
     reg.add_key(&kms, mrk.clone(), &["eu-west-1"])
         .await
         .unwrap();
@@ -151,6 +162,9 @@ async fn state_survives_a_restart() {
     let kms = MockProvider::new();
     let k = kms.add_key("k");
     let mrk = kms.add_multi_region_key("mrk-00000000000000000000000000000000");
+    for region in ["r2", "r3"] {
+        assert!(kms.replicate_key("mrk-00000000000000000000000000000000", region));
+    }
     reg.add_key(&kms, k.clone(), &[]).await.unwrap();
     reg.add_key(&kms, mrk.clone(), &["r2", "r3"]).await.unwrap();
     reg.register_zone(zone_id(7), "orders", "r2", &mrk).unwrap();
@@ -400,12 +414,13 @@ async fn only_the_provider_says_a_key_is_multi_region() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::InvalidArgument(m) if m.contains("not a multi-region key")),
+            matches!(&err, Error::RegionMismatch { reason, .. } if reason.contains("single-region")),
             "{key}: {err}"
         );
         assert_eq!(kms.total_calls(), 0, "refused before any provider call");
     }
     assert!(reg.keys().is_empty());
+    assert!(kms.replicate_key("real", "eu-west-1"));
     reg.add_key(&kms, real.clone(), &["eu-west-1"])
         .await
         .unwrap();
@@ -435,9 +450,57 @@ async fn an_aws_alias_named_mrk_is_not_a_multi_region_key() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::InvalidArgument(m) if m.contains("not a multi-region key")),
+            matches!(&err, Error::RegionMismatch { reason, .. } if reason.contains("alias")),
             "{id}: {err}"
         );
     }
     assert!(reg.keys().is_empty());
+}
+
+#[tokio::test]
+async fn get_or_add_is_idempotent() {
+    let (dir, reg) = registry(20);
+    let kms = MockProvider::new();
+    let k = kms.add_key("k");
+    let added = reg.get_or_add(&kms, k.clone(), &[]).await.unwrap();
+    assert_eq!(added.key, k);
+    assert_eq!(added.regions, vec!["mock-region-1"]);
+    // Again, from this registry and from another one on the same file (an
+    // engine restarted): the same entry, and no provider call.
+    kms.reset_calls();
+    assert_eq!(reg.get_or_add(&kms, k.clone(), &[]).await.unwrap(), added);
+    let restarted = KeyRegistry::open(dir.path().join("registry")).unwrap();
+    assert_eq!(
+        restarted.get_or_add(&kms, k.clone(), &[]).await.unwrap(),
+        added
+    );
+    assert_eq!(kms.total_calls(), 0);
+    assert_eq!(reg.keys().len(), 1);
+    // Other settings are refused, not silently kept or replaced.
+    let mrk = kms.add_multi_region_key("mrk");
+    assert!(kms.replicate_key("mrk", "r2"));
+    reg.get_or_add(&kms, mrk.clone(), &["r2"]).await.unwrap();
+    let err = reg.get_or_add(&kms, mrk.clone(), &[]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("already registered")),
+        "{err}"
+    );
+    // An invalid key is still validated and refused.
+    let missing = kms.key_ref("missing");
+    let err = reg.get_or_add(&kms, missing, &[]).await.unwrap_err();
+    assert!(matches!(err, Error::KeyValidationFailed { .. }), "{err}");
+    assert_eq!(reg.keys().len(), 2);
+}
+
+#[tokio::test]
+async fn get_or_add_takes_a_key_another_registry_added_meanwhile() {
+    let (dir, reg) = registry(20);
+    let other = KeyRegistry::open(dir.path().join("registry")).unwrap();
+    let kms = MockProvider::new();
+    let k = kms.add_key("k");
+    // `other` has not seen the add: it re-reads the file and answers with
+    // the entry instead of failing as a duplicate.
+    let added = reg.get_or_add(&kms, k.clone(), &[]).await.unwrap();
+    assert!(other.keys().is_empty());
+    assert_eq!(other.get_or_add(&kms, k, &[]).await.unwrap(), added);
 }

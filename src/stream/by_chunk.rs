@@ -52,7 +52,9 @@ use crate::{Error, Result};
 ///         break;
 ///     }
 /// }
-/// assert_eq!(&stream::Params::decrypt(&params, &key, b"file 7", &out, stream::Threads::One)?[..], &data[..]);
+/// let mut opened = vec![0u8; data.len()];
+/// stream::decrypt_into(&key, b"file 7", params, &out, &mut opened, stream::Threads::One)?;
+/// assert_eq!(opened, data);
 /// # Ok::<(), cmek::Error>(())
 /// ```
 pub struct ChunkSealer {
@@ -392,7 +394,8 @@ mod tests {
             assert_eq!(ct.len() as u64, params.ciphertext_len(len as u64).unwrap());
             // Every reader reads it.
             assert_eq!(
-                &params.decrypt(&key(), b"ad", &ct, Threads::One).unwrap()[..],
+                &crate::stream::decrypt_to_bytes(&key(), b"ad", params, &ct, Threads::One).unwrap()
+                    [..],
                 &data[..]
             );
             let mut via_reader = Vec::new();

@@ -21,17 +21,36 @@
 //!
 //! Entry points:
 //!
-//! * one-shot: [`encrypt`] / [`decrypt`], [`Params::encrypt_into`] /
-//!   [`Params::decrypt_into`] (multi-threaded for large buffers);
+//! * one-shot: [`encrypt`] / [`decrypt`] (default params, a new buffer),
+//!   [`encrypt_into`] / [`decrypt_into`] (any params and thread count,
+//!   into the caller's buffer); both multi-threaded for large buffers.
+//!   [`Params`] only does the layout's arithmetic;
 //! * streaming: [`EncryptingWriter`] (`std::io::Write`, explicit
-//!   [`finish`](EncryptingWriter::finish)) and [`DecryptingReader`]
+//!   [`finish`](EncryptingWriter::finish), or
+//!   [`finish_durable`](EncryptingWriter::finish_durable) to fsync a
+//!   [`Durable`] sink such as a `File`) and [`DecryptingReader`]
 //!   (`std::io::Read`);
 //! * random access: [`SeekableReader`] (`Read + Seek`,
-//!   [`read_at`](SeekableReader::read_at)), and for ranged GETs
-//!   [`Params::ciphertext_range`] with [`RangeDecryptor`];
+//!   [`read_at`](SeekableReader::read_at) through `&mut self`: one cursor,
+//!   one cached chunk); [`RangeDecryptor`], opened once and shared by
+//!   many threads: positional [`read_at`](RangeDecryptor::read_at)
+//!   through `&self` from any [`ReadAt`] source (a `File`, a buffer), and
+//!   for ranged GETs [`plan`](RangeDecryptor::plan) /
+//!   [`decrypt`](RangeDecryptor::decrypt) (or [`Params::ciphertext_range`]);
 //! * async (feature `tokio`): `AsyncEncryptingWriter`, `AsyncDecryptingReader`;
 //! * one chunk at a time, into and out of the caller's own buffers:
 //!   [`ChunkSealer`] and [`ChunkOpener`] (no copies, no I/O).
+//!
+//! Errors: the `Read`/`Write` adapters (and the tokio ones) speak
+//! [`io::Error`]. The inner reader's or writer's own errors pass through
+//! as they are; a failure of the stream itself (a chunk that does not
+//! authenticate, a malformed stream, a zone that became unavailable)
+//! travels inside one — kind `InvalidData`, `PermissionDenied` or
+//! `InvalidInput` — carrying the [`Error`]. [`error_of`] borrows it back,
+//! and `From<io::Error> for Error` recovers it, so `?` from an adapter's
+//! `io::Result` into a [`crate::Result`] gives the original variant
+//! (`Integrity` stays `Integrity`). The other entry points return
+//! [`Error`] directly.
 //!
 //! Guarantees: no plaintext is released from a chunk before it
 //! authenticated; a flipped bit, truncation (also at a chunk boundary),
@@ -54,6 +73,7 @@ mod header;
 mod oneshot;
 mod params;
 mod range;
+mod read_at;
 mod reader;
 mod seek;
 #[cfg(feature = "tokio")]
@@ -77,15 +97,16 @@ fn pass(gate: &Option<Gate>) -> crate::Result<()> {
     gate.as_ref().map_or(Ok(()), |g| g())
 }
 pub use by_chunk::{ChunkOpener, ChunkSealer};
-pub use oneshot::{decrypt, encrypt, Threads};
+pub use oneshot::{decrypt, decrypt_into, encrypt, encrypt_into, Threads};
+pub(crate) use oneshot::{decrypt_to_bytes, encrypt_with_header};
 pub use params::{
     Params, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
-    NONCE_PREFIX_LEN, SALT_LEN,
 };
 pub use range::{CiphertextRange, RangeDecryptor};
+pub use read_at::ReadAt;
 pub use reader::DecryptingReader;
 pub use seek::SeekableReader;
-pub use writer::EncryptingWriter;
+pub use writer::{Durable, EncryptingWriter};
 
 /// The [`Error`] inside an [`io::Error`] returned by this module's
 /// `Read`/`Write` adapters, if it carries one.

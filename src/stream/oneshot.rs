@@ -66,45 +66,148 @@ fn runs(chunks: u64, parts: usize) -> Vec<u64> {
     (0..=parts).map(|i| chunks * i / parts).collect()
 }
 
+/// Encrypts `plaintext` under `key` and `aad` with the default
+/// [`Params`], using every core for large buffers; for other params, a
+/// thread count or a buffer of your own, see [`encrypt_into`].
+///
+/// ```
+/// use cmek::{stream, SecretKey};
+/// let key = SecretKey::generate()?;
+/// let ct = stream::encrypt(&key, b"object 42", b"hello")?;
+/// assert_eq!(ct.len(), 40 + 5 + 16);
+/// assert_eq!(&stream::decrypt(&key, b"object 42", &ct)?[..], b"hello");
+/// # Ok::<(), cmek::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`encrypt_into`].
+pub fn encrypt(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Bytes> {
+    encrypt_to_bytes(key, aad, Params::default(), plaintext, Threads::Auto)
+}
+
+/// Decrypts a whole stream written with the default [`Params`]; for
+/// other params, a thread count or a buffer of your own, see
+/// [`decrypt_into`].
+///
+/// # Errors
+/// As [`decrypt_into`].
+pub fn decrypt(key: &SecretKey, aad: &[u8], ciphertext: &[u8]) -> Result<Bytes> {
+    decrypt_to_bytes(key, aad, Params::default(), ciphertext, Threads::Auto)
+}
+
+/// Encrypts `plaintext` under `key` and `aad` into `out`, which must be
+/// exactly [`params.ciphertext_len(plaintext.len())`](Params::ciphertext_len)
+/// bytes, sealing runs of chunks on up to `threads` threads. The result
+/// is the same stream the streaming writer produces; reuse `out` across
+/// calls to skip the allocation (and its page faults) that [`encrypt`]
+/// pays.
+///
+/// ```
+/// use cmek::{stream, SecretKey};
+/// use cmek::stream::{Params, Threads};
+/// let key = SecretKey::generate()?;
+/// let params = Params::new(4096)?;
+/// let data = vec![7u8; 10_000];
+/// let mut sealed = vec![0u8; params.ciphertext_len(data.len() as u64)? as usize];
+/// stream::encrypt_into(&key, b"file 7", params, &data, &mut sealed, Threads::One)?;
+/// let mut opened = vec![0u8; params.plaintext_len(sealed.len() as u64)? as usize];
+/// stream::decrypt_into(&key, b"file 7", params, &sealed, &mut opened, Threads::Auto)?;
+/// assert_eq!(opened, data);
+/// # Ok::<(), cmek::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Misuse`] if `out` has the wrong length;
+/// [`Error::LimitExceeded`] past 2^32 chunks; [`Error::Random`] if no
+/// salt can be drawn.
+pub fn encrypt_into(
+    key: &SecretKey,
+    aad: &[u8],
+    params: Params,
+    plaintext: &[u8],
+    out: &mut [u8],
+    threads: Threads,
+) -> Result<()> {
+    encrypt_with_header(
+        key,
+        aad,
+        params,
+        Header::generate()?,
+        plaintext,
+        out,
+        threads,
+    )
+}
+
+/// Decrypts the whole stream `ciphertext` into `out`, which must be
+/// exactly [`params.plaintext_len(ciphertext.len())`](Params::plaintext_len)
+/// bytes, opening runs of chunks on up to `threads` threads.
+///
+/// # Errors
+/// [`Error::Malformed`] for a bad header or length;
+/// [`Error::Misuse`] if `out` has the wrong length;
+/// [`Error::Integrity`] if any chunk fails to authenticate — `out` is
+/// then all zeros.
+pub fn decrypt_into(
+    key: &SecretKey,
+    aad: &[u8],
+    params: Params,
+    ciphertext: &[u8],
+    out: &mut [u8],
+    threads: Threads,
+) -> Result<()> {
+    params.open_into(key, aad, ciphertext, out, threads)
+}
+
+/// [`encrypt_into`] a new buffer.
+pub(crate) fn encrypt_to_bytes(
+    key: &SecretKey,
+    aad: &[u8],
+    params: Params,
+    plaintext: &[u8],
+    threads: Threads,
+) -> Result<Bytes> {
+    let len = usize::try_from(params.ciphertext_len(plaintext.len() as u64)?)
+        .map_err(|_| exceeds_memory("ciphertext length in bytes"))?;
+    let mut out = vec![0u8; len];
+    encrypt_into(key, aad, params, plaintext, &mut out, threads)?;
+    Ok(Bytes::from(out))
+}
+
+/// [`decrypt_into`] a new buffer.
+pub(crate) fn decrypt_to_bytes(
+    key: &SecretKey,
+    aad: &[u8],
+    params: Params,
+    ciphertext: &[u8],
+    threads: Threads,
+) -> Result<Bytes> {
+    let len = params.plaintext_len(ciphertext.len() as u64)? as usize;
+    let mut out = vec![0u8; len];
+    decrypt_into(key, aad, params, ciphertext, &mut out, threads)?;
+    Ok(Bytes::from(out))
+}
+
+/// [`encrypt_into`] with a header the caller drew: zones draw the
+/// stream's salt and nonce prefix with the segment's DEK in one OS call,
+/// and known-answer tests reproduce another implementation's bytes.
+pub(crate) fn encrypt_with_header(
+    key: &SecretKey,
+    aad: &[u8],
+    params: Params,
+    header: Header,
+    plaintext: &[u8],
+    out: &mut [u8],
+    threads: Threads,
+) -> Result<()> {
+    params.seal_into(key, aad, header, plaintext, out, threads)
+}
+
+// The work behind the functions above, private to this module: every step
+// is the layout's arithmetic, so it sits beside it.
 impl Params {
-    /// Encrypts `plaintext` into a new buffer; see [`Params::encrypt_into`].
-    ///
-    /// # Errors
-    /// As [`Params::encrypt_into`].
-    pub fn encrypt(
-        &self,
-        key: &SecretKey,
-        aad: &[u8],
-        plaintext: &[u8],
-        threads: Threads,
-    ) -> Result<Bytes> {
-        let len = usize::try_from(self.ciphertext_len(plaintext.len() as u64)?)
-            .map_err(|_| exceeds_memory("ciphertext length in bytes"))?;
-        let mut out = vec![0u8; len];
-        self.encrypt_into(key, aad, plaintext, &mut out, threads)?;
-        Ok(Bytes::from(out))
-    }
-
-    /// Encrypts `plaintext` into `out`, which must be exactly
-    /// [`ciphertext_len`](Self::ciphertext_len) bytes. The result is the
-    /// same stream the streaming writer produces.
-    ///
-    /// # Errors
-    /// [`Error::Misuse`] if `out` has the wrong length;
-    /// [`Error::LimitExceeded`] past 2^32 chunks; [`Error::Random`] if no
-    /// salt can be drawn.
-    pub fn encrypt_into(
-        &self,
-        key: &SecretKey,
-        aad: &[u8],
-        plaintext: &[u8],
-        out: &mut [u8],
-        threads: Threads,
-    ) -> Result<()> {
-        self.encrypt_with_header(key, aad, Header::generate()?, plaintext, out, threads)
-    }
-
-    pub(crate) fn encrypt_with_header(
+    /// Seals `plaintext` under `header` into `out`, checking its length.
+    fn seal_into(
         &self,
         key: &SecretKey,
         aad: &[u8],
@@ -150,33 +253,9 @@ impl Params {
         self.for_each_run(&bounds, out, plaintext, true, seal_run)
     }
 
-    /// Decrypts a whole stream into a new buffer; see
-    /// [`Params::decrypt_into`].
-    ///
-    /// # Errors
-    /// As [`Params::decrypt_into`].
-    pub fn decrypt(
-        &self,
-        key: &SecretKey,
-        aad: &[u8],
-        ciphertext: &[u8],
-        threads: Threads,
-    ) -> Result<Bytes> {
-        let len = self.plaintext_len(ciphertext.len() as u64)? as usize;
-        let mut out = vec![0u8; len];
-        self.decrypt_into(key, aad, ciphertext, &mut out, threads)?;
-        Ok(Bytes::from(out))
-    }
-
-    /// Decrypts a whole stream into `out`, which must be exactly
-    /// [`plaintext_len`](Self::plaintext_len) bytes.
-    ///
-    /// # Errors
-    /// [`Error::Malformed`] for a bad header or length;
-    /// [`Error::Misuse`] if `out` has the wrong length;
-    /// [`Error::Integrity`] if any chunk fails to authenticate — `out` is
-    /// then all zeros.
-    pub fn decrypt_into(
+    /// Opens the whole stream `ciphertext` into `out`, checking its
+    /// length; `out` is all zeros on failure.
+    fn open_into(
         &self,
         key: &SecretKey,
         aad: &[u8],
@@ -272,7 +351,8 @@ impl Params {
                             "sealing a run of stream chunks"
                         } else {
                             "opening a run of stream chunks"
-                        },
+                        }
+                        .into(),
                     })
                 });
                 result = result.and(r);
@@ -280,32 +360,6 @@ impl Params {
             result
         })
     }
-}
-
-/// Encrypts `plaintext` under `key` and `aad` with the default
-/// [`Params`], using every core for large buffers.
-///
-/// ```
-/// use cmek::{stream, SecretKey};
-/// let key = SecretKey::generate()?;
-/// let ct = stream::encrypt(&key, b"object 42", b"hello")?;
-/// assert_eq!(ct.len(), 40 + 5 + 16);
-/// assert_eq!(&stream::decrypt(&key, b"object 42", &ct)?[..], b"hello");
-/// # Ok::<(), cmek::Error>(())
-/// ```
-///
-/// # Errors
-/// As [`Params::encrypt_into`].
-pub fn encrypt(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Bytes> {
-    Params::default().encrypt(key, aad, plaintext, Threads::Auto)
-}
-
-/// Decrypts a whole stream written with the default [`Params`].
-///
-/// # Errors
-/// As [`Params::decrypt_into`].
-pub fn decrypt(key: &SecretKey, aad: &[u8], ciphertext: &[u8]) -> Result<Bytes> {
-    Params::default().decrypt(key, aad, ciphertext, Threads::Auto)
 }
 
 #[cfg(test)]

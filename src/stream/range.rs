@@ -1,29 +1,40 @@
-//! Ranged access for object stores: which ciphertext bytes to fetch for a
-//! plaintext range, and decrypting just those bytes.
+//! Ranged access: which ciphertext bytes to fetch for a plaintext range
+//! and decrypting just those bytes (ranged GETs), and positional reads
+//! through a shared reference from any [`ReadAt`] source.
 //!
 //! This module owns [`CiphertextRange`] (a pure function of the layout) and
-//! [`RangeDecryptor`]. It must not do I/O: the caller fetches the bytes (a
-//! ranged GET) and hands them over.
+//! [`RangeDecryptor`]. It does no I/O of its own: the caller fetches the
+//! bytes of a plan, or hands [`RangeDecryptor::read_at`] a source to read
+//! the touched chunks from.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
 use super::chunk::ChunkCipher;
 use super::header::Header;
 use super::params::{index_u32, Params, HEADER_LEN};
+use super::read_at::ReadAt;
+use super::{pass, Gate};
 use crate::cipher::TAG_LEN;
 use crate::secret::SecretKey;
 use crate::{Error, Result};
 
 /// The ciphertext to fetch for a plaintext range, from
-/// [`Params::ciphertext_range`].
+/// [`Params::ciphertext_range`], [`RangeDecryptor::plan`] or
+/// [`OpenedSegment::plan`](crate::zone::OpenedSegment::plan).
+///
+/// Offsets count from the start of the object that holds the stream: the
+/// stream itself for a bare stream, the segment (its header first) for a
+/// zone segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CiphertextRange {
-    /// The stream header's bytes, always `0..40`. Fetch them once per
+    /// The stream header's bytes: `0..40` in a bare stream, the 40 bytes
+    /// after the segment header in a zone segment. Fetch them once per
     /// stream (they are needed to derive the stream key); when
-    /// [`chunks`](Self::chunks) starts at 40, one fetch of
-    /// `0..chunks.end` covers both.
+    /// [`chunks`](Self::chunks) starts right after them, one fetch of
+    /// `header.start..chunks.end` covers both.
     pub header: Range<u64>,
     /// The whole chunks holding the requested plaintext. Empty when the
     /// requested range is empty and inside the stream.
@@ -33,7 +44,8 @@ pub struct CiphertextRange {
     /// The plaintext this fetch yields: the requested range clamped to the
     /// stream's length.
     pub plaintext: Range<u64>,
-    /// The stream's total ciphertext length the plan was made for.
+    /// The total length of the object the plan was made for (the stream,
+    /// or the segment holding it).
     pub ciphertext_len: u64,
 }
 
@@ -102,19 +114,48 @@ impl Params {
     }
 }
 
-/// Decrypts fetched ciphertext ranges of one stream.
+/// Decrypts ranges of one stream: fetched ciphertext ranges (ranged GETs)
+/// and positional reads from a [`ReadAt`] source.
 ///
-/// Built once per stream from its header (this derives the stream key), then
-/// used for any number of [`CiphertextRange`]s. Each chunk authenticates
-/// its own position (its index is in the nonce) and whether it is the last,
-/// so a fetched range decrypts correctly or fails with
-/// [`Error::Integrity`] — including when `ciphertext_len` misstates where
-/// the stream ends and the range touches that end.
+/// Built once per stream from its header (this derives the stream key),
+/// then used for any number of reads, from any number of threads at once:
+/// every method takes `&self`, and the type is `Send + Sync` (share it in
+/// an `Arc`). Each chunk authenticates its own position (its index is in
+/// the nonce) and whether it is the last, so a read decrypts correctly or
+/// fails with [`Error::Integrity`] — including when `ciphertext_len`
+/// misstates where the stream ends and the read touches that end.
+///
+/// ```
+/// use cmek::{stream, SecretKey};
+/// use cmek::stream::{Params, RangeDecryptor};
+/// let key = SecretKey::generate()?;
+/// let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+/// let ct = stream::encrypt(&key, b"object 9", &data)?;
+/// let ranges = RangeDecryptor::new(&key, b"object 9", Params::default(), &ct, ct.len() as u64)?;
+/// let mut buf = [0u8; 100];
+/// assert_eq!(ranges.read_at(&ct, 150_000, &mut buf)?, 100);
+/// assert_eq!(&buf[..], &data[150_000..150_100]);
+/// # Ok::<(), cmek::Error>(())
+/// ```
 pub struct RangeDecryptor {
     params: Params,
     cipher: ChunkCipher,
+    /// The stream's length.
     ciphertext_len: u64,
     chunks: u64,
+    /// The plaintext length `ciphertext_len` implies; authenticated once
+    /// `end_verified`.
+    claimed_len: u64,
+    /// Set once the last chunk authenticated as the last at the position
+    /// `ciphertext_len` puts it: the length is then proven, whatever
+    /// source later reads come from (their chunks authenticate on their
+    /// own).
+    end_verified: AtomicBool,
+    /// Offset of the stream's first byte in the object its ranges are
+    /// counted in: 0 for a bare stream, the segment header's length in a
+    /// zone segment.
+    base: u64,
+    gate: Option<Gate>,
 }
 
 impl RangeDecryptor {
@@ -137,7 +178,49 @@ impl RangeDecryptor {
             params,
             ciphertext_len,
             chunks,
+            claimed_len: params.plaintext_len(ciphertext_len)?,
+            end_verified: AtomicBool::new(false),
+            base: 0,
+            gate: None,
         })
+    }
+
+    /// Counts offsets from `base` bytes before the stream: plans and
+    /// positional reads then address the object that holds the stream
+    /// after a header of that length.
+    pub(crate) fn with_base(mut self, base: u64) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Runs `gate` before opening each chunk.
+    pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// The stream's parameters.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// The plaintext length implied by the length given to
+    /// [`new`](Self::new). It is authenticated only once a read reached
+    /// the end: use [`authenticated_len`](Self::authenticated_len) to be
+    /// sure.
+    pub fn plaintext_len(&self) -> u64 {
+        self.claimed_len
+    }
+
+    /// The plaintext length, authenticated: opens the stream's last chunk
+    /// from `source` unless a read already did.
+    ///
+    /// # Errors
+    /// As [`read_at`](Self::read_at); [`Error::Integrity`] in particular if
+    /// the stream was truncated or extended.
+    pub fn authenticated_len<R: ReadAt + ?Sized>(&self, source: &R) -> Result<u64> {
+        self.verify_end(source, &mut Vec::new())?;
+        Ok(self.claimed_len)
     }
 
     /// The plan for a plaintext range of this stream; see
@@ -146,7 +229,16 @@ impl RangeDecryptor {
     /// # Errors
     /// As [`Params::ciphertext_range`].
     pub fn plan(&self, plaintext: Range<u64>) -> Result<CiphertextRange> {
-        self.params.ciphertext_range(plaintext, self.ciphertext_len)
+        let mut plan = self
+            .params
+            .ciphertext_range(plaintext, self.ciphertext_len)?;
+        if self.base > 0 {
+            let b = self.base;
+            plan.header = plan.header.start + b..plan.header.end + b;
+            plan.chunks = plan.chunks.start + b..plan.chunks.end + b;
+            plan.ciphertext_len += b;
+        }
+        Ok(plan)
     }
 
     /// Decrypts `fetched` (the bytes of `plan.chunks`) and returns exactly
@@ -161,7 +253,7 @@ impl RangeDecryptor {
     pub fn decrypt(&self, plan: &CiphertextRange, fetched: &[u8]) -> Result<Bytes> {
         if *plan != self.plan(plan.plaintext.clone())? {
             return Err(Error::misuse(
-                "the range plan was not made for this stream by ciphertext_range",
+                "the range plan was not made for this stream by its plan()",
             ));
         }
         let want = plan.chunks.end - plan.chunks.start;
@@ -178,16 +270,13 @@ impl RangeDecryptor {
         let mut at = 0usize;
         let mut index = plan.first_chunk;
         while at < fetched.len() {
-            let sealed = self
-                .params
-                .sealed_len(index, self.chunks, self.ciphertext_len);
+            let sealed = self.sealed_len(index);
             let Some(ct) = fetched.get(at..at + sealed) else {
                 return Err(Error::malformed("stream range", "ends inside a chunk"));
             };
             let buf = &mut scratch[..sealed];
             buf.copy_from_slice(ct);
-            self.cipher
-                .open(index_u32(index)?, index + 1 == self.chunks, buf)?;
+            self.open_in_place(index, buf)?;
             let seg_start = self.params.plaintext_start(index);
             let seg_end = seg_start + (sealed - TAG_LEN) as u64;
             let from = plan.plaintext.start.max(seg_start);
@@ -200,6 +289,162 @@ impl RangeDecryptor {
         }
         Ok(Bytes::from(out))
     }
+
+    /// Reads plaintext starting at `offset` into `out`, fetching from
+    /// `source` only the chunks the range touches and authenticating each
+    /// before any of its bytes is copied out. Returns fewer than
+    /// `out.len()` bytes only at the end of the stream, whose position is
+    /// then authenticated (the last chunk is opened), so a truncated stream
+    /// is an error, never a short read.
+    ///
+    /// `source` holds the stream at the offsets this decryptor counts in
+    /// (for a zone segment, the whole segment, header first). Nothing is
+    /// cached between calls but whether the end was proven; calls from
+    /// many threads at once each use their own thread's buffer of one
+    /// chunk, kept for the thread's next read when the chunk size is at
+    /// most 1 MiB.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if a touched chunk does not authenticate (no
+    /// plaintext from it is copied out; what `out` holds is then
+    /// unspecified); [`Error::Malformed`] if `source` is shorter than the
+    /// length given to [`new`](Self::new); [`Error::Io`] if `source`
+    /// fails; [`Error::ZoneUnavailable`] once a zone's stream finds its zone
+    /// unavailable.
+    pub fn read_at<R: ReadAt + ?Sized>(
+        &self,
+        source: &R,
+        mut offset: u64,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let mut scratch = Scratch::take();
+        let scratch = &mut scratch.0;
+        let mut done = 0;
+        while done < out.len() {
+            if offset >= self.claimed_len {
+                self.verify_end(source, scratch)?;
+                break;
+            }
+            let (index, within) = self.params.chunk_of(offset);
+            let sealed = self.fetch(source, index, scratch)?;
+            let plain_len = sealed.len() - TAG_LEN;
+            let want = out.len() - done;
+            if within == 0 && plain_len <= want {
+                // The whole chunk is wanted: open it straight into `out`.
+                pass(&self.gate)?;
+                self.cipher.open_to(
+                    index_u32(index)?,
+                    self.is_last(index),
+                    sealed,
+                    &mut out[done..done + plain_len],
+                )?;
+                self.opened(index);
+                done += plain_len;
+                offset += plain_len as u64;
+            } else {
+                self.open_in_place(index, sealed)?;
+                let n = (plain_len - within).min(want);
+                out[done..done + n].copy_from_slice(&sealed[within..within + n]);
+                done += n;
+                offset += n as u64;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Opens the last chunk unless that was done before.
+    fn verify_end<R: ReadAt + ?Sized>(&self, source: &R, scratch: &mut Vec<u8>) -> Result<()> {
+        if self.end_verified.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let last = self.chunks - 1;
+        let sealed = self.fetch(source, last, scratch)?;
+        self.open_in_place(last, sealed)
+    }
+
+    /// Reads sealed chunk `index` from `source` into `scratch` and
+    /// returns it.
+    fn fetch<'a, R: ReadAt + ?Sized>(
+        &self,
+        source: &R,
+        index: u64,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a mut [u8]> {
+        let sealed = self.sealed_len(index);
+        if scratch.len() < sealed {
+            // At most one chunk, and never more than the stream's length
+            // (a chunk is that long only if the stream is).
+            scratch.resize(sealed, 0);
+        }
+        let buf = &mut scratch[..sealed];
+        let at = self.base + self.params.ciphertext_start(index);
+        source.read_exact_at(buf, at).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::malformed("stream", "shorter than the length it was opened with")
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(buf)
+    }
+
+    /// Opens sealed chunk `index` in place (after the gate); its plaintext
+    /// is then `buf[..len - 16]`.
+    fn open_in_place(&self, index: u64, buf: &mut [u8]) -> Result<()> {
+        pass(&self.gate)?;
+        self.cipher
+            .open(index_u32(index)?, self.is_last(index), buf)?;
+        self.opened(index);
+        Ok(())
+    }
+
+    /// Records that chunk `index` authenticated.
+    fn opened(&self, index: u64) {
+        if self.is_last(index) {
+            self.end_verified.store(true, Ordering::Release);
+        }
+    }
+
+    fn is_last(&self, index: u64) -> bool {
+        index + 1 == self.chunks
+    }
+
+    fn sealed_len(&self, index: u64) -> usize {
+        self.params
+            .sealed_len(index, self.chunks, self.ciphertext_len)
+    }
+}
+
+/// Largest chunk buffer a thread keeps between positional reads (the
+/// default chunk size is 64 KiB).
+const KEPT_SCRATCH: usize = 1 << 20;
+
+thread_local! {
+    /// The chunk buffer of this thread's last positional read, so that the
+    /// next one neither allocates nor clears it. It holds no key material
+    /// (only a chunk, as any reader's buffer does).
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A thread's chunk buffer, taken for one read and given back when
+/// dropped (a read nested inside a source's own read finds none and
+/// allocates its own).
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    fn take() -> Self {
+        Self(SCRATCH.with(|s| s.take()))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.len() <= KEPT_SCRATCH {
+            let buf = std::mem::take(&mut self.0);
+            // Ignored during thread teardown, when the slot is gone.
+            let _ = SCRATCH.try_with(|s| s.set(buf));
+        }
+    }
 }
 
 impl std::fmt::Debug for RangeDecryptor {
@@ -207,6 +452,7 @@ impl std::fmt::Debug for RangeDecryptor {
         f.debug_struct("RangeDecryptor")
             .field("params", &self.params)
             .field("ciphertext_len", &self.ciphertext_len)
+            .field("base", &self.base)
             .finish_non_exhaustive()
     }
 }

@@ -14,20 +14,20 @@ use bytes::Bytes;
 use zeroize::Zeroizing;
 
 use super::header::{self, SegmentHeader, SEGMENT_HEADER_LEN};
-use super::{Zone, ZoneState};
+use super::{OpenedSegment, Zone, ZoneState};
 use crate::cipher::{fill_random, NONCE_LEN};
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::stream::{
     ChunkOpener, ChunkSealer, DecryptingReader, EncryptingWriter, Header as StreamHeader, Params,
-    SeekableReader, Threads,
+    RangeDecryptor, SeekableReader, Threads,
 };
 use crate::{Error, IntegrityFailure, Result};
 
 /// Stream header bytes other than its length byte.
 const STREAM_RANDOM_LEN: usize = crate::stream::HEADER_LEN - 1;
 
-/// Bytes at the start of every segment before its first sealed stream
-/// segment: the segment header and the stream header.
+/// Bytes at the start of every segment before its first sealed chunk:
+/// the segment header and the stream header.
 pub const SEGMENT_PREFIX_LEN: usize = SEGMENT_HEADER_LEN + crate::stream::HEADER_LEN;
 
 /// What a new segment starts from.
@@ -110,9 +110,10 @@ impl Zone {
         let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
         out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
         let aad = self.body_aad(segment_id);
-        params.encrypt_with_header(
+        crate::stream::encrypt_with_header(
             &dek,
             &aad,
+            params,
             stream_header,
             plaintext,
             &mut out[SEGMENT_HEADER_LEN..],
@@ -136,7 +137,13 @@ impl Zone {
     pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
         let (dek, params) = self.open_header(segment_id, segment)?;
         let aad = self.body_aad(segment_id);
-        params.decrypt(&dek, &aad, &segment[SEGMENT_HEADER_LEN..], Threads::Auto)
+        crate::stream::decrypt_to_bytes(
+            &dek,
+            &aad,
+            params,
+            &segment[SEGMENT_HEADER_LEN..],
+            Threads::Auto,
+        )
     }
 
     /// Writes the header of a new segment to `sink` and returns a writer for
@@ -199,7 +206,7 @@ impl Zone {
     /// buffers the caller owns (see [`ChunkSealer`]). Returns the
     /// segment header: write it first, then the sealer's
     /// [`stream_header`](ChunkSealer::stream_header), then each sealed
-    /// segment. The result reads like any other segment of the zone.
+    /// chunk. The result reads like any other segment of the zone.
     ///
     /// # Errors
     /// As [`encrypt_segment`](Self::encrypt_segment).
@@ -222,28 +229,55 @@ impl Zone {
     /// Prepares to open a segment one chunk at a time (see
     /// [`ChunkOpener`]). `prefix` holds at least the segment's first
     /// [`SEGMENT_PREFIX_LEN`] bytes: its header and the stream header; the
-    /// sealed segments follow them.
+    /// sealed chunks follow them.
     ///
     /// # Errors
     /// As [`decrypt_segment`](Self::decrypt_segment) for the header;
     /// [`Error::Malformed`] if `prefix` is shorter than
     /// [`SEGMENT_PREFIX_LEN`].
     pub fn chunk_opener(&self, segment_id: &str, prefix: &[u8]) -> Result<ChunkOpener> {
-        if prefix.len() < SEGMENT_PREFIX_LEN {
-            return Err(Error::malformed(
-                "segment",
-                format!(
-                    "{} bytes is shorter than its header and stream header",
-                    prefix.len()
-                ),
-            ));
-        }
+        check_prefix(prefix)?;
         let (dek, params) = self.open_header(segment_id, &prefix[..SEGMENT_HEADER_LEN])?;
         let aad = self.body_aad(segment_id);
         Ok(
             ChunkOpener::new(&dek, &aad, params, &prefix[SEGMENT_HEADER_LEN..])?
                 .with_gate(self.gate()),
         )
+    }
+
+    /// Opens a segment for positional reads shared by many threads (see
+    /// [`OpenedSegment`]). `prefix` holds at least the segment's first
+    /// [`SEGMENT_PREFIX_LEN`] bytes (its header and the stream header);
+    /// `segment_len` is the segment's whole stored length (the file's or
+    /// object's size), which says where its last chunk is. No provider
+    /// call.
+    ///
+    /// # Errors
+    /// As [`decrypt_segment`](Self::decrypt_segment) for the header;
+    /// [`Error::Malformed`] if `prefix` is shorter than
+    /// [`SEGMENT_PREFIX_LEN`] or no segment has `segment_len` bytes. A
+    /// `segment_len` that misstates where the segment ends is found out
+    /// by the first read that reaches the end ([`Error::Integrity`]).
+    pub fn open_segment(
+        &self,
+        segment_id: &str,
+        prefix: &[u8],
+        segment_len: u64,
+    ) -> Result<OpenedSegment> {
+        check_prefix(prefix)?;
+        let Some(body_len) = segment_len.checked_sub(SEGMENT_HEADER_LEN as u64) else {
+            return Err(Error::malformed(
+                "segment",
+                format!("{segment_len} bytes is shorter than its header"),
+            ));
+        };
+        let (dek, params) = self.open_header(segment_id, &prefix[..SEGMENT_HEADER_LEN])?;
+        let aad = self.body_aad(segment_id);
+        let body =
+            RangeDecryptor::new(&dek, &aad, params, &prefix[SEGMENT_HEADER_LEN..], body_len)?
+                .with_base(SEGMENT_HEADER_LEN as u64)
+                .with_gate(self.gate());
+        Ok(OpenedSegment::new(body, segment_len))
     }
 
     /// The check a segment stream of this zone runs before each chunk:
@@ -259,6 +293,20 @@ impl Zone {
                 .ensure_available()
         })
     }
+}
+
+/// Refuses a prefix too short to hold the segment and stream headers.
+fn check_prefix(prefix: &[u8]) -> Result<()> {
+    if prefix.len() < SEGMENT_PREFIX_LEN {
+        return Err(Error::malformed(
+            "segment",
+            format!(
+                "{} bytes is shorter than its header and stream header",
+                prefix.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the header at the start of `source`.

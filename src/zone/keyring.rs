@@ -17,11 +17,19 @@ use crate::stream::Params;
 use crate::{Error, Result, StateRejection};
 
 /// What a new zone is made of.
+///
+/// The zone's region is its own, not always its root key's: a zone in
+/// region R may use a key of R, or a replicated key of another region with
+/// a replica in R (an AWS multi-region key), which unwraps there what the
+/// key wrapped. [`Keyring::create_zone`] asks the root key's provider
+/// whether the key serves the zone's region
+/// ([`KeyProvider::serves_region`]) and refuses the zone with
+/// [`Error::RegionMismatch`] if not.
 #[derive(Debug, Clone)]
 pub struct ZoneSpec {
     /// Human-readable name (1 to 256 bytes).
     pub name: String,
-    /// The region the zone lives in.
+    /// The region the zone lives in: one its root key serves.
     pub region: String,
     /// The root key that wraps the zone's EZKs: a key, or an alias that
     /// the zone resolves once, at creation, to the key it points to.
@@ -32,7 +40,7 @@ pub struct ZoneSpec {
 
 impl ZoneSpec {
     /// A zone named `name` in `region` under `root`, with default stream
-    /// parameters.
+    /// parameters. Nothing is checked until the zone is created.
     pub fn new(name: impl Into<String>, region: impl Into<String>, root: KeyRef) -> Self {
         Self {
             name: name.into(),
@@ -101,7 +109,8 @@ impl Keyring {
     /// Creates a zone: resolves `spec.root` (one provider call; an alias
     /// becomes the key it points to now, recorded as the zone's root, and
     /// the alias is kept for display as [`ZoneManifest::root_alias`]),
-    /// draws the zone's id and first EZK, wraps the EZK under the resolved
+    /// checks that the key serves `spec.region` (a provider call only for
+    /// a replica in another region), draws the zone's id and first EZK, wraps the EZK under the resolved
     /// key (one provider call), and persists the manifest in `store` before
     /// returning.
     ///
@@ -111,8 +120,9 @@ impl Keyring {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `store` already holds a manifest or the
-    /// spec is out of range; [`Error::Conflict`] if another creator stored
-    /// one after this call looked (see
+    /// spec is out of range; [`Error::RegionMismatch`] if the root key does
+    /// not serve `spec.region` (see [`ZoneSpec`]); [`Error::Conflict`] if
+    /// another creator stored one after this call looked (see
     /// [`open_or_create_zone`](Self::open_or_create_zone) for that race);
     /// provider errors as they come; [`Error::Io`] if the manifest cannot be
     /// stored (nothing is then created).
@@ -158,8 +168,14 @@ impl Keyring {
     ) -> Result<Zone> {
         // An alias is resolved once, here: the zone records the key it
         // pointed to, so re-pointing the alias later cannot move the zone.
+        // A key whose name rules the region out is refused before any call.
+        self.provider.key_in_region(&spec.root, &spec.region)?;
         let (root, root_alias) = resolve_root(self.provider.as_ref(), &spec.root).await?;
         ZoneManifest::check_new(&spec.name, &spec.region, &root)?;
+        self.provider
+            .serves_region(&root, &spec.region)
+            .await?
+            .require(&root, &spec.region)?;
         let version = 1;
         let (ezk, wrapped) = self
             .provider

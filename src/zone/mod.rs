@@ -10,23 +10,79 @@
 //!
 //! * [`Keyring`] creates and opens zones (provider calls happen there, once
 //!   per EZK version, coalesced across concurrent opens).
-//! * [`Zone`] is `Send + Sync` and cheap to clone. Its data path —
-//!   [`encrypt_segment`](Zone::encrypt_segment),
-//!   [`decrypt_segment`](Zone::decrypt_segment), the writer, reader and
-//!   seekable variants — makes no provider call.
+//! * [`Zone`] is `Send + Sync` and cheap to clone. Its data path makes no
+//!   provider call:
+//!   - writing: [`encrypt_segment`](Zone::encrypt_segment) (whole, on
+//!     several threads), [`segment_writer`](Zone::segment_writer)
+//!     (`Write`; finish it with
+//!     [`finish_durable`](crate::stream::EncryptingWriter::finish_durable)
+//!     for a file that must survive a crash),
+//!     [`chunk_sealer`](Zone::chunk_sealer) (chunk by chunk into your
+//!     buffers);
+//!   - reading: [`decrypt_segment`](Zone::decrypt_segment) (whole),
+//!     [`segment_reader`](Zone::segment_reader) (`Read`),
+//!     [`segment_seekable`](Zone::segment_seekable) (`Read + Seek`, one
+//!     cursor), [`chunk_opener`](Zone::chunk_opener) (chunk by chunk), and
+//!     for a table cache [`open_segment`](Zone::open_segment): open a
+//!     segment once, then serve lookups from any number of threads
+//!     through `&self` ([`OpenedSegment::read_at`] from a `File` or a
+//!     buffer, [`OpenedSegment::plan`] and
+//!     [`decrypt_range`](OpenedSegment::decrypt_range) for ranged GETs).
 //! * Rotation: [`rotate_ezk`](Zone::rotate_ezk) adds an EZK version,
 //!   [`rewrap_segment`](Zone::rewrap_segment) and
 //!   [`rewrap_file`](Zone::rewrap_file) move a segment's DEK to the active
-//!   version without touching the body, [`retire_ezk`](Zone::retire_ezk)
+//!   version without touching the body ([`rewrap_files`](Zone::rewrap_files)
+//!   many files on several threads), [`retire_ezk`](Zone::retire_ezk)
 //!   drops a version nothing uses, and [`rotate_root`](Zone::rotate_root)
 //!   rewraps every EZK under a new root key without touching any segment.
 //!
 //! Every change to the manifest is persisted before the zone uses it; a
 //! failed or interrupted change leaves the previous manifest in force.
 //!
+//! # What readers see while the zone changes
+//!
+//! A reader or writer derives its segment's stream key when it is opened
+//! and keeps it; it holds no EZK.
+//!
+//! * [`rotate_ezk`](Zone::rotate_ezk): nothing changes for open readers;
+//!   segments written from then on use the new version.
+//! * A rewrap rewrites a segment's header only, never its body: a reader
+//!   that opened the segment before keeps reading. A reader that reads
+//!   the header while [`rewrap_file`](Zone::rewrap_file) overwrites it
+//!   may see a torn header and fail to open ([`Error::Integrity`](crate::Error::Integrity)
+//!   or another header error, never wrong plaintext); opening again
+//!   succeeds. Read the header under a shared lock on the file
+//!   (`File::lock_shared`) to wait for the rewrap instead: `rewrap_file`
+//!   holds the exclusive lock for its whole run.
+//! * [`retire_ezk`](Zone::retire_ezk): a reader already open on a segment
+//!   under the retired version keeps reading (its DEK was unwrapped when it
+//!   opened); every new open of such a header fails with
+//!   [`Error::UnknownEzkVersion`](crate::Error::UnknownEzkVersion). Rewrap
+//!   every segment before retiring its version.
+//! * The zone becoming unavailable (its root key revoked, see
+//!   [`crate::monitor`]): every open reader and writer fails at its next
+//!   chunk with [`Error::ZoneUnavailable`](crate::Error::ZoneUnavailable)
+//!   (whose [`kind`](crate::Error::kind) tells an unreachable KMS, worth a
+//!   retry, from a revoked key), and so does every new open. An [`OpenedSegment`] reads again once
+//!   the zone recovers.
+//!
+//! # Errors from the `Read` and `Write` adapters
+//!
+//! [`segment_writer`](Zone::segment_writer),
+//! [`segment_reader`](Zone::segment_reader) and
+//! [`segment_seekable`](Zone::segment_seekable) return the stream's
+//! adapters, whose `std::io` methods return [`std::io::Error`]. A failure
+//! of cmek's own (a modified chunk, an unavailable zone) travels inside it
+//! as a [`crate::Error`]: [`stream::error_of`](crate::stream::error_of)
+//! borrows it back, and `From<io::Error> for Error` recovers it, so `?`
+//! into a [`crate::Result`] keeps the variant an engine acts on
+//! (quarantine on `Integrity`, alert on a revoked `ZoneUnavailable`), and
+//! [`Error::kind`](crate::Error::kind) says which action. See the
+//! [`stream`](crate::stream) module.
+//!
 //! `Zone`'s methods live by role: the data path (`encrypt_segment`,
-//! `decrypt_segment`, writers, readers, chunk sealers and openers) in
-//! `data.rs`; administration (`rotate_ezk`, `rotate_root`, `retire_ezk`,
+//! `decrypt_segment`, writers, readers, chunk sealers and openers,
+//! `open_segment`) in `data.rs`, with [`OpenedSegment`] in `opened.rs`; administration (`rotate_ezk`, `rotate_root`, `retire_ezk`,
 //! `reload`) in `admin.rs`; header rewrap in `rewrap.rs`; availability
 //! (`mark_unavailable`, `recover`) in `availability.rs`; and how the
 //! manifest is written (compare-and-swap, wrap reservations) in
@@ -54,6 +110,7 @@ mod header;
 mod id;
 mod keyring;
 mod manifest;
+mod opened;
 mod rewrap;
 mod store;
 mod transfer;
@@ -68,18 +125,16 @@ pub use availability::ZoneAvailability;
 pub use commit::ROTATE_AFTER_WRAPS;
 pub use data::SEGMENT_PREFIX_LEN;
 use data::{read_header, unwrap_dek};
-pub use header::{
-    SegmentFormat, SegmentHeader, COMMITMENT_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC,
-};
+pub use header::{SegmentFormat, SegmentHeader, SEGMENT_HEADER_LEN};
 pub use id::ZoneId;
 pub(crate) use keyring::unavailable_key_state;
 pub use keyring::{Keyring, ZoneOrigin, ZoneSpec};
 use manifest::ManifestSeal;
 pub use manifest::{EzkRecord, ManifestFormat, ZoneManifest, MAX_EZK_VERSIONS};
+pub use opened::OpenedSegment;
 pub use rewrap::{
-    is_rewrap_journal, rewrap_journal_header, rewrap_journal_path, RewrapOutcome, RewrapProgress,
-    RewrapSummary,
+    default_rewrap_threads, is_rewrap_journal, rewrap_journal_header, rewrap_journal_path,
+    RewrapOutcome, RewrapProgress, RewrapSummary,
 };
 pub use store::{FileManifestStore, ManifestStore, MemoryManifestStore};
 

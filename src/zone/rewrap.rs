@@ -34,10 +34,28 @@
 //!
 //! A batch ([`Zone::rewrap_files`]) is resumable: a segment already under the
 //! active version is skipped, so running the batch again after a crash
-//! finishes the work without redoing it.
+//! finishes the work without redoing it. It rewraps several files at once
+//! (each file still under its own lock and journal), reporting progress
+//! and collecting the summary on the calling thread; a rewrap that panics
+//! fails that file alone.
+//!
+//! Readers. A rewrap rewrites the header only. A reader that opened the
+//! segment before (a [`DecryptingReader`](crate::stream::DecryptingReader),
+//! a seekable reader, an [`OpenedSegment`](super::OpenedSegment)) holds
+//! the stream key it derived and keeps reading: the body has not changed.
+//! A reader that reads the header while [`Zone::rewrap_file`] overwrites
+//! it may see a mix of the old and new bytes: the open then fails —
+//! [`Error::Integrity`] as the DEK's wrap does not authenticate, or
+//! another header error — never with wrong plaintext, and opening again
+//! succeeds. To rule that out, read the
+//! header under a shared lock on the segment file (`File::lock_shared`):
+//! `rewrap_file` holds the exclusive lock for its whole run. After a crash
+//! in the middle of an overwrite, the header may stay torn until the next
+//! `rewrap_file` of that segment repairs it from its journal.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use super::header::{self, SegmentFormat, SegmentHeader, SEGMENT_HEADER_LEN};
@@ -152,7 +170,9 @@ pub enum RewrapOutcome {
     AlreadyCurrent,
 }
 
-/// Progress of a batch rewrap, reported after each segment.
+/// Progress of a batch rewrap, reported on the calling thread after each
+/// segment, in the order the segments finish (with several threads, not
+/// quite the order given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RewrapProgress {
     /// Segments handled so far, this one included.
@@ -431,37 +451,157 @@ impl Zone {
         Ok(())
     }
 
-    /// Rewraps many segment files, each given as (segment id, path),
-    /// reporting progress after each. A failure is recorded and the batch
-    /// goes on; running it again resumes (current segments are skipped).
-    pub fn rewrap_files<I>(
+    /// Rewraps many segment files, each given as (segment id, path), on
+    /// up to [`default_rewrap_threads`] threads; see
+    /// [`rewrap_files_with`](Self::rewrap_files_with).
+    pub fn rewrap_files<I>(&self, files: I, progress: impl FnMut(&RewrapProgress)) -> RewrapSummary
+    where
+        I: IntoIterator<Item = (String, PathBuf)>,
+    {
+        self.rewrap_files_with(files, default_rewrap_threads(), progress)
+    }
+
+    /// Rewraps many segment files, each given as (segment id, path), each
+    /// with [`rewrap_file`](Self::rewrap_file) (its own lock and journal),
+    /// on up to `threads` threads at once: each file's rewrap waits on
+    /// three `fsync`s, so a few in flight hide the disk's latency.
+    ///
+    /// `progress` runs on the calling thread after each file, in the order
+    /// they finish. A failure is recorded and the batch goes on; running it
+    /// again resumes (current segments are skipped). A rewrap that panics
+    /// fails that file alone, with an [`Error::Io`] that says so (not an
+    /// integrity error: nothing was found damaged); the file is as the
+    /// panic left it, which the next rewrap of it finishes or repairs. The
+    /// summary lists failures in the order the files were given.
+    pub fn rewrap_files_with<I>(
         &self,
         files: I,
+        threads: NonZeroUsize,
         mut progress: impl FnMut(&RewrapProgress),
     ) -> RewrapSummary
     where
         I: IntoIterator<Item = (String, PathBuf)>,
     {
-        let files: Vec<_> = files.into_iter().collect();
+        batch::run(
+            files.into_iter().collect(),
+            threads,
+            |segment_id, path| self.rewrap_file(segment_id, path),
+            &mut progress,
+        )
+    }
+}
+
+/// The threads [`Zone::rewrap_files`] uses: one per available core, at
+/// least 1 and at most 8.
+pub fn default_rewrap_threads() -> NonZeroUsize {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    NonZeroUsize::new(cores.clamp(1, 8)).expect("at least 1")
+}
+
+/// The batch runner behind [`Zone::rewrap_files_with`], apart from the
+/// rewrap itself so that tests can hand it work that fails or panics.
+mod batch {
+    use std::any::Any;
+    use std::num::NonZeroUsize;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::{RewrapOutcome, RewrapProgress, RewrapSummary};
+    use crate::{Error, Result};
+
+    /// Sets the flag when dropped: workers stop taking files once the
+    /// calling thread unwinds (a panicking progress callback).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `work` on every file, on up to `threads` scoped threads that
+    /// take the next file as they finish one; reports and tallies on the
+    /// calling thread.
+    pub(super) fn run<F>(
+        files: Vec<(String, PathBuf)>,
+        threads: NonZeroUsize,
+        work: F,
+        progress: &mut dyn FnMut(&RewrapProgress),
+    ) -> RewrapSummary
+    where
+        F: Fn(&str, &Path) -> Result<RewrapOutcome> + Sync,
+    {
         let total = files.len();
         let mut summary = RewrapSummary::default();
-        for (done, (segment_id, path)) in files.into_iter().enumerate() {
-            match self.rewrap_file(&segment_id, &path) {
-                Ok(RewrapOutcome::AlreadyCurrent) => summary.already_current += 1,
-                Ok(RewrapOutcome::Rewrapped { .. }) => summary.rewrapped += 1,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e.report(), "segment rewrap failed");
-                    summary.failed.push((path.clone(), e));
-                }
+        let mut failed = Vec::new();
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Result<RewrapOutcome>)>();
+        let (files, next, stop, work) = (&files, &next, &stop, &work);
+        thread::scope(|s| {
+            for _ in 0..threads.get().min(total) {
+                let done_tx = done_tx.clone();
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((segment_id, path)) = files.get(i) else {
+                            break;
+                        };
+                        let result = catch_unwind(AssertUnwindSafe(|| work(segment_id, path)))
+                            .unwrap_or_else(|panic| Err(panicked(path, panic.as_ref())));
+                        if done_tx.send((i, result)).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-            progress(&RewrapProgress {
-                done: done + 1,
-                total,
-                segment_id,
-                path,
-            });
-        }
+            drop(done_tx);
+            let _stop = StopOnDrop(stop);
+            for (done, (i, result)) in done_rx.iter().enumerate() {
+                let (segment_id, path) = &files[i];
+                match result {
+                    Ok(RewrapOutcome::AlreadyCurrent) => summary.already_current += 1,
+                    Ok(RewrapOutcome::Rewrapped { .. }) => summary.rewrapped += 1,
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e.report(), "segment rewrap failed");
+                        failed.push((i, e));
+                    }
+                }
+                progress(&RewrapProgress {
+                    done: done + 1,
+                    total,
+                    segment_id: segment_id.clone(),
+                    path: path.clone(),
+                });
+            }
+        });
+        failed.sort_by_key(|(i, _)| *i);
+        summary.failed = failed
+            .into_iter()
+            .map(|(i, e)| (files[i].1.clone(), e))
+            .collect();
         summary
+    }
+
+    /// The error for a file whose rewrap panicked: what it is, a bug
+    /// ([`Error::WorkerPanicked`]), deliberately not an integrity error,
+    /// which would send an operator looking for damaged data.
+    fn panicked(path: &Path, panic: &(dyn Any + Send)) -> Error {
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("no message");
+        Error::WorkerPanicked {
+            what: format!(
+                "rewrapping {} ({message}); the file is as the panic left it, and rewrapping \
+                 it again finishes or repairs it",
+                path.display()
+            ),
+        }
     }
 }
 
@@ -840,5 +980,152 @@ mod tests {
         let bytes = fs::read(&path).unwrap();
         assert_eq!(&f.zone.decrypt_segment("seg", &bytes).unwrap()[..], b"data");
         assert_eq!(files_in(f.dir.path()), ["seg"]);
+    }
+
+    #[tokio::test]
+    async fn a_parallel_batch_rewraps_many_files_once_each() {
+        let f = fixture().await;
+        let mut files = Vec::new();
+        for i in 0..120usize {
+            let id = format!("t/{i:03}");
+            let path = f.dir.path().join(format!("{i:03}.seg"));
+            let body = vec![i as u8; 100 + 37 * i];
+            fs::write(&path, f.zone.encrypt_segment(&id, &body).unwrap()).unwrap();
+            files.push((id, path, body));
+        }
+        f.zone.rotate_ezk().await.unwrap();
+        // Among them: a file that is no segment, one that is missing, one
+        // torn with no journal to repair it, and one listed twice (its two
+        // rewraps take turns on the file's lock).
+        let bad = f.dir.path().join("bad.seg");
+        fs::write(&bad, b"not a segment").unwrap();
+        let torn_path = f.dir.path().join("torn.seg");
+        fs::write(
+            &torn_path,
+            torn(&f.zone.encrypt_segment("t/torn", b"x").unwrap()),
+        )
+        .unwrap();
+        let mut batch: Vec<(String, PathBuf)> = files
+            .iter()
+            .map(|(id, path, _)| (id.clone(), path.clone()))
+            .collect();
+        batch.insert(10, ("t/bad".into(), bad.clone()));
+        batch.insert(50, ("t/missing".into(), f.dir.path().join("missing.seg")));
+        batch.insert(90, ("t/torn".into(), torn_path.clone()));
+        batch.push(batch[7].clone());
+        let total = batch.len();
+
+        let mut seen = Vec::new();
+        let summary = f
+            .zone
+            .rewrap_files_with(batch.clone(), NonZeroUsize::new(4).unwrap(), |p| {
+                seen.push(p.clone())
+            });
+        assert_eq!(summary.rewrapped + summary.already_current, files.len() + 1);
+        assert_eq!(summary.already_current, 1, "the file listed twice");
+        let failed: Vec<_> = summary.failed.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(
+            failed,
+            [bad.clone(), f.dir.path().join("missing.seg"), torn_path],
+            "failures in the order given"
+        );
+        assert!(matches!(summary.failed[0].1, Error::Malformed { .. }));
+        assert!(matches!(summary.failed[1].1, Error::Io { .. }));
+        assert!(matches!(summary.failed[2].1, Error::Integrity { .. }));
+        // Progress: once per file, counting up, on this thread.
+        assert_eq!(
+            seen.iter().map(|p| p.done).collect::<Vec<_>>(),
+            (1..=total).collect::<Vec<_>>()
+        );
+        assert!(seen.iter().all(|p| p.total == total));
+        let mut reported: Vec<_> = seen.iter().map(|p| p.path.clone()).collect();
+        let mut given: Vec<_> = batch.iter().map(|(_, p)| p.clone()).collect();
+        reported.sort();
+        given.sort();
+        assert_eq!(reported, given);
+        // Every segment moved and reads; no journal is left behind.
+        for (id, path, body) in &files {
+            let bytes = fs::read(path).unwrap();
+            assert_eq!(SegmentHeader::parse(&bytes).unwrap().ezk_version(), 2);
+            assert_eq!(&f.zone.decrypt_segment(id, &bytes).unwrap()[..], &body[..]);
+        }
+        assert!(!files_in(f.dir.path())
+            .iter()
+            .any(|n| n.ends_with(journal::SUFFIX)));
+        assert_eq!(fs::read(&bad).unwrap(), b"not a segment");
+
+        // Run again: nothing left to do.
+        let again = f.zone.rewrap_files(batch, |_| {});
+        assert_eq!(again.rewrapped, 0);
+        assert_eq!(again.already_current, files.len() + 1);
+        assert_eq!(again.failed.len(), 3);
+    }
+
+    #[test]
+    fn a_panicking_rewrap_fails_its_file_alone_and_not_as_damage() {
+        let files: Vec<(String, PathBuf)> = (0..40)
+            .map(|i| (format!("s{i}"), PathBuf::from(format!("/segments/s{i}"))))
+            .collect();
+        let mut done = Vec::new();
+        let summary = batch::run(
+            files,
+            NonZeroUsize::new(3).unwrap(),
+            |id, _| match id {
+                "s13" => panic!("injected"),
+                "s20" => Err(Error::tampered("test")),
+                _ => Ok(RewrapOutcome::Rewrapped { from: 1, to: 2 }),
+            },
+            &mut |p| done.push(p.done),
+        );
+        assert_eq!(summary.rewrapped, 38);
+        assert_eq!(done, (1..=40).collect::<Vec<_>>());
+        let [(first, panicked), (second, damaged)] = &summary.failed[..] else {
+            panic!("two failures expected: {:?}", summary.failed);
+        };
+        assert_eq!(first, Path::new("/segments/s13"));
+        assert_eq!(second, Path::new("/segments/s20"));
+        assert!(matches!(damaged, Error::Integrity { .. }));
+        assert!(
+            matches!(panicked, Error::WorkerPanicked { .. }),
+            "{panicked:?}"
+        );
+        assert_eq!(panicked.kind(), crate::ErrorKind::Bug);
+        let message = panicked.to_string();
+        assert!(
+            message.contains("panicked")
+                && message.contains("(injected)")
+                && message.contains("/segments/s13"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn one_thread_keeps_the_given_order_and_an_empty_batch_does_nothing() {
+        let files: Vec<(String, PathBuf)> = (0..10)
+            .map(|i| (format!("s{i}"), PathBuf::from(format!("s{i}"))))
+            .collect();
+        let mut order = Vec::new();
+        let summary = batch::run(
+            files.clone(),
+            NonZeroUsize::new(1).unwrap(),
+            |_, _| Ok(RewrapOutcome::AlreadyCurrent),
+            &mut |p| order.push(p.segment_id.clone()),
+        );
+        assert_eq!(summary.already_current, 10);
+        assert_eq!(
+            order,
+            files.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        );
+        let empty = batch::run(
+            Vec::new(),
+            NonZeroUsize::new(4).unwrap(),
+            |_, _| unreachable!("no file"),
+            &mut |_| unreachable!("no progress"),
+        );
+        assert_eq!(
+            empty.rewrapped + empty.already_current + empty.failed.len(),
+            0
+        );
+        assert!(default_rewrap_threads().get() <= 8);
     }
 }

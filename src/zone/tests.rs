@@ -499,6 +499,51 @@ async fn segment_sealer_and_opener_interoperate_with_the_other_paths() {
     ));
 }
 
+/// An opened segment checks the zone before each chunk, as the other
+/// readers do: unavailable, it reads nothing (ranged GETs neither), and it
+/// reads again once the zone recovers.
+#[tokio::test]
+async fn an_opened_segment_stops_while_the_zone_is_unavailable() {
+    let f = fixture().await;
+    let plain = data(50_000, 9);
+    let ct = f.zone.encrypt_segment("s", &plain).unwrap();
+    let opened = f
+        .zone
+        .open_segment("s", &ct[..SEGMENT_PREFIX_LEN], ct.len() as u64)
+        .unwrap();
+    let mut buf = vec![0u8; 10_000];
+    assert_eq!(opened.read_at(&ct, 1234, &mut buf).unwrap(), 10_000);
+    let plan = opened.plan(0..100).unwrap();
+    let fetched = &ct[plan.chunks.start as usize..plan.chunks.end as usize];
+
+    f.zone.mark_unavailable(crate::provider::KeyState::Disabled);
+    assert!(matches!(
+        opened.read_at(&ct, 1234, &mut buf),
+        Err(Error::ZoneUnavailable { .. })
+    ));
+    assert!(matches!(
+        opened.authenticated_len(&ct),
+        Err(Error::ZoneUnavailable { .. })
+    ));
+    assert!(matches!(
+        opened.decrypt_range(&plan, fetched),
+        Err(Error::ZoneUnavailable { .. })
+    ));
+    assert!(matches!(
+        f.zone
+            .open_segment("s", &ct[..SEGMENT_PREFIX_LEN], ct.len() as u64),
+        Err(Error::ZoneUnavailable { .. })
+    ));
+
+    assert!(f.zone.recover().await.unwrap());
+    assert_eq!(opened.read_at(&ct, 1234, &mut buf).unwrap(), 10_000);
+    assert_eq!(&buf[..], &plain[1234..11_234]);
+    assert_eq!(
+        &opened.decrypt_range(&plan, fetched).unwrap()[..],
+        &plain[..100]
+    );
+}
+
 /// A store that fails (as a crash during the write would) from the n-th
 /// store on, leaving what was stored before.
 #[derive(Debug)]
@@ -1250,4 +1295,51 @@ async fn a_manifest_removed_under_an_open_zone_is_not_found() {
             "{err:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_zone_may_only_use_a_root_key_that_serves_its_region() {
+    let kms = Arc::new(MockProvider::new());
+    let keyring = Keyring::new(kms.clone());
+    let elsewhere = "mock-region-2";
+
+    // A single-region key of another region: refused by its name, before
+    // any provider call, and nothing is stored.
+    let single = kms.add_key("single");
+    let store = Arc::new(MemoryManifestStore::new());
+    let err = keyring
+        .create_zone(store.clone(), ZoneSpec::new("z", elsewhere, single))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RegionMismatch { region, .. } if region == elsewhere),
+        "{err}"
+    );
+    assert_eq!(kms.total_calls(), 0);
+    assert!(store.load().unwrap().is_none());
+
+    // A multi-region key without a replica there: refused after the
+    // provider's answer, before any key is wrapped.
+    let mrk = kms.add_multi_region_key("mrk");
+    let err = keyring
+        .create_zone(store.clone(), ZoneSpec::new("z", elsewhere, mrk.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RegionMismatch { reason, .. } if reason.contains("no replica")),
+        "{err}"
+    );
+    assert_eq!(kms.calls(Operation::Generate), 0);
+    assert!(store.load().unwrap().is_none());
+
+    // With a replica there, the zone lives in its own region under the key
+    // of the key's home region.
+    assert!(kms.replicate_key("mrk", elsewhere));
+    let zone = keyring
+        .create_zone(store, ZoneSpec::new("z", elsewhere, mrk.clone()))
+        .await
+        .unwrap();
+    assert_eq!(zone.manifest().region(), elsewhere);
+    assert_eq!(zone.root(), mrk);
+    assert_eq!(mrk.region(), "mock-region-1");
 }

@@ -3,7 +3,7 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::config::{Credentials, SharedCredentialsProvider};
-use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
+use cmek::provider::{AwsKmsOptions, AwsKmsProvider, KeyProvider, NewKey};
 
 /// An SDK configuration for a test endpoint: static test credentials and
 /// the retry and timeout settings of `options`.
@@ -58,19 +58,22 @@ pub fn provider(endpoint: &str, region: &str, options: &AwsKmsOptions) -> AwsKms
     AwsKmsProvider::from_sdk_config(&sdk_config(endpoint, region, options)).unwrap()
 }
 
-/// Creates a symmetric encryption key on the test server and returns its
-/// ARN and key id (the server's administrative calls want the id).
+/// A raw SDK client for the test server in `region`, for what cmek does
+/// not do and the tests need: aliases, replicas, scheduled deletion.
+pub fn client(endpoint: &str, region: &str) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(&sdk_config(endpoint, region, &AwsKmsOptions::default()))
+}
+
+/// Creates a symmetric encryption key on the test server through the
+/// provider's administration and returns its ARN and key id (the server's
+/// administrative calls want the id).
 pub async fn create_key_with_id(p: &AwsKmsProvider, multi_region: bool) -> (String, String) {
-    let out = p
-        .client()
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
-        .multi_region(multi_region)
-        .description("cmek integration test")
-        .send()
-        .await
-        .unwrap();
-    let meta = out.key_metadata.unwrap();
-    (meta.arn.unwrap(), meta.key_id)
+    let mut new = NewKey::named("cmek integration test");
+    if multi_region {
+        new = new.multi_region();
+    }
+    let key = p.admin().unwrap().create_key(&new).await.unwrap();
+    let arn = key.key_id().to_owned();
+    let id = arn.rsplit('/').next().unwrap().to_owned();
+    (arn, id)
 }

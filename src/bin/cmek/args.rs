@@ -135,8 +135,9 @@ pub enum KeyCommand {
     Add {
         #[arg(help = KEY_HELP)]
         key: String,
-        /// A region the key is replicated to (multi-region `mrk-` keys
-        /// only); repeat for each replica.
+        /// A region the key has a replica in (a key its provider
+        /// replicates across regions, such as an AWS multi-region key); the
+        /// provider confirms each. Repeat for each replica.
         #[arg(long = "replica-region", value_name = "REGION")]
         replica_regions: Vec<String>,
     },
@@ -153,7 +154,8 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Disable a key in its provider: every zone under it stops opening.
+    /// Disable a key in its provider (through the provider's
+    /// administration calls): every zone under it stops opening.
     Disable {
         #[arg(help = KEY_HELP)]
         key: String,

@@ -215,7 +215,9 @@ mod tests {
             what: "reversed range".into(),
         };
         assert_eq!(code_of(&misuse), Code::Usage);
-        let panicked = cmek::Error::WorkerPanicked { what: "sealing" };
+        let panicked = cmek::Error::WorkerPanicked {
+            what: "sealing".into(),
+        };
         assert_eq!(code_of(&panicked), Code::Other);
         // A panicked pipe thread is not an I/O failure.
         let io = io::Error::other(panicked);

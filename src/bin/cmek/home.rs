@@ -13,7 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cmek::provider::{AwsKmsOptions, AwsKmsProvider, LocalKeyProvider, AWS_KMS_PROVIDER};
+use cmek::provider::{
+    AwsKmsOptions, AwsKmsProvider, LocalKeyProvider, AWS_KMS_PROVIDER, LOCAL_PROVIDER,
+};
 use cmek::registry::{KeyRegistry, RegisteredZone};
 use cmek::zone::{FileManifestStore, Keyring, ManifestFormat, ManifestStore, Zone, ZoneManifest};
 use cmek::{KeyProvider, KeyRef};
@@ -26,21 +28,12 @@ const DEFAULT_LOCAL_REGION: &str = "local";
 /// Longest zone name (the library's limit).
 const MAX_ZONE_NAME: usize = 256;
 
-/// Which provider a `PROVIDER:ID` key names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    /// The local key file.
-    Local,
-    /// AWS KMS.
-    Aws,
-}
-
-/// A key as given on the command line.
+/// A key as given on the command line, `PROVIDER:ID`.
 #[derive(Debug, Clone)]
 pub struct KeyArg {
-    /// Its provider.
-    pub kind: ProviderKind,
-    /// Its id there.
+    /// Its provider kind ([`LOCAL_PROVIDER`] or [`AWS_KMS_PROVIDER`]).
+    pub kind: &'static str,
+    /// Its id there, as the provider names keys.
     pub id: String,
 }
 
@@ -53,8 +46,8 @@ impl KeyArg {
             ))
         })?;
         let kind = match provider {
-            "local" => ProviderKind::Local,
-            "aws" | AWS_KMS_PROVIDER => ProviderKind::Aws,
+            LOCAL_PROVIDER => LOCAL_PROVIDER,
+            "aws" | AWS_KMS_PROVIDER => AWS_KMS_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
                     "key {s:?}: unknown provider {other:?} (expected local or aws)"
@@ -68,6 +61,11 @@ impl KeyArg {
             kind,
             id: id.to_owned(),
         })
+    }
+
+    /// True for a key of the local key file.
+    pub fn is_local(&self) -> bool {
+        self.kind == LOCAL_PROVIDER
     }
 }
 
@@ -127,50 +125,51 @@ impl Home {
         }
     }
 
-    /// An AWS KMS provider for `region` (else `--region`, else the standard
-    /// AWS configuration), at `--endpoint-url` if given.
-    pub async fn aws(&self, region: Option<&str>) -> CliResult<AwsKmsProvider> {
-        let options = AwsKmsOptions {
-            region: region.or(self.region()).map(str::to_owned),
-            endpoint_url: self.endpoint_url.clone(),
-            ..AwsKmsOptions::default()
-        };
-        Ok(AwsKmsProvider::from_env(options).await?)
-    }
-
-    /// The provider and full reference for a command-line key.
-    pub async fn provider_for(&self, key: &KeyArg) -> CliResult<(Arc<dyn KeyProvider>, KeyRef)> {
-        match key.kind {
-            ProviderKind::Local => {
-                let local = self.local(false)?;
-                let key_ref = local.key_ref(&key.id);
-                Ok((Arc::new(local), key_ref))
+    /// The provider of kind `kind`, serving `region` (else `--region`,
+    /// else the provider's own default: the standard AWS configuration,
+    /// the key file's region). The one place this tool builds providers;
+    /// everything else asks the provider through `KeyProvider`.
+    pub async fn provider(
+        &self,
+        kind: &str,
+        region: Option<&str>,
+    ) -> CliResult<Arc<dyn KeyProvider>> {
+        match kind {
+            LOCAL_PROVIDER => Ok(Arc::new(self.local(false)?)),
+            AWS_KMS_PROVIDER => {
+                let options = AwsKmsOptions {
+                    region: region.or(self.region()).map(str::to_owned),
+                    endpoint_url: self.endpoint_url.clone(),
+                    ..AwsKmsOptions::default()
+                };
+                Ok(Arc::new(AwsKmsProvider::from_env(options).await?))
             }
-            ProviderKind::Aws => {
-                // An ARN names its own region; use it unless told otherwise.
-                let arn_region = cmek::provider::aws::arn::region_of(&key.id);
-                let aws = self.aws(self.region().or(arn_region.as_deref())).await?;
-                let key_ref = aws.key_ref(&key.id);
-                Ok((Arc::new(aws), key_ref))
-            }
+            other => Err(Failure::usage(format!(
+                "keys of provider {other:?} cannot be reached by this tool (local or aws-kms)"
+            ))),
         }
     }
 
-    /// The provider that serves a zone's root key, in the zone's region.
+    /// The provider and full reference for a command-line key. A name that
+    /// pins its region (an AWS key ARN) gets a provider of that region
+    /// unless `--region` says otherwise.
+    pub async fn provider_for(&self, key: &KeyArg) -> CliResult<(Arc<dyn KeyProvider>, KeyRef)> {
+        let named_region = cmek::provider::region_named_by(key.kind, &key.id);
+        let region = self.region().or(named_region.as_deref());
+        let provider = self.provider(key.kind, region).await?;
+        let key_ref = provider.key_ref(&key.id);
+        Ok((provider, key_ref))
+    }
+
+    /// The provider that serves a zone's root key, in the zone's region
+    /// (or `--region`).
     pub async fn provider_for_root(
         &self,
         root: &KeyRef,
         zone_region: &str,
     ) -> CliResult<Arc<dyn KeyProvider>> {
-        match root.provider() {
-            cmek::provider::LOCAL_PROVIDER => Ok(Arc::new(self.local(false)?)),
-            AWS_KMS_PROVIDER => Ok(Arc::new(
-                self.aws(Some(self.region().unwrap_or(zone_region))).await?,
-            )),
-            other => Err(Failure::usage(format!(
-                "root key {root} is of provider {other:?}, which this tool cannot reach"
-            ))),
-        }
+        self.provider(root.provider(), Some(self.region().unwrap_or(zone_region)))
+            .await
     }
 
     /// The path of zone `name`'s manifest, after checking the name.

@@ -4,14 +4,13 @@
 //! no removal of a key in use) is the library's `KeyRegistry`'s; this
 //! module only gathers arguments and prints.
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
-use cmek::provider::{AwsKmsProvider, StepOutcome, ValidationFailure, AWS_KMS_PROVIDER};
+use cmek::provider::{StepOutcome, ValidationFailure};
 use cmek::{KeyRef, KeyState};
 use serde_json::json;
 
 use crate::args::KeyCommand;
 use crate::exit::{CliResult, Code, Context, Failure};
-use crate::home::{Home, KeyArg, ProviderKind};
+use crate::home::{Home, KeyArg};
 
 /// Runs one `cmek key` command.
 pub async fn run(home: &Home, command: KeyCommand) -> CliResult {
@@ -29,7 +28,7 @@ pub async fn run(home: &Home, command: KeyCommand) -> CliResult {
 }
 
 async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult {
-    if key.kind == ProviderKind::Local {
+    if key.is_local() {
         // Creating the key first lets one command set up a local project.
         let local = home.local(true)?;
         let exists = || -> cmek::Result<bool> {
@@ -40,7 +39,7 @@ async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult
                 Ok(created) => println!("created local key {created}"),
                 // Another process created it since: use it, as one that was
                 // there before.
-                Err(cmek::Error::InvalidArgument(_)) if exists()? => {}
+                Err(_) if exists()? => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -183,118 +182,42 @@ fn list(home: &Home, as_json: bool) -> CliResult {
     Ok(())
 }
 
+/// Enables or disables a key through its provider's administration.
 async fn set_enabled(home: &Home, key: &KeyArg, enable: bool) -> CliResult {
-    let verb = if enable { "enabled" } else { "disabled" };
-    match key.kind {
-        ProviderKind::Local => {
-            let local = home.local(false)?;
-            if enable {
-                local.enable_key(&key.id)?;
-            } else {
-                local.disable_key(&key.id)?;
-            }
-            println!("{verb} {}", local.key_ref(&key.id));
-        }
-        ProviderKind::Aws => {
-            let (_, key_ref) = home.provider_for(key).await?;
-            let aws = home.aws(Some(key_ref.region())).await?;
-            aws_set_enabled(&aws, &key_ref, enable).await?;
-            println!("{verb} {key_ref}");
-        }
+    let (provider, key_ref) = home.provider_for(key).await?;
+    let admin = provider.admin().ok_or_else(|| {
+        Failure::usage(format!(
+            "provider {} cannot enable or disable keys",
+            provider.kind()
+        ))
+    })?;
+    if enable {
+        admin.enable_key(&key_ref).await?;
+        println!("enabled {key_ref}");
+    } else {
+        admin.disable_key(&key_ref).await?;
+        println!("disabled {key_ref}");
     }
     Ok(())
 }
 
-/// KMS EnableKey / DisableKey: administration the provider does not cover.
-async fn aws_set_enabled(aws: &AwsKmsProvider, key: &KeyRef, enable: bool) -> CliResult {
-    let client = aws.client();
-    // EnableKey and DisableKey take a key id or key ARN, not an alias:
-    // DescribeKey resolves whatever was given to the key id.
-    let key_id = client
-        .describe_key()
-        .key_id(key.key_id())
-        .send()
-        .await
-        .map_err(|e| aws_error(e, key, "describe"))?
-        .key_metadata
-        .map(|m| m.key_id)
-        .ok_or_else(|| {
-            Failure::new(Code::Other, format!("KMS described {key} without metadata"))
-        })?;
-    let result = if enable {
-        client
-            .enable_key()
-            .key_id(&key_id)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_error(e, key, "enable"))
-    } else {
-        client
-            .disable_key()
-            .key_id(&key_id)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_error(e, key, "disable"))
-    };
-    result.map_err(Failure::from)
-}
-
-/// The library error for a failed KMS administration call.
-fn aws_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
-    err: SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
-    key: &KeyRef,
-    operation: &'static str,
-) -> cmek::Error {
-    let SdkError::ServiceError(service) = &err else {
-        return cmek::Error::unreachable(AWS_KMS_PROVIDER, format!("{operation} failed"))
-            .with_source(err);
-    };
-    let inner = service.err();
-    let key = key.to_string();
-    match inner.code().unwrap_or("Unknown") {
-        "AccessDeniedException" => cmek::Error::AccessDenied { key, operation },
-        "NotFoundException" => cmek::Error::KeyUnavailable {
-            key,
-            state: KeyState::NotFound,
-        },
-        "KMSInvalidStateException" => cmek::Error::KeyUnavailable {
-            key,
-            state: KeyState::Unavailable,
-        },
-        "ThrottlingException" | "LimitExceededException" => cmek::Error::Throttled {
-            provider: AWS_KMS_PROVIDER.into(),
-        },
-        code => {
-            let message = inner.message().unwrap_or_default().to_owned();
-            cmek::Error::rejected(AWS_KMS_PROVIDER, code, message).with_source(err)
-        }
-    }
-}
-
 async fn delete(home: &Home, key: &KeyArg, destroy: bool) -> CliResult {
-    if destroy && key.kind != ProviderKind::Local {
+    if destroy && !key.is_local() {
         return Err(Failure::usage(
-            "--destroy is for local keys; schedule an AWS key's deletion in KMS itself",
+            "--destroy is for local keys; schedule a KMS key's deletion in the KMS itself",
         ));
     }
     let registry = home.registry()?;
-    let key_ref = match key.kind {
-        ProviderKind::Local => home.local(false)?.key_ref(&key.id),
-        ProviderKind::Aws => {
-            let (provider, named) = home.provider_for(key).await?;
-            if registry.keys().iter().any(|k| k.key == named) {
-                named
-            } else {
-                // Registered keys are resolved keys: an alias names the key
-                // it points to now.
-                provider
-                    .resolve_key(&named)
-                    .await
-                    .context(format!("key {named}"))?
-            }
-        }
+    let (provider, named) = home.provider_for(key).await?;
+    let key_ref = if registry.key(&named).is_some() {
+        named
+    } else {
+        // Registered keys are resolved keys: an alias names the key it
+        // points to now.
+        provider
+            .resolve_key(&named)
+            .await
+            .context(format!("key {named}"))?
     };
     registry
         .remove_key(&key_ref)

@@ -57,7 +57,7 @@ fn run(cli: Cli) -> CliResult {
             Command::Rewrap(args) => files::rewrap(&home, args, quiet).await,
             Command::Backup(args) => backups::backup(&home, args, quiet),
             Command::Restore(args) => backups::restore(&home, args, quiet).await,
-            Command::Policy(command) => policy::run(&home, command),
+            Command::Policy(command) => policy::run(&home, command).await,
             Command::Monitor(args) => monitor::run(&home, args).await,
         }
     })

@@ -162,7 +162,7 @@ impl Batches {
 /// The error for a thread of this module that panicked: not an I/O
 /// failure, whatever the `io::Error` around it says (exit code 1).
 fn panicked(what: &'static str) -> io::Error {
-    io::Error::other(cmek::Error::WorkerPanicked { what })
+    io::Error::other(cmek::Error::WorkerPanicked { what: what.into() })
 }
 
 /// Writes to `W` on its own thread; collects writes into buffers.

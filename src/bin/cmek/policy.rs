@@ -1,4 +1,7 @@
-//! `cmek policy ...`: the IAM documents of `cmek::provider::aws::policy`.
+//! `cmek policy ...`: the IAM documents the AWS KMS provider needs. The
+//! documents, and every rule about key ARNs, are the library's
+//! (`cmek::provider::aws::policy`, `KeyProvider::access_policy`); this
+//! module gathers the keys and prints.
 
 use cmek::provider::aws::policy::{role_policy, trust_policy};
 use cmek::provider::AWS_KMS_PROVIDER;
@@ -8,15 +11,11 @@ use crate::exit::{CliResult, Failure};
 use crate::home::Home;
 
 /// Runs one `cmek policy` command.
-pub fn run(home: &Home, command: PolicyCommand) -> CliResult {
+pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
     let doc = match command {
+        PolicyCommand::Role { key_arns } if key_arns.is_empty() => registered_policy(home).await?,
         PolicyCommand::Role { key_arns } => {
-            let arns = if key_arns.is_empty() {
-                registered_arns(home)?
-            } else {
-                key_arns
-            };
-            let arns: Vec<&str> = arns.iter().map(String::as_str).collect();
+            let arns: Vec<&str> = key_arns.iter().map(String::as_str).collect();
             role_policy(&arns)?
         }
         PolicyCommand::Trust {
@@ -28,27 +27,31 @@ pub fn run(home: &Home, command: PolicyCommand) -> CliResult {
     Ok(())
 }
 
-/// Every registered AWS key given by ARN, with the ARN of each replica
-/// region of a multi-region key (IAM matches resources by full ARN).
-fn registered_arns(home: &Home) -> CliResult<Vec<String>> {
-    let mut arns = Vec::new();
-    for k in home.registry()?.keys() {
-        if k.key.provider() != AWS_KMS_PROVIDER {
-            continue;
-        }
-        let Some(arn) = cmek::provider::aws::arn::KmsArn::parse(k.key.key_id()) else {
-            continue;
-        };
+/// The role policy for every registered AWS key, named in every region it
+/// is registered as serving (IAM matches resources by full ARN, so a
+/// replicated key is listed once per replica): the provider names each.
+async fn registered_policy(home: &Home) -> CliResult<String> {
+    let registered: Vec<_> = home
+        .registry()?
+        .keys()
+        .into_iter()
+        .filter(|k| k.key.provider() == AWS_KMS_PROVIDER)
+        .collect();
+    let Some(first) = registered.first() else {
+        return Err(Failure::usage("no AWS key registered: pass the key ARNs"));
+    };
+    let provider = home
+        .provider(AWS_KMS_PROVIDER, Some(first.key.region()))
+        .await?;
+    let mut keys = Vec::new();
+    for k in &registered {
         for region in &k.regions {
-            arns.push(arn.in_region(region).to_string());
+            keys.push(provider.key_in_region(&k.key, region)?);
         }
     }
-    arns.sort();
-    arns.dedup();
-    if arns.is_empty() {
-        return Err(Failure::usage(
-            "no AWS key registered by ARN: pass the key ARNs",
-        ));
-    }
-    Ok(arns)
+    keys.sort();
+    keys.dedup();
+    provider
+        .access_policy(&keys)?
+        .ok_or_else(|| Failure::usage("the AWS KMS provider gave no policy"))
 }

@@ -64,15 +64,6 @@ impl KmsArn {
             ..self.clone()
         }
     }
-
-    /// True if both name the same multi-region key, possibly in different
-    /// regions: every part but the region is equal.
-    pub fn same_multi_region_key(&self, other: &KmsArn) -> bool {
-        self.is_multi_region()
-            && self.partition == other.partition
-            && self.account == other.account
-            && self.resource == other.resource
-    }
 }
 
 impl fmt::Display for KmsArn {
@@ -129,24 +120,13 @@ mod tests {
     }
 
     #[test]
-    fn multi_region_arns_match_across_regions_only() {
+    fn a_replica_arn_differs_only_in_its_region() {
         let primary = KmsArn::parse(MRK).unwrap();
         let replica = primary.in_region("eu-west-1");
         assert_eq!(
             replica.to_string(),
             "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
         );
-        assert!(primary.same_multi_region_key(&replica));
-        let other_account = KmsArn {
-            account: "444455556666".into(),
-            ..replica.clone()
-        };
-        assert!(!primary.same_multi_region_key(&other_account));
-        let single = KmsArn::parse(
-            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        )
-        .unwrap();
-        assert!(!single.same_multi_region_key(&single.in_region("eu-west-1")));
     }
 
     #[test]

@@ -16,18 +16,28 @@
 //!   unchanged, without a call.
 //! * **Multi-region keys** are recognised by their key id (`mrk-...`, bare or
 //!   in a key ARN) and by nothing else: an alias is never one, whatever its
-//!   name (`alias/mrk-x`) or target ([`KeyProvider::is_multi_region`]).
+//!   name (`alias/mrk-x`) or target.
 //! * **Regions**: a [`KeyRef`]'s region is the key's home region. A provider
-//!   serves its own region; a multi-region key (`mrk-...`) from another region
-//!   is used through its replica here (same ARN but for the region), and any
-//!   other key from another region is refused with
-//!   [`Error::RegionMismatch`].
+//!   serves its own region. [`key_in_region`](KeyProvider::key_in_region)
+//!   names a multi-region key's replica in another region (same ARN but for
+//!   the region), and refuses any other key, and any alias, with
+//!   [`Error::RegionMismatch`] saying what to use instead;
+//!   [`serves_region`](KeyProvider::serves_region) also asks `DescribeKey`
+//!   whether a replica really is there (its `MultiRegionConfiguration`).
+//!   A multi-region key from another region is used through its replica
+//!   here.
+//! * **Administration** ([`KeyProvider::admin`]): `CreateKey`, `EnableKey`,
+//!   `DisableKey`, for operators' tools; these need their own IAM
+//!   permissions, which the [`policy::role_policy`] of a service does not
+//!   grant. [`KeyProvider::access_policy`] is that role policy.
 //! * **Faults**: throttling, 5xx answers, timeouts and connection failures
 //!   are retried with exponential backoff by the SDK's standard retry
 //!   strategy, within [`AwsKmsOptions::deadline`] for the whole call. KMS
 //!   exceptions map to distinct [`Error`] variants; nothing secret is logged.
 //!
-//! This module must not cache: zones own caching and coalescing.
+//! This module, with its ARN parser and [`policy`], is the only place in cmek that
+//! knows what an ARN, an alias or a multi-region key is. It must not cache:
+//! zones own caching and coalescing.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,15 +48,18 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::KeyState as AwsKeyState;
+use aws_sdk_kms::types::{KeySpec, KeyState as AwsKeyState, KeyUsageType};
 use aws_sdk_kms::Client;
 use zeroize::Zeroizing;
 
-use super::{check_kind, EncryptionContext, KeyProvider, KeyRef, KeyState, WrappedKey};
+use super::{
+    check_kind, region_mismatch, EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState,
+    NewKey, RegionAnswer, WrappedKey,
+};
 use crate::secret::SecretKey;
 use crate::{Error, Result};
 
-pub mod arn;
+pub(crate) mod arn;
 pub mod policy;
 
 use arn::{is_multi_region_key_id, KmsArn};
@@ -151,12 +164,6 @@ impl AwsKmsProvider {
         &self.region
     }
 
-    /// The underlying SDK client (for administration the provider does not
-    /// cover, e.g. creating keys).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// The reference of a key given by id, ARN or alias. An ARN's region is
     /// its own; any other identifier names a key in this provider's region.
     pub fn key_ref(&self, key_id: &str) -> KeyRef {
@@ -164,31 +171,43 @@ impl AwsKmsProvider {
         KeyRef::new(AWS_KMS_PROVIDER, key_id, region)
     }
 
-    /// The identifier to send to KMS in this region for `root`.
+    /// The identifier to send to KMS in this region for `root`: its
+    /// name here ([`KeyProvider::key_in_region`]).
     fn key_id_here(&self, root: &KeyRef) -> Result<String> {
-        check_kind(AWS_KMS_PROVIDER, root)?;
-        if root.region() == self.region {
-            return Ok(root.key_id().to_owned());
+        let here = self.key_in_region(root, &self.region)?;
+        if here.region() != root.region() {
+            tracing::debug!(key = %root, replica = %here, "using multi-region replica");
         }
-        if let Some(arn) = KmsArn::parse(root.key_id()) {
-            if arn.is_multi_region() {
-                let replica = arn.in_region(&self.region);
-                tracing::debug!(key = %root, replica = %replica, "using multi-region replica");
-                return Ok(replica.to_string());
-            }
-        } else if is_multi_region_key_id(root.key_id()) {
-            // A bare multi-region key id is the same in every region.
-            return Ok(root.key_id().to_owned());
-        }
-        Err(Error::RegionMismatch {
-            key: root.to_string(),
-            key_region: root.region().to_owned(),
-            region: self.region.clone(),
-            reason: "only multi-region (mrk-) keys can be used outside their home region, \
-                     through a replica",
-        })
+        Ok(here.key_id().to_owned())
+    }
+
+    /// The key id (not an alias, nor an ARN) of `key`, as `DescribeKey`
+    /// answers it, for the administrative calls that take no alias (and,
+    /// on some KMS-compatible servers, no ARN).
+    async fn admin_key_id(&self, key: &KeyRef) -> Result<String> {
+        let key_id = self.key_id_here(key)?;
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_error(e, key, "describe"))?;
+        out.key_metadata
+            .map(|m| m.key_id)
+            .ok_or_else(|| Error::malformed("KMS DescribeKey response", "no key metadata"))
     }
 }
+
+/// Why a key that is not multi-region cannot leave its home region.
+const SINGLE_REGION: &str = "it is a single-region KMS key, which exists only in its home \
+     region: use a key of that region, or a multi-region (mrk-) key with a replica there";
+/// Why an alias cannot be used from another region.
+const ALIAS_ELSEWHERE: &str = "a KMS alias names a key only in its own region: name a \
+     multi-region (mrk-) key by its key id or key ARN to use it from another region";
+/// Why a multi-region key does not serve a region it has no replica in.
+const NO_REPLICA: &str = "the multi-region key has no replica in that region: replicate it \
+     there (KMS ReplicateKey) first";
 
 fn retry_config(options: &AwsKmsOptions) -> RetryConfig {
     RetryConfig::standard()
@@ -303,6 +322,76 @@ impl KeyProvider for AwsKmsProvider {
         AWS_KMS_PROVIDER
     }
 
+    fn key_ref(&self, key_id: &str) -> KeyRef {
+        AwsKmsProvider::key_ref(self, key_id)
+    }
+
+    /// A multi-region key (`mrk-...`, bare or in a key ARN) is named in
+    /// another region by the same id, or the same ARN but for the region;
+    /// any other key, and any alias, serves only its home region.
+    fn key_in_region(&self, root: &KeyRef, region: &str) -> Result<KeyRef> {
+        check_kind(AWS_KMS_PROVIDER, root)?;
+        if root.region() == region {
+            return Ok(root.clone());
+        }
+        let replica = match KmsArn::parse(root.key_id()) {
+            Some(arn) if arn.is_multi_region() => arn.in_region(region).to_string(),
+            Some(arn) if arn.key_id().is_none() => {
+                return Err(region_mismatch(root, region, ALIAS_ELSEWHERE))
+            }
+            Some(_) => return Err(region_mismatch(root, region, SINGLE_REGION)),
+            // A bare multi-region key id is the same in every region.
+            None if is_multi_region_key_id(root.key_id()) => root.key_id().to_owned(),
+            None if root.key_id().starts_with("alias/") => {
+                return Err(region_mismatch(root, region, ALIAS_ELSEWHERE))
+            }
+            None => return Err(region_mismatch(root, region, SINGLE_REGION)),
+        };
+        Ok(KeyRef::new(AWS_KMS_PROVIDER, replica, region))
+    }
+
+    /// A multi-region key serves the regions its `DescribeKey`
+    /// `MultiRegionConfiguration` lists (its primary's and its replicas'),
+    /// asked in this provider's region; every other answer needs no call.
+    async fn serves_region(&self, root: &KeyRef, region: &str) -> Result<RegionAnswer> {
+        let replica = match RegionAnswer::from_name(self.key_in_region(root, region), root)? {
+            RegionAnswer::Replica(replica) => replica,
+            answer => return Ok(answer),
+        };
+        let out = self
+            .client
+            .describe_key()
+            .key_id(self.key_id_here(root)?)
+            .send()
+            .await
+            .map_err(|e| map_error(e, root, "describe"))?;
+        let config = out.key_metadata.and_then(|m| m.multi_region_configuration);
+        let served = config.is_some_and(|c| {
+            c.primary_key
+                .iter()
+                .chain(c.replica_keys.iter().flatten())
+                .any(|k| k.region.as_deref() == Some(region))
+        });
+        Ok(if served {
+            RegionAnswer::Replica(replica)
+        } else {
+            RegionAnswer::NotServed(NO_REPLICA)
+        })
+    }
+
+    fn admin(&self) -> Option<&dyn KeyAdmin> {
+        Some(self)
+    }
+
+    /// The IAM role policy of [`policy::role_policy`] on the keys' ARNs.
+    fn access_policy(&self, keys: &[KeyRef]) -> Result<Option<String>> {
+        for key in keys {
+            check_kind(AWS_KMS_PROVIDER, key)?;
+        }
+        let arns: Vec<&str> = keys.iter().map(KeyRef::key_id).collect();
+        policy::role_policy(&arns).map(Some)
+    }
+
     async fn wrap_key(
         &self,
         root: &KeyRef,
@@ -401,15 +490,57 @@ impl KeyProvider for AwsKmsProvider {
             )),
         }
     }
+}
 
-    fn is_multi_region(&self, root: &KeyRef) -> bool {
-        root.provider() == AWS_KMS_PROVIDER
-            && match KmsArn::parse(root.key_id()) {
-                // An alias ARN has no key id and is never multi-region.
-                Some(arn) => arn.is_multi_region(),
-                // `alias/mrk-x` does not start with `mrk-`: refused here.
-                None => is_multi_region_key_id(root.key_id()),
-            }
+/// `CreateKey` (a symmetric encryption key; a name becomes its
+/// description), `EnableKey` and `DisableKey`. The latter two take a key
+/// id, so an alias is resolved first with `DescribeKey`.
+#[async_trait]
+impl KeyAdmin for AwsKmsProvider {
+    async fn create_key(&self, new: &NewKey) -> Result<KeyRef> {
+        let mut request = self
+            .client
+            .create_key()
+            .key_spec(KeySpec::SymmetricDefault)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .multi_region(new.is_multi_region());
+        if let Some(name) = new.name() {
+            request = request.description(format!("cmek root key {name}"));
+        }
+        let placeholder = KeyRef::new(AWS_KMS_PROVIDER, "(new key)", &self.region);
+        let out = request
+            .send()
+            .await
+            .map_err(|e| map_error(e, &placeholder, "create"))?;
+        let arn = out
+            .key_metadata
+            .and_then(|m| m.arn)
+            .ok_or_else(|| Error::malformed("KMS CreateKey response", "no key ARN"))?;
+        let key = self.key_ref(&arn);
+        tracing::info!(key = %key, "created KMS key");
+        Ok(key)
+    }
+
+    async fn enable_key(&self, key: &KeyRef) -> Result<()> {
+        let key_id = self.admin_key_id(key).await?;
+        self.client
+            .enable_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_error(e, key, "enable"))?;
+        Ok(())
+    }
+
+    async fn disable_key(&self, key: &KeyRef) -> Result<()> {
+        let key_id = self.admin_key_id(key).await?;
+        self.client
+            .disable_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_error(e, key, "disable"))?;
+        Ok(())
     }
 }
 
@@ -453,7 +584,7 @@ mod tests {
         let single = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
         let err = p.key_id_here(&p.key_ref(single)).unwrap_err();
         assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
-        assert!(err.to_string().contains("only multi-region"), "{err}");
+        assert!(err.to_string().contains("single-region"), "{err}");
         let local = KeyRef::new("local", "k", "eu-west-1");
         assert!(matches!(
             p.key_id_here(&local).unwrap_err(),
@@ -461,8 +592,10 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn only_key_ids_and_key_arns_are_multi_region() {
+    #[tokio::test]
+    async fn only_key_ids_and_key_arns_are_multi_region() {
+        // The client has no endpoint it could reach: every answer below is
+        // given without a call.
         let p = provider("us-east-1");
         let key = |id: &str| p.key_ref(id);
         for yes in [
@@ -470,20 +603,50 @@ mod tests {
             "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
             "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
         ] {
-            assert!(p.is_multi_region(&key(yes)), "{yes}");
+            let replica = p.key_in_region(&key(yes), "ap-south-1").unwrap();
+            assert_eq!(replica.region(), "ap-south-1", "{yes}");
+            assert!(replica.key_id().contains("mrk-"), "{yes}");
+            assert!(!replica.key_id().contains("us-east-1"), "{yes}");
         }
-        for no in [
-            "alias/mrk-x",
-            "alias/mrk-1234abcd12ab34cd56ef1234567890ab",
-            "arn:aws:kms:us-east-1:111122223333:alias/mrk-1234abcd12ab34cd56ef1234567890ab",
-            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            "1234abcd-12ab-34cd-56ef-1234567890ab",
-            "mrk-",
+        for (no, why) in [
+            ("alias/mrk-x", "alias"),
+            ("alias/mrk-1234abcd12ab34cd56ef1234567890ab", "alias"),
+            (
+                "arn:aws:kms:us-east-1:111122223333:alias/mrk-1234abcd12ab34cd56ef1234567890ab",
+                "alias",
+            ),
+            (
+                "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "single-region",
+            ),
+            ("1234abcd-12ab-34cd-56ef-1234567890ab", "single-region"),
+            ("mrk-", "single-region"),
         ] {
-            assert!(!p.is_multi_region(&key(no)), "{no}");
+            let answer = p.serves_region(&key(no), "ap-south-1").await.unwrap();
+            assert!(
+                matches!(answer, RegionAnswer::NotServed(r) if r.contains(why)),
+                "{no}: {answer:?}"
+            );
+            assert_eq!(
+                p.serves_region(&key(no), key(no).region()).await.unwrap(),
+                RegionAnswer::Home,
+                "{no}"
+            );
         }
         let foreign = KeyRef::new("local", "mrk-1234abcd12ab34cd56ef1234567890ab", "us-east-1");
-        assert!(!p.is_multi_region(&foreign));
+        assert!(p.key_in_region(&foreign, "eu-west-1").is_err());
+    }
+
+    #[test]
+    fn access_policies_name_key_arns() {
+        let p = provider("us-east-1");
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let doc = p.access_policy(&[p.key_ref(arn)]).unwrap().unwrap();
+        assert!(doc.contains(arn) && doc.contains("kms:Decrypt"), "{doc}");
+        assert!(p.access_policy(&[p.key_ref("alias/orders")]).is_err());
+        assert!(p.access_policy(&[]).is_err());
+        let local = KeyRef::new("local", arn, "us-east-1");
+        assert!(p.access_policy(&[local]).is_err());
     }
 
     #[tokio::test]

