@@ -92,6 +92,20 @@ pub(crate) use header::Header;
 /// when their key becomes unavailable.
 pub(crate) type Gate = std::sync::Arc<dyn Fn() -> crate::Result<()> + Send + Sync>;
 
+/// The error a writer returns once an earlier write failed: part of a
+/// chunk may have reached the sink, so the stream is incomplete and
+/// writing on would hide that. Carries [`Error::Misuse`]: the caller went
+/// on after an error.
+fn refuse_if_poisoned(poisoned: bool) -> io::Result<()> {
+    if poisoned {
+        Err(to_io(Error::misuse(
+            "stream writer used after an earlier write failed; the stream is incomplete",
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// Runs `gate`, if any.
 fn pass(gate: &Option<Gate>) -> crate::Result<()> {
     gate.as_ref().map_or(Ok(()), |g| g())

@@ -67,13 +67,7 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptingWriter<W> {
     }
 
     fn check(&self) -> io::Result<()> {
-        if self.poisoned {
-            Err(io::Error::other(
-                "stream writer failed earlier; the stream is incomplete",
-            ))
-        } else {
-            Ok(())
-        }
+        super::refuse_if_poisoned(self.poisoned)
     }
 
     /// Writes pending sealed bytes to `inner`.

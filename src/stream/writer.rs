@@ -108,13 +108,7 @@ impl<W: Write> EncryptingWriter<W> {
     }
 
     fn check(&self) -> io::Result<()> {
-        if self.poisoned {
-            Err(io::Error::other(
-                "stream writer failed earlier; the stream is incomplete",
-            ))
-        } else {
-            Ok(())
-        }
+        super::refuse_if_poisoned(self.poisoned)
     }
 
     /// Seals the last chunk, writes it, flushes and returns the inner
@@ -330,6 +324,41 @@ mod tests {
         let mut w = EncryptingWriter::new(inner, &key(), b"ad", params).unwrap();
         w.write_all(data).unwrap();
         w
+    }
+
+    /// A sink whose first write fails.
+    #[derive(Debug)]
+    struct FailsOnce(bool);
+
+    impl Write for FailsOnce {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            if std::mem::replace(&mut self.0, false) {
+                return Err(io::Error::other("injected write failure"));
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writing_on_after_a_failed_write_is_refused_as_misuse() {
+        let params = Params::new(4096).unwrap();
+        let mut w = EncryptingWriter::new(FailsOnce(true), &key(), b"ad", params).unwrap();
+        let chunk = vec![7u8; 3 * 4096];
+        let first = w.write_all(&chunk).unwrap_err();
+        assert!(
+            crate::stream::error_of(&first).is_none(),
+            "the sink's own error"
+        );
+        let again = w.write_all(&chunk).unwrap_err();
+        assert!(matches!(
+            crate::stream::error_of(&again),
+            Some(crate::Error::Misuse { .. })
+        ));
+        let finish = w.finish().unwrap_err();
+        assert!(matches!(finish, crate::Error::Misuse { .. }), "{finish:?}");
     }
 
     #[test]
