@@ -94,13 +94,13 @@ pub(crate) type Gate = std::sync::Arc<dyn Fn() -> crate::Result<()> + Send + Syn
 
 /// The error a writer returns once an earlier write failed: part of a
 /// chunk may have reached the sink, so the stream is incomplete and
-/// writing on would hide that. Carries [`Error::Misuse`]: the caller went
-/// on after an error.
+/// writing on would hide that. An I/O error, like the failure that broke
+/// the stream (most often the sink's own).
 fn refuse_if_poisoned(poisoned: bool) -> io::Result<()> {
     if poisoned {
-        Err(to_io(Error::misuse(
-            "stream writer used after an earlier write failed; the stream is incomplete",
-        )))
+        Err(io::Error::other(
+            "stream writer failed earlier; the stream is incomplete",
+        ))
     } else {
         Ok(())
     }

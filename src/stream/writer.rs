@@ -326,41 +326,6 @@ mod tests {
         w
     }
 
-    /// A sink whose first write fails.
-    #[derive(Debug)]
-    struct FailsOnce(bool);
-
-    impl Write for FailsOnce {
-        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-            if std::mem::replace(&mut self.0, false) {
-                return Err(io::Error::other("injected write failure"));
-            }
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn writing_on_after_a_failed_write_is_refused_as_misuse() {
-        let params = Params::new(4096).unwrap();
-        let mut w = EncryptingWriter::new(FailsOnce(true), &key(), b"ad", params).unwrap();
-        let chunk = vec![7u8; 3 * 4096];
-        let first = w.write_all(&chunk).unwrap_err();
-        assert!(
-            crate::stream::error_of(&first).is_none(),
-            "the sink's own error"
-        );
-        let again = w.write_all(&chunk).unwrap_err();
-        assert!(matches!(
-            crate::stream::error_of(&again),
-            Some(crate::Error::Misuse { .. })
-        ));
-        let finish = w.finish().unwrap_err();
-        assert!(matches!(finish, crate::Error::Misuse { .. }), "{finish:?}");
-    }
-
     #[test]
     fn finish_durable_syncs_once_after_the_last_chunk() {
         let data = vec![3u8; 10_000];
