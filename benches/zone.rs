@@ -13,7 +13,12 @@
 //!   `OpenedSegment` shared by all lookups, against opening a fresh
 //!   `segment_seekable` reader per lookup (header parse, DEK unwrap,
 //!   commitment, stream key each time), a fresh `open_segment` per
-//!   lookup, and one seekable reader reused by a single thread.
+//!   lookup, and one seekable reader reused by a single thread;
+//! * `zone_into_64MiB`: a 64 MiB segment into a buffer the caller reuses
+//!   (`encrypt_segment_into`, `decrypt_segment_into`) against the stream's
+//!   `encrypt_into`/`decrypt_into` of the same buffer (the floor) and the
+//!   allocating `encrypt_segment`/`decrypt_segment` (a fresh buffer each
+//!   time: page faults and zero-fill).
 //!
 //! `cargo bench --bench zone`
 
@@ -104,6 +109,44 @@ fn versus_stream(c: &mut Criterion) {
     g.finish();
 }
 
+fn into_buffers(c: &mut Criterion) {
+    const LEN: usize = 64 << 20;
+    let (_dir, zone) = zone();
+    let key = SecretKey::generate().unwrap();
+    let params = stream::Params::default();
+    // The zone's calls use every core, as the baseline does.
+    let threads = stream::Threads::Auto;
+    let data = vec![0x42u8; LEN];
+    let id = "collection/segment";
+    let mut g = c.benchmark_group("zone_into_64MiB");
+    g.throughput(Throughput::Bytes(LEN as u64));
+    g.sample_size(10);
+
+    let mut body = vec![0u8; params.ciphertext_len(LEN as u64).unwrap() as usize];
+    g.bench_function("encrypt/stream_encrypt_into", |b| {
+        b.iter(|| stream::encrypt_into(&key, b"aad", params, &data, &mut body, threads).unwrap())
+    });
+    let mut segment = vec![0u8; zone.encrypted_len(LEN as u64).unwrap() as usize];
+    g.bench_function("encrypt/zone_encrypt_segment_into", |b| {
+        b.iter(|| zone.encrypt_segment_into(id, &data, &mut segment).unwrap())
+    });
+    g.bench_function("encrypt/zone_encrypt_segment", |b| {
+        b.iter(|| black_box(zone.encrypt_segment(id, &data).unwrap()))
+    });
+
+    let mut plain = vec![0u8; LEN];
+    g.bench_function("decrypt/stream_decrypt_into", |b| {
+        b.iter(|| stream::decrypt_into(&key, b"aad", params, &body, &mut plain, threads).unwrap())
+    });
+    g.bench_function("decrypt/zone_decrypt_segment_into", |b| {
+        b.iter(|| zone.decrypt_segment_into(id, &segment, &mut plain).unwrap())
+    });
+    g.bench_function("decrypt/zone_decrypt_segment", |b| {
+        b.iter(|| black_box(zone.decrypt_segment(id, &segment).unwrap()))
+    });
+    g.finish();
+}
+
 /// A small xorshift for reproducible random offsets.
 struct Rng(u64);
 
@@ -177,6 +220,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = segment, rewrap, versus_stream, lookup
+    targets = segment, rewrap, versus_stream, lookup, into_buffers
 }
 criterion_main!(benches);

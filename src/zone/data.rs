@@ -92,23 +92,71 @@ impl Zone {
         Ok((dek, header.stream_params()?))
     }
 
-    /// Encrypts a whole segment: header ‖ body. Large segments are sealed on
-    /// several threads.
+    /// Bytes a segment of `plaintext_len` plaintext bytes takes when this
+    /// zone encrypts it: the header and the stream body at the zone's chunk
+    /// size. The buffer [`encrypt_segment_into`](Self::encrypt_segment_into)
+    /// needs.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] past the stream's length limit.
+    pub fn encrypted_len(&self, plaintext_len: u64) -> Result<u64> {
+        let params = self.state().manifest.stream_params();
+        Ok(SEGMENT_HEADER_LEN as u64 + params.ciphertext_len(plaintext_len)?)
+    }
+
+    /// Encrypts a whole segment: header ‖ body, into a new buffer. Large
+    /// segments are sealed on several threads. To reuse a buffer instead
+    /// (no allocation, no page faults on a fresh one), see
+    /// [`encrypt_segment_into`](Self::encrypt_segment_into).
     ///
     /// # Errors
     /// [`Error::LimitExceeded`] past the EZK's wrap limit or the stream's
     /// length limit; [`Error::Random`].
     pub fn encrypt_segment(&self, segment_id: &str, plaintext: &[u8]) -> Result<Bytes> {
+        let len = usize::try_from(self.encrypted_len(plaintext.len() as u64)?)
+            .map_err(|_| crate::stream::exceeds_memory("segment length in bytes"))?;
+        let mut out = vec![0u8; len];
+        self.encrypt_segment_into(segment_id, plaintext, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Encrypts a whole segment, header ‖ body, into `out`, a buffer the
+    /// caller owns of exactly [`encrypted_len`](Self::encrypted_len) bytes.
+    /// The same segment [`encrypt_segment`](Self::encrypt_segment) makes;
+    /// on error `out` is all zeros.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if `out` has another length (checked before a DEK
+    /// is drawn); otherwise as [`encrypt_segment`](Self::encrypt_segment).
+    pub fn encrypt_segment_into(
+        &self,
+        segment_id: &str,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        let want = self.encrypted_len(plaintext.len() as u64)?;
+        if out.len() as u64 != want {
+            return Err(Error::misuse(format!(
+                "output buffer has {} bytes, the segment needs {want}",
+                out.len()
+            )));
+        }
+        let result = self.seal_segment(segment_id, plaintext, out);
+        if result.is_err() {
+            out.fill(0);
+        }
+        result
+    }
+
+    fn seal_segment(&self, segment_id: &str, plaintext: &[u8], out: &mut [u8]) -> Result<()> {
         let NewSegment {
             header,
             dek,
             params,
             stream_header,
         } = self.new_segment(segment_id)?;
-        let body_len = usize::try_from(params.ciphertext_len(plaintext.len() as u64)?)
-            .map_err(|_| crate::stream::exceeds_memory("segment length in bytes"))?;
-        let mut out = vec![0u8; SEGMENT_HEADER_LEN + body_len];
-        out[..SEGMENT_HEADER_LEN].copy_from_slice(&header.to_bytes());
+        let (head, body) = out.split_at_mut(SEGMENT_HEADER_LEN);
+        head.copy_from_slice(&header.to_bytes());
         let aad = self.body_aad(segment_id);
         crate::stream::encrypt_with_header(
             &dek,
@@ -116,13 +164,27 @@ impl Zone {
             params,
             stream_header,
             plaintext,
-            &mut out[SEGMENT_HEADER_LEN..],
+            body,
             Threads::Auto,
-        )?;
-        Ok(Bytes::from(out))
+        )
     }
 
-    /// Decrypts a whole segment written by this zone under `segment_id`.
+    /// Plaintext bytes in `segment` (its header and whole length): the
+    /// buffer [`decrypt_segment_into`](Self::decrypt_segment_into) needs.
+    /// Reads the header's chunk size and the length only; nothing is
+    /// authenticated until the segment is decrypted.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a damaged header or a length no writer
+    /// produces.
+    pub fn decrypted_len(segment: &[u8]) -> Result<u64> {
+        let params = SegmentHeader::parse(segment)?.stream_params()?;
+        params.plaintext_len((segment.len() - SEGMENT_HEADER_LEN) as u64)
+    }
+
+    /// Decrypts a whole segment written by this zone under `segment_id`
+    /// into a new buffer; to reuse a buffer, see
+    /// [`decrypt_segment_into`](Self::decrypt_segment_into).
     ///
     /// # Errors
     /// [`Error::Malformed`] for a damaged header; [`Error::Integrity`] with
@@ -135,13 +197,43 @@ impl Zone {
     /// [`reload`](Zone::reload)); [`Error::ZoneUnavailable`] while the zone
     /// does not serve.
     pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
+        let len = usize::try_from(Self::decrypted_len(segment)?)
+            .map_err(|_| crate::stream::exceeds_memory("plaintext length in bytes"))?;
+        let mut out = vec![0u8; len];
+        self.decrypt_segment_into(segment_id, segment, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Decrypts a whole segment into `out`, a buffer the caller owns of
+    /// exactly [`decrypted_len`](Self::decrypted_len) bytes. No plaintext is
+    /// left in `out` unless the whole segment authenticated: on error it is
+    /// all zeros.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if `out` has another length; otherwise as
+    /// [`decrypt_segment`](Self::decrypt_segment).
+    pub fn decrypt_segment_into(
+        &self,
+        segment_id: &str,
+        segment: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        let result = self.open_segment_into(segment_id, segment, out);
+        if result.is_err() {
+            out.fill(0);
+        }
+        result
+    }
+
+    fn open_segment_into(&self, segment_id: &str, segment: &[u8], out: &mut [u8]) -> Result<()> {
         let (dek, params) = self.open_header(segment_id, segment)?;
         let aad = self.body_aad(segment_id);
-        crate::stream::decrypt_to_bytes(
+        crate::stream::decrypt_into(
             &dek,
             &aad,
             params,
             &segment[SEGMENT_HEADER_LEN..],
+            out,
             Threads::Auto,
         )
     }

@@ -1343,3 +1343,67 @@ async fn a_zone_may_only_use_a_root_key_that_serves_its_region() {
     assert_eq!(zone.root(), mrk);
     assert_eq!(mrk.region(), "mock-region-1");
 }
+
+#[tokio::test]
+async fn caller_buffers_hold_the_same_segments_and_nothing_on_failure() {
+    let f = fixture().await;
+    let z = &f.zone;
+    let mut out = Vec::new();
+    let mut plain_out = Vec::new();
+    // One buffer pair reused across sizes: none, one chunk, several chunks
+    // (the zone's chunk size is 4096).
+    for len in [0usize, 1, 4000, 4096 * 3 + 17, 300_000] {
+        let id = format!("seg-{len}");
+        let plain = data(len, len as u8);
+        out.resize(z.encrypted_len(len as u64).unwrap() as usize, 0xAA);
+        z.encrypt_segment_into(&id, &plain, &mut out).unwrap();
+        assert_eq!(&z.decrypt_segment(&id, &out).unwrap()[..], &plain[..]);
+        assert_eq!(Zone::decrypted_len(&out).unwrap(), len as u64);
+        plain_out.resize(len, 0xAA);
+        z.decrypt_segment_into(&id, &out, &mut plain_out).unwrap();
+        assert_eq!(plain_out, plain);
+        // The allocating call makes a segment of the same length.
+        assert_eq!(z.encrypt_segment(&id, &plain).unwrap().len(), out.len());
+    }
+
+    // A wrong length is the caller's bug, refused before a DEK is drawn.
+    let plain = data(10_000, 3);
+    let want = z.encrypted_len(10_000).unwrap() as usize;
+    let generation = z.generation();
+    for len in [want - 1, want + 1] {
+        let mut short = vec![0xAAu8; len];
+        let e = z.encrypt_segment_into("x", &plain, &mut short).unwrap_err();
+        assert!(matches!(e, Error::Misuse { .. }), "{e:?}");
+    }
+    assert_eq!(z.generation(), generation);
+
+    // A tampered body leaves no plaintext behind.
+    let mut sealed = vec![0u8; want];
+    z.encrypt_segment_into("x", &plain, &mut sealed).unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    let mut opened = vec![0xAAu8; 10_000];
+    let e = z
+        .decrypt_segment_into("x", &sealed, &mut opened)
+        .unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }), "{e:?}");
+    assert!(
+        opened.iter().all(|&b| b == 0),
+        "plaintext left after a failure"
+    );
+    sealed[last] ^= 1;
+    // So does the wrong segment id, and a wrong length is refused.
+    let mut opened = vec![0xAAu8; 10_000];
+    assert!(z.decrypt_segment_into("y", &sealed, &mut opened).is_err());
+    assert!(opened.iter().all(|&b| b == 0));
+    let mut opened = vec![0u8; 9_999];
+    let e = z
+        .decrypt_segment_into("x", &sealed, &mut opened)
+        .unwrap_err();
+    assert!(matches!(e, Error::Misuse { .. }), "{e:?}");
+    // A buffer too short for a header is malformed, not a panic.
+    assert!(matches!(
+        Zone::decrypted_len(&sealed[..100]),
+        Err(Error::Malformed { .. })
+    ));
+}
