@@ -141,11 +141,7 @@ impl Zone {
                 out.len()
             )));
         }
-        let result = self.seal_segment(segment_id, plaintext, out);
-        if result.is_err() {
-            out.fill(0);
-        }
-        result
+        zeroed_on_error(out, |out| self.seal_segment(segment_id, plaintext, out))
     }
 
     fn seal_segment(&self, segment_id: &str, plaintext: &[u8], out: &mut [u8]) -> Result<()> {
@@ -218,11 +214,7 @@ impl Zone {
         segment: &[u8],
         out: &mut [u8],
     ) -> Result<()> {
-        let result = self.open_segment_into(segment_id, segment, out);
-        if result.is_err() {
-            out.fill(0);
-        }
-        result
+        zeroed_on_error(out, |out| self.open_segment_into(segment_id, segment, out))
     }
 
     fn open_segment_into(&self, segment_id: &str, segment: &[u8], out: &mut [u8]) -> Result<()> {
@@ -399,6 +391,16 @@ fn check_prefix(prefix: &[u8]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Runs `fill` on `out` and zeroes `out` if it fails: a caller's buffer
+/// never keeps part of a segment or its plaintext after an error.
+fn zeroed_on_error(out: &mut [u8], fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<()> {
+    let result = fill(out);
+    if result.is_err() {
+        out.fill(0);
+    }
+    result
 }
 
 /// Reads the header at the start of `source`.
