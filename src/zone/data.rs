@@ -113,11 +113,10 @@ impl Zone {
     /// [`Error::LimitExceeded`] past the EZK's wrap limit or the stream's
     /// length limit; [`Error::Random`].
     pub fn encrypt_segment(&self, segment_id: &str, plaintext: &[u8]) -> Result<Bytes> {
-        let len = usize::try_from(self.encrypted_len(plaintext.len() as u64)?)
-            .map_err(|_| crate::stream::exceeds_memory("segment length in bytes"))?;
-        let mut out = vec![0u8; len];
-        self.encrypt_segment_into(segment_id, plaintext, &mut out)?;
-        Ok(Bytes::from(out))
+        let len = self.encrypted_len(plaintext.len() as u64)?;
+        filled_buffer(len, "segment length in bytes", |out| {
+            self.encrypt_segment_into(segment_id, plaintext, out)
+        })
     }
 
     /// Encrypts a whole segment, header ‖ body, into `out`, a buffer the
@@ -193,11 +192,11 @@ impl Zone {
     /// [`reload`](Zone::reload)); [`Error::ZoneUnavailable`] while the zone
     /// does not serve.
     pub fn decrypt_segment(&self, segment_id: &str, segment: &[u8]) -> Result<Bytes> {
-        let len = usize::try_from(Self::decrypted_len(segment)?)
-            .map_err(|_| crate::stream::exceeds_memory("plaintext length in bytes"))?;
-        let mut out = vec![0u8; len];
-        self.decrypt_segment_into(segment_id, segment, &mut out)?;
-        Ok(Bytes::from(out))
+        filled_buffer(
+            Self::decrypted_len(segment)?,
+            "plaintext length in bytes",
+            |out| self.decrypt_segment_into(segment_id, segment, out),
+        )
     }
 
     /// Decrypts a whole segment into `out`, a buffer the caller owns of
@@ -391,6 +390,20 @@ fn check_prefix(prefix: &[u8]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A new buffer of `len` bytes filled by `fill`: the allocating zone calls
+/// built on their `_into` forms. `what` names the length if it does not fit
+/// in memory.
+fn filled_buffer(
+    len: u64,
+    what: &'static str,
+    fill: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<Bytes> {
+    let len = usize::try_from(len).map_err(|_| crate::stream::exceeds_memory(what))?;
+    let mut out = vec![0u8; len];
+    fill(&mut out)?;
+    Ok(Bytes::from(out))
 }
 
 /// Runs `fill` on `out` and zeroes `out` if it fails: a caller's buffer
