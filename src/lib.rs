@@ -85,6 +85,12 @@ pub mod fuzzing;
 #[cfg(test)]
 mod hygiene_tests;
 pub mod monitor;
+#[cfg(feature = "object-store-any")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "object-store", feature = "object-store-013")))
+)]
+pub mod object_store;
 pub mod provider;
 pub mod registry;
 pub mod secret;

@@ -37,7 +37,7 @@ pub enum Threads {
 }
 
 impl Threads {
-    fn resolve(self, bytes: usize) -> usize {
+    pub(crate) fn resolve(self, bytes: usize) -> usize {
         let useful = bytes / MIN_BYTES_PER_THREAD;
         if useful < 2 {
             return 1;

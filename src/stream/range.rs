@@ -290,6 +290,135 @@ impl RangeDecryptor {
         Ok(Bytes::from(out))
     }
 
+    /// Opens the whole chunks in `sealed`, the first of them chunk `first`,
+    /// straight into `out` (out-of-place: no copy of the ciphertext), on up
+    /// to `threads` threads for large batches. `sealed` holds exactly whole
+    /// chunks as this stream lays them out (the last one may be the
+    /// stream's last); `out` must be exactly their plaintext length, which
+    /// [`chunks_plaintext_len`](Self::chunks_plaintext_len) gives. On
+    /// failure `out` is all zeros.
+    pub(crate) fn open_chunks_into(
+        &self,
+        first: u64,
+        sealed: &[u8],
+        out: &mut [u8],
+        threads: super::Threads,
+    ) -> Result<()> {
+        let (end, plain) = self.chunks_spanned(first, sealed.len())?;
+        if plain != out.len() {
+            return Err(Error::misuse(format!(
+                "output has {} bytes, chunks {first}..{end} hold {plain}",
+                out.len()
+            )));
+        }
+        let parts = threads
+            .resolve(out.len())
+            .min((end - first) as usize)
+            .max(1);
+        let r = if parts <= 1 {
+            self.open_run(first, end, sealed, out)
+        } else {
+            // Cut into runs of whole chunks, one per thread.
+            let bounds: Vec<u64> = (0..=parts as u64)
+                .map(|i| first + (end - first) * i / parts as u64)
+                .collect();
+            let mut jobs = Vec::with_capacity(parts);
+            let (mut sealed_rest, mut out_rest) = (sealed, &mut *out);
+            for w in bounds.windows(2) {
+                let (s_len, p_len) = if w[1] == end {
+                    (sealed_rest.len(), out_rest.len())
+                } else {
+                    let p = &self.params;
+                    (
+                        (p.ciphertext_start(w[1]) - p.ciphertext_start(w[0])) as usize,
+                        (p.plaintext_start(w[1]) - p.plaintext_start(w[0])) as usize,
+                    )
+                };
+                let (s, s_tail) = sealed_rest.split_at(s_len);
+                let (o, o_tail) = std::mem::take(&mut out_rest).split_at_mut(p_len);
+                jobs.push((w[0], w[1], s, o));
+                sealed_rest = s_tail;
+                out_rest = o_tail;
+            }
+            std::thread::scope(|scope| {
+                let mut iter = jobs.into_iter();
+                let (f0, t0, s0, o0) = iter.next().expect("at least one run");
+                let handles: Vec<_> = iter
+                    .map(|(f, t, s, o)| scope.spawn(move || self.open_run(f, t, s, o)))
+                    .collect();
+                let mut result = self.open_run(f0, t0, s0, o0);
+                for h in handles {
+                    result = result.and(h.join().unwrap_or_else(|_| {
+                        Err(Error::WorkerPanicked {
+                            what: "opening a run of stream chunks".into(),
+                        })
+                    }));
+                }
+                result
+            })
+        };
+        if r.is_err() {
+            zeroize::Zeroize::zeroize(out);
+        }
+        r
+    }
+
+    /// Where whole chunks starting at chunk `first` and spanning
+    /// `sealed_len` bytes end (exclusive chunk index), and their plaintext
+    /// length. For sizing the output of
+    /// [`open_chunks_into`](Self::open_chunks_into).
+    pub(crate) fn chunks_spanned(&self, first: u64, sealed_len: usize) -> Result<(u64, usize)> {
+        let start = self.params.ciphertext_start(first);
+        let end_at = start + sealed_len as u64;
+        if first >= self.chunks || end_at > self.ciphertext_len || sealed_len == 0 {
+            return Err(Error::malformed(
+                "stream range",
+                format!(
+                    "{sealed_len} bytes from chunk {first} are not whole chunks of this stream"
+                ),
+            ));
+        }
+        let end = if end_at == self.ciphertext_len {
+            self.chunks
+        } else {
+            // Chunk boundaries after chunk 0 are multiples of the chunk size.
+            if end_at % self.params.chunk_size() as u64 != 0 {
+                return Err(Error::malformed("stream range", "ends inside a chunk"));
+            }
+            end_at / self.params.chunk_size() as u64
+        };
+        let plain = sealed_len - (end - first) as usize * TAG_LEN;
+        Ok((end, plain))
+    }
+
+    /// Sealed length of chunk `index` of this stream; 0 past its end.
+    pub(crate) fn chunk_sealed_len(&self, index: u64) -> usize {
+        if index < self.chunks {
+            self.sealed_len(index)
+        } else {
+            0
+        }
+    }
+
+    /// Opens chunks `from..to`, laid out in `sealed`, into `out`.
+    fn open_run(&self, from: u64, to: u64, sealed: &[u8], out: &mut [u8]) -> Result<()> {
+        let (mut s, mut o) = (0usize, 0usize);
+        for i in from..to {
+            let n = self.sealed_len(i);
+            let Some(chunk) = sealed.get(s..s + n) else {
+                return Err(Error::malformed("stream range", "ends inside a chunk"));
+            };
+            let p = n - TAG_LEN;
+            pass(&self.gate)?;
+            self.cipher
+                .open_to(index_u32(i)?, self.is_last(i), chunk, &mut out[o..o + p])?;
+            self.opened(i);
+            s += n;
+            o += p;
+        }
+        Ok(())
+    }
+
     /// Reads plaintext starting at `offset` into `out`, fetching from
     /// `source` only the chunks the range touches and authenticating each
     /// before any of its bytes is copied out. Returns fewer than

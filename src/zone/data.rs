@@ -92,6 +92,12 @@ impl Zone {
         Ok((dek, header.stream_params()?))
     }
 
+    /// The stream parameters of segments this zone writes now.
+    #[cfg_attr(not(feature = "object-store-any"), allow(dead_code))]
+    pub(crate) fn stream_params(&self) -> Params {
+        self.state().manifest.stream_params()
+    }
+
     /// Bytes a segment of `plaintext_len` plaintext bytes takes when this
     /// zone encrypts it: the header and the stream body at the zone's chunk
     /// size. The buffer [`encrypt_segment_into`](Self::encrypt_segment_into)

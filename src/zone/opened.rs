@@ -75,6 +75,12 @@ impl OpenedSegment {
     pub(super) fn new(body: RangeDecryptor, segment_len: u64) -> Self {
         Self { body, segment_len }
     }
+
+    /// The stream decryptor of the segment's body, for whole-chunk reads.
+    #[cfg_attr(not(feature = "object-store-any"), allow(dead_code))]
+    pub(crate) fn body(&self) -> &RangeDecryptor {
+        &self.body
+    }
 }
 
 impl OpenedSegment {

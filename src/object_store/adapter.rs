@@ -1,0 +1,781 @@
+//! [`EncryptedStore`]: an `ObjectStore` whose objects are segments of a
+//! zone. This file is compiled once per supported `object_store` major
+//! (`super::os` names it); what differs between majors lives in the
+//! parent's `split`/`join`, and everything that does not depend on the
+//! major in [`crate::object_store`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+use super::os::path::Path;
+use super::os::{
+    CopyMode, CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, UploadPart,
+};
+use super::{join, split, Payload};
+use crate::object_store::{
+    ChunkBatches, PartSealer, DEFAULT_PART_SIZE, MERGED_READ_LIMIT, STORE_NAME,
+};
+use crate::stream::CiphertextRange;
+use crate::zone::{OpenedSegment, Zone, SEGMENT_HEADER_LEN, SEGMENT_PREFIX_LEN};
+
+type OsResult<T> = std::result::Result<T, super::os::Error>;
+
+/// An `ObjectStore` that encrypts every object it writes as a segment of
+/// `zone` (segment id: the object's path) and decrypts and authenticates
+/// every byte it returns. See the [module docs](crate::object_store) for
+/// what each operation does and costs.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use cmek::provider::LocalKeyProvider;
+/// # use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+#[doc = concat!("use cmek::object_store::", version_module!(), "::EncryptedStore;")]
+#[doc = concat!("use cmek::object_store::", version_module!(), "::object_store::{")]
+/// #     memory::InMemory, path::Path, ObjectStore, ObjectStoreExt, GetOptions, GetRange};
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local")?;
+/// # let root = provider.add_key("root")?;
+/// # let zone = Keyring::new(Arc::new(provider))
+/// #     .create_zone(Arc::new(MemoryManifestStore::new()), ZoneSpec::new("lake", "local", root))
+/// #     .await?;
+/// let store = EncryptedStore::new(InMemory::new(), zone);
+/// let path = Path::from("tables/orders/part-0.parquet");
+/// store.put(&path, vec![7u8; 1_000_000].into()).await?;
+///
+/// // Plaintext offsets and sizes; only the chunks holding the range are fetched.
+/// let tail = store.get_range(&path, 999_000..1_000_000).await?;
+/// assert_eq!(&tail[..], &[7u8; 1000][..]);
+/// assert_eq!(store.head(&path).await?.size, 1_000_000);
+/// # Ok(()) }
+/// ```
+pub struct EncryptedStore<S> {
+    inner: S,
+    zone: Zone,
+    part_size: usize,
+}
+
+impl<S: ObjectStore> EncryptedStore<S> {
+    /// Encrypts every object of `inner` under `zone`.
+    pub fn new(inner: S, zone: Zone) -> Self {
+        Self {
+            inner,
+            zone,
+            part_size: DEFAULT_PART_SIZE,
+        }
+    }
+
+    /// Hands multipart uploads parts of at least `bytes` (but the last),
+    /// cut on chunk boundaries: the inner store's smallest part or more
+    /// (default [`DEFAULT_PART_SIZE`]). Each upload buffers one such part.
+    #[must_use]
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(1);
+        self
+    }
+
+    /// The inner store, holding ciphertext.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The zone every object belongs to.
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    /// Opens the segment at `location` from its first bytes `prefix` and
+    /// stored length.
+    fn open(&self, location: &Path, prefix: &[u8], size: u64) -> OsResult<OpenedSegment> {
+        self.zone
+            .open_segment(location.as_ref(), prefix, size)
+            .map_err(cmek_error)
+    }
+
+    /// The plaintext size of an object `size` bytes long at the zone's
+    /// chunk size (for listings, which read no object).
+    fn listed_size(&self, meta: ObjectMeta) -> OsResult<ObjectMeta> {
+        let params = self.zone.stream_params();
+        let plain = size_at(params, meta.size).map_err(|e| {
+            cmek_error(crate::Error::malformed(
+                "object",
+                format!("{}: {e}", meta.location),
+            ))
+        })?;
+        Ok(ObjectMeta {
+            size: plain,
+            ..meta
+        })
+    }
+
+    /// The end of the first GET for `range`: the segment's prefix and,
+    /// when the range's chunks end within [`MERGED_READ_LIMIT`] of the
+    /// start (at the zone's chunk size), those chunks too.
+    fn first_read_end(&self, range: Option<&GetRange>) -> u64 {
+        let prefix = SEGMENT_PREFIX_LEN as u64;
+        let params = self.zone.stream_params();
+        let end_chunk = match range {
+            Some(GetRange::Bounded(r)) if r.end > r.start => params.chunk_of(r.end - 1).0,
+            _ => return prefix,
+        };
+        let end = SEGMENT_HEADER_LEN as u64 + params.ciphertext_start(end_chunk + 1);
+        if end <= MERGED_READ_LIMIT {
+            end.max(prefix)
+        } else {
+            prefix
+        }
+    }
+
+    /// Streams and decrypts the whole object.
+    async fn get_whole(&self, location: &Path, mut options: GetOptions) -> OsResult<GetResult> {
+        options.range = None;
+        let (meta, attributes, extras, mut body) =
+            split(self.inner.get_opts(location, options).await?);
+        let mut prefix = BytesMut::with_capacity(SEGMENT_PREFIX_LEN);
+        let mut rest = Bytes::new();
+        while prefix.len() < SEGMENT_PREFIX_LEN {
+            let Some(piece) = body.next().await else {
+                break;
+            };
+            let mut piece = piece?;
+            let take = (SEGMENT_PREFIX_LEN - prefix.len()).min(piece.len());
+            prefix.extend_from_slice(&piece[..take]);
+            rest = piece.split_off(take);
+        }
+        let segment = Arc::new(self.open(location, &prefix, meta.size)?);
+        let plain_len = segment.plaintext_len();
+        let plan = segment.plan(0..plain_len).map_err(cmek_error)?;
+        let payload = decrypting(segment, &plan, rest, body)?;
+        Ok(join(
+            ObjectMeta {
+                size: plain_len,
+                ..meta
+            },
+            0..plain_len,
+            attributes,
+            extras,
+            payload,
+        ))
+    }
+
+    /// Reads the segment's prefix (with the range's first chunks when they
+    /// are near), then the chunks holding `options.range`.
+    async fn get_ranged(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        if let Some(range) = &options.range {
+            range.is_valid().map_err(range_error)?;
+        }
+        // If the object is replaced between the two GETs, the second one
+        // fails its ETag precondition: start over once, unless the caller
+        // set its own precondition.
+        let mut attempts = if options.if_match.is_some() { 1 } else { 2 };
+        loop {
+            attempts -= 1;
+            match self.try_get_ranged(location, &options).await {
+                Err(super::os::Error::Precondition { .. }) if attempts > 0 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_get_ranged(&self, location: &Path, options: &GetOptions) -> OsResult<GetResult> {
+        let first_end = self.first_read_end(options.range.as_ref());
+        let mut first = options.clone();
+        first.head = false;
+        first.range = Some(GetRange::Bounded(0..first_end));
+        let fetched = match self.inner.get_opts(location, first).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.explain_failed_read(location, e).await),
+        };
+        let (meta, attributes, extras, body) = split(fetched);
+        let fetched = collect(body).await?;
+        let segment = Arc::new(self.open(location, &fetched, meta.size)?);
+        let plain_len = segment.plaintext_len();
+        let plain_meta = ObjectMeta {
+            size: plain_len,
+            ..meta.clone()
+        };
+        if options.head {
+            let empty: Payload = stream::empty().boxed();
+            return Ok(join(plain_meta, 0..plain_len, attributes, extras, empty));
+        }
+        let want = match &options.range {
+            Some(r) => r.as_range(plain_len).map_err(range_error)?,
+            None => 0..plain_len,
+        };
+        let plan = segment.plan(want).map_err(cmek_error)?;
+        let chunks = plan.chunks.clone();
+        let body: Payload = if chunks.is_empty() {
+            stream::empty().boxed()
+        } else if chunks.end <= fetched.len() as u64 {
+            let piece = fetched.slice(chunks.start as usize..chunks.end as usize);
+            stream::once(async move { Ok(piece) }).boxed()
+        } else {
+            let (_, _, _, body) = split(
+                self.inner
+                    .get_opts(location, self.same_object(&meta, options, chunks))
+                    .await?,
+            );
+            body
+        };
+        let payload = decrypting(segment, &plan, Bytes::new(), body)?;
+        Ok(join(
+            plain_meta,
+            plan.plaintext.clone(),
+            attributes,
+            extras,
+            payload,
+        ))
+    }
+
+    /// Options for a further GET of `range` of the object `meta`
+    /// describes, failing if it was replaced since.
+    fn same_object(
+        &self,
+        meta: &ObjectMeta,
+        options: &GetOptions,
+        range: Range<u64>,
+    ) -> GetOptions {
+        let mut o = GetOptions::default();
+        o.if_match = meta.e_tag.clone().or_else(|| options.if_match.clone());
+        o.version = meta.version.clone().or_else(|| options.version.clone());
+        o.range = Some(GetRange::Bounded(range));
+        o
+    }
+
+    /// A failed first read of an object: if the object exists but is too
+    /// short to be a segment (a ranged read of an empty object fails in
+    /// most stores), says so; otherwise the store's error.
+    async fn explain_failed_read(
+        &self,
+        location: &Path,
+        err: super::os::Error,
+    ) -> super::os::Error {
+        if matches!(
+            err,
+            super::os::Error::NotFound { .. }
+                | super::os::Error::Precondition { .. }
+                | super::os::Error::NotModified { .. }
+        ) {
+            return err;
+        }
+        let mut head = GetOptions::default();
+        head.head = true;
+        match self.inner.get_opts(location, head).await {
+            Ok(r) if r.meta.size < SEGMENT_PREFIX_LEN as u64 => cmek_error(crate::Error::malformed(
+                "object",
+                format!(
+                    "{location} has {} bytes, fewer than a segment's headers: not an encrypted object",
+                    r.meta.size
+                ),
+            )),
+            _ => err,
+        }
+    }
+
+    /// Encrypts the plaintext `body` as the object `segment_id` and writes
+    /// it at `location`: one `put` if it fits one part, else a multipart
+    /// upload. Memory: one part.
+    async fn upload_stream(
+        &self,
+        location: &Path,
+        segment_id: &Path,
+        mut body: Payload,
+        mode: PutMode,
+    ) -> OsResult<PutResult> {
+        let mut sealer =
+            PartSealer::new(&self.zone, segment_id.as_ref(), self.part_size).map_err(cmek_error)?;
+        let mut upload: Option<Box<dyn MultipartUpload>> = None;
+        let result = async {
+            while let Some(piece) = body.next().await {
+                for part in sealer.push(&piece?).map_err(cmek_error)? {
+                    if upload.is_none() {
+                        if !matches!(mode, PutMode::Overwrite) {
+                            return Err(not_supported(
+                                "a conditional write longer than one part (multipart uploads cannot be conditional)",
+                            ));
+                        }
+                        upload = Some(self.inner.put_multipart(location).await?);
+                    }
+                    let up = upload.as_mut().expect("just set");
+                    up.put_part(part.into()).await?;
+                }
+            }
+            let last = sealer.finish().map_err(cmek_error)?;
+            match upload.as_mut() {
+                None => {
+                    let opts = PutOptions {
+                        mode,
+                        ..PutOptions::default()
+                    };
+                    self.inner.put_opts(location, last.into(), opts).await
+                }
+                Some(up) => {
+                    up.put_part(last.into()).await?;
+                    up.complete().await
+                }
+            }
+        }
+        .await;
+        if result.is_err() {
+            if let Some(mut up) = upload {
+                // Best effort: the upload never completed, so nothing is
+                // readable either way.
+                let _ = up.abort().await;
+            }
+        }
+        result
+    }
+
+    /// Copies by re-encrypting: the segment id is the path.
+    async fn reencrypt(&self, from: &Path, to: &Path, mode: CopyMode) -> OsResult<()> {
+        let source = self.get_whole(from, GetOptions::default()).await?;
+        let ciphertext_fits_one_part = self
+            .zone
+            .encrypted_len(source.meta.size)
+            .map_or(false, |len| len <= self.part_size as u64);
+        let (_, _, _, body) = split(source);
+        match mode {
+            CopyMode::Overwrite => {
+                self.upload_stream(to, to, body, PutMode::Overwrite).await?;
+            }
+            CopyMode::Create if ciphertext_fits_one_part => {
+                self.upload_stream(to, to, body, PutMode::Create)
+                    .await
+                    .map_err(|e| match e {
+                        super::os::Error::Precondition { path, source } => {
+                            super::os::Error::AlreadyExists { path, source }
+                        }
+                        other => other,
+                    })?;
+            }
+            CopyMode::Create => {
+                // Staged beside the target under the target's id, then put
+                // in place with the inner store's create-only copy.
+                let staged = staging_path(to).map_err(cmek_error)?;
+                let copied = async {
+                    self.upload_stream(&staged, to, body, PutMode::Overwrite)
+                        .await?;
+                    self.inner
+                        .copy_opts(
+                            &staged,
+                            to,
+                            CopyOptions {
+                                mode: CopyMode::Create,
+                                ..CopyOptions::default()
+                            },
+                        )
+                        .await
+                }
+                .await;
+                let removed = self.inner.delete(&staged).await;
+                copied?;
+                removed?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S> fmt::Display for EncryptedStore<S>
+where
+    S: fmt::Display,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncryptedStore({}, zone {})", self.inner, self.zone.id())
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for EncryptedStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedStore")
+            .field("inner", &self.inner)
+            .field("zone", &self.zone.id())
+            .field("part_size", &self.part_size)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        let plaintext: Bytes = match payload.iter().count() {
+            0 => Bytes::new(),
+            1 => payload.iter().next().cloned().unwrap_or_default(),
+            _ => {
+                let mut all = Vec::with_capacity(payload.content_length());
+                for piece in &payload {
+                    all.extend_from_slice(piece);
+                }
+                Bytes::from(all)
+            }
+        };
+        let ciphertext = self
+            .zone
+            .encrypt_segment(location.as_ref(), &plaintext)
+            .map_err(cmek_error)?;
+        self.inner.put_opts(location, ciphertext.into(), opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        let sealer =
+            PartSealer::new(&self.zone, location.as_ref(), self.part_size).map_err(cmek_error)?;
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(EncryptedUpload {
+            inner,
+            sealer: Some(sealer),
+            failed: false,
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        if options.range.is_none() && !options.head {
+            self.get_whole(location, options).await
+        } else {
+            self.get_ranged(location, options).await
+        }
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        for r in ranges {
+            GetRange::Bounded(r.clone())
+                .is_valid()
+                .map_err(range_error)?;
+        }
+        let first = GetOptions {
+            range: Some(GetRange::Bounded(0..SEGMENT_PREFIX_LEN as u64)),
+            ..GetOptions::default()
+        };
+        let fetched = match self.inner.get_opts(location, first).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.explain_failed_read(location, e).await),
+        };
+        let (meta, _, _, body) = split(fetched);
+        let prefix = collect(body).await?;
+        let segment = Arc::new(self.open(location, &prefix, meta.size)?);
+        let plain_len = segment.plaintext_len();
+        let mut plans = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let want = GetRange::Bounded(r.clone())
+                .as_range(plain_len)
+                .map_err(range_error)?;
+            plans.push(segment.plan(want).map_err(cmek_error)?);
+        }
+        // One GET per run of overlapping or nearby chunk ranges.
+        let mut spans: Vec<Range<u64>> = plans
+            .iter()
+            .map(|p| p.chunks.clone())
+            .filter(|c| !c.is_empty())
+            .collect();
+        spans.sort_by_key(|c| c.start);
+        let mut merged: Vec<Range<u64>> = Vec::new();
+        for c in spans {
+            match merged.last_mut() {
+                Some(m) if c.start <= m.end.saturating_add(COALESCE_GAP) => {
+                    m.end = m.end.max(c.end)
+                }
+                _ => merged.push(c),
+            }
+        }
+        let mut fetched = Vec::with_capacity(merged.len());
+        for span in &merged {
+            let options = self.same_object(&meta, &GetOptions::default(), span.clone());
+            let (_, _, _, body) = split(self.inner.get_opts(location, options).await?);
+            fetched.push((span.clone(), collect(body).await?));
+        }
+        let mut out = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            let piece = if plan.chunks.is_empty() {
+                Bytes::new()
+            } else {
+                let (span, bytes) = fetched
+                    .iter()
+                    .find(|(s, _)| s.start <= plan.chunks.start && plan.chunks.end <= s.end)
+                    .expect("every chunk range lies in a merged span");
+                if bytes.len() as u64 != span.end - span.start {
+                    return Err(cmek_error(crate::Error::malformed(
+                        "object",
+                        "the store returned fewer bytes than the range asked for",
+                    )));
+                }
+                bytes.slice(
+                    (plan.chunks.start - span.start) as usize
+                        ..(plan.chunks.end - span.start) as usize,
+                )
+            };
+            out.push(open_range(&segment, plan, piece)?);
+        }
+        Ok(out)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let params = self.zone.stream_params();
+        self.inner
+            .list(prefix)
+            .map(move |meta| meta.and_then(|m| listed(params, m)))
+            .boxed()
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let params = self.zone.stream_params();
+        self.inner
+            .list_with_offset(prefix, offset)
+            .map(move |meta| meta.and_then(|m| listed(params, m)))
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        let mut result = self.inner.list_with_delimiter(prefix).await?;
+        let objects = std::mem::take(&mut result.objects);
+        result.objects = objects
+            .into_iter()
+            .map(|m| self.listed_size(m))
+            .collect::<OsResult<_>>()?;
+        Ok(result)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        self.reencrypt(from, to, options.mode).await
+    }
+}
+
+/// Ciphertext ranges of one `get_ranges` call closer than this are
+/// fetched in one GET.
+const COALESCE_GAP: u64 = 1 << 20;
+
+/// What [`EncryptedStore::put_multipart_opts`] returns: seals each part's
+/// plaintext as it is handed in and passes whole ciphertext parts on.
+struct EncryptedUpload {
+    inner: Box<dyn MultipartUpload>,
+    sealer: Option<PartSealer>,
+    failed: bool,
+}
+
+impl fmt::Debug for EncryptedUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedUpload")
+            .field("inner", &self.inner)
+            .field("parts", &self.sealer.as_ref().map(PartSealer::parts_done))
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for EncryptedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let sealed = match self.sealer.as_mut() {
+            Some(sealer) if !self.failed => {
+                let mut parts = Vec::new();
+                let mut result = Ok(());
+                for piece in &data {
+                    match sealer.push(piece) {
+                        Ok(p) => parts.extend(p),
+                        Err(e) => {
+                            result = Err(cmek_error(e));
+                            break;
+                        }
+                    }
+                }
+                result.map(|()| parts)
+            }
+            _ => Err(cmek_error(crate::Error::misuse(
+                "the upload failed or was completed; start a new one",
+            ))),
+        };
+        match sealed {
+            Ok(parts) => {
+                let uploads: Vec<UploadPart> = parts
+                    .into_iter()
+                    .map(|p| self.inner.put_part(p.into()))
+                    .collect();
+                Box::pin(async move {
+                    for u in uploads {
+                        u.await?;
+                    }
+                    Ok(())
+                })
+            }
+            Err(e) => {
+                self.failed = true;
+                Box::pin(async move { Err(e) })
+            }
+        }
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        let sealer = match self.sealer.take() {
+            Some(s) if !self.failed => s,
+            _ => {
+                return Err(cmek_error(crate::Error::misuse(
+                    "the upload failed or was completed; start a new one",
+                )))
+            }
+        };
+        let last = sealer.finish().map_err(|e| {
+            self.failed = true;
+            cmek_error(e)
+        })?;
+        self.inner.put_part(last.into()).await?;
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        self.sealer = None;
+        self.inner.abort().await
+    }
+}
+
+/// A stream of the plaintext of `plan`, opening its ciphertext: `first`,
+/// then `body`.
+fn decrypting(
+    segment: Arc<OpenedSegment>,
+    plan: &CiphertextRange,
+    first: Bytes,
+    body: Payload,
+) -> OsResult<Payload> {
+    let mut batches = ChunkBatches::new(segment, plan);
+    let ready: VecDeque<Bytes> = batches.push(first).map_err(cmek_error)?.into();
+    let state = (batches, body, ready);
+    Ok(
+        stream::try_unfold(state, |(mut batches, mut body, mut ready)| async move {
+            loop {
+                if let Some(out) = ready.pop_front() {
+                    return Ok(Some((out, (batches, body, ready))));
+                }
+                match body.next().await {
+                    Some(piece) => ready.extend(batches.push(piece?).map_err(cmek_error)?),
+                    None => {
+                        batches.finish().map_err(cmek_error)?;
+                        return Ok(None);
+                    }
+                }
+            }
+        })
+        .boxed(),
+    )
+}
+
+/// The plaintext of `plan` from its whole ciphertext `fetched`.
+fn open_range(
+    segment: &Arc<OpenedSegment>,
+    plan: &CiphertextRange,
+    fetched: Bytes,
+) -> OsResult<Bytes> {
+    let mut batches = ChunkBatches::new(Arc::clone(segment), plan);
+    let pieces = batches.push(fetched).map_err(cmek_error)?;
+    batches.finish().map_err(cmek_error)?;
+    Ok(match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.into_iter().next().expect("one piece"),
+        _ => Bytes::from(pieces.concat()),
+    })
+}
+
+/// All of a byte stream.
+async fn collect(mut body: Payload) -> OsResult<Bytes> {
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        match &first {
+            None => first = Some(piece),
+            Some(f) => {
+                if more.is_empty() {
+                    more.extend_from_slice(f);
+                }
+                more.extend_from_slice(&piece);
+            }
+        }
+    }
+    Ok(if more.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        more.freeze()
+    })
+}
+
+/// A listed object's metadata with its plaintext size.
+fn listed(params: crate::stream::Params, meta: ObjectMeta) -> OsResult<ObjectMeta> {
+    let plain = size_at(params, meta.size).map_err(|e| {
+        cmek_error(crate::Error::malformed(
+            "object",
+            format!("{}: {e}", meta.location),
+        ))
+    })?;
+    Ok(ObjectMeta {
+        size: plain,
+        ..meta
+    })
+}
+
+/// The plaintext length of a segment `size` bytes long with `params`.
+fn size_at(params: crate::stream::Params, size: u64) -> crate::Result<u64> {
+    let Some(body) = size.checked_sub(SEGMENT_HEADER_LEN as u64) else {
+        return Err(crate::Error::malformed(
+            "object",
+            format!("{size} bytes is shorter than a segment header: not an encrypted object"),
+        ));
+    };
+    params.plaintext_len(body)
+}
+
+/// The hidden sibling a create-only copy is staged at.
+fn staging_path(to: &Path) -> crate::Result<Path> {
+    let mut random = [0u8; 8];
+    crate::cipher::fill_random(&mut random)?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Path::from(format!("{to}.cmek-copy-{suffix}")))
+}
+
+/// A cmek error as the `object_store` error that carries it.
+fn cmek_error(e: crate::Error) -> super::os::Error {
+    super::os::Error::Generic {
+        store: STORE_NAME,
+        source: Box::new(e),
+    }
+}
+
+fn range_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> super::os::Error {
+    super::os::Error::Generic {
+        store: STORE_NAME,
+        source: Box::new(e),
+    }
+}
+
+fn not_supported(what: &str) -> super::os::Error {
+    super::os::Error::NotSupported {
+        source: what.to_string().into(),
+    }
+}

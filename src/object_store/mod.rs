@@ -1,0 +1,93 @@
+//! Encrypted object storage (features `object-store`, `object-store-013`):
+//! [`EncryptedStore`](v014::EncryptedStore), an `object_store::ObjectStore`
+//! that makes every object of an inner store a segment of a [`Zone`], and
+//! [`ObjectManifestStore`](v014::ObjectManifestStore), a zone manifest (or
+//! the key registry's state) kept as an object and replaced with the
+//! store's conditional writes.
+//!
+//! The `object_store` ecosystem is split across two majors, and an adapter
+//! on the wrong one cannot be plugged in at all, so both are served by one
+//! core:
+//!
+//! | feature | module | `object_store` | serves, for example |
+//! |---|---|---|---|
+//! | `object-store` | [`v014`] | 0.14 | SlateDB 0.18 |
+//! | `object-store-013` | [`v013`] | 0.13 | DataFusion 55 |
+//!
+//! Each module re-exports the `object_store` crate it is built on
+//! (`v014::object_store`), so a caller names the same types.
+//!
+//! # What the adapter does
+//!
+//! * **Writes.** `put` encrypts the payload as one segment under a fresh
+//!   DEK; `put_multipart` seals chunks as parts arrive and hands the inner
+//!   store parts cut on chunk boundaries, each at least
+//!   [`DEFAULT_PART_SIZE`] (the smallest part S3 accepts; see
+//!   `with_part_size`), keeping at most one chunk of plaintext besides the
+//!   part being filled. `PutMode` (create, update), tags and attributes
+//!   pass through. An aborted or abandoned upload leaves nothing readable.
+//! * **Segment ids are paths.** Each object's segment id is its path
+//!   (`Path::as_ref`), so an object moved or copied by the inner store, or
+//!   swapped with another, does not decrypt ([`Error::Integrity`]).
+//!   `copy` and `rename` therefore re-encrypt: the object is decrypted as
+//!   a stream and encrypted under the destination's id with a fresh DEK, in
+//!   bounded memory. A copy in `CopyMode::Create` of an object longer than
+//!   one part is staged at a hidden sibling (`NAME.cmek-copy-RANDOM`) and
+//!   moved into place with the inner store's own create-only copy, so it
+//!   needs an inner store that supports one; shorter objects are written
+//!   with a create-only `put`.
+//! * **Reads.** Offsets and sizes are plaintext: `get_opts` takes every
+//!   `GetRange` form and reports `meta.size` and `range` in plaintext bytes.
+//!   A range read fetches the segment's first [`SEGMENT_PREFIX_LEN`] bytes
+//!   (its header and stream header; with them the first chunks when the
+//!   range starts within [`MERGED_READ_LIMIT`] bytes of the start), then
+//!   the whole chunks that hold the range — with the last chunk when the
+//!   range reaches the end, so a truncated object is found out — in one
+//!   ranged GET conditioned on the first one's ETag. Every chunk
+//!   authenticates before any of its bytes is returned. A whole-object
+//!   `get` streams: chunks are opened as they arrive, a batch of at most
+//!   [`MAX_BATCH`] bytes at a time.
+//! * **Metadata.** `head` reads the segment's prefix (one small ranged
+//!   GET, no key call) and reports the plaintext size its header implies;
+//!   a foreign object fails there. `list` cannot read every object: it
+//!   reports the size an object of the listed length has at the zone's
+//!   chunk size, and an entry whose length no segment has is an error
+//!   item. ETags, versions and `last_modified` are the stored object's.
+//! * **Errors.** A cmek failure reaches the caller as
+//!   `object_store::Error::Generic` with `store` [`STORE_NAME`] and the
+//!   [`Error`] as its source (`source().downcast_ref::<cmek::Error>()`):
+//!   an integrity failure, an unavailable zone, a foreign or malformed
+//!   object. The inner store's errors pass through unchanged.
+//!
+//! [`Zone`]: crate::zone::Zone
+//! [`Error`]: crate::Error
+//! [`Error::Integrity`]: crate::Error::Integrity
+//! [`SEGMENT_PREFIX_LEN`]: crate::zone::SEGMENT_PREFIX_LEN
+
+mod opening;
+mod sealing;
+
+#[cfg(feature = "object-store-013")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store-013")))]
+pub mod v013;
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub mod v014;
+
+pub(crate) use opening::ChunkBatches;
+pub(crate) use sealing::PartSealer;
+
+/// The `store` name in the `object_store` errors the adapter makes.
+pub const STORE_NAME: &str = "cmek";
+
+/// The default smallest part the adapter hands a multipart upload: 5 MiB,
+/// the least S3 accepts for any part but the last.
+pub const DEFAULT_PART_SIZE: usize = 5 << 20;
+
+/// A range starting within this many bytes of a segment's start is read
+/// with its header in one GET.
+pub const MERGED_READ_LIMIT: u64 = 256 << 10;
+
+/// The most ciphertext a streaming read opens at once (on several threads
+/// when large): bounds the plaintext buffered per batch.
+pub const MAX_BATCH: usize = 4 << 20;

@@ -1,0 +1,50 @@
+//! The encrypted object store on `object_store` 0.13 (feature
+//! `object-store-013`): for engines on that major, such as DataFusion 55. See the
+//! [parent module](super) for what it does.
+
+pub use ::object_store_013 as object_store;
+use ::object_store_013 as os;
+
+/// The name of this module, for the examples its items share.
+macro_rules! version_module {
+    () => {
+        "v013"
+    };
+}
+
+#[path = "adapter.rs"]
+mod adapter;
+#[path = "manifest.rs"]
+mod manifest;
+
+pub use adapter::EncryptedStore;
+pub use manifest::ObjectManifestStore;
+
+/// What a `GetResult` carries besides its payload, meta, range and
+/// attributes in this major: nothing.
+type Extras = ();
+
+/// Takes a `GetResult` apart into its fields and its bytes as a stream.
+fn split(r: os::GetResult) -> (os::ObjectMeta, os::Attributes, Extras, Payload) {
+    let (meta, attributes) = (r.meta.clone(), r.attributes.clone());
+    (meta, attributes, (), r.into_stream())
+}
+
+/// Builds a `GetResult` from its parts.
+fn join(
+    meta: os::ObjectMeta,
+    range: std::ops::Range<u64>,
+    attributes: os::Attributes,
+    _extras: Extras,
+    payload: Payload,
+) -> os::GetResult {
+    os::GetResult {
+        payload: os::GetResultPayload::Stream(payload),
+        meta,
+        range,
+        attributes,
+    }
+}
+
+/// A byte stream as the store returns it.
+type Payload = futures_util::stream::BoxStream<'static, os::Result<bytes::Bytes>>;

@@ -1,0 +1,9 @@
+//! The encrypted object store on `object_store` 0.13: conformance, ranges,
+//! tampering, multipart and the shared manifest store.
+#![cfg(feature = "object-store-013")]
+
+use cmek::object_store::v013 as adapter;
+use object_store_013 as os;
+
+#[path = "object_store/cases.rs"]
+mod cases;
