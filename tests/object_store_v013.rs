@@ -5,5 +5,7 @@
 use cmek::object_store::v013 as adapter;
 use object_store_013 as os;
 
+mod common;
+
 #[path = "object_store/cases.rs"]
 mod cases;

@@ -5,5 +5,7 @@
 use cmek::object_store::v014 as adapter;
 use object_store_014 as os;
 
+mod common;
+
 #[path = "object_store/cases.rs"]
 mod cases;

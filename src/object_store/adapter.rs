@@ -93,6 +93,23 @@ impl<S: ObjectStore> EncryptedStore<S> {
         &self.zone
     }
 
+    /// Runs `start`, a call that starts a new segment; if it fails because
+    /// another node changed the zone (its DEK-wrap reservation lost a
+    /// race with a rotation), reloads the zone and tries again, a few
+    /// times.
+    async fn starting_segment<T>(&self, start: impl Fn() -> crate::Result<T>) -> OsResult<T> {
+        let mut tries = 0;
+        loop {
+            match start() {
+                Err(crate::Error::Conflict { .. }) if tries < RELOADS => {
+                    tries += 1;
+                    self.zone.reload().await.map_err(cmek_error)?;
+                }
+                other => return other.map_err(cmek_error),
+            }
+        }
+    }
+
     /// Opens the segment at `location` from its first bytes `prefix` and
     /// stored length.
     fn open(&self, location: &Path, prefix: &[u8], size: u64) -> OsResult<OpenedSegment> {
@@ -244,11 +261,12 @@ impl<S: ObjectStore> EncryptedStore<S> {
         options: &GetOptions,
         range: Range<u64>,
     ) -> GetOptions {
-        let mut o = GetOptions::default();
-        o.if_match = meta.e_tag.clone().or_else(|| options.if_match.clone());
-        o.version = meta.version.clone().or_else(|| options.version.clone());
-        o.range = Some(GetRange::Bounded(range));
-        o
+        GetOptions {
+            if_match: meta.e_tag.clone().or_else(|| options.if_match.clone()),
+            version: meta.version.clone().or_else(|| options.version.clone()),
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        }
     }
 
     /// A failed first read of an object: if the object exists but is too
@@ -267,8 +285,10 @@ impl<S: ObjectStore> EncryptedStore<S> {
         ) {
             return err;
         }
-        let mut head = GetOptions::default();
-        head.head = true;
+        let head = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
         match self.inner.get_opts(location, head).await {
             Ok(r) if r.meta.size < SEGMENT_PREFIX_LEN as u64 => cmek_error(crate::Error::malformed(
                 "object",
@@ -291,8 +311,9 @@ impl<S: ObjectStore> EncryptedStore<S> {
         mut body: Payload,
         mode: PutMode,
     ) -> OsResult<PutResult> {
-        let mut sealer =
-            PartSealer::new(&self.zone, segment_id.as_ref(), self.part_size).map_err(cmek_error)?;
+        let mut sealer = self
+            .starting_segment(|| PartSealer::new(&self.zone, segment_id.as_ref(), self.part_size))
+            .await?;
         let mut upload: Option<Box<dyn MultipartUpload>> = None;
         let result = async {
             while let Some(piece) = body.next().await {
@@ -341,7 +362,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
         let ciphertext_fits_one_part = self
             .zone
             .encrypted_len(source.meta.size)
-            .map_or(false, |len| len <= self.part_size as u64);
+            .is_ok_and(|len| len <= self.part_size as u64);
         let (_, _, _, body) = split(source);
         match mode {
             CopyMode::Overwrite => {
@@ -424,9 +445,8 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
             }
         };
         let ciphertext = self
-            .zone
-            .encrypt_segment(location.as_ref(), &plaintext)
-            .map_err(cmek_error)?;
+            .starting_segment(|| self.zone.encrypt_segment(location.as_ref(), &plaintext))
+            .await?;
         self.inner.put_opts(location, ciphertext.into(), opts).await
     }
 
@@ -435,8 +455,9 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
-        let sealer =
-            PartSealer::new(&self.zone, location.as_ref(), self.part_size).map_err(cmek_error)?;
+        let sealer = self
+            .starting_segment(|| PartSealer::new(&self.zone, location.as_ref(), self.part_size))
+            .await?;
         let inner = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(EncryptedUpload {
             inner,
@@ -569,6 +590,9 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         self.reencrypt(from, to, options.mode).await
     }
 }
+
+/// How many times a write reloads a zone another node changed.
+const RELOADS: u32 = 3;
 
 /// Ciphertext ranges of one `get_ranges` call closer than this are
 /// fetched in one GET.

@@ -12,8 +12,11 @@ macro_rules! version_module {
     };
 }
 
+// Each supported major compiles the same adapter against its own crate.
+#[allow(clippy::duplicate_mod)]
 #[path = "adapter.rs"]
 mod adapter;
+#[allow(clippy::duplicate_mod)]
 #[path = "manifest.rs"]
 mod manifest;
 

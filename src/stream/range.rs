@@ -382,7 +382,7 @@ impl RangeDecryptor {
             self.chunks
         } else {
             // Chunk boundaries after chunk 0 are multiples of the chunk size.
-            if end_at % self.params.chunk_size() as u64 != 0 {
+            if !end_at.is_multiple_of(self.params.chunk_size() as u64) {
                 return Err(Error::malformed("stream range", "ends inside a chunk"));
             }
             end_at / self.params.chunk_size() as u64
