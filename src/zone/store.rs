@@ -46,15 +46,31 @@ pub trait ManifestStore: Send + Sync + fmt::Debug {
 /// rename, the previous manifest is untouched. Each replacement holds an
 /// exclusive lock on `.NAME.lock` beside the file while it compares and
 /// renames, so processes sharing the file never lose each other's changes.
+/// A file longer than the store's cap is refused with
+/// [`Error::LimitExceeded`] before it is read.
 #[derive(Debug, Clone)]
 pub struct FileManifestStore {
     path: PathBuf,
+    max_len: u64,
 }
 
 impl FileManifestStore {
-    /// A store for the manifest at `path` (which need not exist yet).
+    /// A store for the manifest at `path` (which need not exist yet),
+    /// reading files up to the longest zone manifest.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self::with_max_len(path, MAX_MANIFEST_LEN)
+    }
+
+    /// A store for the file at `path` that reads at most `max_len` bytes: a
+    /// longer file is refused with [`Error::LimitExceeded`] (`limit` is
+    /// `max_len`) before it is read. For a blob with a cap of its own, such
+    /// as a key registry's state
+    /// ([`MAX_STATE_LEN`](crate::registry::MAX_STATE_LEN)).
+    pub fn with_max_len(path: impl Into<PathBuf>, max_len: u64) -> Self {
+        Self {
+            path: path.into(),
+            max_len,
+        }
     }
 
     /// The manifest's path.
@@ -65,7 +81,7 @@ impl FileManifestStore {
 
 impl ManifestStore for FileManifestStore {
     fn load(&self) -> Result<Option<Vec<u8>>> {
-        fsutil::read_capped(&self.path, MAX_MANIFEST_LEN, "zone manifest file size")
+        fsutil::read_capped(&self.path, self.max_len, "zone manifest file size")
     }
 
     fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {
