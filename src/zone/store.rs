@@ -1,5 +1,6 @@
 //! Where a zone manifest persists: the [`ManifestStore`] trait, a file
-//! implementation and an in-memory one.
+//! implementation and an in-memory one. The same trait stores the state of
+//! a [`KeyRegistry`](crate::registry::KeyRegistry).
 //!
 //! Several processes (or nodes) may hold the same zone open. Every change
 //! is a compare-and-swap on the manifest's bytes: a writer that read an
@@ -13,16 +14,21 @@ use std::sync::Mutex;
 use super::manifest::MAX_MANIFEST_LEN;
 use crate::{fsutil, Error, Result};
 
-/// Persistence for one zone's manifest.
+/// Persistence for one blob: a zone's manifest, or a key registry's state
+/// ([`KeyRegistry::open_in`](crate::registry::KeyRegistry::open_in)). One
+/// store holds one of them, never both; the docs below say "manifest" for
+/// either.
 ///
 /// `replace` must be atomic, durable and conditional: when it returns `Ok`,
 /// a crash leaves the new manifest; when it fails or the process dies inside
 /// it, a later `load` returns the previous manifest intact; and it replaces
 /// nothing unless the stored manifest is still the one the caller read. The
-/// zone never switches to a new manifest before `replace` returned `Ok`.
+/// zone (or registry) never switches to a new manifest before `replace`
+/// returned `Ok`.
 ///
 /// What a store returns is not trusted: the zone authenticates it and checks
-/// it against the caller's [`ZoneAnchor`](super::ZoneAnchor).
+/// it against the caller's [`ZoneAnchor`](super::ZoneAnchor); the registry
+/// checks its length, layout and checksum.
 pub trait ManifestStore: Send + Sync + fmt::Debug {
     /// The manifest's bytes, or `None` if none was ever stored.
     ///
