@@ -18,19 +18,35 @@
 //! * a key any zone uses cannot be removed; [`Error::KeyInUse`] names the
 //!   zones. Removing a key only forgets it: the key in its KMS is untouched.
 //!
-//! State persists in one file, replaced atomically at every change
-//! (layout in `docs/FORMAT.md`); a corrupted file is [`Error::Malformed`]
-//! and is never overwritten. This module must not open zones or hold key
-//! material: it keeps references and rules.
+//! State persists as one blob in a [`ManifestStore`], the compare-and-swap
+//! store zone manifests use: a local file ([`open`](KeyRegistry::open),
+//! layout in `docs/FORMAT.md`), or any store that many nodes share, such
+//! as one in object storage ([`open_in`](KeyRegistry::open_in)). A
+//! corrupted state is [`Error::Malformed`] and is never overwritten; a
+//! state longer than [`MAX_STATE_LEN`] is [`Error::LimitExceeded`] (a file
+//! is refused before it is read). This module must not open zones or hold
+//! key material: it keeps references and rules.
 //!
-//! Several processes may share the file (a service and the `cmek` CLI, two
-//! CLI runs). Every change takes an exclusive advisory lock on
-//! `.NAME.lock` beside the file, re-reads the file inside the lock, checks
-//! its rules against that newest state, applies the change and replaces the
-//! file before releasing the lock, so no process writes back a stale copy
-//! and no other process's change is lost. The accessors ([`keys`],
-//! [`zones`], [`zone`]) show the state as of the last open, change or
-//! [`reload`]. The file is read with a size cap ([`MAX_STATE_LEN`]).
+//! Several processes and nodes may share the state (a service and the
+//! `cmek` CLI, two CLI runs, the nodes of a cluster). Every change loads
+//! the newest state, checks the registry's rules against it, applies the
+//! change and stores the result with [`ManifestStore::replace`], on
+//! condition that the stored bytes are still the ones loaded. If another
+//! writer got there first ([`Error::Conflict`]), the change starts over
+//! from the state stored now, rules included, so no writer stores a stale
+//! copy, no change is lost, and no race gets past the key limit or the
+//! "key in use" rule. After a bounded number of conflicts in a row (32) the
+//! change gives up with [`Error::Conflict`]; nothing was written by it.
+//! The store must therefore give a conditional replace: atomic, durable,
+//! and refused when the stored bytes are not the ones the caller read
+//! (see [`ManifestStore`]). A file store ([`FileManifestStore`]) compares
+//! and renames under an exclusive advisory lock on `.NAME.lock` beside the
+//! file. The accessors ([`keys`], [`zones`], [`zone`]) show the state as of
+//! the last open, change or [`reload`].
+//!
+//! The state is what every zone of the project is checked against (each
+//! zone's [`anchor`](RegisteredZone::anchor)): keep it where only the
+//! project's operators can write, whatever the store.
 //!
 //! [`keys`]: KeyRegistry::keys
 //! [`zones`]: KeyRegistry::zones
@@ -39,11 +55,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::provider::{KeyProvider, KeyRef};
-use crate::zone::ZoneId;
-use crate::{fsutil, Error, Result};
+use crate::zone::{FileManifestStore, ManifestStore, ZoneId};
+use crate::{Error, Result};
 
 mod state;
 
@@ -53,19 +69,25 @@ pub use state::{RegisteredKey, RegisteredZone};
 /// Root keys a project may hold unless configured otherwise.
 pub const DEFAULT_KEY_LIMIT: usize = 20;
 
-/// The longest registry state file read: 16 MiB, room for far more zones
-/// than any project has (a zone's record is about 100 bytes); a longer file
-/// is refused with [`Error::LimitExceeded`] before it is read.
+/// The longest registry state read: 16 MiB, room for far more zones than
+/// any project has (a zone's record is about 100 bytes); a longer state is
+/// refused with [`Error::LimitExceeded`], a longer file before it is read.
 pub const MAX_STATE_LEN: u64 = 16 << 20;
 
 const WHAT: &str = "key registry state";
 
-/// A project's key registry, persisted in a state file. See the
+/// How many times one change is tried against a store that other writers
+/// keep changing before it gives up with [`Error::Conflict`]. Each conflict
+/// means another writer's change landed, so a change only runs out of
+/// tries while others make progress.
+const MAX_ATTEMPTS: usize = 32;
+
+/// A project's key registry, persisted in a [`ManifestStore`]. See the
 /// [module docs](self).
 #[derive(Debug)]
 pub struct KeyRegistry {
-    path: PathBuf,
-    lock_path: PathBuf,
+    store: Arc<dyn ManifestStore>,
+    path: Option<PathBuf>,
     limit: usize,
     state: Mutex<RegistryState>,
 }
@@ -88,29 +110,64 @@ impl KeyRegistry {
     /// As [`open`](Self::open).
     pub fn open_with_limit(path: impl Into<PathBuf>, limit: usize) -> Result<Self> {
         let path = path.into();
-        let state = read_state(&path)?;
+        let store = FileManifestStore::with_max_len(path.clone(), MAX_STATE_LEN);
+        Self::open_store(Arc::new(store), Some(path), limit)
+    }
+
+    /// Opens the registry whose state `store` holds, or starts an empty one
+    /// there if it holds none, with the default key limit. Every registry
+    /// on the same store, in this process or on other nodes, sees the
+    /// others' changes (after a change of its own or a
+    /// [`reload`](Self::reload)) and loses none of them. `store` must
+    /// hold nothing else (not a zone manifest) and give a conditional
+    /// replace (see [`ManifestStore`]).
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a corrupted or foreign state (left as it
+    /// is); [`Error::LimitExceeded`] for one longer than [`MAX_STATE_LEN`];
+    /// the store's error if it cannot be read.
+    pub fn open_in(store: Arc<dyn ManifestStore>) -> Result<Self> {
+        Self::open_in_with_limit(store, DEFAULT_KEY_LIMIT)
+    }
+
+    /// As [`open_in`](Self::open_in), allowing at most `limit` keys.
+    ///
+    /// # Errors
+    /// As [`open_in`](Self::open_in).
+    pub fn open_in_with_limit(store: Arc<dyn ManifestStore>, limit: usize) -> Result<Self> {
+        Self::open_store(store, None, limit)
+    }
+
+    fn open_store(
+        store: Arc<dyn ManifestStore>,
+        path: Option<PathBuf>,
+        limit: usize,
+    ) -> Result<Self> {
+        let (_, state) = load(store.as_ref())?;
         Ok(Self {
-            lock_path: fsutil::lock_path_for(&path),
+            store,
             path,
             limit,
             state: Mutex::new(state),
         })
     }
 
-    /// Reads the state file again, so that the accessors show changes other
+    /// Reads the state again, so that the accessors show changes other
     /// processes made since this registry last read or changed it.
     ///
     /// # Errors
     /// As [`open`](Self::open); the state in memory is then unchanged.
     pub fn reload(&self) -> Result<()> {
-        let state = read_state(&self.path)?;
+        let (_, state) = load(self.store.as_ref())?;
         *self.lock() = state;
         Ok(())
     }
 
-    /// The state file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The state file's path, for a registry opened with
+    /// [`open`](Self::open); `None` for one opened in a store with
+    /// [`open_in`](Self::open_in).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The most keys this registry accepts.
@@ -163,13 +220,13 @@ impl KeyRegistry {
         }
         let regions = key_regions(&key, replica_regions);
         self.update(|s| {
-            // Checked again under the lock: another add may have raced.
+            // Checked again on the newest state: another add may have raced.
             check_can_add(s, &key, self.limit)?;
             s.keys.insert(
                 key.clone(),
                 RegisteredKey {
                     key: key.clone(),
-                    regions,
+                    regions: regions.clone(),
                     added_unix: crate::zone::now_unix(),
                 },
             );
@@ -329,8 +386,8 @@ impl KeyRegistry {
     /// [`Error::InvalidArgument`] for an unknown zone.
     pub fn set_zone_key(&self, zone_id: ZoneId, key: &KeyRef) -> Result<()> {
         self.update(|s| {
-            // From the state re-read under the lock: the zone may have been
-            // changed or removed by another process.
+            // From the newest state: the zone may have been changed or
+            // removed by another process.
             let zone = s.zones.get(&zone_id).cloned().ok_or_else(|| {
                 Error::InvalidArgument(format!("zone {zone_id} is not registered"))
             })?;
@@ -384,25 +441,49 @@ impl KeyRegistry {
         check_can_add(&self.lock(), key, self.limit)
     }
 
-    /// One read-modify-write of the state file, under its lock: re-reads
-    /// the file, applies `change` to what it holds now, saves the result,
-    /// then makes it current in memory. A `change` or a write that fails
-    /// leaves the file as it was, and the memory showing the file as it
-    /// was read.
-    fn update<T>(&self, change: impl FnOnce(&mut RegistryState) -> Result<T>) -> Result<T> {
-        // The file lock first, then the memory lock: every thread takes them
-        // in this order, and the file lock also orders this process against
-        // the others.
-        let _file_lock = fsutil::ExclusiveLock::acquire(&self.lock_path)?;
+    /// One read-modify-write of the stored state: loads it, applies
+    /// `change` to what it holds now and replaces it on condition that it
+    /// still holds what was loaded; on a conflict, all of that again from
+    /// the newest state (at most [`MAX_ATTEMPTS`] times). The result is
+    /// then current in memory. A `change` or a store that fails leaves the
+    /// store as it was, and the memory showing the state as last loaded
+    /// (unchanged if loading failed).
+    fn update<T>(&self, mut change: impl FnMut(&mut RegistryState) -> Result<T>) -> Result<T> {
+        // Held throughout, so that this registry's own changes do not race
+        // each other and the newest one stays in memory.
         let mut state = self.lock();
-        let current = read_state(&self.path)?;
-        let mut next = current.clone();
-        let saved = change(&mut next).and_then(|out| {
-            fsutil::write_atomic(&self.path, &next.to_bytes(), 0o600)?;
-            Ok(out)
-        });
-        *state = if saved.is_ok() { next } else { current };
-        saved
+        for _ in 0..MAX_ATTEMPTS {
+            let (stored, current) = load(self.store.as_ref())?;
+            let mut next = current.clone();
+            let out = match change(&mut next) {
+                Ok(out) => out,
+                Err(e) => {
+                    *state = current;
+                    return Err(e);
+                }
+            };
+            match self.store.replace(stored.as_deref(), &next.to_bytes()) {
+                Ok(()) => {
+                    *state = next;
+                    return Ok(out);
+                }
+                Err(Error::Conflict { .. }) => {
+                    tracing::debug!("key registry state changed by another writer; retrying");
+                    *state = current;
+                }
+                Err(e) => {
+                    *state = current;
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::Conflict {
+            what: WHAT,
+            reason: format!(
+                "other writers changed it {MAX_ATTEMPTS} times in a row while this change was \
+                 being stored; nothing was written, try again"
+            ),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryState> {
@@ -412,13 +493,23 @@ impl KeyRegistry {
     }
 }
 
-/// The state in the file at `path` (empty if there is none), read with a
-/// size cap.
-fn read_state(path: &Path) -> Result<RegistryState> {
-    match fsutil::read_capped(path, MAX_STATE_LEN, WHAT)? {
-        Some(bytes) => RegistryState::parse(&bytes),
-        None => Ok(RegistryState::default()),
-    }
+/// The state `store` holds (empty if none) and its bytes, checked against
+/// [`MAX_STATE_LEN`] whatever cap the store has.
+fn load(store: &dyn ManifestStore) -> Result<(Option<Vec<u8>>, RegistryState)> {
+    let too_long = |limit| Error::LimitExceeded { what: WHAT, limit };
+    let bytes = match store.load() {
+        Ok(bytes) => bytes,
+        // The store's own cap (a file's is checked before reading): what
+        // is too long is the registry state.
+        Err(Error::LimitExceeded { limit, .. }) => return Err(too_long(limit)),
+        Err(e) => return Err(e),
+    };
+    let state = match &bytes {
+        Some(b) if b.len() as u64 > MAX_STATE_LEN => return Err(too_long(MAX_STATE_LEN)),
+        Some(b) => RegistryState::parse(b)?,
+        None => RegistryState::default(),
+    };
+    Ok((bytes, state))
 }
 
 /// The regions a key registered with `replica_regions` serves, sorted.

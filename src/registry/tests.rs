@@ -1,8 +1,11 @@
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use super::*;
 use crate::provider::LocalKeyProvider;
 use crate::testing::{Fault, MockProvider, Operation};
+use crate::zone::MemoryManifestStore;
 
 fn registry(limit: usize) -> (tempfile::TempDir, KeyRegistry) {
     let dir = tempfile::tempdir().unwrap();
@@ -215,19 +218,26 @@ async fn corrupted_state_is_a_typed_error_and_is_not_overwritten() {
 
 #[tokio::test]
 async fn a_failed_save_changes_nothing() {
+    use crate::fsutil::faults;
+    use crate::fsutil::{Fault, Step};
     let (dir, reg) = registry(20);
     let kms = MockProvider::new();
     let k = kms.add_key("k");
     reg.add_key(&kms, k.clone(), &[]).await.unwrap();
-    std::fs::remove_dir_all(dir.path()).unwrap();
-    assert!(matches!(
-        reg.register_zone(zone_id(1), "z", "mock-region-1", &k)
-            .unwrap_err(),
-        Error::Io { .. }
-    ));
+    let saved = std::fs::read(dir.path().join("registry")).unwrap();
+    faults::arm(Step::Rename, Fault::NoSpace);
+    let err = reg
+        .register_zone(zone_id(1), "z", "mock-region-1", &k)
+        .unwrap_err();
+    faults::disarm();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(reg.zones().is_empty());
-    assert!(matches!(reg.remove_key(&k).unwrap_err(), Error::Io { .. }));
+    faults::arm(Step::Create, Fault::NoSpace);
+    let err = reg.remove_key(&k).unwrap_err();
+    faults::disarm();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_eq!(reg.keys().len(), 1);
+    assert_eq!(std::fs::read(dir.path().join("registry")).unwrap(), saved);
 }
 
 /// A service and the CLI (or two CLI runs) each hold a registry on one
@@ -326,7 +336,16 @@ async fn an_oversized_state_file_is_refused_and_not_overwritten() {
         reg.reload().unwrap_err(),
         reg.unregister_zone(zone_id(1)).unwrap_err(),
     ] {
-        assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    what: WHAT,
+                    limit: MAX_STATE_LEN
+                }
+            ),
+            "{err}"
+        );
     }
     assert_eq!(std::fs::read(&path).unwrap(), big);
     assert_eq!(reg.keys().len(), 1, "memory unchanged");
@@ -503,4 +522,265 @@ async fn get_or_add_takes_a_key_another_registry_added_meanwhile() {
     let added = reg.get_or_add(&kms, k.clone(), &[]).await.unwrap();
     assert!(other.keys().is_empty());
     assert_eq!(other.get_or_add(&kms, k, &[]).await.unwrap(), added);
+}
+
+/// A store in memory that lets a test act as another writer between a
+/// change's load and its replace, and counts replaces and conflicts.
+#[derive(Default)]
+struct RacingStore {
+    inner: Arc<MemoryManifestStore>,
+    /// Run at the start of the next replace, once.
+    before_replace: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Slept at every replace, so that concurrent changes overlap.
+    delay: Duration,
+    /// Refuse every replace as a conflict.
+    always_conflict: bool,
+    replaces: AtomicUsize,
+    conflicts: AtomicUsize,
+}
+
+impl RacingStore {
+    fn over(inner: &Arc<MemoryManifestStore>) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+            ..Self::default()
+        }
+    }
+
+    fn before_next_replace(&self, act: impl FnOnce() + Send + 'static) {
+        *self.before_replace.lock().unwrap() = Some(Box::new(act));
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.replaces.load(Ordering::SeqCst),
+            self.conflicts.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl std::fmt::Debug for RacingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RacingStore").finish_non_exhaustive()
+    }
+}
+
+impl ManifestStore for RacingStore {
+    fn load(&self) -> Result<Option<Vec<u8>>> {
+        self.inner.load()
+    }
+
+    fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        self.replaces.fetch_add(1, Ordering::SeqCst);
+        let act = self.before_replace.lock().unwrap().take();
+        if let Some(act) = act {
+            act();
+        }
+        std::thread::sleep(self.delay);
+        let result = if self.always_conflict {
+            Err(Error::Conflict {
+                what: "test store",
+                reason: "always".into(),
+            })
+        } else {
+            self.inner.replace(current, new)
+        };
+        if matches!(result, Err(Error::Conflict { .. })) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+#[tokio::test]
+async fn a_registry_in_a_memory_store_keeps_its_rules_and_state() {
+    let store = Arc::new(MemoryManifestStore::new());
+    let reg = KeyRegistry::open_in_with_limit(store.clone(), 1).unwrap();
+    assert_eq!(reg.path(), None);
+    assert_eq!(reg.limit(), 1);
+    let kms = MockProvider::new();
+    let k = kms.add_key("k");
+    reg.add_key(&kms, k.clone(), &[]).await.unwrap();
+    reg.register_zone(zone_id(1), "orders", "mock-region-1", &k)
+        .unwrap();
+    let err = reg.add_key(&kms, kms.add_key("k2"), &[]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::LimitExceeded { limit: 1, .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        reg.remove_key(&k).unwrap_err(),
+        Error::KeyInUse { .. }
+    ));
+    // Stored in the file's layout, and read back by another registry.
+    let stored = store.load().unwrap().unwrap();
+    assert_eq!(state::RegistryState::parse(&stored).unwrap().keys.len(), 1);
+    let other = KeyRegistry::open_in(store.clone()).unwrap();
+    assert_eq!(other.limit(), DEFAULT_KEY_LIMIT);
+    assert_eq!(other.keys(), reg.keys());
+    assert_eq!(other.zones(), reg.zones());
+    // A file opened by path says where it is.
+    let (dir, file_reg) = registry(20);
+    assert_eq!(file_reg.path(), Some(dir.path().join("registry").as_path()));
+}
+
+/// Two nodes add keys at once through one shared store: the limit holds
+/// against the other's keys, every key added is kept, and every key
+/// refused was refused for the limit.
+#[test]
+fn two_registries_racing_on_one_store_keep_the_limit_and_lose_no_key() {
+    const LIMIT: usize = 5;
+    let store = Arc::new(RacingStore {
+        delay: Duration::from_millis(2),
+        ..RacingStore::default()
+    });
+    let kms = MockProvider::new();
+    let barrier = Barrier::new(2);
+    let mut added: Vec<KeyRef> = std::thread::scope(|scope| {
+        let nodes: Vec<_> = (0..2)
+            .map(|node| {
+                let (store, kms, barrier) = (&store, &kms, &barrier);
+                scope.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    let reg = KeyRegistry::open_in_with_limit(store.clone(), LIMIT).unwrap();
+                    barrier.wait();
+                    let mut added = Vec::new();
+                    for i in 0..LIMIT {
+                        let key = kms.add_key(&format!("node{node}-{i}"));
+                        match rt.block_on(reg.add_key(kms, key.clone(), &[])) {
+                            Ok(()) => added.push(key),
+                            Err(Error::LimitExceeded { .. }) => {}
+                            Err(e) => panic!("node {node}: {e}"),
+                        }
+                        assert!(reg.keys().len() <= LIMIT);
+                    }
+                    added
+                })
+            })
+            .collect();
+        nodes
+            .into_iter()
+            .flat_map(|node| node.join().unwrap())
+            .collect()
+    });
+    added.sort();
+    let stored: Vec<KeyRef> = KeyRegistry::open_in(store.clone())
+        .unwrap()
+        .keys()
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    assert_eq!(stored, added);
+    assert_eq!(stored.len(), LIMIT);
+    let (_, conflicts) = store.counts();
+    assert!(conflicts > 0, "the two registries never raced");
+}
+
+/// Another writer changes the state between a change's load and its
+/// replace: the change is made again on the newest state, rules included.
+#[tokio::test]
+async fn a_change_that_meets_a_conflict_is_retried_on_the_newest_state() {
+    let inner = Arc::new(MemoryManifestStore::new());
+    let kms = MockProvider::new();
+    let (k1, k2) = (kms.add_key("k1"), kms.add_key("k2"));
+    let other = Arc::new(KeyRegistry::open_in(inner.clone()).unwrap());
+    other.add_key(&kms, k1.clone(), &[]).await.unwrap();
+    let store = Arc::new(RacingStore::over(&inner));
+    let reg = KeyRegistry::open_in(store.clone()).unwrap();
+
+    // The other writer's zone lands first; the key is added after it.
+    let (o, k) = (other.clone(), k1.clone());
+    store.before_next_replace(move || {
+        o.register_zone(zone_id(1), "orders", "mock-region-1", &k)
+            .unwrap()
+    });
+    reg.add_key(&kms, k2.clone(), &[]).await.unwrap();
+    assert_eq!(store.counts(), (2, 1), "one conflict, one retry");
+    other.reload().unwrap();
+    let keys: Vec<_> = other.keys().into_iter().map(|k| k.key).collect();
+    assert_eq!(keys, [k1.clone(), k2.clone()]);
+    assert_eq!(other.zones().len(), 1, "the other writer's zone is kept");
+    assert_eq!(reg.zones(), other.zones(), "memory shows the newest state");
+
+    // A zone registered under k2 while it is being removed: the retry
+    // sees it, and the key stays.
+    let (o, k) = (other.clone(), k2.clone());
+    store.before_next_replace(move || {
+        o.register_zone(zone_id(2), "users", "mock-region-1", &k)
+            .unwrap()
+    });
+    let err = reg.remove_key(&k2).unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyInUse { zones, .. } if zones.len() == 1),
+        "{err}"
+    );
+    assert_eq!(store.counts(), (3, 2), "refused on the retry's state");
+    other.reload().unwrap();
+    assert_eq!(other.keys().len(), 2);
+    assert_eq!(other.zones().len(), 2);
+}
+
+#[tokio::test]
+async fn a_store_that_always_conflicts_gives_a_typed_conflict() {
+    let inner = Arc::new(MemoryManifestStore::new());
+    let store = Arc::new(RacingStore {
+        always_conflict: true,
+        ..RacingStore::over(&inner)
+    });
+    let reg = KeyRegistry::open_in(store.clone()).unwrap();
+    let kms = MockProvider::new();
+    let err = reg.add_key(&kms, kms.add_key("k"), &[]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { what: WHAT, .. }) && err.is_transient(),
+        "{err}"
+    );
+    assert_eq!(store.counts(), (MAX_ATTEMPTS, MAX_ATTEMPTS));
+    assert!(reg.keys().is_empty());
+    assert_eq!(inner.load().unwrap(), None, "nothing written");
+}
+
+#[test]
+fn a_state_over_the_cap_from_any_store_is_refused_and_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry");
+    let mut big = RegistryState::default().to_bytes();
+    big.resize(usize::try_from(MAX_STATE_LEN).unwrap() + 1, 0);
+    std::fs::write(&path, &big).unwrap();
+    let memory = Arc::new(MemoryManifestStore::new());
+    memory.replace(None, &big).unwrap();
+    // The zone manifest's cap is not the registry's: the registry checks
+    // its own on whatever a store returns.
+    let file = Arc::new(crate::zone::FileManifestStore::new(&path));
+    assert!(file.load().unwrap().is_some());
+    let stores: [Arc<dyn ManifestStore>; 2] = [memory.clone(), file];
+    for store in stores {
+        let err = KeyRegistry::open_in(store).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    what: WHAT,
+                    limit: MAX_STATE_LEN
+                }
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(memory.load().unwrap().unwrap(), big);
+    assert_eq!(std::fs::read(&path).unwrap(), big);
+}
+
+#[test]
+fn a_corrupted_state_in_a_store_is_malformed_and_not_overwritten() {
+    let store = Arc::new(MemoryManifestStore::new());
+    let mut bad = known_state(1).to_bytes();
+    bad[12] ^= 1;
+    store.replace(None, &bad).unwrap();
+    assert!(matches!(
+        KeyRegistry::open_in(store.clone()).unwrap_err(),
+        Error::Malformed { .. }
+    ));
+    assert_eq!(store.load().unwrap().unwrap(), bad);
 }

@@ -1,5 +1,6 @@
 //! Where a zone manifest persists: the [`ManifestStore`] trait, a file
-//! implementation and an in-memory one.
+//! implementation and an in-memory one. The same trait stores the state of
+//! a [`KeyRegistry`](crate::registry::KeyRegistry).
 //!
 //! Several processes (or nodes) may hold the same zone open. Every change
 //! is a compare-and-swap on the manifest's bytes: a writer that read an
@@ -13,16 +14,21 @@ use std::sync::Mutex;
 use super::manifest::MAX_MANIFEST_LEN;
 use crate::{fsutil, Error, Result};
 
-/// Persistence for one zone's manifest.
+/// Persistence for one blob: a zone's manifest, or a key registry's state
+/// ([`KeyRegistry::open_in`](crate::registry::KeyRegistry::open_in)). One
+/// store holds one of them, never both; the docs below say "manifest" for
+/// either.
 ///
 /// `replace` must be atomic, durable and conditional: when it returns `Ok`,
 /// a crash leaves the new manifest; when it fails or the process dies inside
 /// it, a later `load` returns the previous manifest intact; and it replaces
 /// nothing unless the stored manifest is still the one the caller read. The
-/// zone never switches to a new manifest before `replace` returned `Ok`.
+/// zone (or registry) never switches to a new manifest before `replace`
+/// returned `Ok`.
 ///
 /// What a store returns is not trusted: the zone authenticates it and checks
-/// it against the caller's [`ZoneAnchor`](super::ZoneAnchor).
+/// it against the caller's [`ZoneAnchor`](super::ZoneAnchor); the registry
+/// checks its length, layout and checksum.
 pub trait ManifestStore: Send + Sync + fmt::Debug {
     /// The manifest's bytes, or `None` if none was ever stored.
     ///
@@ -46,15 +52,31 @@ pub trait ManifestStore: Send + Sync + fmt::Debug {
 /// rename, the previous manifest is untouched. Each replacement holds an
 /// exclusive lock on `.NAME.lock` beside the file while it compares and
 /// renames, so processes sharing the file never lose each other's changes.
+/// A file longer than the store's cap is refused with
+/// [`Error::LimitExceeded`] before it is read.
 #[derive(Debug, Clone)]
 pub struct FileManifestStore {
     path: PathBuf,
+    max_len: u64,
 }
 
 impl FileManifestStore {
-    /// A store for the manifest at `path` (which need not exist yet).
+    /// A store for the manifest at `path` (which need not exist yet),
+    /// reading files up to the longest zone manifest.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self::with_max_len(path, MAX_MANIFEST_LEN)
+    }
+
+    /// A store for the file at `path` that reads at most `max_len` bytes: a
+    /// longer file is refused with [`Error::LimitExceeded`] (`limit` is
+    /// `max_len`) before it is read. For a blob with a cap of its own, such
+    /// as a key registry's state
+    /// ([`MAX_STATE_LEN`](crate::registry::MAX_STATE_LEN)).
+    pub fn with_max_len(path: impl Into<PathBuf>, max_len: u64) -> Self {
+        Self {
+            path: path.into(),
+            max_len,
+        }
     }
 
     /// The manifest's path.
@@ -65,7 +87,7 @@ impl FileManifestStore {
 
 impl ManifestStore for FileManifestStore {
     fn load(&self) -> Result<Option<Vec<u8>>> {
-        fsutil::read_capped(&self.path, MAX_MANIFEST_LEN, "zone manifest file size")
+        fsutil::read_capped(&self.path, self.max_len, "zone manifest file size")
     }
 
     fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {

@@ -104,8 +104,12 @@ impl Home {
     /// The key registry (an empty one if there is none yet).
     pub fn registry(&self) -> CliResult<KeyRegistry> {
         self.ensure_dir(&self.dir)?;
-        let path = self.dir.join("registry.state");
+        let path = self.registry_path();
         KeyRegistry::open(&path).context(path.display())
+    }
+
+    fn registry_path(&self) -> PathBuf {
+        self.dir.join("registry.state")
     }
 
     fn local_path(&self) -> PathBuf {
@@ -221,7 +225,7 @@ impl Home {
             (Some(zone), None) => Ok(zone),
             (None, _) => Err(Failure::usage(format!(
                 "zone {name} is not in the key registry {}: its manifest cannot be checked",
-                registry.path().display()
+                self.registry_path().display()
             ))),
             (Some(_), Some(_)) => Err(Failure::usage(format!(
                 "the key registry names two zones {name}"
