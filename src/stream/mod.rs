@@ -112,6 +112,7 @@ fn pass(gate: &Option<Gate>) -> crate::Result<()> {
 }
 pub use by_chunk::{ChunkOpener, ChunkSealer};
 pub use oneshot::{decrypt, decrypt_into, encrypt, encrypt_into, Threads};
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(unused_imports))]
 pub(crate) use oneshot::{decrypt_to_bytes, encrypt_with_header};
 pub use params::{
     Params, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,

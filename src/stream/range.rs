@@ -297,6 +297,7 @@ impl RangeDecryptor {
     /// stream's last); `out` must be exactly their plaintext length, which
     /// [`chunks_plaintext_len`](Self::chunks_plaintext_len) gives. On
     /// failure `out` is all zeros.
+    #[cfg_attr(not(feature = "object-store-any"), allow(dead_code))]
     pub(crate) fn open_chunks_into(
         &self,
         first: u64,
@@ -367,6 +368,7 @@ impl RangeDecryptor {
     /// `sealed_len` bytes end (exclusive chunk index), and their plaintext
     /// length. For sizing the output of
     /// [`open_chunks_into`](Self::open_chunks_into).
+    #[cfg_attr(not(feature = "object-store-any"), allow(dead_code))]
     pub(crate) fn chunks_spanned(&self, first: u64, sealed_len: usize) -> Result<(u64, usize)> {
         let start = self.params.ciphertext_start(first);
         let end_at = start + sealed_len as u64;
@@ -392,6 +394,7 @@ impl RangeDecryptor {
     }
 
     /// Sealed length of chunk `index` of this stream; 0 past its end.
+    #[cfg_attr(not(feature = "object-store-any"), allow(dead_code))]
     pub(crate) fn chunk_sealed_len(&self, index: u64) -> usize {
         if index < self.chunks {
             self.sealed_len(index)
@@ -401,6 +404,7 @@ impl RangeDecryptor {
     }
 
     /// Opens chunks `from..to`, laid out in `sealed`, into `out`.
+    #[cfg_attr(not(feature = "object-store-any"), allow(dead_code))]
     fn open_run(&self, from: u64, to: u64, sealed: &[u8], out: &mut [u8]) -> Result<()> {
         let (mut s, mut o) = (0usize, 0usize);
         for i in from..to {

@@ -793,3 +793,57 @@ fn manifest_store_works_outside_a_runtime() {
     store.replace(Some(b"one"), b"two").unwrap();
     assert_eq!(store.load().unwrap().as_deref(), Some(&b"two"[..]));
 }
+
+/// The key registry's state as an object: two nodes (each its own
+/// registry and store handle) adding keys at once up to the limit keep the
+/// limit and lose no key.
+async fn racing_registries_keep_the_limit(inner: Arc<dyn ObjectStore>) {
+    use cmek::registry::KeyRegistry;
+    const LIMIT: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let provider =
+        Arc::new(LocalKeyProvider::create(dir.path().join("root.keys"), "local").unwrap());
+    let path = Path::from(format!("registry/{}", unique()));
+    let open = || {
+        let store = super::adapter::ObjectManifestStore::new(Arc::clone(&inner), path.clone());
+        Arc::new(KeyRegistry::open_in_with_limit(Arc::new(store), LIMIT).unwrap())
+    };
+    let node = |registry: Arc<KeyRegistry>, name: &'static str| {
+        let provider = Arc::clone(&provider);
+        tokio::spawn(async move {
+            let mut added = Vec::new();
+            for i in 0..LIMIT {
+                let key = provider.add_key(&format!("{name}-{i}")).unwrap();
+                match registry.add_key(provider.as_ref(), key.clone(), &[]).await {
+                    Ok(()) => added.push(key),
+                    Err(cmek::Error::LimitExceeded { .. }) => {}
+                    Err(e) => panic!("{name}: {e}"),
+                }
+            }
+            added
+        })
+    };
+    let (a, b) = tokio::join!(node(open(), "a"), node(open(), "b"));
+    let mut added: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    added.sort();
+    let mut stored: Vec<_> = open().keys().into_iter().map(|k| k.key).collect();
+    stored.sort();
+    assert_eq!(
+        stored, added,
+        "every key whose add succeeded is stored, and no other"
+    );
+    assert_eq!(stored.len(), LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_registries_over_in_memory() {
+    racing_registries_keep_the_limit(Arc::new(InMemory::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_registries_over_s3() {
+    let Some(endpoint) = super::common::endpoint() else {
+        return;
+    };
+    racing_registries_keep_the_limit(Arc::new(s3_store(&endpoint))).await;
+}
