@@ -31,6 +31,9 @@
 //!   DEKs in self-describing headers, rotation and rewrap.
 //! * [`registry`] — the project key registry: key limit, validation, region
 //!   rule, no removal of a key in use.
+//! * `object_store` (features `object-store`, `object-store-013`) — an
+//!   `object_store::ObjectStore` whose objects are segments of a zone, read
+//!   by authenticated ranges, and zone state kept as objects.
 //! * [`backup`] — backups of encrypted zones and their restore into a new
 //!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
 //! * `testing` (feature `testing`) — an in-memory provider that counts calls and
@@ -50,9 +53,14 @@
 //! | `rustcrypto` | no | the pure-Rust cipher backend on RustCrypto; the default backend when `aws-lc` is off | `aes-gcm`, `hkdf`, `sha2` |
 //! | `aws-kms` | yes | `provider::AwsKmsProvider` and `provider::aws` (ARNs, IAM policy documents) | `aws-config`, `aws-sdk-kms` and their HTTPS client (rustls on aws-lc-rs: C even without `aws-lc`), `serde_json` |
 //! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`) | tokio's `io-util` |
+//! | `object-store` | no | `object_store::v014`: `EncryptedStore`, an `ObjectStore` on `object_store` 0.14 (SlateDB 0.18) that encrypts every object of an inner store as a zone segment, and `ObjectManifestStore`, zone or registry state kept as an object | `object_store` 0.14 (no cloud backend: bring your own), `futures-util`, tokio's multi-threaded runtime |
+//! | `object-store-013` | no | the same on `object_store` 0.13 (DataFusion 55), `object_store::v013` | `object_store` 0.13, `futures-util`, tokio's multi-threaded runtime |
 //! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks | nothing |
 //! | `cli` | yes | the `cmek` operator command-line tool (`src/bin/cmek`); no library API of its own | `aws-kms`, `clap`, `indicatif`, `serde_json`, tokio's runtime |
 //! | `fuzzing` | no | the fuzz targets' bodies (for `fuzz/`) and the crate-private cipher primitives (for the cipher and stream benches); hidden, not a stable API | nothing |
+//!
+//! `object-store-any` is the core the two object-store features share;
+//! either turns it on, and it adds nothing usable alone.
 //!
 //! At least one cipher backend must be enabled. Without C:
 //! `cargo build --no-default-features --features rustcrypto`; without the
