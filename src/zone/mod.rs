@@ -103,6 +103,8 @@ use crate::secret::SecretKey;
 
 mod admin;
 mod anchor;
+#[cfg(feature = "tokio")]
+mod async_io;
 mod availability;
 mod commit;
 mod data;
