@@ -49,7 +49,7 @@
 //! | `aws-lc` | yes | the fast cipher backend on aws-lc-rs (AES-256-GCM, HKDF-SHA256, SHA-256); the default backend when both are enabled | `aws-lc-rs` (builds C and assembly: needs a C compiler) |
 //! | `rustcrypto` | no | the pure-Rust cipher backend on RustCrypto; the default backend when `aws-lc` is off | `aes-gcm`, `hkdf`, `sha2` |
 //! | `aws-kms` | yes | `provider::AwsKmsProvider` and `provider::aws` (ARNs, IAM policy documents) | `aws-config`, `aws-sdk-kms` and their HTTPS client (rustls on aws-lc-rs: C even without `aws-lc`), `serde_json` |
-//! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`) | tokio's `io-util` |
+//! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`), and the zone's `Zone::async_segment_writer` and `Zone::async_segment_reader` | tokio's `io-util` |
 //! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks | nothing |
 //! | `cli` | yes | the `cmek` operator command-line tool (`src/bin/cmek`); no library API of its own | `aws-kms`, `clap`, `indicatif`, `serde_json`, tokio's runtime |
 //! | `fuzzing` | no | the fuzz targets' bodies (for `fuzz/`) and the crate-private cipher primitives (for the cipher and stream benches); hidden, not a stable API | nothing |
