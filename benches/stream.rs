@@ -5,7 +5,9 @@
 //!   against a bare baseline written here: copy into a preallocated output
 //!   and seal (open) independent 64 KiB chunks with the same
 //!   `cmek::cipher::Aes256Gcm`, no header, no key derivation; and the same
-//!   chunks sealed (opened) out of place, with no copy;
+//!   chunks sealed (opened) out of place, with no copy; and the blocking
+//!   writer (reader) and, with feature `tokio`, the async writer in
+//!   writes of 1 MiB and of 16 KiB;
 //! * `vs_age_64MiB` — the `age` crate's streaming encryption (X25519
 //!   recipient, ChaCha20-Poly1305 64 KiB chunks) against ours, single thread;
 //! * `parallel_256MiB` — multi-threaded one-shot encryption against memcpy of
@@ -19,7 +21,8 @@
 //!   the same buffers (in place in cache, and 64 KiB chunks of 64 MiB and,
 //!   on two threads, 256 MiB), the data behind not adopting it.
 //!
-//! Run: `cargo bench --bench stream`
+//! Run: `cargo bench --bench stream --features fuzzing` (add `tokio` for
+//! the async writer in `encrypt_64MiB`)
 
 use std::hint::black_box;
 use std::io::{Cursor, Write};
@@ -152,6 +155,8 @@ fn single_thread(c: &mut Criterion) {
             w.finish().unwrap();
         })
     });
+    #[cfg(feature = "tokio")]
+    async_writer(&mut g, &key, p, &pt, &mut sink);
     g.finish();
 
     let mut g = c.benchmark_group("decrypt_64MiB");
@@ -187,6 +192,42 @@ fn single_thread(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// The async writer into the same preallocated sink as `cmek_writer`,
+/// on a current-thread runtime, in writes of 1 MiB and of 16 KiB (less
+/// than a chunk, so every byte is buffered before it is sealed).
+#[cfg(feature = "tokio")]
+fn async_writer(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    key: &SecretKey,
+    p: Params,
+    pt: &[u8],
+    sink: &mut [u8],
+) {
+    use stream::AsyncEncryptingWriter;
+    use tokio::io::AsyncWriteExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (name, piece) in [
+        ("cmek_async_writer", MIB),
+        ("cmek_async_writer_16KiB_writes", 16 * 1024),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut w =
+                        AsyncEncryptingWriter::new(Cursor::new(&mut sink[..]), key, b"aad", p)
+                            .unwrap();
+                    for chunk in pt.chunks(piece) {
+                        w.write_all(chunk).await.unwrap();
+                    }
+                    w.shutdown().await.unwrap();
+                })
+            })
+        });
+    }
 }
 
 fn versus_age(c: &mut Criterion) {

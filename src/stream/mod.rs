@@ -37,7 +37,9 @@
 //!   through `&self` from any [`ReadAt`] source (a `File`, a buffer), and
 //!   for ranged GETs [`plan`](RangeDecryptor::plan) /
 //!   [`decrypt`](RangeDecryptor::decrypt) (or [`Params::ciphertext_range`]);
-//! * async (feature `tokio`): `AsyncEncryptingWriter`, `AsyncDecryptingReader`;
+//! * async (feature `tokio`): `AsyncEncryptingWriter` (seals each whole
+//!   chunk of a large write straight from the caller's bytes, as
+//!   [`EncryptingWriter`] does), `AsyncDecryptingReader`;
 //! * one chunk at a time, into and out of the caller's own buffers:
 //!   [`ChunkSealer`] and [`ChunkOpener`] (no copies, no I/O).
 //!

@@ -237,10 +237,12 @@ impl<W: Write> Write for EncryptingWriter<W> {
         let mut taken = 0;
         while self.enc.is_empty() && data.len() - taken > self.enc.chunk_capacity() {
             if let Err(e) = pass(&self.gate) {
-                if taken == 0 {
+                // Once a chunk was sealed above as not the last, the stream
+                // needs a byte after it: take it, and let the next seal
+                // meet the gate.
+                if taken == 0 && !self.enc.owes_byte() {
                     return Err(to_io(e));
                 }
-                // Report what was taken; the next write meets the gate.
                 break;
             }
             let end = taken + self.enc.chunk_capacity();
@@ -371,6 +373,38 @@ mod tests {
         };
         let e = write_all(sink, b"data").finish_durable().unwrap_err();
         assert!(matches!(e, crate::Error::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_gate_that_refuses_between_two_seals_of_one_write_leaves_a_stream_that_ends() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        // The gate refuses only its second run: after the full buffer was
+        // sealed as not the last (run 1), before the next chunk. The write
+        // still takes a byte after the sealed chunk, so the stream ends
+        // cleanly once the gate lets `finish` through.
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&runs);
+        let gate: Gate = Arc::new(move || {
+            if counter.fetch_add(1, Ordering::SeqCst) == 1 {
+                Err(crate::Error::misuse("gate closed for the test"))
+            } else {
+                Ok(())
+            }
+        });
+        let params = Params::new(4096).unwrap();
+        let data = vec![6u8; 4 * 4096];
+        let mut w = EncryptingWriter::new(Vec::new(), &key(), b"ad", params)
+            .unwrap()
+            .with_gate(gate);
+        let cap0 = params.first_chunk_plaintext_len();
+        assert_eq!(w.write(&data[..cap0]).unwrap(), cap0);
+        let n = w.write(&data[cap0..]).unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(n >= 1);
+        let sealed = w.finish().unwrap();
+        let back = decrypt_to_bytes(&key(), b"ad", params, &sealed, Threads::One).unwrap();
+        assert_eq!(&back[..], &data[..cap0 + n]);
     }
 
     #[test]

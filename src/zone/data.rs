@@ -32,10 +32,10 @@ pub const SEGMENT_PREFIX_LEN: usize = SEGMENT_HEADER_LEN + crate::stream::HEADER
 
 /// What a new segment starts from.
 pub(super) struct NewSegment {
-    header: SegmentHeader,
-    dek: SecretKey,
-    params: Params,
-    stream_header: StreamHeader,
+    pub(super) header: SegmentHeader,
+    pub(super) dek: SecretKey,
+    pub(super) params: Params,
+    pub(super) stream_header: StreamHeader,
 }
 
 impl Zone {

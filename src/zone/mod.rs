@@ -16,11 +16,13 @@
 //!     several threads), [`segment_writer`](Zone::segment_writer)
 //!     (`Write`; finish it with
 //!     [`finish_durable`](crate::stream::EncryptingWriter::finish_durable)
-//!     for a file that must survive a crash),
+//!     for a file that must survive a crash), `async_segment_writer`
+//!     (tokio's `AsyncWrite`, feature `tokio`),
 //!     [`chunk_sealer`](Zone::chunk_sealer) (chunk by chunk into your
 //!     buffers);
 //!   - reading: [`decrypt_segment`](Zone::decrypt_segment) (whole),
 //!     [`segment_reader`](Zone::segment_reader) (`Read`),
+//!     `async_segment_reader` (`AsyncRead`, feature `tokio`),
 //!     [`segment_seekable`](Zone::segment_seekable) (`Read + Seek`, one
 //!     cursor), [`chunk_opener`](Zone::chunk_opener) (chunk by chunk), and
 //!     for a table cache [`open_segment`](Zone::open_segment): open a
@@ -70,8 +72,9 @@
 //!
 //! [`segment_writer`](Zone::segment_writer),
 //! [`segment_reader`](Zone::segment_reader) and
-//! [`segment_seekable`](Zone::segment_seekable) return the stream's
-//! adapters, whose `std::io` methods return [`std::io::Error`]. A failure
+//! [`segment_seekable`](Zone::segment_seekable) (and, with feature
+//! `tokio`, `async_segment_writer` and `async_segment_reader`) return the
+//! stream's adapters, whose `std::io` methods return [`std::io::Error`]. A failure
 //! of cmek's own (a modified chunk, an unavailable zone) travels inside it
 //! as a [`crate::Error`]: [`stream::error_of`](crate::stream::error_of)
 //! borrows it back, and `From<io::Error> for Error` recovers it, so `?`
@@ -82,7 +85,8 @@
 //!
 //! `Zone`'s methods live by role: the data path (`encrypt_segment`,
 //! `decrypt_segment`, writers, readers, chunk sealers and openers,
-//! `open_segment`) in `data.rs`, with [`OpenedSegment`] in `opened.rs`; administration (`rotate_ezk`, `rotate_root`, `retire_ezk`,
+//! `open_segment`) in `data.rs`, with [`OpenedSegment`] in `opened.rs`
+//! and the async writer and reader in `async_io.rs`; administration (`rotate_ezk`, `rotate_root`, `retire_ezk`,
 //! `reload`) in `admin.rs`; header rewrap in `rewrap.rs`; availability
 //! (`mark_unavailable`, `recover`) in `availability.rs`; and how the
 //! manifest is written (compare-and-swap, wrap reservations) in
@@ -103,6 +107,8 @@ use crate::secret::SecretKey;
 
 mod admin;
 mod anchor;
+#[cfg(feature = "tokio")]
+mod async_io;
 mod availability;
 mod commit;
 mod data;
