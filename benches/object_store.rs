@@ -9,8 +9,9 @@
 //!   two chunks.
 //! * `object_store_get_256MiB`: a whole-object streaming `get` (the
 //!   stream's pieces consumed as they come) against the zone's one-shot
-//!   `decrypt_segment` of the same stored bytes, and the unencrypted
-//!   store's `get`.
+//!   `decrypt_segment` of the same stored bytes (a fresh 256 MiB buffer
+//!   each time), `decrypt_segment_into` a buffer allocated once (the
+//!   decryption floor), and the unencrypted store's `get`.
 //! * `object_store_put_multipart_1GiB`: a 1 GiB object handed to
 //!   `put_multipart` in 8 MiB pieces, encrypted against unencrypted, both
 //!   into `InMemory` (whose `complete` copies the parts into one buffer),
@@ -182,6 +183,13 @@ fn get_whole(c: &mut Criterion) {
     });
     g.bench_function("zone_decrypt_segment_one_shot", |b| {
         b.iter(|| black_box(zone.decrypt_segment(path.as_ref(), &stored).unwrap()))
+    });
+    let mut reused = vec![0u8; len];
+    g.bench_function("zone_decrypt_segment_into_reused_buffer", |b| {
+        b.iter(|| {
+            zone.decrypt_segment_into(path.as_ref(), &stored, &mut reused)
+                .unwrap()
+        })
     });
     g.bench_function("plain_streaming_get", |b| {
         b.iter(|| rt.block_on(consume(plain.get(&path))))

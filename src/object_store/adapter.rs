@@ -4,7 +4,6 @@
 //! parent's `split`/`join`, and everything that does not depend on the
 //! major in [`crate::object_store`].
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -682,7 +681,8 @@ impl MultipartUpload for EncryptedUpload {
 }
 
 /// A stream of the plaintext of `plan`, opening its ciphertext: `first`,
-/// then `body`.
+/// then `body`, one batch at a time (the next piece is read only when the
+/// last is used up).
 fn decrypting(
     segment: Arc<OpenedSegment>,
     plan: &CiphertextRange,
@@ -690,16 +690,18 @@ fn decrypting(
     body: Payload,
 ) -> OsResult<Payload> {
     let mut batches = ChunkBatches::new(segment, plan);
-    let ready: VecDeque<Bytes> = batches.push(first).map_err(cmek_error)?.into();
-    let state = (batches, body, ready);
+    batches.push(first).map_err(cmek_error)?;
     Ok(
-        stream::try_unfold(state, |(mut batches, mut body, mut ready)| async move {
+        stream::try_unfold((batches, body), |(mut batches, mut body)| async move {
             loop {
-                if let Some(out) = ready.pop_front() {
-                    return Ok(Some((out, (batches, body, ready))));
+                if let Some(out) = batches.next_batch().map_err(cmek_error)? {
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Ok(Some((out, (batches, body))));
                 }
                 match body.next().await {
-                    Some(piece) => ready.extend(batches.push(piece?).map_err(cmek_error)?),
+                    Some(piece) => batches.push(piece?).map_err(cmek_error)?,
                     None => {
                         batches.finish().map_err(cmek_error)?;
                         return Ok(None);
@@ -718,11 +720,15 @@ fn open_range(
     fetched: Bytes,
 ) -> OsResult<Bytes> {
     let mut batches = ChunkBatches::new(Arc::clone(segment), plan);
-    let pieces = batches.push(fetched).map_err(cmek_error)?;
+    batches.push(fetched).map_err(cmek_error)?;
+    let mut pieces = Vec::new();
+    while let Some(piece) = batches.next_batch().map_err(cmek_error)? {
+        pieces.push(piece);
+    }
     batches.finish().map_err(cmek_error)?;
     Ok(match pieces.len() {
         0 => Bytes::new(),
-        1 => pieces.into_iter().next().expect("one piece"),
+        1 => pieces.pop().expect("one piece"),
         _ => Bytes::from(pieces.concat()),
     })
 }

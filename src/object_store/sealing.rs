@@ -3,7 +3,7 @@
 //! `object_store` version; the adapters hand its parts to a multipart
 //! upload, or its one part to a single `put`.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::stream::ChunkSealer;
 use crate::zone::Zone;
@@ -22,8 +22,10 @@ pub(crate) struct PartSealer {
     sealer: ChunkSealer,
     /// Plaintext of the next chunk, not yet sealed (at most one chunk).
     pending: Vec<u8>,
-    /// The part being filled.
-    part: Vec<u8>,
+    /// The part being filled. A part handed out is split off it; once the
+    /// inner store dropped it (uploaded it), the next part reuses its
+    /// memory.
+    part: BytesMut,
     part_size: usize,
     /// Parts handed out so far.
     parts: u64,
@@ -37,7 +39,7 @@ impl PartSealer {
     pub(crate) fn new(zone: &Zone, segment_id: &str, part_size: usize) -> Result<Self> {
         let (header, sealer) = zone.chunk_sealer(segment_id)?;
         let chunk = sealer.params().chunk_size();
-        let mut part = Vec::with_capacity(part_size.max(chunk) + chunk);
+        let mut part = BytesMut::with_capacity(part_size.max(chunk) + chunk);
         part.extend_from_slice(&header);
         part.extend_from_slice(sealer.stream_header());
         Ok(Self {
@@ -111,7 +113,7 @@ impl PartSealer {
         let mut parts = Vec::new();
         self.seal(&held, true, &mut parts)?;
         debug_assert!(parts.is_empty(), "the last chunk never completes a part");
-        Ok(Bytes::from(std::mem::take(&mut self.part)))
+        Ok(self.part.split().freeze())
     }
 
     /// Seals one chunk into the part; hands the part out once it is full
@@ -129,11 +131,9 @@ impl PartSealer {
         };
         self.part.truncate(at + written);
         if !last && self.part.len() >= self.part_size {
-            let capacity = self.part.capacity();
-            parts.push(Bytes::from(std::mem::replace(
-                &mut self.part,
-                Vec::with_capacity(capacity),
-            )));
+            parts.push(self.part.split().freeze());
+            self.part
+                .reserve(self.part_size + plaintext.len() + ChunkSealer::OVERHEAD);
             self.parts += 1;
         }
         Ok(())
