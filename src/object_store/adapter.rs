@@ -316,7 +316,11 @@ impl<S: ObjectStore> EncryptedStore<S> {
         let mut upload: Option<Box<dyn MultipartUpload>> = None;
         let result = async {
             while let Some(piece) = body.next().await {
-                for part in sealer.push(&piece?).map_err(cmek_error)? {
+                let mut parts = Vec::new();
+                sealer
+                    .push(&piece?, &mut |p| parts.push(p))
+                    .map_err(cmek_error)?;
+                for part in parts {
                     if upload.is_none() {
                         if !matches!(mode, PutMode::Overwrite) {
                             return Err(not_supported(
@@ -618,43 +622,38 @@ impl fmt::Debug for EncryptedUpload {
 #[async_trait]
 impl MultipartUpload for EncryptedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let sealed = match self.sealer.as_mut() {
-            Some(sealer) if !self.failed => {
-                let mut parts = Vec::new();
-                let mut result = Ok(());
-                for piece in &data {
-                    match sealer.push(piece) {
-                        Ok(p) => parts.extend(p),
-                        Err(e) => {
-                            result = Err(cmek_error(e));
-                            break;
-                        }
-                    }
-                }
-                result.map(|()| parts)
-            }
-            _ => Err(cmek_error(crate::Error::misuse(
-                "the upload failed or was completed; start a new one",
-            ))),
+        let Self {
+            inner,
+            sealer,
+            failed,
+        } = self;
+        let Some(sealer) = sealer.as_mut().filter(|_| !*failed) else {
+            return Box::pin(async move {
+                Err(cmek_error(crate::Error::misuse(
+                    "the upload failed or was completed; start a new one",
+                )))
+            });
         };
-        match sealed {
-            Ok(parts) => {
-                let uploads: Vec<UploadPart> = parts
-                    .into_iter()
-                    .map(|p| self.inner.put_part(p.into()))
-                    .collect();
-                Box::pin(async move {
-                    for u in uploads {
-                        u.await?;
-                    }
-                    Ok(())
-                })
-            }
-            Err(e) => {
-                self.failed = true;
-                Box::pin(async move { Err(e) })
+        // Each part goes to the inner upload as soon as it is sealed.
+        let mut uploads: Vec<UploadPart> = Vec::new();
+        let mut sealed = Ok(());
+        for piece in &data {
+            sealed = sealer.push(piece, &mut |part| uploads.push(inner.put_part(part.into())));
+            if sealed.is_err() {
+                break;
             }
         }
+        if let Err(e) = sealed {
+            *failed = true;
+            let e = cmek_error(e);
+            return Box::pin(async move { Err(e) });
+        }
+        Box::pin(async move {
+            for u in uploads {
+                u.await?;
+            }
+            Ok(())
+        })
     }
 
     async fn complete(&mut self) -> OsResult<PutResult> {

@@ -56,24 +56,24 @@ impl PartSealer {
         self.parts
     }
 
-    /// Takes in the next plaintext `piece`; returns the parts it completed
-    /// (usually none or one).
+    /// Takes in the next plaintext `piece`; hands each part it completes
+    /// (usually none or one) to `part` as soon as it is complete, so that
+    /// the inner store can send it, and drop it, while the rest is sealed.
     ///
     /// # Errors
     /// [`Error::ZoneUnavailable`](crate::Error::ZoneUnavailable) once the
     /// zone is unavailable; [`Error::LimitExceeded`](crate::Error::LimitExceeded)
     /// past the stream's chunk limit.
-    pub(crate) fn push(&mut self, mut piece: &[u8]) -> Result<Vec<Bytes>> {
-        let mut parts = Vec::new();
+    pub(crate) fn push(&mut self, mut piece: &[u8], parts: &mut dyn FnMut(Bytes)) -> Result<()> {
         if piece.is_empty() {
-            return Ok(parts);
+            return Ok(());
         }
         let chunk = self.sealer.plaintext_len();
         if !self.pending.is_empty() {
             if self.pending.len() == chunk {
                 // More data follows: the held chunk is not the last.
                 let held = std::mem::take(&mut self.pending);
-                self.seal(&held, false, &mut parts)?;
+                self.seal(&held, false, parts)?;
                 self.pending = held;
                 self.pending.clear();
             } else {
@@ -81,10 +81,10 @@ impl PartSealer {
                 self.pending.extend_from_slice(&piece[..take]);
                 piece = &piece[take..];
                 if piece.is_empty() {
-                    return Ok(parts);
+                    return Ok(());
                 }
                 let held = std::mem::take(&mut self.pending);
-                self.seal(&held, false, &mut parts)?;
+                self.seal(&held, false, parts)?;
                 self.pending = held;
                 self.pending.clear();
             }
@@ -96,11 +96,11 @@ impl PartSealer {
             if piece.len() <= n {
                 break;
             }
-            self.seal(&piece[..n], false, &mut parts)?;
+            self.seal(&piece[..n], false, parts)?;
             piece = &piece[n..];
         }
         self.pending.extend_from_slice(piece);
-        Ok(parts)
+        Ok(())
     }
 
     /// Seals the last chunk (what is held back, possibly empty for an
@@ -110,18 +110,25 @@ impl PartSealer {
     /// As [`push`](Self::push).
     pub(crate) fn finish(mut self) -> Result<Bytes> {
         let held = std::mem::take(&mut self.pending);
-        let mut parts = Vec::new();
-        self.seal(&held, true, &mut parts)?;
-        debug_assert!(parts.is_empty(), "the last chunk never completes a part");
+        self.seal(&held, true, &mut |_| {
+            unreachable!("the last chunk never completes a part")
+        })?;
         Ok(self.part.split().freeze())
     }
 
     /// Seals one chunk into the part; hands the part out once it is full
     /// (never after the last chunk: that part is [`finish`](Self::finish)'s).
-    fn seal(&mut self, plaintext: &[u8], last: bool, parts: &mut Vec<Bytes>) -> Result<()> {
+    fn seal(&mut self, plaintext: &[u8], last: bool, parts: &mut dyn FnMut(Bytes)) -> Result<()> {
+        // Reserved here, not when a part is handed out: by now the inner
+        // store may have sent and dropped it, and the buffer is taken back
+        // instead of a fresh one being faulted in.
+        let sealed_len = plaintext.len() + ChunkSealer::OVERHEAD;
+        if self.part.capacity() - self.part.len() < sealed_len {
+            self.part
+                .reserve(self.part_size.max(sealed_len) + sealed_len);
+        }
         let at = self.part.len();
-        self.part
-            .resize(at + plaintext.len() + ChunkSealer::OVERHEAD, 0);
+        self.part.resize(at + sealed_len, 0);
         let written = match self.sealer.seal(plaintext, last, &mut self.part[at..]) {
             Ok(n) => n,
             Err(e) => {
@@ -131,10 +138,8 @@ impl PartSealer {
         };
         self.part.truncate(at + written);
         if !last && self.part.len() >= self.part_size {
-            parts.push(self.part.split().freeze());
-            self.part
-                .reserve(self.part_size + plaintext.len() + ChunkSealer::OVERHEAD);
             self.parts += 1;
+            parts(self.part.split().freeze());
         }
         Ok(())
     }
