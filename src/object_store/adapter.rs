@@ -20,7 +20,8 @@ use super::os::{
 };
 use super::{join, split, Payload};
 use crate::object_store::{
-    ChunkBatches, PartSealer, DEFAULT_PART_SIZE, MERGED_READ_LIMIT, STORE_NAME,
+    ChunkBatches, Opened, OpenedCache, PartSealer, DEFAULT_OPENED_SEGMENTS, DEFAULT_PART_SIZE,
+    MERGED_READ_LIMIT, STORE_NAME,
 };
 use crate::stream::CiphertextRange;
 use crate::zone::{OpenedSegment, Zone, SEGMENT_HEADER_LEN, SEGMENT_PREFIX_LEN};
@@ -61,6 +62,7 @@ pub struct EncryptedStore<S> {
     inner: S,
     zone: Zone,
     part_size: usize,
+    opened: OpenedCache,
 }
 
 impl<S: ObjectStore> EncryptedStore<S> {
@@ -70,7 +72,23 @@ impl<S: ObjectStore> EncryptedStore<S> {
             inner,
             zone,
             part_size: DEFAULT_PART_SIZE,
+            opened: OpenedCache::new(DEFAULT_OPENED_SEGMENTS),
         }
+    }
+
+    /// Keeps at most `count` opened segments for later range reads of the
+    /// same objects (default [`DEFAULT_OPENED_SEGMENTS`]; 0 keeps none).
+    /// Each holds its segment's stream key, zeroized when dropped, and a
+    /// few hundred bytes; when full, all are forgotten.
+    #[must_use]
+    pub fn with_opened_segments(mut self, count: usize) -> Self {
+        self.opened = OpenedCache::new(count);
+        self
+    }
+
+    /// How many opened segments are kept now.
+    pub fn opened_segments(&self) -> usize {
+        self.opened.len()
     }
 
     /// Hands multipart uploads parts of at least `bytes` (but the last),
@@ -203,6 +221,17 @@ impl<S: ObjectStore> EncryptedStore<S> {
     }
 
     async fn try_get_ranged(&self, location: &Path, options: &GetOptions) -> OsResult<GetResult> {
+        if let Some(hit) = self.opened_for(location, options) {
+            match self.get_opened(location, options, &hit).await {
+                Ok(Some(result)) => return Ok(result),
+                Ok(None) => {}
+                Err(super::os::Error::Precondition { .. }) => {
+                    // Replaced since it was opened: open it again.
+                    self.opened.remove(location.as_ref());
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let first_end = self.first_read_end(options.range.as_ref());
         let mut first = options.clone();
         first.head = false;
@@ -214,6 +243,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
         let (meta, attributes, extras, body) = split(fetched);
         let fetched = collect(body).await?;
         let segment = Arc::new(self.open(location, &fetched, meta.size)?);
+        self.keep_opened(location, &meta, &segment);
         let plain_len = segment.plaintext_len();
         let plain_meta = ObjectMeta {
             size: plain_len,
@@ -250,6 +280,152 @@ impl<S: ObjectStore> EncryptedStore<S> {
             extras,
             payload,
         ))
+    }
+
+    /// The kept opened segment of `location`, if there is one and a read
+    /// with `options` may use it.
+    fn opened_for(&self, location: &Path, options: &GetOptions) -> Option<Opened> {
+        if options.head {
+            return None; // metadata comes from the store, fresh
+        }
+        let hit = self.opened.get(location.as_ref())?;
+        match &options.if_match {
+            Some(tag) if *tag != hit.e_tag => None,
+            _ => Some(hit),
+        }
+    }
+
+    /// Keeps `segment`, opened from the object `meta` describes, if the
+    /// store gave it an ETag to check later reads against.
+    fn keep_opened(&self, location: &Path, meta: &ObjectMeta, segment: &Arc<OpenedSegment>) {
+        if let Some(e_tag) = &meta.e_tag {
+            self.opened.insert(
+                location.as_ref(),
+                Opened {
+                    e_tag: e_tag.clone(),
+                    size: meta.size,
+                    segment: Arc::clone(segment),
+                },
+            );
+        }
+    }
+
+    /// A range read through a kept opened segment: one GET of the chunks,
+    /// conditioned on the ETag it was opened at. `None` when the range
+    /// needs no chunk or does not fit the kept length (the slow path
+    /// answers those with fresh metadata).
+    async fn get_opened(
+        &self,
+        location: &Path,
+        options: &GetOptions,
+        hit: &Opened,
+    ) -> OsResult<Option<GetResult>> {
+        let plain_len = hit.segment.plaintext_len();
+        let want = match &options.range {
+            Some(r) => match r.as_range(plain_len) {
+                Ok(w) => w,
+                Err(_) => return Ok(None),
+            },
+            None => 0..plain_len,
+        };
+        let plan = hit.segment.plan(want).map_err(cmek_error)?;
+        if plan.chunks.is_empty() {
+            return Ok(None);
+        }
+        let conditions = GetOptions {
+            if_match: Some(hit.e_tag.clone()),
+            range: Some(GetRange::Bounded(plan.chunks.clone())),
+            head: false,
+            ..options.clone()
+        };
+        let (meta, attributes, extras, body) =
+            split(self.inner.get_opts(location, conditions).await?);
+        if meta.size != hit.size {
+            return Ok(None);
+        }
+        let payload = decrypting(Arc::clone(&hit.segment), &plan, Bytes::new(), body)?;
+        Ok(Some(join(
+            ObjectMeta {
+                size: plain_len,
+                ..meta
+            },
+            plan.plaintext.clone(),
+            attributes,
+            extras,
+            payload,
+        )))
+    }
+
+    /// The plaintext of each of `ranges` of the opened `segment`: one GET
+    /// per run of nearby chunk ranges, each conditioned on `e_tag` (or
+    /// `version`) so that all come from the object `segment` was opened
+    /// from.
+    async fn read_ranges(
+        &self,
+        location: &Path,
+        segment: &Arc<OpenedSegment>,
+        e_tag: Option<String>,
+        version: Option<String>,
+        ranges: &[Range<u64>],
+    ) -> OsResult<Vec<Bytes>> {
+        let plain_len = segment.plaintext_len();
+        let mut plans = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let want = GetRange::Bounded(r.clone())
+                .as_range(plain_len)
+                .map_err(range_error)?;
+            plans.push(segment.plan(want).map_err(cmek_error)?);
+        }
+        let mut spans: Vec<Range<u64>> = plans
+            .iter()
+            .map(|p| p.chunks.clone())
+            .filter(|c| !c.is_empty())
+            .collect();
+        spans.sort_by_key(|c| c.start);
+        let mut merged: Vec<Range<u64>> = Vec::new();
+        for c in spans {
+            match merged.last_mut() {
+                Some(m) if c.start <= m.end.saturating_add(COALESCE_GAP) => {
+                    m.end = m.end.max(c.end)
+                }
+                _ => merged.push(c),
+            }
+        }
+        let mut fetched = Vec::with_capacity(merged.len());
+        for span in &merged {
+            let options = GetOptions {
+                if_match: e_tag.clone(),
+                version: version.clone(),
+                range: Some(GetRange::Bounded(span.clone())),
+                ..GetOptions::default()
+            };
+            let (_, _, _, body) = split(self.inner.get_opts(location, options).await?);
+            let bytes = collect(body).await?;
+            if bytes.len() as u64 != span.end - span.start {
+                return Err(cmek_error(crate::Error::malformed(
+                    "object",
+                    "the store returned another length than the range asked for",
+                )));
+            }
+            fetched.push((span.clone(), bytes));
+        }
+        let mut out = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            let piece = if plan.chunks.is_empty() {
+                Bytes::new()
+            } else {
+                let (span, bytes) = fetched
+                    .iter()
+                    .find(|(s, _)| s.start <= plan.chunks.start && plan.chunks.end <= s.end)
+                    .expect("every chunk range lies in a merged span");
+                bytes.slice(
+                    (plan.chunks.start - span.start) as usize
+                        ..(plan.chunks.end - span.start) as usize,
+                )
+            };
+            out.push(open_range(segment, plan, piece)?);
+        }
+        Ok(out)
     }
 
     /// Options for a further GET of `range` of the object `meta`
@@ -486,6 +662,21 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
                 .is_valid()
                 .map_err(range_error)?;
         }
+        // Through the kept opened segment if there is one; if the object
+        // was replaced since, open it again.
+        let kept = self
+            .opened_for(location, &GetOptions::default())
+            .filter(|hit| ranges.iter().all(|r| r.start < hit.segment.plaintext_len()));
+        if let Some(hit) = kept {
+            let tag = hit.e_tag.clone();
+            match self
+                .read_ranges(location, &hit.segment, Some(tag), None, ranges)
+                .await
+            {
+                Err(super::os::Error::Precondition { .. }) => self.opened.remove(location.as_ref()),
+                other => return other,
+            }
+        }
         let first = GetOptions {
             range: Some(GetRange::Bounded(0..SEGMENT_PREFIX_LEN as u64)),
             ..GetOptions::default()
@@ -497,59 +688,9 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         let (meta, _, _, body) = split(fetched);
         let prefix = collect(body).await?;
         let segment = Arc::new(self.open(location, &prefix, meta.size)?);
-        let plain_len = segment.plaintext_len();
-        let mut plans = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            let want = GetRange::Bounded(r.clone())
-                .as_range(plain_len)
-                .map_err(range_error)?;
-            plans.push(segment.plan(want).map_err(cmek_error)?);
-        }
-        // One GET per run of overlapping or nearby chunk ranges.
-        let mut spans: Vec<Range<u64>> = plans
-            .iter()
-            .map(|p| p.chunks.clone())
-            .filter(|c| !c.is_empty())
-            .collect();
-        spans.sort_by_key(|c| c.start);
-        let mut merged: Vec<Range<u64>> = Vec::new();
-        for c in spans {
-            match merged.last_mut() {
-                Some(m) if c.start <= m.end.saturating_add(COALESCE_GAP) => {
-                    m.end = m.end.max(c.end)
-                }
-                _ => merged.push(c),
-            }
-        }
-        let mut fetched = Vec::with_capacity(merged.len());
-        for span in &merged {
-            let options = self.same_object(&meta, &GetOptions::default(), span.clone());
-            let (_, _, _, body) = split(self.inner.get_opts(location, options).await?);
-            fetched.push((span.clone(), collect(body).await?));
-        }
-        let mut out = Vec::with_capacity(plans.len());
-        for plan in &plans {
-            let piece = if plan.chunks.is_empty() {
-                Bytes::new()
-            } else {
-                let (span, bytes) = fetched
-                    .iter()
-                    .find(|(s, _)| s.start <= plan.chunks.start && plan.chunks.end <= s.end)
-                    .expect("every chunk range lies in a merged span");
-                if bytes.len() as u64 != span.end - span.start {
-                    return Err(cmek_error(crate::Error::malformed(
-                        "object",
-                        "the store returned fewer bytes than the range asked for",
-                    )));
-                }
-                bytes.slice(
-                    (plan.chunks.start - span.start) as usize
-                        ..(plan.chunks.end - span.start) as usize,
-                )
-            };
-            out.push(open_range(&segment, plan, piece)?);
-        }
-        Ok(out)
+        self.keep_opened(location, &meta, &segment);
+        self.read_ranges(location, &segment, meta.e_tag, meta.version, ranges)
+            .await
     }
 
     fn delete_stream(

@@ -209,6 +209,7 @@ async fn conformance_over_s3() {
     let dir = tempfile::tempdir().unwrap();
     let store = EncryptedStore::new(s3_store(&endpoint), zone_in(dir.path(), Some(4096)).await);
     put_get_delete_list(&store).await;
+    put_get_attributes(&store).await;
     get_opts(&store).await;
     put_opts(&store, true).await;
     list_uses_directories_correctly(&store).await;
@@ -519,11 +520,17 @@ async fn multipart_parts_are_whole_chunks_and_abort_leaves_nothing() {
 struct Recorder {
     inner: Arc<InMemory>,
     parts: Arc<std::sync::Mutex<Vec<usize>>>,
+    gets: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Recorder {
     fn parts(&self) -> Vec<usize> {
         self.parts.lock().unwrap().clone()
+    }
+
+    /// GETs served so far (ranged or not).
+    fn gets(&self) -> usize {
+        self.gets.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -561,6 +568,7 @@ impl ObjectStore for Recorder {
         location: &Path,
         options: super::os::GetOptions,
     ) -> super::os::Result<super::os::GetResult> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.get_opts(location, options).await
     }
 
@@ -846,4 +854,96 @@ async fn racing_registries_over_s3() {
         return;
     };
     racing_registries_keep_the_limit(Arc::new(s3_store(&endpoint))).await;
+}
+
+/// A range read of an object read before is one GET (its opened segment is
+/// kept, keyed by ETag); once the object is replaced — by the adapter, or
+/// under it by the inner store — the next read opens it again and never
+/// uses the old key on the new bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_opened_segments_save_a_get_and_follow_replacements() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let store = EncryptedStore::new(recorder.clone(), zone_in(dir.path(), Some(4096)).await);
+    let path = Path::from("k/object");
+    let first: Vec<u8> = (0..400_000u32).map(|i| (i % 241) as u8).collect();
+    store.put(&path, first.clone().into()).await.unwrap();
+
+    let before = recorder.gets();
+    assert_eq!(
+        &store.get_range(&path, 350_000..350_100).await.unwrap()[..],
+        &first[350_000..350_100]
+    );
+    assert_eq!(
+        recorder.gets() - before,
+        2,
+        "headers, then chunks (far from the start)"
+    );
+    assert_eq!(store.opened_segments(), 1);
+    let before = recorder.gets();
+    assert_eq!(
+        &store.get_range(&path, 10_000..10_100).await.unwrap()[..],
+        &first[10_000..10_100]
+    );
+    let pieces = store
+        .get_ranges(&path, &[5..9, 390_000..390_010])
+        .await
+        .unwrap();
+    assert_eq!(&pieces[1][..], &first[390_000..390_010]);
+    assert_eq!(recorder.gets() - before, 2, "one GET per read: chunks only");
+
+    // Replaced through the adapter, longer: the kept segment is stale.
+    let second: Vec<u8> = (0..600_000u32).map(|i| (i % 239) as u8).collect();
+    store.put(&path, second.clone().into()).await.unwrap();
+    assert_eq!(
+        &store.get_range(&path, 350_000..350_100).await.unwrap()[..],
+        &second[350_000..350_100]
+    );
+    assert_eq!(
+        &store.get_range(&path, 550_000..550_100).await.unwrap()[..],
+        &second[550_000..550_100]
+    );
+    let pieces = store
+        .get_ranges(&path, &[580_000..580_010, 0..1])
+        .await
+        .unwrap();
+    assert_eq!(&pieces[0][..], &second[580_000..580_010]);
+
+    // Swapped under the adapter for another object's bytes: refused.
+    let other = Path::from("k/other");
+    store.put(&other, second.clone().into()).await.unwrap();
+    let swapped = store
+        .inner()
+        .get(&other)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    store.inner().put(&path, swapped.into()).await.unwrap();
+    let err = store.get_range(&path, 350_000..350_100).await.unwrap_err();
+    assert_cmek(&err, |e| matches!(e, cmek::Error::Integrity { .. }));
+
+    // Keeping none works the same, one GET more per read.
+    let other_dir = tempfile::tempdir().unwrap();
+    let none = EncryptedStore::new(recorder.clone(), zone_in(other_dir.path(), None).await)
+        .with_opened_segments(0);
+    let p = Path::from("k/none");
+    none.put(&p, first.clone().into()).await.unwrap();
+    for _ in 0..2 {
+        let before = recorder.gets();
+        assert_eq!(&none.get_range(&p, 7..9).await.unwrap()[..], &first[7..9]);
+        assert_eq!(
+            recorder.gets() - before,
+            1,
+            "headers and chunks in one merged GET"
+        );
+        let before = recorder.gets();
+        assert_eq!(
+            &none.get_range(&p, 350_000..350_001).await.unwrap()[..],
+            &first[350_000..350_001]
+        );
+        assert_eq!(recorder.gets() - before, 2);
+    }
+    assert_eq!(none.opened_segments(), 0);
 }
