@@ -241,7 +241,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
             Err(e) => return Err(self.explain_failed_read(location, e).await),
         };
         let (meta, attributes, extras, body) = split(fetched);
-        let fetched = collect(body).await?;
+        let fetched = collect(body, first_end).await?;
         let segment = Arc::new(self.open(location, &fetched, meta.size)?);
         self.keep_opened(location, &meta, &segment);
         let plain_len = segment.plaintext_len();
@@ -400,7 +400,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
                 ..GetOptions::default()
             };
             let (_, _, _, body) = split(self.inner.get_opts(location, options).await?);
-            let bytes = collect(body).await?;
+            let bytes = collect(body, span.end - span.start).await?;
             if bytes.len() as u64 != span.end - span.start {
                 return Err(cmek_error(crate::Error::malformed(
                     "object",
@@ -686,7 +686,7 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
             Err(e) => return Err(self.explain_failed_read(location, e).await),
         };
         let (meta, _, _, body) = split(fetched);
-        let prefix = collect(body).await?;
+        let prefix = collect(body, SEGMENT_PREFIX_LEN as u64).await?;
         let segment = Arc::new(self.open(location, &prefix, meta.size)?);
         self.keep_opened(location, &meta, &segment);
         self.read_ranges(location, &segment, meta.e_tag, meta.version, ranges)
@@ -873,12 +873,22 @@ fn open_range(
     })
 }
 
-/// All of a byte stream.
-async fn collect(mut body: Payload) -> OsResult<Bytes> {
+/// All of a byte stream that answers a request for at most `max` bytes;
+/// a store that sends more is refused as soon as it does (what storage
+/// returns is not trusted to be what was asked for).
+async fn collect(mut body: Payload, max: u64) -> OsResult<Bytes> {
     let mut first: Option<Bytes> = None;
     let mut more = BytesMut::new();
+    let mut total = 0u64;
     while let Some(piece) = body.next().await {
         let piece = piece?;
+        total += piece.len() as u64;
+        if total > max {
+            return Err(cmek_error(crate::Error::malformed(
+                "object",
+                format!("the store returned more than the {max} bytes asked for"),
+            )));
+        }
         match &first {
             None => first = Some(piece),
             Some(f) => {

@@ -6,6 +6,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
+use futures_util::StreamExt;
+
 use super::os::path::Path;
 use super::os::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 use crate::zone::ManifestStore;
@@ -102,11 +104,21 @@ impl ObjectManifestStore {
             e_tag: result.meta.e_tag.clone(),
             version: result.meta.version.clone(),
         };
-        let bytes = result
-            .bytes()
-            .await
-            .map_err(|e| store_error(&self.path, e))?;
-        Ok(Some((bytes.to_vec(), version)))
+        // The size the store claims was checked; what it sends is counted
+        // too.
+        let mut body = result.into_stream();
+        let mut bytes = Vec::new();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| store_error(&self.path, e))?;
+            if (bytes.len() + piece.len()) as u64 > MAX_OBJECT_LEN {
+                return Err(Error::LimitExceeded {
+                    what: "zone manifest object size",
+                    limit: MAX_OBJECT_LEN,
+                });
+            }
+            bytes.extend_from_slice(&piece);
+        }
+        Ok(Some((bytes, version)))
     }
 }
 

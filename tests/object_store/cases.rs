@@ -947,3 +947,114 @@ async fn kept_opened_segments_save_a_get_and_follow_replacements() {
     }
     assert_eq!(none.opened_segments(), 0);
 }
+
+/// A store that sends more bytes than each GET asked for: every read path
+/// refuses the answer (typed), none hangs, panics or returns plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_sends_too_much_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = zone_in(dir.path(), Some(4096)).await;
+    let honest = EncryptedStore::new(Arc::new(InMemory::new()), zone.clone());
+    let path = Path::from("lie/object");
+    let data = vec![9u8; 500_000];
+    honest.put(&path, data.clone().into()).await.unwrap();
+    let liar = EncryptedStore::new(Overlong(Arc::clone(honest.inner())), zone);
+    let whole = match liar.get(&path).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    assert_cmek(&whole.unwrap_err(), |e| {
+        matches!(e, cmek::Error::Malformed { .. })
+    });
+    for r in [0..10, 300_000..300_010, 499_990..500_000] {
+        let err = liar.get_range(&path, r).await.unwrap_err();
+        assert_cmek(&err, |e| matches!(e, cmek::Error::Malformed { .. }));
+    }
+    let err = liar
+        .get_ranges(&path, &[0..10, 400_000..400_010])
+        .await
+        .unwrap_err();
+    assert_cmek(&err, |e| matches!(e, cmek::Error::Malformed { .. }));
+    let err = liar.head(&path).await.unwrap_err();
+    assert_cmek(&err, |e| matches!(e, cmek::Error::Malformed { .. }));
+}
+
+/// Appends 64 KiB of garbage to every GET's body.
+#[derive(Debug)]
+struct Overlong(Arc<InMemory>);
+
+impl std::fmt::Display for Overlong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Overlong")
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Overlong {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: super::os::PutPayload,
+        opts: super::os::PutOptions,
+    ) -> super::os::Result<super::os::PutResult> {
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: super::os::PutMultipartOptions,
+    ) -> super::os::Result<Box<dyn super::os::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: super::os::GetOptions,
+    ) -> super::os::Result<super::os::GetResult> {
+        use futures_util::StreamExt;
+        let mut r = self.0.get_opts(location, options).await?;
+        let empty = futures_util::stream::empty().boxed();
+        let body =
+            match std::mem::replace(&mut r.payload, super::os::GetResultPayload::Stream(empty)) {
+                super::os::GetResultPayload::Stream(s) => s,
+                #[allow(unreachable_patterns)]
+                _ => unreachable!("InMemory streams"),
+            };
+        let garbage =
+            futures_util::stream::once(async { Ok(bytes::Bytes::from(vec![0x5a; 65_536])) });
+        r.payload = super::os::GetResultPayload::Stream(body.chain(garbage).boxed());
+        Ok(r)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures_util::stream::BoxStream<'static, super::os::Result<Path>>,
+    ) -> futures_util::stream::BoxStream<'static, super::os::Result<Path>> {
+        self.0.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures_util::stream::BoxStream<'static, super::os::Result<super::os::ObjectMeta>> {
+        self.0.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> super::os::Result<super::os::ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: super::os::CopyOptions,
+    ) -> super::os::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+}
