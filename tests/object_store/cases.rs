@@ -1058,3 +1058,121 @@ impl ObjectStore for Overlong {
         self.0.copy_opts(from, to, options).await
     }
 }
+
+/// One node rotates the zone's root key while another rotates its EZK,
+/// through one manifest object: both changes land. A node that finds the
+/// zone under a root its anchor does not name is refused until it is
+/// handed the new anchor (out of band, as an engine's control plane
+/// would) and reopens.
+async fn racing_root_and_ezk_rotations_lose_nothing(inner: Arc<dyn ObjectStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let provider =
+        Arc::new(LocalKeyProvider::create(dir.path().join("root.keys"), "local").unwrap());
+    let old_root = provider.add_key("old").unwrap();
+    let new_root = provider.add_key("new").unwrap();
+    let keyring = Keyring::new(provider.clone());
+    let path = Path::from(format!("zones/{}/manifest", unique()));
+    let store = || -> Arc<dyn cmek::zone::ManifestStore> {
+        Arc::new(super::adapter::ObjectManifestStore::new(
+            Arc::clone(&inner),
+            path.clone(),
+        ))
+    };
+    let zone_a = keyring
+        .create_zone(store(), ZoneSpec::new("shared", "local", old_root))
+        .await
+        .unwrap();
+    let anchor = zone_a.anchor();
+    let zone_b = keyring.open_zone(store(), &anchor).await.unwrap();
+    let before = zone_a.encrypt_segment("before", b"before").unwrap();
+    let (new_anchor_tx, new_anchor_rx) = tokio::sync::oneshot::channel();
+
+    let a = {
+        let zone = zone_a.clone();
+        let new_root = new_root.clone();
+        tokio::spawn(async move {
+            loop {
+                match zone.rotate_root(new_root.clone()).await {
+                    Ok(()) => break,
+                    Err(cmek::Error::Conflict { .. }) => zone.reload().await.unwrap(),
+                    Err(e) => panic!("a: {e}"),
+                }
+            }
+            new_anchor_tx.send(zone.anchor()).unwrap();
+            zone
+        })
+    };
+    let b = {
+        let keyring = Arc::clone(&keyring);
+        let store = store();
+        tokio::spawn(async move {
+            let mut zone = zone_b;
+            let mut new_anchor = Some(new_anchor_rx);
+            loop {
+                match zone.rotate_ezk().await {
+                    Ok(_) => break,
+                    Err(cmek::Error::Conflict { .. }) => match zone.reload().await {
+                        Ok(()) => {}
+                        Err(cmek::Error::StateRejected { .. }) => {
+                            // Re-rooted elsewhere: only the new anchor opens it.
+                            let anchor = new_anchor.take().unwrap().await.unwrap();
+                            zone = keyring
+                                .open_zone(Arc::clone(&store), &anchor)
+                                .await
+                                .unwrap();
+                        }
+                        Err(e) => panic!("b reload: {e}"),
+                    },
+                    Err(e) => panic!("b: {e}"),
+                }
+            }
+            zone
+        })
+    };
+    let (zone_a, zone_b) = (a.await.unwrap(), b.await.unwrap());
+    zone_a.reload().await.unwrap();
+    let fresh = keyring.open_zone(store(), &zone_a.anchor()).await.unwrap();
+    assert_eq!(fresh.root(), new_root, "the root rotation landed");
+    assert_eq!(
+        fresh.manifest().newest_version(),
+        2,
+        "the EZK rotation landed"
+    );
+    assert_eq!(
+        &fresh.decrypt_segment("before", &before).unwrap()[..],
+        b"before"
+    );
+    // Node b's handle may predate the root rotation (if its EZK rotation
+    // landed first): its next wrap reservation finds the new root, and it
+    // reopens with the new anchor.
+    let after = match zone_b.encrypt_segment("after", b"after") {
+        Ok(s) => s,
+        Err(cmek::Error::Conflict { .. } | cmek::Error::StateRejected { .. }) => {
+            let reopened = keyring.open_zone(store(), &zone_a.anchor()).await.unwrap();
+            reopened.encrypt_segment("after", b"after").unwrap()
+        }
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        &fresh.decrypt_segment("after", &after).unwrap()[..],
+        b"after"
+    );
+    // The old root no longer opens the zone: its anchor is refused.
+    let err = keyring.open_zone(store(), &anchor).await.unwrap_err();
+    assert!(matches!(err, cmek::Error::StateRejected { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_root_and_ezk_rotations_over_in_memory() {
+    for _ in 0..4 {
+        racing_root_and_ezk_rotations_lose_nothing(Arc::new(InMemory::new())).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_root_and_ezk_rotations_over_s3() {
+    let Some(endpoint) = super::common::endpoint() else {
+        return;
+    };
+    racing_root_and_ezk_rotations_lose_nothing(Arc::new(s3_store(&endpoint))).await;
+}
