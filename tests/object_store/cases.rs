@@ -1176,3 +1176,59 @@ async fn racing_root_and_ezk_rotations_over_s3() {
     };
     racing_root_and_ezk_rotations_lose_nothing(Arc::new(s3_store(&endpoint))).await;
 }
+
+/// A create-only copy longer than one part is staged beside its target
+/// and moved in with the inner store's own create-only copy: it reads
+/// back, a second one is refused as existing, and no staged object is
+/// left either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_create_only_copies_are_staged_and_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let zone = zone_in(dir.path(), Some(4096)).await;
+    let inners: Vec<Arc<dyn ObjectStore>> = vec![
+        Arc::new(InMemory::new()),
+        Arc::new(LocalFileSystem::new_with_prefix(root.path()).unwrap()),
+    ];
+    for inner in inners {
+        let store = EncryptedStore::new(inner, zone.clone()).with_part_size(10_000);
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 233) as u8).collect();
+        let from = Path::from("c/from");
+        let to = Path::from("c/to");
+        store.put(&from, data.clone().into()).await.unwrap();
+        store.copy_if_not_exists(&from, &to).await.unwrap();
+        assert_eq!(store.get(&to).await.unwrap().bytes().await.unwrap(), data);
+        let err = store.copy_if_not_exists(&from, &to).await.unwrap_err();
+        assert!(
+            matches!(err, super::os::Error::AlreadyExists { .. }),
+            "{err}"
+        );
+        let mut listed: Vec<String> = store
+            .inner()
+            .list(Some(&Path::from("c")))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        listed.sort();
+        assert_eq!(listed, ["c/from", "c/to"], "no staged copy is left");
+        store
+            .rename_if_not_exists(&to, &Path::from("c/moved"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get(&Path::from("c/moved"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            data
+        );
+        assert!(matches!(
+            store.head(&to).await.unwrap_err(),
+            super::os::Error::NotFound { .. }
+        ));
+    }
+}
