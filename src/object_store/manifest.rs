@@ -37,6 +37,9 @@ const MAX_OBJECT_LEN: u64 = 16 << 20;
 /// a current-thread runtime it cannot block without stalling that
 /// runtime, and fails with [`Error::Misuse`]. Calls are rare: opening,
 /// rotating or reloading a zone, and reserving a block of DEK wraps.
+/// Outside a runtime, give it a store instance of its own: an HTTP
+/// store's pooled connections belong to the runtime that opened them, and
+/// its private runtime runs only while it waits.
 pub struct ObjectManifestStore {
     store: Arc<dyn ObjectStore>,
     path: Path,
