@@ -135,22 +135,6 @@ impl<S: ObjectStore> EncryptedStore<S> {
             .map_err(cmek_error)
     }
 
-    /// The plaintext size of an object `size` bytes long at the zone's
-    /// chunk size (for listings, which read no object).
-    fn listed_size(&self, meta: ObjectMeta) -> OsResult<ObjectMeta> {
-        let params = self.zone.stream_params();
-        let plain = size_at(params, meta.size).map_err(|e| {
-            cmek_error(crate::Error::malformed(
-                "object",
-                format!("{}: {e}", meta.location),
-            ))
-        })?;
-        Ok(ObjectMeta {
-            size: plain,
-            ..meta
-        })
-    }
-
     /// The end of the first GET for `range`: the segment's prefix and,
     /// when the range's chunks end within [`MERGED_READ_LIMIT`] of the
     /// start (at the zone's chunk size), those chunks too.
@@ -725,7 +709,7 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         let objects = std::mem::take(&mut result.objects);
         result.objects = objects
             .into_iter()
-            .map(|m| self.listed_size(m))
+            .map(|m| listed(self.zone.stream_params(), m))
             .collect::<OsResult<_>>()?;
         Ok(result)
     }
@@ -906,7 +890,8 @@ async fn collect(mut body: Payload, max: u64) -> OsResult<Bytes> {
     })
 }
 
-/// A listed object's metadata with its plaintext size.
+/// A listed object's metadata with its plaintext size at the zone's chunk
+/// size (a listing reads no object).
 fn listed(params: crate::stream::Params, meta: ObjectMeta) -> OsResult<ObjectMeta> {
     let plain = size_at(params, meta.size).map_err(|e| {
         cmek_error(crate::Error::malformed(
