@@ -24,9 +24,10 @@ const MAX_OBJECT_LEN: u64 = 16 << 20;
 /// time, one wins and the other gets [`Error::Conflict`], reloads and
 /// retries — no update is lost.
 ///
-/// The store must support conditional writes: `InMemory`, S3 (ETag
-/// preconditions, on by default), GCS and Azure Blob do; `LocalFileSystem`
-/// does not support `PutMode::Update` (use
+/// The store must support conditional writes: `InMemory` and S3 (ETag
+/// preconditions, on by default in `object_store`) do, and are tested
+/// here; GCS and Azure Blob implement `PutMode::Update` in `object_store`
+/// but are not tested here. `LocalFileSystem` does not support it (use
 /// [`FileManifestStore`](crate::zone::FileManifestStore) for local files), and
 /// a store that lacks it makes every replacement fail with
 /// [`Error::Misuse`] — never a silent overwrite.
