@@ -61,6 +61,9 @@ use crate::Result;
 mod admin;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+// Used by the providers whose wrap call takes no associated data.
+#[allow(dead_code)]
+mod bound;
 pub(crate) mod local;
 mod region;
 mod state;
