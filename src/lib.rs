@@ -70,6 +70,8 @@
 // docs.rs: each feature-gated item says which features it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// `ring` is an extra AES-GCM engine, not a backend of its own: SHA-256 and
+// HKDF come from one of these two.
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
@@ -83,6 +85,7 @@ pub mod cipher;
 #[allow(dead_code, unused_imports)]
 pub(crate) mod cipher;
 mod codec;
+pub mod engine;
 mod error;
 #[cfg(test)]
 mod fault_tests;

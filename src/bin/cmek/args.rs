@@ -85,6 +85,10 @@ pub enum Command {
     /// availability). Exits with the key-unavailable, access-denied or
     /// unreachable code if the last check found a key unusable.
     Monitor(MonitorArgs),
+    /// Print this build's cryptography: the AES-256-GCM engine in use and
+    /// why (CPU features, CMEK_AES_GCM_ENGINE), the engines compiled in,
+    /// and whether it runs in FIPS mode.
+    Info,
 }
 
 /// `cmek monitor`.

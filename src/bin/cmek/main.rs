@@ -12,6 +12,7 @@ mod chunkwise;
 mod exit;
 mod files;
 mod home;
+mod info;
 mod keys;
 mod monitor;
 mod pipe;
@@ -59,6 +60,7 @@ fn run(cli: Cli) -> CliResult {
             Command::Restore(args) => backups::restore(&home, args, quiet).await,
             Command::Policy(command) => policy::run(&home, command).await,
             Command::Monitor(args) => monitor::run(&home, args).await,
+            Command::Info => info::run(),
         }
     })
 }
