@@ -50,6 +50,8 @@
 //! | feature | default | what it adds | what it pulls in |
 //! |---|---|---|---|
 //! | `aws-lc` | yes | the fast cipher backend on aws-lc-rs (AES-256-GCM, HKDF-SHA256, SHA-256); the default backend when both are enabled | `aws-lc-rs` (builds C and assembly: needs a C compiler) |
+//! | `ring` | yes | a second AES-256-GCM engine on `ring`, chosen at run time on x86-64 CPUs with VAES and AVX2 but no AVX-512 (`engine`) | `ring` (builds C and assembly) |
+//! | `fips` | no | aws-lc-rs's FIPS 140-3 module in FIPS mode, and only it: the engine is aws-lc-rs whatever the CPU, key wraps take their nonce and keys their bytes from the module (docs/FIPS.md); a build mode, not an addition: the test suite's feature set leaves it out | `aws-lc-fips-sys` (needs CMake and Go to build) |
 //! | `rustcrypto` | no | the pure-Rust cipher backend on RustCrypto; the default backend when `aws-lc` is off | `aes-gcm`, `hkdf`, `sha2` |
 //! | `aws-kms` | yes | `provider::AwsKmsProvider` and `provider::aws` (ARNs, IAM policy documents) | `aws-config`, `aws-sdk-kms` and their HTTPS client (rustls on aws-lc-rs: C even without `aws-lc`), `serde_json` |
 //! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`), and the zone's `Zone::async_segment_writer` and `Zone::async_segment_reader` | tokio's `io-util` |

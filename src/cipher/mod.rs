@@ -293,11 +293,15 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; SHA256_LEN] {
     DefaultBackend::sha256(parts)
 }
 
-/// Fills `buf` from the operating system's CSPRNG (nonces, salts).
+/// Fills `buf` from the operating system's CSPRNG (nonces, salts, keys);
+/// in a `fips` build from the FIPS module's approved DRBG instead.
 ///
 /// # Errors
-/// [`Error::Random`] if the operating system cannot provide randomness.
+/// [`Error::Random`] if no randomness is available.
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    #[cfg(feature = "fips")]
+    return aws_lc_rs::rand::fill(buf).map_err(|_| Error::Random);
+    #[cfg(not(feature = "fips"))]
     getrandom::fill(buf).map_err(|_| Error::Random)
 }
 

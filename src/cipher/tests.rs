@@ -409,3 +409,24 @@ mod cross_backend {
         }
     }
 }
+
+/// In a FIPS build the module draws every wrap's nonce: a nonce the caller
+/// drew is not used, so two wraps given the same one still differ, and
+/// both unwrap.
+#[cfg(feature = "fips")]
+#[test]
+fn fips_wraps_take_their_nonce_from_the_module() {
+    let wrapper = KeyWrapper::<DefaultBackend>::new(&key(seq(1)));
+    let k = key(seq(2));
+    let a = wrapper.wrap_with_drawn_nonce(&k, b"aad", &[0; 12]).unwrap();
+    let b = wrapper.wrap_with_drawn_nonce(&k, b"aad", &[0; 12]).unwrap();
+    assert_ne!(a[1..13], [0; 12]);
+    assert_ne!(a[1..13], b[1..13]);
+    for w in [a, b] {
+        assert_eq!(
+            wrapper.unwrap(&w, b"aad").unwrap().expose_secret(),
+            k.expose_secret()
+        );
+    }
+    assert_eq!(wrapper.wraps_performed(), 2);
+}
