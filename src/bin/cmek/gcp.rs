@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use cmek::provider::gcp::policy::role_document;
 use cmek::provider::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
 use cmek::KeyProvider;
 
@@ -48,30 +49,27 @@ pub async fn provider() -> CliResult<Arc<dyn KeyProvider>> {
 
 /// `cmek policy gcp [KEY...]`: the IAM document for the given keys
 /// (`gcp:projects/...` or bare names), default every registered Cloud KMS
-/// key.
-pub async fn policy(home: &Home, keys: &[String]) -> CliResult<String> {
-    let provider = provider().await?;
-    let mut refs = Vec::new();
+/// key. Needs no credentials and makes no call.
+pub fn policy(home: &Home, keys: &[String]) -> CliResult<String> {
+    let mut names = Vec::new();
     if keys.is_empty() {
         for k in home.registry()?.keys() {
             if k.key.provider() == GCP_KMS_PROVIDER {
-                refs.push(k.key);
+                names.push(k.key.key_id().to_owned());
             }
         }
-        if refs.is_empty() {
+        if names.is_empty() {
             return Err(Failure::usage(
                 "no Cloud KMS key registered: pass the key names",
             ));
         }
     }
     for key in keys {
-        let id = match KeyArg::parse(key) {
+        names.push(match KeyArg::parse(key) {
             Ok(arg) if arg.kind == GCP_KMS_PROVIDER => arg.id,
             _ => key.clone(),
-        };
-        refs.push(provider.key_ref(&id));
+        });
     }
-    provider
-        .access_policy(&refs)?
-        .ok_or_else(|| Failure::usage("the Cloud KMS provider gave no policy"))
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    Ok(role_document(&names)?)
 }

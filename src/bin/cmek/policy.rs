@@ -24,7 +24,7 @@ pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
             external_id,
         } => trust_policy(&principal, external_id.as_deref())?,
         #[cfg(feature = "gcp-kms")]
-        PolicyCommand::Gcp { keys } => crate::gcp::policy(home, &keys).await?,
+        PolicyCommand::Gcp { keys } => crate::gcp::policy(home, &keys)?,
     };
     println!("{doc}");
     Ok(())

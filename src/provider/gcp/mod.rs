@@ -386,10 +386,20 @@ fn map_error(err: google_cloud_kms_v1::Error, root: &KeyRef, operation: &'static
         }
     } else if err.is_timeout() {
         unreachable(format!("{operation} timed out"))
-    } else if err.is_authentication() {
-        unreachable(format!("{operation}: no access token could be obtained"))
-    } else if err.is_io() || err.is_connect() || err.is_transport() {
-        unreachable(format!("{operation} could not be sent"))
+    } else if let Some(creds) = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<google_cloud_gax::error::CredentialsError>())
+    {
+        // No access token: a metadata server that did not answer may answer
+        // later; missing or broken credentials will not.
+        if creds.is_transient() {
+            unreachable(format!("{operation}: no access token could be obtained"))
+        } else {
+            Error::rejected(
+                GCP_KMS_PROVIDER,
+                "UNAUTHENTICATED",
+                format!("{operation}: no usable Google credentials: {creds}"),
+            )
+        }
     } else if err.is_deserialization() {
         Error::malformed(
             "Cloud KMS response",
@@ -410,7 +420,8 @@ fn map_error(err: google_cloud_kms_v1::Error, root: &KeyRef, operation: &'static
             _ => Error::rejected(GCP_KMS_PROVIDER, format!("HTTP {code}"), String::new()),
         }
     } else {
-        unreachable(format!("{operation} failed"))
+        // Connection, I/O and TLS failures.
+        unreachable(format!("{operation} could not be sent"))
     };
     // The client's error stays reachable as the cause (`Error::source`).
     mapped.with_source(err)
