@@ -10,6 +10,7 @@
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
 //! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
+//! * `GcpKmsProvider` (feature `gcp-kms`) — a customer's Google Cloud KMS key;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -61,6 +62,8 @@ use crate::Result;
 mod admin;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+#[cfg(feature = "gcp-kms")]
+pub mod gcp;
 // Used by the providers whose wrap call takes no associated data.
 #[allow(dead_code)]
 mod bound;
@@ -72,6 +75,8 @@ mod validate;
 pub use admin::{KeyAdmin, NewKey};
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
+#[cfg(feature = "gcp-kms")]
+pub use gcp::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
 pub(crate) use region::region_mismatch;
 pub use region::RegionAnswer;
@@ -503,7 +508,8 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
 }
 
 /// The region a key's name pins by itself, known without a provider: an
-/// AWS KMS key or alias ARN names its region. `None` for a name that pins
+/// AWS KMS key or alias ARN names its region, a Cloud KMS key name its
+/// location. `None` for a name that pins
 /// none (a key id, an alias name, a local key's name) and for a kind this
 /// build does not know. For callers that build providers on demand and
 /// must pick the region to build one for; the provider's
@@ -512,6 +518,10 @@ pub fn region_named_by(kind: &str, key_id: &str) -> Option<String> {
     #[cfg(feature = "aws-kms")]
     if kind == AWS_KMS_PROVIDER {
         return aws::arn::region_of(key_id);
+    }
+    #[cfg(feature = "gcp-kms")]
+    if kind == GCP_KMS_PROVIDER {
+        return gcp::name::location_of(key_id);
     }
     let _ = (kind, key_id);
     None

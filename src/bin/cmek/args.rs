@@ -127,8 +127,9 @@ pub struct MonitorArgs {
 
 /// A root key, written `PROVIDER:ID`: `local:NAME` for a key in the local
 /// key file, `aws:ID` for an AWS KMS key id, key ARN or alias.
-pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file) or \
-`aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN)";
+pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file), \
+`aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN) or \
+`gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (Google Cloud KMS, in builds with it)";
 
 /// `cmek key ...`.
 #[derive(Debug, Subcommand)]
@@ -373,6 +374,14 @@ pub enum PolicyCommand {
     Role {
         /// KMS key ARNs (list each replica of a multi-region key).
         key_arns: Vec<String>,
+    },
+    /// For Google Cloud KMS: the IAM role (cloudkms.cryptoKeyVersions.useToEncrypt,
+    /// useToDecrypt, cloudkms.cryptoKeys.get) and the keys to grant it on
+    /// (default: every registered Cloud KMS key).
+    #[cfg(feature = "gcp-kms")]
+    Gcp {
+        /// Cloud KMS key names (`projects/.../cryptoKeys/K`, or `gcp:` keys).
+        keys: Vec<String>,
     },
     /// The trust policy letting a principal assume that role.
     Trust {

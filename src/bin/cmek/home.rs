@@ -31,14 +31,17 @@ const MAX_ZONE_NAME: usize = 256;
 /// A key as given on the command line, `PROVIDER:ID`.
 #[derive(Debug, Clone)]
 pub struct KeyArg {
-    /// Its provider kind ([`LOCAL_PROVIDER`] or [`AWS_KMS_PROVIDER`]).
+    /// Its provider kind ([`LOCAL_PROVIDER`], [`AWS_KMS_PROVIDER`], or
+    /// `GCP_KMS_PROVIDER`).
     pub kind: &'static str,
     /// Its id there, as the provider names keys.
     pub id: String,
 }
 
 impl KeyArg {
-    /// Parses `local:NAME` or `aws:ID` (`aws-kms:` is accepted too).
+    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too) or
+    /// `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (`gcp-kms:`
+    /// too; feature `gcp-kms`).
     pub fn parse(s: &str) -> CliResult<Self> {
         let (provider, id) = s.split_once(':').ok_or_else(|| {
             Failure::usage(format!(
@@ -48,9 +51,11 @@ impl KeyArg {
         let kind = match provider {
             LOCAL_PROVIDER => LOCAL_PROVIDER,
             "aws" | AWS_KMS_PROVIDER => AWS_KMS_PROVIDER,
+            #[cfg(feature = "gcp-kms")]
+            "gcp" | cmek::provider::GCP_KMS_PROVIDER => cmek::provider::GCP_KMS_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
-                    "key {s:?}: unknown provider {other:?} (expected local or aws)"
+                    "key {s:?}: unknown provider {other:?} (expected local, aws or gcp)"
                 )))
             }
         };
@@ -148,8 +153,11 @@ impl Home {
                 };
                 Ok(Arc::new(AwsKmsProvider::from_env(options).await?))
             }
+            // Cloud KMS names keys globally: no region to pick.
+            #[cfg(feature = "gcp-kms")]
+            cmek::provider::GCP_KMS_PROVIDER => crate::gcp::provider().await,
             other => Err(Failure::usage(format!(
-                "keys of provider {other:?} cannot be reached by this tool (local or aws-kms)"
+                "keys of provider {other:?} cannot be reached by this tool (local, aws-kms or gcp-kms)"
             ))),
         }
     }

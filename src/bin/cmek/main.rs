@@ -11,6 +11,8 @@ mod backups;
 mod chunkwise;
 mod exit;
 mod files;
+#[cfg(feature = "gcp-kms")]
+mod gcp;
 mod home;
 mod info;
 mod keys;
