@@ -10,6 +10,8 @@
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
 //! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
+//! * `AzureKeyVaultProvider` (feature `azure-kv`) — a key in an Azure key
+//!   vault or Managed HSM;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -61,6 +63,8 @@ use crate::Result;
 mod admin;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+#[cfg(feature = "azure-kv")]
+pub mod azure;
 // Used by the providers whose wrap call takes no associated data.
 #[allow(dead_code)]
 mod bound;
@@ -72,6 +76,8 @@ mod validate;
 pub use admin::{KeyAdmin, NewKey};
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
+#[cfg(feature = "azure-kv")]
+pub use azure::{AzureKeyVaultOptions, AzureKeyVaultProvider, AZURE_KV_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
 pub(crate) use region::region_mismatch;
 pub use region::RegionAnswer;
