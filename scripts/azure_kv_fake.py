@@ -25,7 +25,8 @@ Usage: azure_kv_fake.py PORT DIR
   environment variable CMEK_AZURE_KV_TOKEN.
 
 Test-only control endpoints, outside the API's paths and without auth:
-  GET  /_fake/calls                 {"total": N, "operations": {op: N}}
+  GET  /_fake/calls[?key=NAME]      {"total": N, "operations": {op: N}}, for
+                                     every API request, or NAME's
   POST /_fake/deny?key=NAME[&op=OP]  answer 403 to NAME's calls (every
                                      operation, or OP: get, wrapKey,
                                      unwrapKey, update, delete)
@@ -142,13 +143,17 @@ class Vault:
         self.keys = {}  # name -> [Version], oldest first
         self.deleted = {}  # name -> (versions, deleted date)
         self.denied = {}  # name -> set of operations, "*" for all
-        self.calls = {}
-        self.total = 0
+        self.calls = {}  # key name ("" for all) -> {operation: count}
 
-    def count(self, operation):
+    def count(self, operation, name):
         with self.lock:
-            self.total += 1
-            self.calls[operation] = self.calls.get(operation, 0) + 1
+            for scope in ("", name):
+                ops = self.calls.setdefault(scope, {})
+                ops[operation] = ops.get(operation, 0) + 1
+
+    def counts(self, name):
+        ops = dict(self.calls.get(name, {}))
+        return {"total": sum(ops.values()), "operations": ops}
 
     def check_denied(self, name, operation):
         ops = self.denied.get(name, set())
@@ -285,7 +290,7 @@ def make_handler(vault, token):
                 # Read the body before answering, whatever the answer.
                 body = self.body()
                 operation = self.operation(method, parts)
-                vault.count(operation)
+                vault.count(operation, parts[1].lower())
                 if "api-version" not in query:
                     raise bad("The api-version query parameter is required.")
                 self.authenticate()
@@ -433,9 +438,7 @@ def make_handler(vault, token):
             name = (query.get("key") or [""])[0].lower()
             with vault.lock:
                 if method == "GET" and parts == ["calls"]:
-                    return self.send_json(
-                        200, {"total": vault.total, "operations": dict(vault.calls)}
-                    )
+                    return self.send_json(200, vault.counts(name))
                 if method == "POST" and parts == ["deny"] and name:
                     op = (query.get("op") or ["*"])[0]
                     vault.denied.setdefault(name, set()).add(op)

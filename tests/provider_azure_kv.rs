@@ -152,10 +152,10 @@ async fn versions_pin_what_wrapped_and_resolve_to_the_current_one() {
         assert_eq!(p.unwrap_key(root, &under_v1, &ctx("z")).await.unwrap(), key);
     }
     // Pinned to v2, a v1 blob is refused without a call.
-    let before = fake.calls().await;
+    let before = fake.calls(&name).await;
     let err = p.unwrap_key(&v2, &under_v1, &ctx("z")).await.unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err}");
-    assert_eq!(fake.calls().await, before);
+    assert_eq!(fake.calls(&name).await, before);
     // New wraps through the versionless name use v2.
     let under_v2 = p.wrap_key(&versionless, &key, &ctx("z")).await.unwrap();
     assert_eq!(p.unwrap_key(&v2, &under_v2, &ctx("z")).await.unwrap(), key);

@@ -107,11 +107,12 @@ impl Fake {
             .unwrap()
     }
 
-    /// The fake's count of API requests so far.
-    pub async fn calls(&self) -> u64 {
+    /// The fake's count of API requests so far on key `name` (tests run
+    /// concurrently on one server: each counts its own keys).
+    pub async fn calls(&self, name: &str) -> u64 {
         let body = self
             .http()
-            .get(format!("{}/_fake/calls", self.vault))
+            .get(format!("{}/_fake/calls?key={name}", self.vault))
             .send()
             .await
             .unwrap()
