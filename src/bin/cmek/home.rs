@@ -28,6 +28,13 @@ const DEFAULT_LOCAL_REGION: &str = "local";
 /// Longest zone name (the library's limit).
 const MAX_ZONE_NAME: usize = 256;
 
+/// The key prefixes this build knows, for messages.
+const PROVIDERS: &str = if cfg!(feature = "azure-kv") {
+    "local, aws or azure"
+} else {
+    "local or aws"
+};
+
 /// A key as given on the command line, `PROVIDER:ID`.
 #[derive(Debug, Clone)]
 pub struct KeyArg {
@@ -38,7 +45,8 @@ pub struct KeyArg {
 }
 
 impl KeyArg {
-    /// Parses `local:NAME` or `aws:ID` (`aws-kms:` is accepted too).
+    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too) or
+    /// `azure:URL` (`azure-kv:`).
     pub fn parse(s: &str) -> CliResult<Self> {
         let (provider, id) = s.split_once(':').ok_or_else(|| {
             Failure::usage(format!(
@@ -48,9 +56,11 @@ impl KeyArg {
         let kind = match provider {
             LOCAL_PROVIDER => LOCAL_PROVIDER,
             "aws" | AWS_KMS_PROVIDER => AWS_KMS_PROVIDER,
+            #[cfg(feature = "azure-kv")]
+            "azure" | cmek::provider::AZURE_KV_PROVIDER => cmek::provider::AZURE_KV_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
-                    "key {s:?}: unknown provider {other:?} (expected local or aws)"
+                    "key {s:?}: unknown provider {other:?} (expected {PROVIDERS})"
                 )))
             }
         };
@@ -148,8 +158,10 @@ impl Home {
                 };
                 Ok(Arc::new(AwsKmsProvider::from_env(options).await?))
             }
+            #[cfg(feature = "azure-kv")]
+            cmek::provider::AZURE_KV_PROVIDER => crate::azure::provider(region.or(self.region())),
             other => Err(Failure::usage(format!(
-                "keys of provider {other:?} cannot be reached by this tool (local or aws-kms)"
+                "keys of provider {other:?} cannot be reached by this tool ({PROVIDERS})"
             ))),
         }
     }

@@ -1,4 +1,5 @@
-//! `cmek policy ...`: the IAM documents the AWS KMS provider needs. The
+//! `cmek policy ...`: the IAM documents the AWS KMS provider needs (and,
+//! with feature `azure-kv`, the access Azure Key Vault keys need). The
 //! documents, and every rule about key ARNs, are the library's
 //! (`cmek::provider::aws::policy`, `KeyProvider::access_policy`); this
 //! module gathers the keys and prints.
@@ -22,6 +23,8 @@ pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
             principal,
             external_id,
         } => trust_policy(&principal, external_id.as_deref())?,
+        #[cfg(feature = "azure-kv")]
+        PolicyCommand::Azure { keys } => crate::azure::policy(home, &keys)?,
     };
     println!("{doc}");
     Ok(())
