@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn hostile_bytes_are_malformed_never_a_panic() {
-        let good = sample(Algorithm::RsaOaep256, 384).encode().unwrap();
+        // The shortest RSA result: no truncation of it is another valid one.
+        let good = sample(Algorithm::RsaOaep256, 256).encode().unwrap();
         // Every truncation and every single-byte change of the header.
         for cut in 0..good.len() {
             assert!(matches!(
