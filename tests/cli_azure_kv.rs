@@ -122,6 +122,8 @@ async fn keys_zones_and_the_access_document_through_the_cli() {
         "decrypt",
         "--zone",
         "orders",
+        "--segment-id",
+        "orders/1",
         &path(&sealed),
         "-o",
         &path(&back),
@@ -133,16 +135,21 @@ async fn keys_zones_and_the_access_document_through_the_cli() {
         "decrypt",
         "--zone",
         "orders",
+        "--segment-id",
+        "orders/1",
         &path(&sealed),
         "-o",
         &path(&back),
     ])
     .code(KEY_UNAVAILABLE);
     run(&["--region", REGION, "key", "enable", &pinned]).success();
+    fs::remove_file(&back).unwrap();
     run(&[
         "decrypt",
         "--zone",
         "orders",
+        "--segment-id",
+        "orders/1",
         &path(&sealed),
         "-o",
         &path(&back),
