@@ -1,4 +1,4 @@
-//! Helpers shared by the Azure Key Vault tests: the protocol fake's
+//! Shared by the Azure Key Vault tests: the protocol fake's
 //! address, CA and token (started by `scripts/test` through
 //! `scripts/test.d/azure-kv.sh`), providers for it, and its test-only
 //! control endpoints.
