@@ -11,6 +11,8 @@
 //!   default for demos, tests and single-node users;
 //! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
 //! * `GcpKmsProvider` (feature `gcp-kms`) — a customer's Google Cloud KMS key;
+//! * `AzureKeyVaultProvider` (feature `azure-kv`) — a key in an Azure key
+//!   vault or Managed HSM;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -62,6 +64,8 @@ use crate::Result;
 mod admin;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+#[cfg(feature = "azure-kv")]
+pub mod azure;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp;
 // Used by the providers whose wrap call takes no associated data.
@@ -75,6 +79,8 @@ mod validate;
 pub use admin::{KeyAdmin, NewKey};
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
+#[cfg(feature = "azure-kv")]
+pub use azure::{AzureKeyVaultOptions, AzureKeyVaultProvider, AZURE_KV_PROVIDER};
 #[cfg(feature = "gcp-kms")]
 pub use gcp::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};

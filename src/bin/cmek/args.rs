@@ -33,7 +33,8 @@ pub struct Global {
     pub home: PathBuf,
 
     /// Region. For AWS KMS: the region to call (default: the standard AWS
-    /// configuration, or the key ARN's region). For a new zone: its region
+    /// configuration, or the key ARN's region). For Azure Key Vault: the
+    /// vault's Azure region (required: Key Vault does not say). For a new zone: its region
     /// (default: the root key's). For a new local key file: the region its
     /// keys live in (default `local`).
     #[arg(long, global = true)]
@@ -77,7 +78,8 @@ pub enum Command {
     /// plaintext files (owner-only), resumable. The backed-up zone's root
     /// key must be one the caller trusts: every registered key by default.
     Restore(RestoreArgs),
-    /// Print the IAM policy documents the AWS KMS provider needs.
+    /// Print the IAM policy documents the AWS KMS provider needs (and the
+    /// access Azure Key Vault keys need).
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Check every registered key and gate every zone on its key, once or
@@ -128,8 +130,10 @@ pub struct MonitorArgs {
 /// A root key, written `PROVIDER:ID`: `local:NAME` for a key in the local
 /// key file, `aws:ID` for an AWS KMS key id, key ARN or alias.
 pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file), \
-`aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN) or \
-`gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (Google Cloud KMS, in builds with it)";
+`aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN), \
+`azure:URL` (Azure Key Vault key, https://VAULT/keys/NAME[/VERSION], with --region; \
+feature azure-kv), \
+`gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (Google Cloud KMS; feature gcp-kms)";
 
 /// `cmek key ...`.
 #[derive(Debug, Subcommand)]
@@ -381,6 +385,15 @@ pub enum PolicyCommand {
     #[cfg(feature = "gcp-kms")]
     Gcp {
         /// Cloud KMS key names (`projects/.../cryptoKeys/K`, or `gcp:` keys).
+        keys: Vec<String>,
+    },
+    /// The access an identity needs on Azure Key Vault keys: the key
+    /// permissions of an access policy (get, wrapKey, unwrapKey) or the
+    /// Azure role and its data actions (default: every registered Key
+    /// Vault key).
+    #[cfg(feature = "azure-kv")]
+    Azure {
+        /// Key URLs, https://VAULT/keys/NAME (an `azure:` prefix is allowed).
         keys: Vec<String>,
     },
     /// The trust policy letting a principal assume that role.

@@ -28,6 +28,18 @@ const DEFAULT_LOCAL_REGION: &str = "local";
 /// Longest zone name (the library's limit).
 const MAX_ZONE_NAME: usize = 256;
 
+/// The key prefixes this build knows, for messages.
+fn known_prefixes() -> String {
+    let mut known = vec!["local", "aws"];
+    if cfg!(feature = "azure-kv") {
+        known.push("azure");
+    }
+    if cfg!(feature = "gcp-kms") {
+        known.push("gcp");
+    }
+    known.join(", ")
+}
+
 /// A key as given on the command line, `PROVIDER:ID`.
 #[derive(Debug, Clone)]
 pub struct KeyArg {
@@ -39,7 +51,8 @@ pub struct KeyArg {
 }
 
 impl KeyArg {
-    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too) or
+    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too),
+    /// `azure:URL` (`azure-kv:`; feature `azure-kv`) or
     /// `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (`gcp-kms:`
     /// too; feature `gcp-kms`).
     pub fn parse(s: &str) -> CliResult<Self> {
@@ -53,9 +66,12 @@ impl KeyArg {
             "aws" | AWS_KMS_PROVIDER => AWS_KMS_PROVIDER,
             #[cfg(feature = "gcp-kms")]
             "gcp" | cmek::provider::GCP_KMS_PROVIDER => cmek::provider::GCP_KMS_PROVIDER,
+            #[cfg(feature = "azure-kv")]
+            "azure" | cmek::provider::AZURE_KV_PROVIDER => cmek::provider::AZURE_KV_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
-                    "key {s:?}: unknown provider {other:?} (expected local, aws or gcp)"
+                    "key {s:?}: unknown provider {other:?} (expected {})",
+                    known_prefixes()
                 )))
             }
         };
@@ -156,8 +172,11 @@ impl Home {
             // Cloud KMS names keys globally: no region to pick.
             #[cfg(feature = "gcp-kms")]
             cmek::provider::GCP_KMS_PROVIDER => crate::gcp::provider().await,
+            #[cfg(feature = "azure-kv")]
+            cmek::provider::AZURE_KV_PROVIDER => crate::azure::provider(region.or(self.region())),
             other => Err(Failure::usage(format!(
-                "keys of provider {other:?} cannot be reached by this tool (local, aws-kms or gcp-kms)"
+                "keys of provider {other:?} cannot be reached by this tool ({})",
+                known_prefixes()
             ))),
         }
     }

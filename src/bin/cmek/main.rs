@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 mod args;
+#[cfg(feature = "azure-kv")]
+mod azure;
 mod backups;
 mod chunkwise;
 mod exit;

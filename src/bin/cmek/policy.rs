@@ -1,5 +1,6 @@
 //! `cmek policy ...`: the IAM documents the AWS KMS provider needs (and,
-//! with `cmek policy gcp`, the Cloud KMS provider's, in `gcp.rs`). The
+//! with `cmek policy gcp`, the Cloud KMS provider's, in `gcp.rs`; with
+//! `cmek policy azure`, the access Azure Key Vault keys need). The
 //! documents, and every rule about key ARNs, are the library's
 //! (`cmek::provider::aws::policy`, `KeyProvider::access_policy`); this
 //! module gathers the keys and prints.
@@ -25,6 +26,8 @@ pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
         } => trust_policy(&principal, external_id.as_deref())?,
         #[cfg(feature = "gcp-kms")]
         PolicyCommand::Gcp { keys } => crate::gcp::policy(home, &keys)?,
+        #[cfg(feature = "azure-kv")]
+        PolicyCommand::Azure { keys } => crate::azure::policy(home, &keys)?,
     };
     println!("{doc}");
     Ok(())
