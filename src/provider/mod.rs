@@ -10,6 +10,8 @@
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
 //! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
+//! * `Pkcs11Provider` (feature `pkcs11`) — an AES-256 key in an HSM or any
+//!   PKCS#11 token;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -65,6 +67,8 @@ pub mod aws;
 #[allow(dead_code)]
 mod bound;
 pub(crate) mod local;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod region;
 mod state;
 mod validate;
@@ -73,6 +77,10 @@ pub use admin::{KeyAdmin, NewKey};
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{
+    Pkcs11Options, Pkcs11Pin, Pkcs11Provider, TokenSelector, WrapMechanism, PKCS11_PROVIDER,
+};
 pub(crate) use region::region_mismatch;
 pub use region::RegionAnswer;
 pub use state::KeyState;
