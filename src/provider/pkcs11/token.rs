@@ -18,7 +18,7 @@ use std::sync::{Mutex, OnceLock};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::MechanismType;
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
@@ -203,8 +203,19 @@ impl Token {
         }
     }
 
-    /// Runs `op` on a pooled session. If the token answers that the
-    /// session is lost or logged out, `op` runs once more on a new session.
+    /// Logs the user in on `session` if it is not (someone logged the
+    /// application out): a private key is invisible to a public session,
+    /// and would look missing.
+    fn ensure_login(&self, session: &Session) -> std::result::Result<(), CkError> {
+        match session.get_session_info()?.session_state() {
+            SessionState::RoPublic | SessionState::RwPublic => self.login(session),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `op` on a pooled session, logged in. If the token answers that
+    /// the session is lost or logged out, `op` runs once more on a new
+    /// session.
     pub(super) fn with_session<T>(
         &self,
         op: impl Fn(&Session) -> std::result::Result<T, TokenError>,
@@ -215,7 +226,11 @@ impl Token {
             Some(session) => session,
             None => self.open_session()?,
         };
-        match op(&session) {
+        let first = match self.ensure_login(&session) {
+            Ok(()) => op(&session),
+            Err(e) => Err(TokenError::Token(e)),
+        };
+        match first {
             Err(TokenError::Token(e)) if session_lost(&e) => {
                 tracing::debug!(error = %e, "PKCS#11 session lost; opening a new one");
                 // Closing a lost session fails; there is nothing to release.
