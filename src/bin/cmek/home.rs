@@ -8,11 +8,14 @@
 //! ```
 //!
 //! Nothing else is kept: AWS credentials come from the standard AWS
-//! configuration at every run.
+//! configuration at every run, a PKCS#11 token's module, label and PIN from
+//! `CMEK_PKCS11_*` variables (`crate::pkcs11`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(feature = "pkcs11")]
+use cmek::provider::PKCS11_PROVIDER;
 use cmek::provider::{
     AwsKmsOptions, AwsKmsProvider, LocalKeyProvider, AWS_KMS_PROVIDER, LOCAL_PROVIDER,
 };
@@ -22,6 +25,12 @@ use cmek::{KeyProvider, KeyRef};
 
 use crate::args::Global;
 use crate::exit::{io_at, CliResult, Context, Failure};
+
+/// The provider prefixes this build knows, for messages.
+#[cfg(feature = "pkcs11")]
+const KINDS: &str = "local, aws or pkcs11";
+#[cfg(not(feature = "pkcs11"))]
+const KINDS: &str = "local or aws";
 
 /// Region of a new local key file when `--region` is not given.
 const DEFAULT_LOCAL_REGION: &str = "local";
@@ -38,7 +47,8 @@ pub struct KeyArg {
 }
 
 impl KeyArg {
-    /// Parses `local:NAME` or `aws:ID` (`aws-kms:` is accepted too).
+    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too) or, with
+    /// feature `pkcs11`, `pkcs11:LABEL` (or `pkcs11:id:HEX`).
     pub fn parse(s: &str) -> CliResult<Self> {
         let (provider, id) = s.split_once(':').ok_or_else(|| {
             Failure::usage(format!(
@@ -48,9 +58,11 @@ impl KeyArg {
         let kind = match provider {
             LOCAL_PROVIDER => LOCAL_PROVIDER,
             "aws" | AWS_KMS_PROVIDER => AWS_KMS_PROVIDER,
+            #[cfg(feature = "pkcs11")]
+            PKCS11_PROVIDER => PKCS11_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
-                    "key {s:?}: unknown provider {other:?} (expected local or aws)"
+                    "key {s:?}: unknown provider {other:?} (expected {KINDS})"
                 )))
             }
         };
@@ -148,8 +160,10 @@ impl Home {
                 };
                 Ok(Arc::new(AwsKmsProvider::from_env(options).await?))
             }
+            #[cfg(feature = "pkcs11")]
+            PKCS11_PROVIDER => crate::pkcs11::provider(region.or(self.region())).await,
             other => Err(Failure::usage(format!(
-                "keys of provider {other:?} cannot be reached by this tool (local or aws-kms)"
+                "keys of provider {other:?} cannot be reached by this tool ({KINDS})"
             ))),
         }
     }

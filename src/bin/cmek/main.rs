@@ -15,6 +15,8 @@ mod home;
 mod keys;
 mod monitor;
 mod pipe;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 mod policy;
 mod progress;
 mod zones;
