@@ -475,3 +475,42 @@ async fn a_backup_restores_into_a_zone_under_another_token_key() {
         assert_eq!(&restored.decrypt_segment(id, &bytes).unwrap()[..], &pt[..]);
     }
 }
+
+/// Against a real HSM: off unless `CMEK_PKCS11_HSM_TEST=1`, and then it
+/// fails rather than skip if the `CMEK_PKCS11_*` variables do not reach a
+/// token. It creates keys labelled `cmek-hsm-...` (and `cmek-conformance-...`)
+/// on the token, disables some, and leaves them there for the operator to
+/// remove: use a test partition. docs/PKCS11.md, "Testing against a real
+/// HSM".
+#[tokio::test]
+async fn a_real_hsm_conforms_when_asked_to() {
+    if std::env::var("CMEK_PKCS11_HSM_TEST").ok().as_deref() != Some("1") {
+        eprintln!("skipped: set CMEK_PKCS11_HSM_TEST=1 and CMEK_PKCS11_* to test a real HSM");
+        return;
+    }
+    let options = cmek::provider::Pkcs11Options::from_env()
+        .expect("CMEK_PKCS11_HSM_TEST=1 needs CMEK_PKCS11_MODULE, _TOKEN and _PIN_FILE");
+    let p = Arc::new(Pkcs11Provider::open(options).expect("the HSM opens"));
+    eprintln!("HSM chose {}", p.mechanism());
+    let report = conformance::run(&Token((*p).clone())).await;
+    eprintln!("{report}");
+    report.assert_conforms();
+
+    let root = token::create_key(&p, "hsm").await;
+    assert!(p.validate_key(&root).await.is_valid());
+    let store = Arc::new(MemoryManifestStore::new());
+    let zone = Keyring::new(p.clone())
+        .create_zone(store.clone(), ZoneSpec::new("hsm", p.region(), root))
+        .await
+        .unwrap();
+    let seg = zone.encrypt_segment("hsm/1", b"on the HSM").unwrap();
+    zone.rotate_ezk().await.unwrap();
+    let reopened = Keyring::new(p.clone())
+        .open_zone(store, &zone.anchor())
+        .await
+        .unwrap();
+    assert_eq!(
+        &reopened.decrypt_segment("hsm/1", &seg).unwrap()[..],
+        b"on the HSM"
+    );
+}
