@@ -221,8 +221,10 @@ impl std::fmt::Debug for Pkcs11Pin {
     }
 }
 
-/// How to reach a token and use it.
+/// How to reach a token and use it. Build it with [`Pkcs11Options::new`]
+/// or [`Pkcs11Options::from_env`], then set fields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Pkcs11Options {
     /// The PKCS#11 module (shared library) of the HSM vendor.
     pub module: PathBuf,
