@@ -754,8 +754,8 @@ impl KeyProvider for Pkcs11Provider {
              CKA_EXTRACTABLE false;\n\
              - on those keys {wrap} and {unwrap} true, for mechanism {mechanism};\n\
              - calls: C_FindObjects, C_GetAttributeValue, {calls}.\n\
-             Administration (cmek key create, enable, disable) also needs C_GenerateKey \
-             (CKM_AES_KEY_GEN) and C_SetAttributeValue on those attributes.",
+             Administration (cmek key add --create, key enable, key disable) also needs \
+             C_GenerateKey (CKM_AES_KEY_GEN) and C_SetAttributeValue on those attributes.",
             region = self.region,
             keys = names.join(", "),
             mechanism = self.mechanism,
