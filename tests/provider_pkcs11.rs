@@ -37,6 +37,9 @@ impl Fixture for Token {
     fn missing_key(&self) -> KeyRef {
         self.0.key_ref(&token::unique_label("never-created"))
     }
+    async fn set_enabled(&self, key: &KeyRef, enabled: bool) -> Result<()> {
+        token::set_enabled(&self.0, key, enabled).await
+    }
 }
 
 async fn conforms(mechanism: WrapMechanism) {
@@ -177,8 +180,17 @@ async fn keys_are_named_by_label_or_id_and_ambiguity_is_refused() {
 }
 
 #[tokio::test]
-async fn a_zone_is_created_rotated_and_reopened_under_a_token_key() {
-    let Some(p) = token::provider(None) else {
+async fn a_zone_is_created_rotated_and_reopened_under_a_token_key_with_gcm() {
+    zone_life(WrapMechanism::AesGcm).await;
+}
+
+#[tokio::test]
+async fn a_zone_is_created_rotated_and_reopened_under_a_token_key_with_key_wrap() {
+    zone_life(WrapMechanism::AesKeyWrapPad).await;
+}
+
+async fn zone_life(mechanism: WrapMechanism) {
+    let Some(p) = token::provider(Some(mechanism)) else {
         return;
     };
     let p = Arc::new(p);
@@ -215,13 +227,13 @@ async fn a_zone_is_created_rotated_and_reopened_under_a_token_key() {
     }
 
     // The old root is no longer needed: disabled, the zone still opens.
-    p.admin().unwrap().disable_key(&root).await.unwrap();
+    token::set_enabled(&*p, &root, false).await.unwrap();
     Keyring::new(p.clone())
         .open_zone(store.clone(), &zone.anchor())
         .await
         .unwrap();
     // The new root disabled: it does not, and says why.
-    p.admin().unwrap().disable_key(&new_root).await.unwrap();
+    token::set_enabled(&*p, &new_root, false).await.unwrap();
     let err = Keyring::new(p.clone())
         .open_zone(store, &zone.anchor())
         .await
@@ -390,7 +402,7 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_on_the_token() {
         .expect("the zone follows its key within one interval plus one check")
     }
 
-    p.admin().unwrap().disable_key(&root).await.unwrap();
+    token::set_enabled(&*p, &root, false).await.unwrap();
     let started = Instant::now();
     assert_eq!(
         wait_for_zone(&mut events, deadline).await,
@@ -409,7 +421,7 @@ async fn the_monitor_follows_a_key_disabled_and_enabled_on_the_token() {
         "{err}"
     );
 
-    p.admin().unwrap().enable_key(&root).await.unwrap();
+    token::set_enabled(&*p, &root, true).await.unwrap();
     assert_eq!(
         wait_for_zone(&mut events, deadline).await,
         ZoneAvailability::Available

@@ -27,4 +27,8 @@ export SOFTHSM2_CONF="$pkcs11_dir/softhsm2.conf"
 # Test secrets for a throwaway token; the PIN reaches the tests in a file.
 softhsm2-util --init-token --free --label cmek-test --so-pin 87654321 --pin 12345678 >/dev/null
 ( umask 077; printf '12345678\n' > "$pkcs11_dir/user.pin" )
-export CMEK_PKCS11_MODULE CMEK_PKCS11_TOKEN=cmek-test CMEK_PKCS11_PIN_FILE="$pkcs11_dir/user.pin"
+# SoftHSM2 2.6 may fail an object creation that overlaps other calls of
+# the process: the provider runs one call at a time on it
+# (Pkcs11Options::serialize_calls).
+export CMEK_PKCS11_MODULE CMEK_PKCS11_TOKEN=cmek-test CMEK_PKCS11_PIN_FILE="$pkcs11_dir/user.pin" \
+  CMEK_PKCS11_SERIALIZE=1

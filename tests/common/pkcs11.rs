@@ -56,6 +56,16 @@ pub fn unique_label(tag: &str) -> String {
     )
 }
 
+/// Enables or disables `key` through the provider's administration.
+pub async fn set_enabled(p: &dyn KeyProvider, key: &KeyRef, enabled: bool) -> cmek::Result<()> {
+    let admin = p.admin().unwrap();
+    if enabled {
+        admin.enable_key(key).await
+    } else {
+        admin.disable_key(key).await
+    }
+}
+
 /// A new root key on the token, through the provider's administration.
 pub async fn create_key(p: &Pkcs11Provider, tag: &str) -> KeyRef {
     let key = p

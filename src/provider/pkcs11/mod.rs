@@ -240,6 +240,14 @@ pub struct Pkcs11Options {
     /// Sessions kept open between calls (default 4); more are opened under
     /// concurrent calls and closed after them.
     pub max_idle_sessions: usize,
+    /// Let one operation at a time run on this module in this process,
+    /// among the providers that set it (sessions are still pooled, and
+    /// calls still run off the async executor). Off by default: an HSM
+    /// takes concurrent calls on separate sessions, as PKCS#11 allows.
+    /// SoftHSM2 2.6 does not reliably (an object created while other
+    /// threads use the token may fail with `CKR_GENERAL_ERROR` or
+    /// `CKR_TEMPLATE_INCONSISTENT`), so its tests set it.
+    pub serialize_calls: bool,
 }
 
 impl Pkcs11Options {
@@ -252,14 +260,17 @@ impl Pkcs11Options {
             region: DEFAULT_PKCS11_REGION.to_owned(),
             mechanism: None,
             max_idle_sessions: 4,
+            serialize_calls: false,
         }
     }
 
     /// Options from the environment: `CMEK_PKCS11_MODULE` (the module's
     /// path), `CMEK_PKCS11_TOKEN` (the token label) or `CMEK_PKCS11_SLOT`
     /// (a slot id), `CMEK_PKCS11_PIN` or `CMEK_PKCS11_PIN_FILE` (a file
-    /// holding the PIN), and optionally `CMEK_PKCS11_REGION` and
-    /// `CMEK_PKCS11_MECHANISM` (`gcm` or `kwp`).
+    /// holding the PIN), and optionally `CMEK_PKCS11_REGION`,
+    /// `CMEK_PKCS11_MECHANISM` (`gcm` or `kwp`) and
+    /// `CMEK_PKCS11_SERIALIZE` (`1`: see
+    /// [`serialize_calls`](Self::serialize_calls)).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the variable that is missing or
@@ -308,6 +319,7 @@ impl Pkcs11Options {
         if let Some(mechanism) = var("CMEK_PKCS11_MECHANISM") {
             options.mechanism = Some(WrapMechanism::parse(&mechanism)?);
         }
+        options.serialize_calls = var("CMEK_PKCS11_SERIALIZE").as_deref() == Some("1");
         Ok(options)
     }
 }
@@ -340,6 +352,7 @@ impl Pkcs11Provider {
             options.token.clone(),
             options.pin,
             options.max_idle_sessions.max(1),
+            options.serialize_calls,
         )?;
         let offered = token.mechanisms()?;
         let usable = |m: WrapMechanism| {

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -25,18 +25,22 @@ use cryptoki::types::AuthPin;
 use super::{Pkcs11Pin, TokenSelector, PKCS11_PROVIDER};
 use crate::{Error, Result};
 
+/// A module loaded by this process, and the lock that serializes its calls
+/// for the providers that ask for it.
+type Module = (Pkcs11, Arc<Mutex<()>>);
+
 /// Modules loaded by this process, by path. A module is initialized once
 /// and never finalized: `C_Finalize` would end the sessions of every other
 /// provider on the same module.
-static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+static MODULES: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
 
 /// The context of `module`, loaded and initialized on first use.
-fn context(module: &Path) -> Result<Pkcs11> {
+fn context(module: &Path) -> Result<Module> {
     let modules = MODULES.get_or_init(Default::default);
     let mut modules = modules.lock().unwrap_or_else(|e| e.into_inner());
     let key = module.canonicalize().unwrap_or_else(|_| module.to_owned());
-    if let Some(ctx) = modules.get(&key) {
-        return Ok(ctx.clone());
+    if let Some(loaded) = modules.get(&key) {
+        return Ok(loaded.clone());
     }
     let ctx = Pkcs11::new(&key).map_err(|e| {
         Error::InvalidArgument(format!(
@@ -55,8 +59,9 @@ fn context(module: &Path) -> Result<Pkcs11> {
             .with_source(e))
         }
     }
-    modules.insert(key, ctx.clone());
-    Ok(ctx)
+    let loaded = (ctx, Arc::new(Mutex::new(())));
+    modules.insert(key, loaded.clone());
+    Ok(loaded)
 }
 
 /// True for the answers that mean "this session (or the token behind it)
@@ -83,6 +88,9 @@ pub(super) struct Token {
     pin: Pkcs11Pin,
     idle: Mutex<Vec<Session>>,
     max_idle: usize,
+    /// The module's lock, held for each operation, if the provider asked
+    /// for it.
+    call_lock: Option<Arc<Mutex<()>>>,
     /// Operations run against the token (each `with_session` call).
     operations: AtomicU64,
 }
@@ -104,14 +112,17 @@ impl Token {
         selector: TokenSelector,
         pin: Pkcs11Pin,
         max_idle: usize,
+        serialize_calls: bool,
     ) -> Result<Self> {
+        let (ctx, lock) = context(module)?;
         Ok(Self {
-            ctx: context(module)?,
+            ctx,
             module: module.to_owned(),
             selector,
             pin,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            call_lock: serialize_calls.then_some(lock),
             operations: AtomicU64::new(0),
         })
     }
@@ -221,6 +232,11 @@ impl Token {
         op: impl Fn(&Session) -> std::result::Result<T, TokenError>,
     ) -> std::result::Result<T, TokenError> {
         self.operations.fetch_add(1, Ordering::Relaxed);
+        // See `Pkcs11Options::serialize_calls`.
+        let _serial = self
+            .call_lock
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let session = match pooled {
             Some(session) => session,
