@@ -13,6 +13,8 @@
 //! * `GcpKmsProvider` (feature `gcp-kms`) — a customer's Google Cloud KMS key;
 //! * `AzureKeyVaultProvider` (feature `azure-kv`) — a key in an Azure key
 //!   vault or Managed HSM;
+//! * `Pkcs11Provider` (feature `pkcs11`) — an AES-256 key in an HSM or any
+//!   PKCS#11 token;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -72,6 +74,8 @@ pub mod gcp;
 #[allow(dead_code)]
 mod bound;
 pub(crate) mod local;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod region;
 mod state;
 mod validate;
@@ -84,6 +88,10 @@ pub use azure::{AzureKeyVaultOptions, AzureKeyVaultProvider, AZURE_KV_PROVIDER};
 #[cfg(feature = "gcp-kms")]
 pub use gcp::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{
+    Pkcs11Options, Pkcs11Pin, Pkcs11Provider, TokenSelector, WrapMechanism, PKCS11_PROVIDER,
+};
 pub(crate) use region::region_mismatch;
 pub use region::RegionAnswer;
 pub use state::KeyState;

@@ -128,12 +128,15 @@ pub struct MonitorArgs {
 }
 
 /// A root key, written `PROVIDER:ID`: `local:NAME` for a key in the local
-/// key file, `aws:ID` for an AWS KMS key id, key ARN or alias.
+/// key file, `aws:ID` for an AWS KMS key id, key ARN or alias, and with
+/// their features `azure:URL`, `gcp:NAME` and `pkcs11:LABEL`.
 pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file), \
 `aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN), \
 `azure:URL` (Azure Key Vault key, https://VAULT/keys/NAME[/VERSION], with --region; \
 feature azure-kv), \
-`gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (Google Cloud KMS; feature gcp-kms)";
+`gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (Google Cloud KMS; feature gcp-kms), \
+`pkcs11:LABEL` (`pkcs11:id:HEX`; a key on the PKCS#11 token CMEK_PKCS11_MODULE, CMEK_PKCS11_TOKEN and \
+CMEK_PKCS11_PIN_FILE or CMEK_PKCS11_PIN name; feature pkcs11)";
 
 /// `cmek key ...`.
 #[derive(Debug, Subcommand)]
@@ -149,6 +152,10 @@ pub enum KeyCommand {
         /// provider confirms each. Repeat for each replica.
         #[arg(long = "replica-region", value_name = "REGION")]
         replica_regions: Vec<String>,
+        /// Create a `pkcs11:` key on the token first if there is none by
+        /// that label: AES-256, sensitive, not extractable.
+        #[arg(long)]
+        create: bool,
     },
     /// Run the validation round trip (encrypt, decrypt, describe) and print
     /// each step's outcome. A failed step exits 5, or 6 if access was
@@ -373,6 +380,14 @@ pub struct RestoreArgs {
 /// `cmek policy ...`.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
+    /// What each key's provider needs granted to use it, from the provider:
+    /// an IAM role policy for `aws:` keys, the token user's rights for
+    /// `pkcs11:` keys.
+    Key {
+        /// The keys, as PROVIDER:ID.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
     /// The role policy: kms:Encrypt, kms:Decrypt, kms:DescribeKey on exactly
     /// the given key ARNs (default: every registered AWS key given by ARN).
     Role {

@@ -8,11 +8,14 @@
 //! ```
 //!
 //! Nothing else is kept: AWS credentials come from the standard AWS
-//! configuration at every run.
+//! configuration at every run, a PKCS#11 token's module, label and PIN from
+//! `CMEK_PKCS11_*` variables (`crate::pkcs11`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(feature = "pkcs11")]
+use cmek::provider::PKCS11_PROVIDER;
 use cmek::provider::{
     AwsKmsOptions, AwsKmsProvider, LocalKeyProvider, AWS_KMS_PROVIDER, LOCAL_PROVIDER,
 };
@@ -37,6 +40,9 @@ fn known_prefixes() -> String {
     if cfg!(feature = "gcp-kms") {
         known.push("gcp");
     }
+    if cfg!(feature = "pkcs11") {
+        known.push("pkcs11");
+    }
     known.join(", ")
 }
 
@@ -51,10 +57,10 @@ pub struct KeyArg {
 }
 
 impl KeyArg {
-    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too),
-    /// `azure:URL` (`azure-kv:`; feature `azure-kv`) or
-    /// `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (`gcp-kms:`
-    /// too; feature `gcp-kms`).
+    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too), and with
+    /// their features `azure:URL` (`azure-kv:`),
+    /// `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (`gcp-kms:`) and
+    /// `pkcs11:LABEL` (or `pkcs11:id:HEX`).
     pub fn parse(s: &str) -> CliResult<Self> {
         let (provider, id) = s.split_once(':').ok_or_else(|| {
             Failure::usage(format!(
@@ -68,6 +74,8 @@ impl KeyArg {
             "gcp" | cmek::provider::GCP_KMS_PROVIDER => cmek::provider::GCP_KMS_PROVIDER,
             #[cfg(feature = "azure-kv")]
             "azure" | cmek::provider::AZURE_KV_PROVIDER => cmek::provider::AZURE_KV_PROVIDER,
+            #[cfg(feature = "pkcs11")]
+            PKCS11_PROVIDER => PKCS11_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
                     "key {s:?}: unknown provider {other:?} (expected {})",
@@ -174,6 +182,8 @@ impl Home {
             cmek::provider::GCP_KMS_PROVIDER => crate::gcp::provider().await,
             #[cfg(feature = "azure-kv")]
             cmek::provider::AZURE_KV_PROVIDER => crate::azure::provider(region.or(self.region())),
+            #[cfg(feature = "pkcs11")]
+            PKCS11_PROVIDER => crate::pkcs11::provider(region.or(self.region())).await,
             other => Err(Failure::usage(format!(
                 "keys of provider {other:?} cannot be reached by this tool ({})",
                 known_prefixes()

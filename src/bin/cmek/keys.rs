@@ -18,7 +18,8 @@ pub async fn run(home: &Home, command: KeyCommand) -> CliResult {
         KeyCommand::Add {
             key,
             replica_regions,
-        } => add(home, &KeyArg::parse(&key)?, &replica_regions).await,
+            create,
+        } => add(home, &KeyArg::parse(&key)?, &replica_regions, create).await,
         KeyCommand::Validate { key } => validate(home, &KeyArg::parse(&key)?).await,
         KeyCommand::List { json } => list(home, json),
         KeyCommand::Disable { key } => set_enabled(home, &KeyArg::parse(&key)?, false).await,
@@ -27,7 +28,13 @@ pub async fn run(home: &Home, command: KeyCommand) -> CliResult {
     }
 }
 
-async fn add(home: &Home, key: &KeyArg, replica_regions: &[String]) -> CliResult {
+async fn add(home: &Home, key: &KeyArg, replica_regions: &[String], create: bool) -> CliResult {
+    if create && key.kind != cmek::provider::LOCAL_PROVIDER {
+        #[cfg(feature = "pkcs11")]
+        crate::pkcs11::create_if_missing(home, key).await?;
+        #[cfg(not(feature = "pkcs11"))]
+        return Err(Failure::usage("--create is for pkcs11: keys"));
+    }
     if key.is_local() {
         // Creating the key first lets one command set up a local project.
         let local = home.local(true)?;

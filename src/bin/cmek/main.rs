@@ -20,6 +20,8 @@ mod info;
 mod keys;
 mod monitor;
 mod pipe;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 mod policy;
 mod progress;
 mod zones;

@@ -1,6 +1,7 @@
 //! `cmek policy ...`: the IAM documents the AWS KMS provider needs (and,
 //! with `cmek policy gcp`, the Cloud KMS provider's, in `gcp.rs`; with
-//! `cmek policy azure`, the access Azure Key Vault keys need). The
+//! `cmek policy azure`, the access Azure Key Vault keys need), and any
+//! provider's account of its grants (`policy key`). The
 //! documents, and every rule about key ARNs, are the library's
 //! (`cmek::provider::aws::policy`, `KeyProvider::access_policy`); this
 //! module gathers the keys and prints.
@@ -10,11 +11,12 @@ use cmek::provider::AWS_KMS_PROVIDER;
 
 use crate::args::PolicyCommand;
 use crate::exit::{CliResult, Failure};
-use crate::home::Home;
+use crate::home::{Home, KeyArg};
 
 /// Runs one `cmek policy` command.
 pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
     let doc = match command {
+        PolicyCommand::Key { keys } => key_policies(home, &keys).await?,
         PolicyCommand::Role { key_arns } if key_arns.is_empty() => registered_policy(home).await?,
         PolicyCommand::Role { key_arns } => {
             let arns: Vec<&str> = key_arns.iter().map(String::as_str).collect();
@@ -31,6 +33,21 @@ pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
     };
     println!("{doc}");
     Ok(())
+}
+
+/// Each key's provider's own account of what it needs granted.
+async fn key_policies(home: &Home, keys: &[String]) -> CliResult<String> {
+    let mut docs = Vec::new();
+    for key in keys {
+        let (provider, key_ref) = home.provider_for(&KeyArg::parse(key)?).await?;
+        docs.push(
+            match provider.access_policy(std::slice::from_ref(&key_ref))? {
+                Some(doc) => doc,
+                None => format!("{key_ref}: provider {} needs no grant", provider.kind()),
+            },
+        );
+    }
+    Ok(docs.join("\n"))
 }
 
 /// The role policy for every registered AWS key, named in every region it
