@@ -10,6 +10,8 @@
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
 //! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
+//! * `KmipProvider` (feature `kmip`) — a key on a KMIP key server, over
+//!   mutual TLS;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -61,6 +63,8 @@ use crate::Result;
 mod admin;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+#[cfg(feature = "kmip")]
+pub mod kmip;
 // Used by the providers whose wrap call takes no associated data.
 #[allow(dead_code)]
 mod bound;
@@ -72,6 +76,8 @@ mod validate;
 pub use admin::{KeyAdmin, NewKey};
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
+#[cfg(feature = "kmip")]
+pub use kmip::{KmipOptions, KmipProvider, KMIP_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
 pub(crate) use region::region_mismatch;
 pub use region::RegionAnswer;
