@@ -52,11 +52,3 @@ pub async fn create_key(p: &KmipProvider, name: &str) -> KeyRef {
         .await
         .unwrap()
 }
-
-/// How many operations the test server's log says it processed so far
-/// (`CMEK_KMIP_LOG`), if it has a log.
-pub fn server_operations() -> Option<usize> {
-    let log = std::env::var("CMEK_KMIP_LOG").ok()?;
-    let text = std::fs::read_to_string(log).ok()?;
-    Some(text.matches("Processing operation").count())
-}
