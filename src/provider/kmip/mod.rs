@@ -490,7 +490,159 @@ impl KeyAdmin for KmipProvider {
 
 #[cfg(test)]
 mod tests {
+    use super::message::tag;
     use super::*;
+
+    /// A response message answering `op` with `status` and `items`.
+    fn response(op: Operation, status: u32, items: Vec<Item>) -> Item {
+        let mut batch = vec![
+            Item::enumeration(tag::OPERATION, op as u32),
+            Item::enumeration(tag::RESULT_STATUS, status),
+        ];
+        batch.extend(items);
+        Item::structure(
+            tag::RESPONSE_MESSAGE,
+            vec![
+                Item::structure(
+                    tag::RESPONSE_HEADER,
+                    vec![
+                        Item::structure(
+                            tag::PROTOCOL_VERSION,
+                            vec![
+                                Item::integer(tag::PROTOCOL_VERSION_MAJOR, 1),
+                                Item::integer(tag::PROTOCOL_VERSION_MINOR, 4),
+                            ],
+                        ),
+                        Item {
+                            tag: 0x420092,
+                            value: ttlv::Value::DateTime(1_700_000_000),
+                        },
+                        Item::integer(tag::BATCH_COUNT, 1),
+                    ],
+                ),
+                Item::structure(tag::BATCH_ITEM, batch),
+            ],
+        )
+    }
+
+    fn payload(items: Vec<Item>) -> Item {
+        Item::structure(tag::RESPONSE_PAYLOAD, items)
+    }
+
+    fn attribute(name: &str, value: ttlv::Value) -> Item {
+        Item::structure(
+            tag::ATTRIBUTE,
+            vec![
+                Item::text(tag::ATTRIBUTE_NAME, name),
+                Item {
+                    tag: tag::ATTRIBUTE_VALUE,
+                    value,
+                },
+            ],
+        )
+    }
+
+    /// Seeds for the `kmip_ttlv` fuzz target: a response to each
+    /// operation as a KMIP 1.4 server sends it, a refusal, requests, and
+    /// the wrapped-key vector of docs/FORMAT.md.
+    fn seeds() -> Vec<Vec<u8>> {
+        let uid = || Item::text(tag::UNIQUE_IDENTIFIER, "42");
+        let mut messages = vec![
+            response(
+                Operation::Create,
+                0,
+                vec![payload(vec![Item::enumeration(tag::OBJECT_TYPE, 2), uid()])],
+            ),
+            response(Operation::Activate, 0, vec![payload(vec![uid()])]),
+            response(Operation::Revoke, 0, vec![payload(vec![uid()])]),
+            response(
+                Operation::GetAttributes,
+                0,
+                vec![payload(vec![
+                    uid(),
+                    attribute("State", ttlv::Value::Enumeration(2)),
+                    attribute("Object Type", ttlv::Value::Enumeration(2)),
+                    attribute("Cryptographic Algorithm", ttlv::Value::Enumeration(3)),
+                    attribute("Cryptographic Length", ttlv::Value::Integer(256)),
+                    attribute("Cryptographic Usage Mask", ttlv::Value::Integer(12)),
+                ])],
+            ),
+            response(
+                Operation::Encrypt,
+                0,
+                vec![payload(vec![
+                    uid(),
+                    Item::bytes(tag::DATA, &[0xc0; 32]),
+                    Item::bytes(tag::IV_COUNTER_NONCE, &[0xa0; 16]),
+                    Item::bytes(tag::AUTHENTICATED_ENCRYPTION_TAG, &[0xb0; 16]),
+                ])],
+            ),
+            response(
+                Operation::Decrypt,
+                0,
+                vec![payload(vec![uid(), Item::bytes(tag::DATA, &[0x11; 32])])],
+            ),
+            response(
+                Operation::Decrypt,
+                1,
+                vec![
+                    Item::enumeration(tag::RESULT_REASON, reason::CRYPTOGRAPHIC_FAILURE),
+                    Item::text(tag::RESULT_MESSAGE, "tag mismatch"),
+                ],
+            ),
+            message::create(Some("orders")),
+            message::get_attributes("42"),
+            message::encrypt("42", &[1; 32], b"aad"),
+            message::decrypt("42", &[1; 32], &[2; 12], b"aad", &[3; 16]),
+            message::revoke("42"),
+        ]
+        .into_iter()
+        .map(|m| m.encode().unwrap())
+        .collect::<Vec<_>>();
+        messages.push(
+            Wrapped::new(vec![0xa0; 12], vec![0xb0; 16], vec![0xc0; 32])
+                .unwrap()
+                .to_bytes(),
+        );
+        messages
+    }
+
+    #[test]
+    fn the_seeds_read_as_responses() {
+        let seeds = seeds();
+        let get = ttlv::decode(&seeds[3]).unwrap();
+        let d = message::described(
+            &message::response(&get, Operation::GetAttributes)
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(d.state, ObjectState::Active);
+        assert_eq!(d.unsuitable(), None);
+        let enc = ttlv::decode(&seeds[4]).unwrap();
+        let e = message::encrypted(&message::response(&enc, Operation::Encrypt).unwrap().unwrap())
+            .unwrap();
+        assert!(Wrapped::new(e.iv, e.tag, e.data).is_ok());
+        let refused = ttlv::decode(&seeds[6]).unwrap();
+        let failure = message::response(&refused, Operation::Decrypt)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(failure.reason, reason::CRYPTOGRAPHIC_FAILURE);
+        #[cfg(feature = "fuzzing")]
+        for seed in &seeds {
+            crate::fuzzing::kmip_ttlv(seed);
+        }
+    }
+
+    #[test]
+    #[ignore = "rewrites the committed seed corpus of the kmip_ttlv fuzz target"]
+    fn write_kmip_seed_corpus() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/kmip_ttlv");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, seed) in seeds().iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
+        }
+    }
 
     #[test]
     fn states_map_as_documented() {
