@@ -77,7 +77,9 @@ pub enum Command {
     /// plaintext files (owner-only), resumable. The backed-up zone's root
     /// key must be one the caller trusts: every registered key by default.
     Restore(RestoreArgs),
-    /// Print the IAM policy documents the AWS KMS provider needs.
+    /// Print the access documents the providers need: the AWS KMS
+    /// provider's IAM policies, and the KMIP operations a client
+    /// certificate must be allowed.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Check every registered key and gate every zone on its key, once or
@@ -369,6 +371,14 @@ pub enum PolicyCommand {
     Role {
         /// KMS key ARNs (list each replica of a multi-region key).
         key_arns: Vec<String>,
+    },
+    /// The KMIP operations the client certificate must be allowed on the
+    /// key server (Encrypt, Decrypt, Get Attributes), on exactly the given
+    /// keys (default: every registered KMIP key), as JSON.
+    #[cfg(feature = "kmip")]
+    Kmip {
+        /// The keys' unique identifiers on the key server.
+        uids: Vec<String>,
     },
     /// The trust policy letting a principal assume that role.
     Trust {

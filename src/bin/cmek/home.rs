@@ -38,7 +38,8 @@ pub struct KeyArg {
 }
 
 impl KeyArg {
-    /// Parses `local:NAME` or `aws:ID` (`aws-kms:` is accepted too).
+    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too) or
+    /// `kmip:UID` (with feature `kmip`).
     pub fn parse(s: &str) -> CliResult<Self> {
         let (provider, id) = s.split_once(':').ok_or_else(|| {
             Failure::usage(format!(
@@ -48,9 +49,11 @@ impl KeyArg {
         let kind = match provider {
             LOCAL_PROVIDER => LOCAL_PROVIDER,
             "aws" | AWS_KMS_PROVIDER => AWS_KMS_PROVIDER,
+            #[cfg(feature = "kmip")]
+            cmek::provider::KMIP_PROVIDER => cmek::provider::KMIP_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
-                    "key {s:?}: unknown provider {other:?} (expected local or aws)"
+                    "key {s:?}: unknown provider {other:?} (expected local, aws or kmip)"
                 )))
             }
         };
@@ -148,8 +151,10 @@ impl Home {
                 };
                 Ok(Arc::new(AwsKmsProvider::from_env(options).await?))
             }
+            #[cfg(feature = "kmip")]
+            cmek::provider::KMIP_PROVIDER => crate::kmip::provider(),
             other => Err(Failure::usage(format!(
-                "keys of provider {other:?} cannot be reached by this tool (local or aws-kms)"
+                "keys of provider {other:?} cannot be reached by this tool (local, aws-kms or kmip)"
             ))),
         }
     }

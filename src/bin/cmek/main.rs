@@ -13,6 +13,8 @@ mod exit;
 mod files;
 mod home;
 mod keys;
+#[cfg(feature = "kmip")]
+mod kmip;
 mod monitor;
 mod pipe;
 mod policy;

@@ -1,7 +1,8 @@
-//! `cmek policy ...`: the IAM documents the AWS KMS provider needs. The
+//! `cmek policy ...`: the IAM documents the AWS KMS provider needs (and,
+//! with feature `kmip`, the grants a KMIP client certificate needs). The
 //! documents, and every rule about key ARNs, are the library's
-//! (`cmek::provider::aws::policy`, `KeyProvider::access_policy`); this
-//! module gathers the keys and prints.
+//! (`cmek::provider::aws::policy`, `cmek::provider::kmip::access_policy`,
+//! `KeyProvider::access_policy`); this module gathers the keys and prints.
 
 use cmek::provider::aws::policy::{role_policy, trust_policy};
 use cmek::provider::AWS_KMS_PROVIDER;
@@ -22,6 +23,8 @@ pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
             principal,
             external_id,
         } => trust_policy(&principal, external_id.as_deref())?,
+        #[cfg(feature = "kmip")]
+        PolicyCommand::Kmip { uids } => crate::kmip::policy(home, uids)?,
     };
     println!("{doc}");
     Ok(())

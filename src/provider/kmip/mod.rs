@@ -283,6 +283,55 @@ impl KmipProvider {
     }
 }
 
+/// The operations a service's client certificate must be allowed on its
+/// keys: what cmek calls on the data's behalf. Creating, activating and
+/// revoking keys are the operator's and are not granted here.
+pub const SERVICE_OPERATIONS: [&str; 3] = ["Encrypt", "Decrypt", "Get Attributes"];
+
+/// The access document for keys `uids`: a JSON object naming the KMIP
+/// operations ([`SERVICE_OPERATIONS`]) the client certificate cmek presents
+/// must be allowed on exactly these objects. KMIP servers express access
+/// policy each in their own way (an operation policy, a group, a role):
+/// this is what to grant, to be written in the server's own terms.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an empty list or an empty identifier.
+pub fn access_policy(uids: &[&str]) -> Result<String> {
+    if uids.is_empty() || uids.iter().any(|u| u.is_empty()) {
+        return Err(Error::InvalidArgument(
+            "an access policy needs at least one KMIP unique identifier, none empty".into(),
+        ));
+    }
+    let list = |items: &mut dyn Iterator<Item = &str>| {
+        items
+            .map(|i| format!("\"{}\"", json_escape(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(format!(
+        "{{\n  \"provider\": \"kmip\",\n  \"protocol\": \"KMIP {}.{}\",\n  \
+         \"operations\": [{}],\n  \"unique_identifiers\": [{}]\n}}",
+        message::PROTOCOL_VERSION.0,
+        message::PROTOCOL_VERSION.1,
+        list(&mut SERVICE_OPERATIONS.iter().copied()),
+        list(&mut uids.iter().copied()),
+    ))
+}
+
+/// `s` as the inside of a JSON string.
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Maps a KMIP refusal onto cmek's errors.
 fn map_failure(failure: &Failure, operation: Operation, root: &KeyRef) -> Error {
     let key = root.to_string();
@@ -349,6 +398,15 @@ impl KeyProvider for KmipProvider {
 
     fn admin(&self) -> Option<&dyn KeyAdmin> {
         Some(self)
+    }
+
+    /// [`access_policy`] on the keys' unique identifiers.
+    fn access_policy(&self, keys: &[KeyRef]) -> Result<Option<String>> {
+        for key in keys {
+            check_kind(KMIP_PROVIDER, key)?;
+        }
+        let uids: Vec<&str> = keys.iter().map(KeyRef::key_id).collect();
+        access_policy(&uids).map(Some)
     }
 
     async fn wrap_key(
@@ -620,8 +678,12 @@ mod tests {
         assert_eq!(d.state, ObjectState::Active);
         assert_eq!(d.unsuitable(), None);
         let enc = ttlv::decode(&seeds[4]).unwrap();
-        let e = message::encrypted(&message::response(&enc, Operation::Encrypt).unwrap().unwrap())
-            .unwrap();
+        let e = message::encrypted(
+            &message::response(&enc, Operation::Encrypt)
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
         assert!(Wrapped::new(e.iv, e.tag, e.data).is_ok());
         let refused = ttlv::decode(&seeds[6]).unwrap();
         let failure = message::response(&refused, Operation::Decrypt)
@@ -642,6 +704,23 @@ mod tests {
         for (i, seed) in seeds().iter().enumerate() {
             std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
         }
+    }
+
+    #[test]
+    fn access_policies_name_the_operations_and_keys() {
+        let doc = access_policy(&["1", "a\"b"]).unwrap();
+        assert!(
+            doc.contains(r#""operations": ["Encrypt", "Decrypt", "Get Attributes"]"#),
+            "{doc}"
+        );
+        assert!(
+            doc.contains(r#""unique_identifiers": ["1", "a\"b"]"#),
+            "{doc}"
+        );
+        assert!(doc.contains("KMIP 1.4"), "{doc}");
+        assert!(access_policy(&[]).is_err());
+        assert!(access_policy(&[""]).is_err());
+        assert_eq!(json_escape("a\\\n"), "a\\\\\\u000a");
     }
 
     #[test]
