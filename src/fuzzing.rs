@@ -348,7 +348,7 @@ pub fn kmip_ttlv(data: &[u8]) {
     if let Some(header) = data.get(..ttlv::HEADER_LEN) {
         let header: [u8; ttlv::HEADER_LEN] = header.try_into().expect("8 bytes");
         if let Ok(len) = ttlv::message_len(&header) {
-            assert!(len >= ttlv::HEADER_LEN && len <= ttlv::MAX_MESSAGE_LEN);
+            assert!((ttlv::HEADER_LEN..=ttlv::MAX_MESSAGE_LEN).contains(&len));
         }
     }
     if let Ok(item) = ttlv::decode(data) {

@@ -486,35 +486,20 @@ pub(crate) fn described(payload: &Item) -> Result<Described> {
                 format!("attribute {name:?} is not an integer"),
             )),
         };
-        let slot_taken = || Error::malformed(WHAT, format!("attribute {name:?} repeated"));
-        match name {
-            "State" => {
-                if state.replace(ObjectState::from_enum(as_enum()?)?).is_some() {
-                    return Err(slot_taken());
-                }
-            }
-            "Object Type" => {
-                if out.object_type.replace(as_enum()?).is_some() {
-                    return Err(slot_taken());
-                }
-            }
-            "Cryptographic Algorithm" => {
-                if out.algorithm.replace(as_enum()?).is_some() {
-                    return Err(slot_taken());
-                }
-            }
-            "Cryptographic Length" => {
-                if out.length.replace(as_int()?).is_some() {
-                    return Err(slot_taken());
-                }
-            }
-            "Cryptographic Usage Mask" => {
-                if out.usage_mask.replace(as_int()?).is_some() {
-                    return Err(slot_taken());
-                }
-            }
+        let repeated = match name {
+            "State" => state.replace(ObjectState::from_enum(as_enum()?)?).is_some(),
+            "Object Type" => out.object_type.replace(as_enum()?).is_some(),
+            "Cryptographic Algorithm" => out.algorithm.replace(as_enum()?).is_some(),
+            "Cryptographic Length" => out.length.replace(as_int()?).is_some(),
+            "Cryptographic Usage Mask" => out.usage_mask.replace(as_int()?).is_some(),
             // Attributes not asked for are ignored.
-            _ => {}
+            _ => false,
+        };
+        if repeated {
+            return Err(Error::malformed(
+                WHAT,
+                format!("attribute {name:?} repeated"),
+            ));
         }
     }
     out.state = state.ok_or_else(|| Error::malformed(WHAT, "no State attribute"))?;

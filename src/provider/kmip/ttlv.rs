@@ -262,7 +262,7 @@ impl Item {
             (Value::ByteString(b), None) => put_padded(out, b)?,
             (_, None) => unreachable!("every fixed-size type has its bytes"),
         }
-        debug_assert!((out.len() - start + 3) % 8 == 0);
+        debug_assert!((out.len() - start + 3).is_multiple_of(8));
         Ok(())
     }
 }
@@ -316,7 +316,7 @@ pub(crate) fn message_len(header: &[u8; HEADER_LEN]) -> Result<usize> {
             format!("{len} bytes long, more than {MAX_MESSAGE_LEN}"),
         ));
     }
-    if len % 8 != 0 {
+    if !len.is_multiple_of(8) {
         return Err(Error::malformed(
             WHAT,
             "structure length is not a multiple of 8",
@@ -387,7 +387,7 @@ fn decode_item(rest: &mut &[u8], depth: usize) -> Result<Item> {
             format!("tag {tag:06X} of type {kind:#04x} has length {len}"),
         ));
     }
-    if kind == kind::STRUCTURE && len % 8 != 0 {
+    if kind == kind::STRUCTURE && !len.is_multiple_of(8) {
         return Err(Error::malformed(
             WHAT,
             format!("structure {tag:06X} length {len} is not a multiple of 8"),
