@@ -74,8 +74,10 @@ pub const DEFAULT_KMIP_REGION: &str = "kmip";
 const ELSEWHERE: &str = "a KMIP key server serves the one region it is configured for \
      (CMEK_KMIP_REGION): use a key of a key server configured for that region";
 
-/// Where the key server is and how to authenticate to it.
+/// Where the key server is and how to authenticate to it. Build it with
+/// [`new`](Self::new) or [`from_env`](Self::from_env), then set fields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct KmipOptions {
     /// The server, `HOST:PORT` (KMIP's registered port is 5696).
     pub endpoint: String,
