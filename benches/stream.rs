@@ -17,9 +17,13 @@
 //!   offset of a 1 GiB stream (the bench also counts the chunks opened);
 //! * `chunk_size` — encryption throughput and random-read latency per
 //!   chunk size, the data behind the default;
-//! * `aes_gcm_engines` — the `ring` crate's AES-256-GCM beside aws-lc-rs on
-//!   the same buffers (in place in cache, and 64 KiB chunks of 64 MiB and,
-//!   on two threads, 256 MiB), the data behind not adopting it.
+//! * `aes_gcm_engines` — every AES-256-GCM engine compiled in
+//!   (`cmek::engine`), sealing and opening one chunk of 4 KiB, 64 KiB and
+//!   1 MiB in cache, and 64 MiB on two threads; the data behind the
+//!   run-time choice (printed at the start of the group);
+//! * `stream_engines_{encrypt,decrypt}_64MiB` — the one-shot stream on one
+//!   thread with each engine forced and with the run-time choice (`auto_*`),
+//!   beside `age`'s streaming writer.
 //!
 //! Run: `cargo bench --bench stream --features fuzzing` (add `tokio` for
 //! the async writer in `encrypt_64MiB`)
@@ -31,6 +35,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use cmek::cipher::{Aes256Gcm, TAG_LEN};
+use cmek::engine::{self, AesGcmEngine};
 use cmek::stream::{self, DecryptingReader, EncryptingWriter, Params, SeekableReader, Threads};
 use cmek::SecretKey;
 
@@ -386,25 +391,6 @@ fn chunk_sizes(c: &mut Criterion) {
 
 /// ring seals in place only: copy each chunk into the output, then seal
 /// it there, as the bare baseline does with aws-lc-rs.
-fn ring_copy_then_seal(key: &ring::aead::LessSafeKey, pt: &[u8], out: &mut [u8]) {
-    for (i, (p, o)) in pt
-        .chunks(SEG - TAG_LEN)
-        .zip(out.chunks_mut(SEG))
-        .enumerate()
-    {
-        let n = p.len();
-        o[..n].copy_from_slice(p);
-        let tag = key
-            .seal_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce(i)),
-                ring::aead::Aad::empty(),
-                &mut o[..n],
-            )
-            .unwrap();
-        o[n..n + TAG_LEN].copy_from_slice(tag.as_ref());
-    }
-}
-
 /// Runs `seal(pt, out)` on two threads, each on half the chunks.
 fn on_two_threads(pt: &[u8], out: &mut [u8], seal: impl Fn(&[u8], &mut [u8]) + Sync) {
     let half = pt.len() / 2 / (SEG - TAG_LEN) * (SEG - TAG_LEN);
@@ -416,63 +402,127 @@ fn on_two_threads(pt: &[u8], out: &mut [u8], seal: impl Fn(&[u8], &mut [u8]) + S
     });
 }
 
+/// Every AES-256-GCM engine compiled in, sealing and opening in place one
+/// chunk of 4 KiB, 64 KiB and 1 MiB (in cache), side by side; and the 64
+/// KiB chunks of 64 MiB on two threads, out of place, per engine.
 fn aes_gcm_engines(c: &mut Criterion) {
     let key = key();
-    let aead = Aes256Gcm::new(&key);
-    let ring_key = ring::aead::LessSafeKey::new(
-        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[0x11; 32]).unwrap(),
+    println!(
+        "run-time choice on this machine: {} ({})",
+        engine::aes_gcm_engine(),
+        engine::engine_choice().reason
     );
-    let ring_seal = |buf: &mut [u8]| {
-        ring_key
-            .seal_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key([0; 12]),
-                ring::aead::Aad::empty(),
-                buf,
-            )
-            .unwrap()
-    };
-
+    let engines: Vec<(AesGcmEngine, Aes256Gcm)> = AesGcmEngine::compiled_in()
+        .into_iter()
+        .filter_map(|e| Aes256Gcm::on_engine(&key, e).ok().map(|a| (e, a)))
+        .collect();
     let mut g = c.benchmark_group("aes_gcm_engines");
-    let mut buf = vec![0x5au8; SEG];
-    g.throughput(Throughput::Bytes(SEG as u64));
-    g.bench_function("aws_lc_rs_seal_in_place_64KiB", |b| {
-        b.iter(|| black_box(aead.seal_in_place(&[0; 12], &[], &mut buf).unwrap()))
-    });
-    g.bench_function("ring_seal_in_place_64KiB", |b| {
-        b.iter(|| black_box(ring_seal(&mut buf)))
-    });
-
+    for size in [4 * 1024, SEG, MIB] {
+        let mut buf = vec![0x5au8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        for (engine, aead) in &engines {
+            let label = format!("{}KiB", size / 1024);
+            g.bench_with_input(
+                BenchmarkId::new(format!("{engine}/seal"), &label),
+                &size,
+                |b, _| b.iter(|| black_box(aead.seal_in_place(&[0; 12], &[], &mut buf).unwrap())),
+            );
+            let tag = aead.seal_in_place(&[1; 12], &[], &mut buf).unwrap();
+            let sealed = buf.clone();
+            g.bench_with_input(
+                BenchmarkId::new(format!("{engine}/open"), &label),
+                &size,
+                |b, _| {
+                    b.iter(|| {
+                        buf.copy_from_slice(&sealed);
+                        aead.open_in_place(&[1; 12], &[], &mut buf, &tag).unwrap()
+                    })
+                },
+            );
+        }
+    }
     let size = 64 * MIB;
     let pt = data(size);
     let mut out = vec![0u8; baseline_len(size)];
     g.throughput(Throughput::Bytes(size as u64));
-    g.sample_size(20);
-    g.bench_function("aws_lc_rs_out_of_place_64MiB", |b| {
-        b.iter(|| bare_seal_out_of_place(&aead, black_box(&pt), &mut out))
-    });
-    g.bench_function("ring_copy_then_seal_64MiB", |b| {
-        b.iter(|| ring_copy_then_seal(&ring_key, black_box(&pt), &mut out))
-    });
+    g.sample_size(10);
+    for (engine, aead) in &engines {
+        g.bench_function(format!("{engine}/seal_2_threads_64MiB"), |b| {
+            b.iter(|| {
+                on_two_threads(black_box(&pt), &mut out, |p, o| {
+                    bare_seal_out_of_place(aead, p, o)
+                })
+            })
+        });
+    }
+    g.finish();
+}
 
-    let size = 256 * MIB;
+/// The 64 MiB single-thread one-shot stream, encrypt and decrypt, on each
+/// engine forced in turn (aws-lc-rs alone is the build before the
+/// run-time choice) and on the run-time choice, beside `age`'s streaming
+/// writer on the same plaintext.
+fn stream_engines(c: &mut Criterion) {
+    let size = 64 * MIB;
     let pt = data(size);
-    let mut out = vec![0u8; baseline_len(size)];
+    let key = key();
+    let p = Params::new(SEG).unwrap();
+    let ct_len = p.ciphertext_len(size as u64).unwrap() as usize;
+    let mut choices: Vec<(String, Option<AesGcmEngine>)> = AesGcmEngine::compiled_in()
+        .into_iter()
+        .map(|e| (e.name().to_owned(), Some(e)))
+        .collect();
+    choices.push((format!("auto_{}", engine::aes_gcm_engine()), None));
+
+    let mut g = c.benchmark_group("stream_engines_encrypt_64MiB");
     g.throughput(Throughput::Bytes(size as u64));
     g.sample_size(10);
-    g.bench_function("aws_lc_rs_out_of_place_2_threads_256MiB", |b| {
-        b.iter(|| {
-            on_two_threads(black_box(&pt), &mut out, |p, o| {
-                bare_seal_out_of_place(&aead, p, o)
+    let mut out = vec![0u8; ct_len];
+    for (name, choice) in &choices {
+        if engine::set_aes_gcm_engine(*choice).is_err() {
+            continue;
+        }
+        g.bench_function(name.as_str(), |b| {
+            b.iter(|| {
+                stream::encrypt_into(&key, b"aad", p, black_box(&pt), &mut out, Threads::One)
+                    .unwrap()
             })
+        });
+    }
+    engine::set_aes_gcm_engine(None).unwrap();
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public();
+    let mut age_out = Vec::with_capacity(size + size / 1000 + 4096);
+    g.bench_function("age_stream_writer", |b| {
+        b.iter(|| {
+            age_out.clear();
+            let enc =
+                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                    .unwrap();
+            let mut w = enc.wrap_output(&mut age_out).unwrap();
+            w.write_all(black_box(&pt)).unwrap();
+            w.finish().unwrap();
         })
     });
-    g.bench_function("ring_copy_then_seal_2_threads_256MiB", |b| {
-        b.iter(|| {
-            on_two_threads(black_box(&pt), &mut out, |p, o| {
-                ring_copy_then_seal(&ring_key, p, o)
+    g.finish();
+
+    let mut g = c.benchmark_group("stream_engines_decrypt_64MiB");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.sample_size(10);
+    let ct = seal(p, &key, &pt);
+    let mut back = vec![0u8; size];
+    for (name, choice) in &choices {
+        if engine::set_aes_gcm_engine(*choice).is_err() {
+            continue;
+        }
+        g.bench_function(name.as_str(), |b| {
+            b.iter(|| {
+                stream::decrypt_into(&key, b"aad", p, black_box(&ct), &mut back, Threads::One)
+                    .unwrap()
             })
-        })
-    });
+        });
+    }
+    engine::set_aes_gcm_engine(None).unwrap();
     g.finish();
 }
 
@@ -481,6 +531,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = single_thread, versus_age, parallel, random_read, chunk_sizes, aes_gcm_engines
+    targets = single_thread, versus_age, parallel, random_read, chunk_sizes, aes_gcm_engines, stream_engines
 }
 criterion_main!(benches);

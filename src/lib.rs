@@ -50,8 +50,12 @@
 //! | feature | default | what it adds | what it pulls in |
 //! |---|---|---|---|
 //! | `aws-lc` | yes | the fast cipher backend on aws-lc-rs (AES-256-GCM, HKDF-SHA256, SHA-256); the default backend when both are enabled | `aws-lc-rs` (builds C and assembly: needs a C compiler) |
+//! | `ring` | yes | a second AES-256-GCM engine on `ring`, chosen at run time on x86-64 CPUs with VAES and AVX2 but no AVX-512 (`engine`) | `ring` (builds C and assembly) |
+//! | `fips` | no | aws-lc-rs's FIPS 140-3 module in FIPS mode, and only it: the engine is aws-lc-rs whatever the CPU, key wraps take their nonce and keys their bytes from the module (docs/FIPS.md); a build mode, not an addition: the test suite's feature set leaves it out | `aws-lc-fips-sys` (needs CMake and Go to build) |
 //! | `rustcrypto` | no | the pure-Rust cipher backend on RustCrypto; the default backend when `aws-lc` is off | `aes-gcm`, `hkdf`, `sha2` |
 //! | `aws-kms` | yes | `provider::AwsKmsProvider` and `provider::aws` (ARNs, IAM policy documents) | `aws-config`, `aws-sdk-kms` and their HTTPS client (rustls on aws-lc-rs: C even without `aws-lc`), `serde_json` |
+//! | `gcp-kms` | no | `provider::GcpKmsProvider` and `provider::gcp` (Cloud KMS key names, the location table, the IAM document); in the CLI, `gcp:` keys and `cmek policy gcp` | `google-cloud-kms-v1` (HTTP/JSON; its long-running-operations dependency brings `tonic` and `prost`), `google-cloud-auth`, `google-cloud-gax`, `google-cloud-wkt`, `http`, `crc32c`, `serde_json`, with rustls on aws-lc-rs |
+//! | `azure-kv` | no | `provider::AzureKeyVaultProvider` and `provider::azure` (Azure Key Vault and Managed HSM keys, the access document, `BearerToken`); the CLI's `azure:` keys | `azure_security_keyvault_keys`, `azure_identity`, `azure_core`, `reqwest` (rustls on aws-lc-rs), `serde_json` |
 //! | `kmip` | no | `provider::KmipProvider` and `provider::kmip`: a key on a KMIP 1.4 key server over mutual TLS (its own TTLV client), and `kmip:UID` keys in the `cmek` tool | `rustls` and `tokio-rustls` (on aws-lc-rs, as the AWS SDK's: C even without `aws-lc`), tokio's `net` |
 //! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`), and the zone's `Zone::async_segment_writer` and `Zone::async_segment_reader` | tokio's `io-util` |
 //! | `object-store` | no | `object_store::v014`: `EncryptedStore`, an `ObjectStore` on `object_store` 0.14 (SlateDB 0.18) that encrypts every object of an inner store as a zone segment, and `ObjectManifestStore`, zone or registry state kept as an object | `object_store` 0.14 (no cloud backend: bring your own), `futures-util`, tokio's multi-threaded runtime |
@@ -71,6 +75,8 @@
 // docs.rs: each feature-gated item says which features it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// `ring` is an extra AES-GCM engine, not a backend of its own: SHA-256 and
+// HKDF come from one of these two.
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
@@ -84,6 +90,7 @@ pub mod cipher;
 #[allow(dead_code, unused_imports)]
 pub(crate) mod cipher;
 mod codec;
+pub mod engine;
 mod error;
 #[cfg(test)]
 mod fault_tests;

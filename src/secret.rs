@@ -41,13 +41,14 @@ pub const KEY_LEN: usize = 32;
 pub struct SecretKey(Box<[u8; KEY_LEN]>);
 
 impl SecretKey {
-    /// A fresh key from the operating system's CSPRNG.
+    /// A fresh key from the operating system's CSPRNG (in a `fips` build,
+    /// from the FIPS module's approved DRBG).
     ///
     /// # Errors
-    /// [`Error::Random`] if the operating system cannot provide randomness.
+    /// [`Error::Random`] if no randomness is available.
     pub fn generate() -> Result<Self> {
         let mut key = Self(Box::new([0u8; KEY_LEN]));
-        getrandom::fill(&mut key.0[..]).map_err(|_| Error::Random)?;
+        crate::cipher::fill_random(&mut key.0[..])?;
         Ok(key)
     }
 

@@ -139,7 +139,7 @@ async fn configuration_and_access_errors_are_named() {
         .args(["key", "validate", "kmipp:1"])
         .assert()
         .code(USAGE)
-        .stderr(contains("local, aws or kmip"));
+        .stderr(contains("expected local, aws").and(contains("kmip)")));
 
     // Another client certificate cannot use this client's key.
     let p = kmip::provider().unwrap();

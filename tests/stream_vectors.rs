@@ -1,11 +1,13 @@
 //! Known-answer vectors produced by Python Tink (see
 //! `tests/vectors/stream/`), decrypted through the public API without any
-//! Python: data written by Tink, or by any earlier release, stays readable.
+//! Python: data written by Tink, or by any earlier release, stays readable
+//! — on every AES-GCM engine this build has (`cmek::engine`).
 
 mod one_shot;
 
 use std::io::{Cursor, Read};
 
+use cmek::engine::{self, AesGcmEngine};
 use cmek::stream::{DecryptingReader, Params, RangeDecryptor, SeekableReader, Threads};
 use cmek::{Error, SecretKey};
 
@@ -43,8 +45,29 @@ fn vectors() -> Vec<Vector> {
     out
 }
 
+/// The engines this build may run (a `fips` build: aws-lc-rs only).
+fn engines() -> Vec<AesGcmEngine> {
+    AesGcmEngine::compiled_in()
+        .into_iter()
+        .filter(|e| engine::set_aes_gcm_engine(Some(*e)).is_ok())
+        .collect()
+}
+
+/// Every engine decrypts the vectors every way. The engine is process
+/// wide; this is the only test in this binary that sets it.
 #[test]
-fn tink_vectors_decrypt_every_way() {
+fn tink_vectors_decrypt_every_way_on_every_engine() {
+    let engines = engines();
+    assert!(!engines.is_empty());
+    for engine in engines {
+        engine::set_aes_gcm_engine(Some(engine)).unwrap();
+        assert_eq!(engine::aes_gcm_engine(), engine);
+        decrypt_every_way();
+    }
+    engine::set_aes_gcm_engine(None).unwrap();
+}
+
+fn decrypt_every_way() {
     let vs = vectors();
     assert_eq!(vs.len(), 7);
     for v in vs {

@@ -44,7 +44,24 @@ const SEGMENTS: [(&str, &str, u32); 3] = [
     ("c", "segment-c.cmek", 2),
 ];
 
+/// On every AES-GCM engine this build may run (`cmek::engine`; a `fips`
+/// build: aws-lc-rs only), each with a keyring of its own so that every
+/// key is expanded by that engine. The engine is process wide; this is the
+/// only test in this binary that sets it.
 #[tokio::test]
+async fn committed_zone_vectors_open_and_decrypt_on_every_engine() {
+    use cmek::engine::{self, AesGcmEngine};
+    let mut ran = 0;
+    for e in AesGcmEngine::compiled_in() {
+        if engine::set_aes_gcm_engine(Some(e)).is_ok() {
+            committed_zone_vectors_open_and_decrypt().await;
+            ran += 1;
+        }
+    }
+    engine::set_aes_gcm_engine(None).unwrap();
+    assert!(ran > 0);
+}
+
 async fn committed_zone_vectors_open_and_decrypt() {
     let dir = tempfile::tempdir().unwrap();
     // Work on copies: opening must not need to write, but tests never

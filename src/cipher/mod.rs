@@ -1,17 +1,19 @@
 //! Symmetric primitives: AES-256-GCM in place, key wrapping, HKDF-SHA256, SHA-256.
 //!
-//! Two interchangeable [`Backend`]s implement the primitives, chosen at compile
-//! time:
+//! Interchangeable [`Backend`]s implement the primitives:
 //!
-//! * [`AwsLc`] (feature `aws-lc`, default) on aws-lc-rs — the fast one;
+//! * [`AwsLc`] (feature `aws-lc`, default) on aws-lc-rs;
+//! * [`Ring`] (feature `ring`, default) on `ring`, whose AES-GCM is the
+//!   fastest on x86-64 CPUs with VAES but without AVX-512;
 //! * [`RustCrypto`] (feature `rustcrypto`) on RustCrypto `aes-gcm`, `hkdf`
 //!   and `sha2` — pure Rust, for targets where a C toolchain is unwelcome.
 //!
-//! When both are compiled in, [`DefaultBackend`] is `AwsLc`; the other stays
-//! available by name, so tests prove the two byte-identical. Everything above
-//! this module uses [`Aes256Gcm`], [`KeyWrapper`], [`hkdf_sha256`] and
-//! [`sha256`], which run on the default backend unless a type parameter names
-//! another.
+//! [`DefaultBackend`] is [`Auto`]: its AES-256-GCM runs on the engine
+//! chosen at run time from the CPU ([`crate::engine`]), its HKDF and
+//! SHA-256 on aws-lc-rs where compiled in. The others stay available by
+//! name, so tests prove them byte-identical. Everything above this module
+//! uses [`Aes256Gcm`], [`KeyWrapper`], [`hkdf_sha256`] and [`sha256`],
+//! which run on the default backend unless a type parameter names another.
 //!
 //! This module owns primitives only: no formats beyond the wrapped-key blob, no
 //! I/O, no key management.
@@ -24,28 +26,29 @@ use zeroize::Zeroize;
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::{Error, Result};
 
+mod auto;
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
+#[cfg(feature = "ring")]
+mod ring_backend;
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto;
 mod wrap;
 #[cfg(test)]
 mod wycheproof_tests;
 
+pub use auto::{Auto, AutoKey, Primary};
 #[cfg(feature = "aws-lc")]
 pub use aws_lc::AwsLc;
+#[cfg(feature = "ring")]
+pub use ring_backend::Ring;
 #[cfg(feature = "rustcrypto")]
 pub use rustcrypto::RustCrypto;
 pub use wrap::{KeyWrapper, WRAPPED_KEY_LEN, WRAP_FORMAT_VERSION, WRAP_LIMIT};
 
-/// The backend used when no other is named: aws-lc-rs if compiled in,
-/// otherwise RustCrypto.
-#[cfg(feature = "aws-lc")]
-pub type DefaultBackend = AwsLc;
-/// The backend used when no other is named: aws-lc-rs if compiled in,
-/// otherwise RustCrypto.
-#[cfg(all(not(feature = "aws-lc"), feature = "rustcrypto"))]
-pub type DefaultBackend = RustCrypto;
+/// The backend used when no other is named: AES-256-GCM on the engine
+/// chosen at run time.
+pub type DefaultBackend = Auto;
 
 /// AES-GCM nonce length in bytes (96 bits).
 pub const NONCE_LEN: usize = 12;
@@ -61,8 +64,9 @@ pub type Nonce = [u8; NONCE_LEN];
 /// A detached 128-bit AES-GCM tag.
 pub type Tag = [u8; TAG_LEN];
 
-/// A set of primitive implementations. Implemented by [`AwsLc`] and
-/// [`RustCrypto`]; not meant to be implemented outside this crate.
+/// A set of primitive implementations. Implemented by [`AwsLc`], [`Ring`],
+/// [`RustCrypto`] and [`Auto`]; not meant to be implemented outside this
+/// crate.
 pub trait Backend: Send + Sync + 'static {
     /// Human-readable name, for benchmarks and diagnostics.
     const NAME: &'static str;
@@ -163,6 +167,26 @@ impl<B: Backend> Aes256Gcm<B> {
             in_out.zeroize();
             Err(Error::tampered("AES-GCM ciphertext"))
         }
+    }
+}
+
+impl Aes256Gcm<Auto> {
+    /// Expands `key` for `engine` rather than the engine in use: for
+    /// benchmarks and tests that compare engines in one process.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `engine` is not compiled in or not
+    /// allowed in this build.
+    pub fn on_engine(key: &SecretKey, engine: crate::engine::AesGcmEngine) -> Result<Self> {
+        Ok(Self {
+            key: AutoKey::on_engine(key.expose_secret(), engine)?,
+            _backend: PhantomData,
+        })
+    }
+
+    /// The engine this key runs on.
+    pub fn engine(&self) -> crate::engine::AesGcmEngine {
+        self.key.engine()
     }
 }
 
@@ -269,11 +293,15 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; SHA256_LEN] {
     DefaultBackend::sha256(parts)
 }
 
-/// Fills `buf` from the operating system's CSPRNG (nonces, salts).
+/// Fills `buf` from the operating system's CSPRNG (nonces, salts, keys);
+/// in a `fips` build from the FIPS module's approved DRBG instead.
 ///
 /// # Errors
-/// [`Error::Random`] if the operating system cannot provide randomness.
+/// [`Error::Random`] if no randomness is available.
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    #[cfg(feature = "fips")]
+    return aws_lc_rs::rand::fill(buf).map_err(|_| Error::Random);
+    #[cfg(not(feature = "fips"))]
     getrandom::fill(buf).map_err(|_| Error::Random)
 }
 

@@ -254,6 +254,86 @@ macro_rules! backend_tests {
 backend_tests!(aws_lc, AwsLc);
 #[cfg(feature = "rustcrypto")]
 backend_tests!(rustcrypto, RustCrypto);
+#[cfg(feature = "ring")]
+backend_tests!(ring, Ring);
+backend_tests!(auto, Auto);
+
+/// Every engine this build has, each key expanded for it through [`Auto`].
+fn every_engine(k: [u8; 32]) -> Vec<Aes256Gcm<Auto>> {
+    crate::engine::AesGcmEngine::compiled_in()
+        .into_iter()
+        .filter_map(|engine| Aes256Gcm::on_engine(&key(k), engine).ok())
+        .collect()
+}
+
+#[test]
+fn each_engine_compiled_in_can_be_asked_for() {
+    use crate::engine::AesGcmEngine;
+    let expected: Vec<AesGcmEngine> = AesGcmEngine::compiled_in()
+        .into_iter()
+        .filter(|e| !cfg!(feature = "fips") || *e == AesGcmEngine::AwsLc)
+        .collect();
+    let got: Vec<AesGcmEngine> = every_engine([7; 32]).iter().map(|a| a.engine()).collect();
+    assert_eq!(got, expected);
+    assert!(!got.is_empty());
+    // An engine not compiled in is refused, not silently replaced.
+    for engine in [
+        AesGcmEngine::AwsLc,
+        AesGcmEngine::Ring,
+        AesGcmEngine::RustCrypto,
+    ] {
+        if !engine.is_compiled_in() {
+            assert!(Aes256Gcm::on_engine(&key([7; 32]), engine).is_err());
+        }
+    }
+}
+
+/// Every engine compiled in gives the same bytes as every other, through
+/// the run-time dispatch ([`Auto`]) that the zones and streams use; each
+/// opens the others' output. Runs whatever the build has (the pure-Rust
+/// build checks one engine against the known answers only).
+mod cross_engine {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_engine_seals_and_opens_the_same_bytes(
+            k in any::<[u8; 32]>(),
+            nonce in any::<[u8; 12]>(),
+            aad in proptest::collection::vec(any::<u8>(), 0..64),
+            msg in proptest::collection::vec(any::<u8>(), 0..5000),
+        ) {
+            let engines = every_engine(k);
+            let first = &engines[0];
+            let mut expected = msg.clone();
+            let expected_tag = first.seal_in_place(&nonce, &aad, &mut expected).unwrap();
+            for aead in &engines {
+                let mut sealed = msg.clone();
+                let tag = aead.seal_in_place(&nonce, &aad, &mut sealed).unwrap();
+                prop_assert!(sealed == expected, "{} in place differs", aead.engine());
+                prop_assert_eq!(tag, expected_tag);
+                let mut out = vec![0u8; msg.len()];
+                prop_assert_eq!(aead.seal_into(&nonce, &aad, &msg, &mut out).unwrap(), expected_tag);
+                prop_assert!(out == expected, "{} out of place differs", aead.engine());
+                let mut back = expected.clone();
+                aead.open_in_place(&nonce, &aad, &mut back, &expected_tag).unwrap();
+                prop_assert!(back == msg, "{} in place does not open", aead.engine());
+                let mut back = vec![0u8; msg.len()];
+                aead.open_into(&nonce, &aad, &expected, &expected_tag, &mut back).unwrap();
+                prop_assert!(back == msg, "{} out of place does not open", aead.engine());
+                // A flipped tag bit fails on every engine and wipes.
+                let mut bad_tag = expected_tag;
+                bad_tag[0] ^= 1;
+                let mut wiped = expected.clone();
+                prop_assert!(aead.open_in_place(&nonce, &aad, &mut wiped, &bad_tag).is_err());
+                prop_assert!(wiped.iter().all(|&b| b == 0));
+            }
+        }
+    }
+}
 
 /// With both backends compiled in, every primitive gives the same bytes.
 #[cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
@@ -328,4 +408,25 @@ mod cross_backend {
             prop_assert_eq!(AwsLc::sha256(&[&ikm, &salt]), RustCrypto::sha256(&[&ikm, &salt]));
         }
     }
+}
+
+/// In a FIPS build the module draws every wrap's nonce: a nonce the caller
+/// drew is not used, so two wraps given the same one still differ, and
+/// both unwrap.
+#[cfg(feature = "fips")]
+#[test]
+fn fips_wraps_take_their_nonce_from_the_module() {
+    let wrapper = KeyWrapper::<DefaultBackend>::new(&key(seq(1)));
+    let k = key(seq(2));
+    let a = wrapper.wrap_with_drawn_nonce(&k, b"aad", &[0; 12]).unwrap();
+    let b = wrapper.wrap_with_drawn_nonce(&k, b"aad", &[0; 12]).unwrap();
+    assert_ne!(a[1..13], [0; 12]);
+    assert_ne!(a[1..13], b[1..13]);
+    for w in [a, b] {
+        assert_eq!(
+            wrapper.unwrap(&w, b"aad").unwrap().expose_secret(),
+            k.expose_secret()
+        );
+    }
+    assert_eq!(wrapper.wraps_performed(), 2);
 }

@@ -13,6 +13,12 @@
 //! wrapped key to its zone, segment and version is the point. Why a random
 //! nonce: wrapping happens on many hosts at once with no shared counter.
 //!
+//! **FIPS builds.** With feature `fips`, every wrap is sealed by the FIPS
+//! module with a nonce the module draws itself (aws-lc-rs's
+//! `RandomizedNonceKey`): AES-GCM encryption is an approved service only
+//! when the module generates the IV. A nonce drawn by the caller is then
+//! ignored. The layout is the same; unwrapping does not change.
+//!
 //! **Usage limit.** With random 96-bit nonces NIST SP 800-38D §8.3 caps a key
 //! at 2^32 encryptions, which keeps the chance of a nonce collision below
 //! 2^-32. [`KeyWrapper`] counts its wraps and refuses the one past
@@ -23,6 +29,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(feature = "fips")]
+use zeroize::Zeroize;
 use zeroize::Zeroizing;
 
 use super::{fill_random, Aes256Gcm, Backend, DefaultBackend, Nonce, Tag, NONCE_LEN, TAG_LEN};
@@ -41,6 +49,9 @@ const AAD_LABEL: &[u8] = b"cmek.keywrap.v1";
 /// A key-encryption key that wraps and unwraps 256-bit keys.
 pub struct KeyWrapper<B: Backend = DefaultBackend> {
     aead: Aes256Gcm<B>,
+    /// The same KEK in the FIPS module, sealing with module-drawn nonces.
+    #[cfg(feature = "fips")]
+    module_sealer: aws_lc_rs::aead::RandomizedNonceKey,
     wraps: AtomicU64,
     limit: u64,
 }
@@ -56,6 +67,13 @@ impl<B: Backend> KeyWrapper<B> {
     pub fn with_usage(kek: &SecretKey, wraps: u64) -> Self {
         Self {
             aead: Aes256Gcm::new(kek),
+            #[cfg(feature = "fips")]
+            module_sealer: aws_lc_rs::aead::RandomizedNonceKey::new(
+                &aws_lc_rs::aead::AES_256_GCM,
+                kek.expose_secret(),
+            )
+            // AES_256_GCM accepts exactly 32 bytes, which the type guarantees.
+            .expect("a 32-byte key is valid for AES-256-GCM"),
             wraps: AtomicU64::new(wraps),
             limit: WRAP_LIMIT,
         }
@@ -80,9 +98,37 @@ impl<B: Backend> KeyWrapper<B> {
     /// [`Error::Random`] if no randomness is available.
     pub fn wrap(&self, key: &SecretKey, aad: &[u8]) -> Result<[u8; WRAPPED_KEY_LEN]> {
         self.reserve_wrap()?;
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        self.wrap_with_nonce(key, aad, &nonce)
+        #[cfg(feature = "fips")]
+        return self.wrap_in_module(key, aad);
+        #[cfg(not(feature = "fips"))]
+        {
+            let mut nonce = [0u8; NONCE_LEN];
+            fill_random(&mut nonce)?;
+            self.wrap_with_nonce(key, aad, &nonce)
+        }
+    }
+
+    /// A wrap sealed by the FIPS module under a nonce it draws itself.
+    #[cfg(feature = "fips")]
+    fn wrap_in_module(&self, key: &SecretKey, aad: &[u8]) -> Result<[u8; WRAPPED_KEY_LEN]> {
+        let mut out = [0u8; WRAPPED_KEY_LEN];
+        out[0] = WRAP_FORMAT_VERSION;
+        let body = &mut out[1 + NONCE_LEN..1 + NONCE_LEN + KEY_LEN];
+        body.copy_from_slice(key.expose_secret());
+        let (nonce, tag) = match self
+            .module_sealer
+            .seal_in_place_separate_tag(aws_lc_rs::aead::Aad::from(full_aad(aad)), body)
+        {
+            Ok(sealed) => sealed,
+            Err(_) => {
+                // The module's only failure here is its random generator.
+                out.zeroize();
+                return Err(Error::Random);
+            }
+        };
+        out[1..1 + NONCE_LEN].copy_from_slice(nonce.as_ref());
+        out[1 + NONCE_LEN + KEY_LEN..].copy_from_slice(tag.as_ref());
+        Ok(out)
     }
 
     /// Wraps `key` under `nonce`, which the caller drew from the OS CSPRNG
@@ -95,6 +141,12 @@ impl<B: Backend> KeyWrapper<B> {
         nonce: &Nonce,
     ) -> Result<[u8; WRAPPED_KEY_LEN]> {
         self.reserve_wrap()?;
+        #[cfg(feature = "fips")]
+        {
+            let _ = nonce;
+            self.wrap_in_module(key, aad)
+        }
+        #[cfg(not(feature = "fips"))]
         self.wrap_with_nonce(key, aad, nonce)
     }
 

@@ -122,3 +122,15 @@ fn wycheproof_aws_lc() {
 fn wycheproof_rustcrypto() {
     check_backend::<super::RustCrypto>();
 }
+
+#[cfg(feature = "ring")]
+#[test]
+fn wycheproof_ring() {
+    check_backend::<super::Ring>();
+}
+
+/// The run-time dispatch on the engine in use.
+#[test]
+fn wycheproof_auto() {
+    check_backend::<super::Auto>();
+}

@@ -10,6 +10,9 @@
 //! * [`LocalKeyProvider`] — root keys in a key file on disk; the embedded
 //!   default for demos, tests and single-node users;
 //! * `AwsKmsProvider` (feature `aws-kms`) — a customer's AWS KMS key;
+//! * `GcpKmsProvider` (feature `gcp-kms`) — a customer's Google Cloud KMS key;
+//! * `AzureKeyVaultProvider` (feature `azure-kv`) — a key in an Azure key
+//!   vault or Managed HSM;
 //! * `KmipProvider` (feature `kmip`) — a key on a KMIP key server, over
 //!   mutual TLS;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
@@ -63,6 +66,10 @@ use crate::Result;
 mod admin;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
+#[cfg(feature = "azure-kv")]
+pub mod azure;
+#[cfg(feature = "gcp-kms")]
+pub mod gcp;
 #[cfg(feature = "kmip")]
 pub mod kmip;
 // Used by the providers whose wrap call takes no associated data.
@@ -76,6 +83,10 @@ mod validate;
 pub use admin::{KeyAdmin, NewKey};
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
+#[cfg(feature = "azure-kv")]
+pub use azure::{AzureKeyVaultOptions, AzureKeyVaultProvider, AZURE_KV_PROVIDER};
+#[cfg(feature = "gcp-kms")]
+pub use gcp::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
 #[cfg(feature = "kmip")]
 pub use kmip::{KmipOptions, KmipProvider, KMIP_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
@@ -509,7 +520,8 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
 }
 
 /// The region a key's name pins by itself, known without a provider: an
-/// AWS KMS key or alias ARN names its region. `None` for a name that pins
+/// AWS KMS key or alias ARN names its region, a Cloud KMS key name its
+/// location. `None` for a name that pins
 /// none (a key id, an alias name, a local key's name) and for a kind this
 /// build does not know. For callers that build providers on demand and
 /// must pick the region to build one for; the provider's
@@ -518,6 +530,10 @@ pub fn region_named_by(kind: &str, key_id: &str) -> Option<String> {
     #[cfg(feature = "aws-kms")]
     if kind == AWS_KMS_PROVIDER {
         return aws::arn::region_of(key_id);
+    }
+    #[cfg(feature = "gcp-kms")]
+    if kind == GCP_KMS_PROVIDER {
+        return gcp::name::location_of(key_id);
     }
     let _ = (kind, key_id);
     None

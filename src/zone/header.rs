@@ -428,7 +428,7 @@ mod tests {
             commitment(&k.dek).unwrap(),
         );
         let wrapped = KeyWrapper::<crate::cipher::DefaultBackend>::new(&k.ezk)
-            .wrap_with_drawn_nonce(&k.dek, &template.dek_aad(k.segment_id), &k.nonce)
+            .wrap_with_nonce(&k.dek, &template.dek_aad(k.segment_id), &k.nonce)
             .unwrap();
         let header = template.with_wrapped_dek(wrapped);
         assert_eq!(header.to_bytes().to_vec(), unhex(KAT_V2));

@@ -33,7 +33,8 @@ pub struct Global {
     pub home: PathBuf,
 
     /// Region. For AWS KMS: the region to call (default: the standard AWS
-    /// configuration, or the key ARN's region). For a new zone: its region
+    /// configuration, or the key ARN's region). For Azure Key Vault: the
+    /// vault's Azure region (required: Key Vault does not say). For a new zone: its region
     /// (default: the root key's). For a new local key file: the region its
     /// keys live in (default `local`).
     #[arg(long, global = true)]
@@ -77,9 +78,9 @@ pub enum Command {
     /// plaintext files (owner-only), resumable. The backed-up zone's root
     /// key must be one the caller trusts: every registered key by default.
     Restore(RestoreArgs),
-    /// Print the access documents the providers need: the AWS KMS
-    /// provider's IAM policies, and the KMIP operations a client
-    /// certificate must be allowed.
+    /// Print the IAM policy documents the AWS KMS provider needs (and the
+    /// access Azure Key Vault keys need, and the KMIP operations a client
+    /// certificate must be allowed).
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Check every registered key and gate every zone on its key, once or
@@ -87,6 +88,10 @@ pub enum Command {
     /// availability). Exits with the key-unavailable, access-denied or
     /// unreachable code if the last check found a key unusable.
     Monitor(MonitorArgs),
+    /// Print this build's cryptography: the AES-256-GCM engine in use and
+    /// why (CPU features, CMEK_AES_GCM_ENGINE), the engines compiled in,
+    /// and whether it runs in FIPS mode.
+    Info,
 }
 
 /// `cmek monitor`.
@@ -125,8 +130,11 @@ pub struct MonitorArgs {
 
 /// A root key, written `PROVIDER:ID`: `local:NAME` for a key in the local
 /// key file, `aws:ID` for an AWS KMS key id, key ARN or alias.
-pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file) or \
-`aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN)";
+pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file), \
+`aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN), \
+`azure:URL` (Azure Key Vault key, https://VAULT/keys/NAME[/VERSION], with --region; \
+feature azure-kv), \
+`gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (Google Cloud KMS; feature gcp-kms)";
 
 /// `cmek key ...`.
 #[derive(Debug, Subcommand)]
@@ -371,6 +379,23 @@ pub enum PolicyCommand {
     Role {
         /// KMS key ARNs (list each replica of a multi-region key).
         key_arns: Vec<String>,
+    },
+    /// For Google Cloud KMS: the IAM role (cloudkms.cryptoKeyVersions.useToEncrypt,
+    /// useToDecrypt, cloudkms.cryptoKeys.get) and the keys to grant it on
+    /// (default: every registered Cloud KMS key).
+    #[cfg(feature = "gcp-kms")]
+    Gcp {
+        /// Cloud KMS key names (`projects/.../cryptoKeys/K`, or `gcp:` keys).
+        keys: Vec<String>,
+    },
+    /// The access an identity needs on Azure Key Vault keys: the key
+    /// permissions of an access policy (get, wrapKey, unwrapKey) or the
+    /// Azure role and its data actions (default: every registered Key
+    /// Vault key).
+    #[cfg(feature = "azure-kv")]
+    Azure {
+        /// Key URLs, https://VAULT/keys/NAME (an `azure:` prefix is allowed).
+        keys: Vec<String>,
     },
     /// The KMIP operations the client certificate must be allowed on the
     /// key server (Encrypt, Decrypt, Get Attributes), on exactly the given

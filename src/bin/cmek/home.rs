@@ -28,18 +28,36 @@ const DEFAULT_LOCAL_REGION: &str = "local";
 /// Longest zone name (the library's limit).
 const MAX_ZONE_NAME: usize = 256;
 
+/// The key prefixes this build knows, for messages.
+fn known_prefixes() -> String {
+    let mut known = vec!["local", "aws"];
+    if cfg!(feature = "azure-kv") {
+        known.push("azure");
+    }
+    if cfg!(feature = "gcp-kms") {
+        known.push("gcp");
+    }
+    if cfg!(feature = "kmip") {
+        known.push("kmip");
+    }
+    known.join(", ")
+}
+
 /// A key as given on the command line, `PROVIDER:ID`.
 #[derive(Debug, Clone)]
 pub struct KeyArg {
-    /// Its provider kind ([`LOCAL_PROVIDER`] or [`AWS_KMS_PROVIDER`]).
+    /// Its provider kind ([`LOCAL_PROVIDER`], [`AWS_KMS_PROVIDER`], or
+    /// `GCP_KMS_PROVIDER`).
     pub kind: &'static str,
     /// Its id there, as the provider names keys.
     pub id: String,
 }
 
 impl KeyArg {
-    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too) or
-    /// `kmip:UID` (with feature `kmip`).
+    /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too),
+    /// `azure:URL` (`azure-kv:`; feature `azure-kv`) or
+    /// `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (`gcp-kms:`
+    /// too; feature `gcp-kms`) or `kmip:UID` (feature `kmip`).
     pub fn parse(s: &str) -> CliResult<Self> {
         let (provider, id) = s.split_once(':').ok_or_else(|| {
             Failure::usage(format!(
@@ -49,11 +67,16 @@ impl KeyArg {
         let kind = match provider {
             LOCAL_PROVIDER => LOCAL_PROVIDER,
             "aws" | AWS_KMS_PROVIDER => AWS_KMS_PROVIDER,
+            #[cfg(feature = "gcp-kms")]
+            "gcp" | cmek::provider::GCP_KMS_PROVIDER => cmek::provider::GCP_KMS_PROVIDER,
+            #[cfg(feature = "azure-kv")]
+            "azure" | cmek::provider::AZURE_KV_PROVIDER => cmek::provider::AZURE_KV_PROVIDER,
             #[cfg(feature = "kmip")]
             cmek::provider::KMIP_PROVIDER => cmek::provider::KMIP_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
-                    "key {s:?}: unknown provider {other:?} (expected local, aws or kmip)"
+                    "key {s:?}: unknown provider {other:?} (expected {})",
+                    known_prefixes()
                 )))
             }
         };
@@ -151,10 +174,16 @@ impl Home {
                 };
                 Ok(Arc::new(AwsKmsProvider::from_env(options).await?))
             }
+            // Cloud KMS names keys globally: no region to pick.
+            #[cfg(feature = "gcp-kms")]
+            cmek::provider::GCP_KMS_PROVIDER => crate::gcp::provider().await,
+            #[cfg(feature = "azure-kv")]
+            cmek::provider::AZURE_KV_PROVIDER => crate::azure::provider(region.or(self.region())),
             #[cfg(feature = "kmip")]
             cmek::provider::KMIP_PROVIDER => crate::kmip::provider(),
             other => Err(Failure::usage(format!(
-                "keys of provider {other:?} cannot be reached by this tool (local, aws-kms or kmip)"
+                "keys of provider {other:?} cannot be reached by this tool ({})",
+                known_prefixes()
             ))),
         }
     }

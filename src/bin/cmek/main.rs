@@ -7,11 +7,16 @@
 #![forbid(unsafe_code)]
 
 mod args;
+#[cfg(feature = "azure-kv")]
+mod azure;
 mod backups;
 mod chunkwise;
 mod exit;
 mod files;
+#[cfg(feature = "gcp-kms")]
+mod gcp;
 mod home;
+mod info;
 mod keys;
 #[cfg(feature = "kmip")]
 mod kmip;
@@ -61,6 +66,7 @@ fn run(cli: Cli) -> CliResult {
             Command::Restore(args) => backups::restore(&home, args, quiet).await,
             Command::Policy(command) => policy::run(&home, command).await,
             Command::Monitor(args) => monitor::run(&home, args).await,
+            Command::Info => info::run(),
         }
     })
 }

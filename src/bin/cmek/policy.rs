@@ -1,5 +1,7 @@
 //! `cmek policy ...`: the IAM documents the AWS KMS provider needs (and,
-//! with feature `kmip`, the grants a KMIP client certificate needs). The
+//! with `cmek policy gcp`, the Cloud KMS provider's, in `gcp.rs`; with
+//! `cmek policy azure`, the access Azure Key Vault keys need; with `cmek policy kmip`, the grants
+//! a KMIP client certificate needs). The
 //! documents, and every rule about key ARNs, are the library's
 //! (`cmek::provider::aws::policy`, `cmek::provider::kmip::access_policy`,
 //! `KeyProvider::access_policy`); this module gathers the keys and prints.
@@ -23,6 +25,10 @@ pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
             principal,
             external_id,
         } => trust_policy(&principal, external_id.as_deref())?,
+        #[cfg(feature = "gcp-kms")]
+        PolicyCommand::Gcp { keys } => crate::gcp::policy(home, &keys)?,
+        #[cfg(feature = "azure-kv")]
+        PolicyCommand::Azure { keys } => crate::azure::policy(home, &keys)?,
         #[cfg(feature = "kmip")]
         PolicyCommand::Kmip { uids } => crate::kmip::policy(home, uids)?,
     };

@@ -1,0 +1,165 @@
+//! The `cmek` binary with Azure Key Vault keys (`azure:URL`), against the
+//! Key Vault protocol fake on loopback (`scripts/azure_kv_fake.py`, started
+//! by `scripts/test`): the bearer token and the test CA come from the
+//! environment (`CMEK_AZURE_KV_TOKEN`, `CMEK_AZURE_KV_CA_FILE`), never from
+//! the command line.
+//!
+//! Without the fake these tests fail when `CMEK_REQUIRE_KMS=1` or `CI` is
+//! set, and otherwise say they were skipped.
+#![cfg(all(feature = "cli", feature = "azure-kv"))]
+
+mod azure_kv_common;
+
+use std::fs;
+
+use assert_cmd::Command;
+use azure_kv_common::{fake, Fake, REGION};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+const USAGE: i32 = 2;
+const KEY_UNAVAILABLE: i32 = 5;
+const ACCESS_DENIED: i32 = 6;
+
+/// `cmek` with its own state directory and the fake's token and CA.
+fn cmek(home: &std::path::Path, fake: &Fake, ca_file: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
+    cmd.env("CMEK_HOME", home)
+        .env("CMEK_AZURE_KV_TOKEN", &fake.token)
+        .env("CMEK_AZURE_KV_CA_FILE", ca_file)
+        .env("CMEK_AZURE_KV_VERIFY_CHALLENGE_RESOURCE", "0");
+    cmd
+}
+
+#[tokio::test]
+async fn keys_zones_and_the_access_document_through_the_cli() {
+    let Some(fake) = fake() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    fs::write(&ca_file, &fake.ca).unwrap();
+    let home = dir.path().join("home");
+    let p = fake.provider();
+    let name = fake.unique_name("cli");
+    let v1 = fake.create(&p, &name).await;
+    let key = format!("azure:{}", fake.key_url(&name));
+    let run = |args: &[&str]| cmek(&home, &fake, &ca_file).args(args).assert();
+
+    // The region is the operator's to give.
+    run(&["key", "add", &key])
+        .code(USAGE)
+        .stderr(contains("--region"));
+    // A versionless key is registered as its current version.
+    run(&["--region", REGION, "key", "add", &key])
+        .success()
+        .stdout(contains(format!(
+            "registered azure-kv:{REGION}:{}",
+            v1.key_id()
+        )));
+    run(&["--region", REGION, "key", "validate", &key])
+        .success()
+        .stdout(contains("describe  passed").and(contains("valid")));
+
+    // Disabled through the provider's administration, and back.
+    let pinned = format!("azure:{}", v1.key_id());
+    run(&["--region", REGION, "key", "disable", &pinned])
+        .success()
+        .stdout(contains("disabled"));
+    run(&["--region", REGION, "key", "validate", &pinned])
+        .code(KEY_UNAVAILABLE)
+        .stdout(contains("FAILED: key is disabled"));
+    run(&["--region", REGION, "key", "enable", &pinned]).success();
+    run(&["--region", REGION, "key", "validate", &pinned]).success();
+
+    // A refused permission is its own exit code.
+    fake.deny(&name, Some("unwrapKey")).await;
+    run(&["--region", REGION, "key", "validate", &pinned])
+        .code(ACCESS_DENIED)
+        .stdout(contains("decrypt   FAILED: access denied"));
+    fake.allow(&name).await;
+
+    // The access document, from the registry and from arguments.
+    for args in [
+        vec!["policy", "azure"],
+        vec!["policy", "azure", key.as_str()],
+    ] {
+        let out = run(&args).success().get_output().stdout.clone();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["keys"][0], fake.key_url(&name).as_str(), "{doc}");
+        assert_eq!(
+            doc["vault"]["accessPolicy"]["permissions"]["keys"],
+            serde_json::json!(["get", "wrapKey", "unwrapKey"])
+        );
+        assert_eq!(
+            doc["vault"]["rbac"]["builtInRole"],
+            "Key Vault Crypto Service Encryption User"
+        );
+    }
+
+    // A zone under the key: a file encrypted and decrypted, the zone's key
+    // disabled (refused) and enabled again.
+    run(&[
+        "--region", REGION, "zone", "create", "orders", "--key", &pinned,
+    ])
+    .success()
+    .stdout(contains(v1.key_id()));
+    let plain = dir.path().join("plain");
+    let sealed = dir.path().join("sealed");
+    let back = dir.path().join("back");
+    fs::write(&plain, b"rows under an Azure key").unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    run(&[
+        "encrypt",
+        "--zone",
+        "orders",
+        "--segment-id",
+        "orders/1",
+        &path(&plain),
+        "-o",
+        &path(&sealed),
+    ])
+    .success();
+    run(&[
+        "decrypt",
+        "--zone",
+        "orders",
+        "--segment-id",
+        "orders/1",
+        &path(&sealed),
+        "-o",
+        &path(&back),
+    ])
+    .success();
+    assert_eq!(fs::read(&back).unwrap(), b"rows under an Azure key");
+    run(&["--region", REGION, "key", "disable", &pinned]).success();
+    run(&[
+        "decrypt",
+        "--zone",
+        "orders",
+        "--segment-id",
+        "orders/1",
+        &path(&sealed),
+        "-o",
+        &path(&back),
+    ])
+    .code(KEY_UNAVAILABLE);
+    run(&["--region", REGION, "key", "enable", &pinned]).success();
+    fs::remove_file(&back).unwrap();
+    run(&[
+        "decrypt",
+        "--zone",
+        "orders",
+        "--segment-id",
+        "orders/1",
+        &path(&sealed),
+        "-o",
+        &path(&back),
+    ])
+    .success();
+
+    // Another token is refused.
+    cmek(&home, &fake, &ca_file)
+        .env("CMEK_AZURE_KV_TOKEN", "not-the-token")
+        .args(["--region", REGION, "key", "validate", &pinned])
+        .assert()
+        .code(ACCESS_DENIED);
+}
