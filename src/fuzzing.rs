@@ -33,6 +33,11 @@ pub const TARGETS: [&str; 7] = [
     "mutated_ciphertext",
 ];
 
+/// The KMIP provider's target (feature `kmip`), as `fuzz/fuzz_targets/`
+/// and `fuzz/corpus/`: TTLV decoding, response reading, wrapped keys.
+#[cfg(feature = "kmip")]
+pub const KMIP_TARGETS: [&str; 1] = ["kmip_ttlv"];
+
 /// Runs target `name` on `data`.
 ///
 /// # Panics
@@ -46,6 +51,8 @@ pub fn run(name: &str, data: &[u8]) {
         "backup_bundle" => backup_bundle(data),
         "stream_decrypt" => stream_decrypt(data),
         "mutated_ciphertext" => mutated_ciphertext(data),
+        #[cfg(feature = "kmip")]
+        "kmip_ttlv" => kmip_ttlv(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -326,4 +333,51 @@ pub fn legacy_manifest_bytes(manifest: &ZoneManifest, generation: u64) -> Vec<u8
     let mut m = manifest.clone();
     m.generation = generation;
     m.to_legacy_bytes()
+}
+
+/// KMIP: a key server's bytes are hostile. TTLV decoding never panics and
+/// what decodes re-encodes to the same bytes (the encoding is canonical);
+/// a decoded message is read as the response to every operation cmek
+/// sends, and every payload reader runs on what that yields; the bytes
+/// are also parsed as a KMIP wrapped key, which re-encodes identically.
+#[cfg(feature = "kmip")]
+pub fn kmip_ttlv(data: &[u8]) {
+    use crate::provider::kmip::message::{self, Operation};
+    use crate::provider::kmip::{ttlv, wrapped::Wrapped};
+
+    if let Some(header) = data.get(..ttlv::HEADER_LEN) {
+        let header: [u8; ttlv::HEADER_LEN] = header.try_into().expect("8 bytes");
+        if let Ok(len) = ttlv::message_len(&header) {
+            assert!((ttlv::HEADER_LEN..=ttlv::MAX_MESSAGE_LEN).contains(&len));
+        }
+    }
+    if let Ok(item) = ttlv::decode(data) {
+        assert_eq!(
+            item.encode().expect("a decoded message re-encodes"),
+            data,
+            "TTLV re-encodes differently"
+        );
+        for op in [
+            Operation::Create,
+            Operation::GetAttributes,
+            Operation::Activate,
+            Operation::Revoke,
+            Operation::Encrypt,
+            Operation::Decrypt,
+        ] {
+            if let Ok(Ok(payload)) = message::response(&item, op) {
+                let _ = message::unique_identifier(&payload);
+                if let Ok(d) = message::described(&payload) {
+                    let _ = d.unsuitable();
+                }
+                if let Ok(e) = message::encrypted(&payload) {
+                    let _ = Wrapped::new(e.iv, e.tag, e.data);
+                }
+                let _ = message::decrypted(&payload);
+            }
+        }
+    }
+    if let Ok(w) = Wrapped::parse(data) {
+        assert_eq!(w.to_bytes(), data, "wrapped key re-encodes differently");
+    }
 }

@@ -47,31 +47,46 @@ impl XorShift {
 fn replay_corpus_flips_and_random_inputs() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for target in TARGETS {
-        let dir = corpus_dir(target);
-        let mut files: Vec<_> = fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "no corpus for {target}");
-        for file in &files {
-            let data = fs::read(file).unwrap();
-            run(target, &data);
-            // A few single-bit flips of each corpus file.
-            for _ in 0..16 {
-                if data.is_empty() {
-                    break;
-                }
-                let mut flipped = data.clone();
-                let bit = rng.next() as usize % (data.len() * 8);
-                flipped[bit / 8] ^= 1 << (bit % 8);
-                run(target, &flipped);
+        replay(target, &mut rng);
+    }
+}
+
+#[cfg(feature = "kmip")]
+#[test]
+fn replay_the_kmip_corpus_flips_and_random_inputs() {
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    for target in cmek::fuzzing::KMIP_TARGETS {
+        replay(target, &mut rng);
+    }
+}
+
+/// Target `target` on its committed corpus, single-bit flips of each
+/// corpus file, and random inputs.
+fn replay(target: &str, rng: &mut XorShift) {
+    let dir = corpus_dir(target);
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no corpus for {target}");
+    for file in &files {
+        let data = fs::read(file).unwrap();
+        run(target, &data);
+        // A few single-bit flips of each corpus file.
+        for _ in 0..16 {
+            if data.is_empty() {
+                break;
             }
+            let mut flipped = data.clone();
+            let bit = rng.next() as usize % (data.len() * 8);
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            run(target, &flipped);
         }
-        for _ in 0..500 {
-            let len = rng.next() as usize % 600;
-            run(target, &rng.bytes(len));
-        }
+    }
+    for _ in 0..500 {
+        let len = rng.next() as usize % 600;
+        run(target, &rng.bytes(len));
     }
 }
 

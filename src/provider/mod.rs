@@ -15,6 +15,8 @@
 //!   vault or Managed HSM;
 //! * `Pkcs11Provider` (feature `pkcs11`) — an AES-256 key in an HSM or any
 //!   PKCS#11 token;
+//! * `KmipProvider` (feature `kmip`) — a key on a KMIP key server, over
+//!   mutual TLS;
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
@@ -70,6 +72,8 @@ pub mod aws;
 pub mod azure;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp;
+#[cfg(feature = "kmip")]
+pub mod kmip;
 // Used by the providers whose wrap call takes no associated data.
 #[allow(dead_code)]
 mod bound;
@@ -87,6 +91,8 @@ pub use aws::{AwsKmsOptions, AwsKmsProvider, AWS_KMS_PROVIDER};
 pub use azure::{AzureKeyVaultOptions, AzureKeyVaultProvider, AZURE_KV_PROVIDER};
 #[cfg(feature = "gcp-kms")]
 pub use gcp::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
+#[cfg(feature = "kmip")]
+pub use kmip::{KmipOptions, KmipProvider, KMIP_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{

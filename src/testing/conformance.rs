@@ -118,6 +118,14 @@ pub trait Fixture: Send + Sync {
     fn deviations(&self) -> Deviations {
         Deviations::default()
     }
+
+    /// True for a provider whose disabled keys can never be enabled again
+    /// (KMIP: a revoked key stays Deactivated). The suite then checks that
+    /// enabling one fails, instead of using it again, and reports the
+    /// check waived. False by default.
+    fn disable_is_final(&self) -> bool {
+        false
+    }
 }
 
 /// A key and the regions, besides its own, it has a replica in.
@@ -453,6 +461,18 @@ async fn disabled_key<F: Fixture + ?Sized>(fixture: &F) -> Check {
         )?;
         Outcome::Passed
     };
+    if fixture.disable_is_final() {
+        ensure(fixture.set_enabled(&root, true).await.is_err(), || {
+            "enabling a key whose disabling is final did not fail".into()
+        })?;
+        let state = must("describe", p.describe_key(&root).await)?;
+        ensure(state == KeyState::Disabled, || {
+            format!("describe after a refused enable says {state}")
+        })?;
+        return Ok(Outcome::Waived(
+            "disabling is final for this provider: the key is not used again",
+        ));
+    }
     must(
         "enable the key again",
         fixture.set_enabled(&root, true).await,

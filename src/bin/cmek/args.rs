@@ -79,7 +79,8 @@ pub enum Command {
     /// key must be one the caller trusts: every registered key by default.
     Restore(RestoreArgs),
     /// Print the IAM policy documents the AWS KMS provider needs (and the
-    /// access Azure Key Vault keys need).
+    /// access Azure Key Vault keys need, and the KMIP operations a client
+    /// certificate must be allowed).
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Check every registered key and gate every zone on its key, once or
@@ -129,14 +130,16 @@ pub struct MonitorArgs {
 
 /// A root key, written `PROVIDER:ID`: `local:NAME` for a key in the local
 /// key file, `aws:ID` for an AWS KMS key id, key ARN or alias, and with
-/// their features `azure:URL`, `gcp:NAME` and `pkcs11:LABEL`.
+/// their features `azure:URL`, `gcp:NAME`, `pkcs11:LABEL` and `kmip:UID`.
 pub const KEY_HELP: &str = "Root key as PROVIDER:ID: `local:NAME` (local key file), \
 `aws:ID` (AWS KMS key id, key ARN, `alias/NAME` or alias ARN), \
 `azure:URL` (Azure Key Vault key, https://VAULT/keys/NAME[/VERSION], with --region; \
 feature azure-kv), \
 `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (Google Cloud KMS; feature gcp-kms), \
 `pkcs11:LABEL` (`pkcs11:id:HEX`; a key on the PKCS#11 token CMEK_PKCS11_MODULE, CMEK_PKCS11_TOKEN and \
-CMEK_PKCS11_PIN_FILE or CMEK_PKCS11_PIN name; feature pkcs11)";
+CMEK_PKCS11_PIN_FILE or CMEK_PKCS11_PIN name; feature pkcs11), \
+`kmip:UID` (a key on the KMIP server CMEK_KMIP_ENDPOINT, CMEK_KMIP_CA, CMEK_KMIP_CERT and \
+CMEK_KMIP_KEY name; feature kmip)";
 
 /// `cmek key ...`.
 #[derive(Debug, Subcommand)]
@@ -410,6 +413,14 @@ pub enum PolicyCommand {
     Azure {
         /// Key URLs, https://VAULT/keys/NAME (an `azure:` prefix is allowed).
         keys: Vec<String>,
+    },
+    /// The KMIP operations the client certificate must be allowed on the
+    /// key server (Encrypt, Decrypt, Get Attributes), on exactly the given
+    /// keys (default: every registered KMIP key), as JSON.
+    #[cfg(feature = "kmip")]
+    Kmip {
+        /// The keys' unique identifiers on the key server.
+        uids: Vec<String>,
     },
     /// The trust policy letting a principal assume that role.
     Trust {

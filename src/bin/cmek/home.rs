@@ -43,6 +43,9 @@ fn known_prefixes() -> String {
     if cfg!(feature = "pkcs11") {
         known.push("pkcs11");
     }
+    if cfg!(feature = "kmip") {
+        known.push("kmip");
+    }
     known.join(", ")
 }
 
@@ -59,8 +62,8 @@ pub struct KeyArg {
 impl KeyArg {
     /// Parses `local:NAME`, `aws:ID` (`aws-kms:` is accepted too), and with
     /// their features `azure:URL` (`azure-kv:`),
-    /// `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (`gcp-kms:`) and
-    /// `pkcs11:LABEL` (or `pkcs11:id:HEX`).
+    /// `gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K` (`gcp-kms:`),
+    /// `pkcs11:LABEL` (or `pkcs11:id:HEX`) and `kmip:UID`.
     pub fn parse(s: &str) -> CliResult<Self> {
         let (provider, id) = s.split_once(':').ok_or_else(|| {
             Failure::usage(format!(
@@ -76,6 +79,8 @@ impl KeyArg {
             "azure" | cmek::provider::AZURE_KV_PROVIDER => cmek::provider::AZURE_KV_PROVIDER,
             #[cfg(feature = "pkcs11")]
             PKCS11_PROVIDER => PKCS11_PROVIDER,
+            #[cfg(feature = "kmip")]
+            cmek::provider::KMIP_PROVIDER => cmek::provider::KMIP_PROVIDER,
             other => {
                 return Err(Failure::usage(format!(
                     "key {s:?}: unknown provider {other:?} (expected {})",
@@ -184,6 +189,8 @@ impl Home {
             cmek::provider::AZURE_KV_PROVIDER => crate::azure::provider(region.or(self.region())),
             #[cfg(feature = "pkcs11")]
             PKCS11_PROVIDER => crate::pkcs11::provider(region.or(self.region())).await,
+            #[cfg(feature = "kmip")]
+            cmek::provider::KMIP_PROVIDER => crate::kmip::provider(),
             other => Err(Failure::usage(format!(
                 "keys of provider {other:?} cannot be reached by this tool ({})",
                 known_prefixes()

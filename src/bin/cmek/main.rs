@@ -18,6 +18,8 @@ mod gcp;
 mod home;
 mod info;
 mod keys;
+#[cfg(feature = "kmip")]
+mod kmip;
 mod monitor;
 mod pipe;
 #[cfg(feature = "pkcs11")]

@@ -1,10 +1,11 @@
 //! `cmek policy ...`: the IAM documents the AWS KMS provider needs (and,
 //! with `cmek policy gcp`, the Cloud KMS provider's, in `gcp.rs`; with
-//! `cmek policy azure`, the access Azure Key Vault keys need), and any
+//! `cmek policy azure`, the access Azure Key Vault keys need; with `cmek
+//! policy kmip`, the grants a KMIP client certificate needs), and any
 //! provider's account of its grants (`policy key`). The
 //! documents, and every rule about key ARNs, are the library's
-//! (`cmek::provider::aws::policy`, `KeyProvider::access_policy`); this
-//! module gathers the keys and prints.
+//! (`cmek::provider::aws::policy`, `cmek::provider::kmip::access_policy`,
+//! `KeyProvider::access_policy`); this module gathers the keys and prints.
 
 use cmek::provider::aws::policy::{role_policy, trust_policy};
 use cmek::provider::AWS_KMS_PROVIDER;
@@ -30,6 +31,8 @@ pub async fn run(home: &Home, command: PolicyCommand) -> CliResult {
         PolicyCommand::Gcp { keys } => crate::gcp::policy(home, &keys)?,
         #[cfg(feature = "azure-kv")]
         PolicyCommand::Azure { keys } => crate::azure::policy(home, &keys)?,
+        #[cfg(feature = "kmip")]
+        PolicyCommand::Kmip { uids } => crate::kmip::policy(home, uids)?,
     };
     println!("{doc}");
     Ok(())
