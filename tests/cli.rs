@@ -136,10 +136,17 @@ fn bad_usage_exits_2_with_a_message() {
         .code(USAGE)
         .stderr(contains("expected PROVIDER:ID"));
     env.cmek()
-        .args(["key", "add", "gcp:root-1"])
+        .args(["key", "add", "vault:root-1"])
         .assert()
         .code(USAGE)
         .stderr(contains("unknown provider"));
+    // A known provider with a name it cannot mean: usage, before any call.
+    #[cfg(feature = "gcp-kms")]
+    env.cmek()
+        .args(["key", "add", "gcp:root-1"])
+        .assert()
+        .code(USAGE)
+        .stderr(contains("a Cloud KMS key is named"));
     env.cmek()
         .args(["zone", "show", "nope"])
         .assert()

@@ -91,6 +91,16 @@ impl KeyArg {
         if id.is_empty() {
             return Err(Failure::usage(format!("key {s:?}: empty key id")));
         }
+        // A name the provider cannot mean is a typo, not an unusable key.
+        #[cfg(feature = "gcp-kms")]
+        if kind == cmek::provider::GCP_KMS_PROVIDER
+            && cmek::provider::gcp::name::CryptoKeyName::parse(id).is_none()
+        {
+            return Err(Failure::usage(format!(
+                "key {s:?}: a Cloud KMS key is named \
+                 gcp:projects/P/locations/L/keyRings/R/cryptoKeys/K"
+            )));
+        }
         Ok(Self {
             kind,
             id: id.to_owned(),
