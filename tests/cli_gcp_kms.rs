@@ -110,8 +110,8 @@ async fn key_add_validate_disable_enable_and_policy() {
     .code(REFUSED)
     .stderr(contains("regional"));
     run(&["key", "add", "gcp:not/a/key/name"])
-        .failure()
-        .stderr(contains("not a Cloud KMS key name"));
+        .code(2)
+        .stderr(contains("a Cloud KMS key is named"));
     run(&["key", "delete", &key]).success();
 }
 
