@@ -12,6 +12,11 @@
 //! | x86-64 with VAES, VPCLMULQDQ and AVX2, no AVX-512 (AMD Zen 3, Intel client cores) | `ring` | aws-lc-rs has no VAES code without AVX-512 there; `ring`'s VAES+AVX2 code is about twice as fast on a 64 KiB chunk |
 //! | anything else (older x86-64, ARMv8 servers) | aws-lc-rs | at least as fast as the others |
 //!
+//! `ring` seals and opens in place only: out of place (the one-shot
+//! stream) it copies each chunk first, and on one thread its gain over
+//! aws-lc-rs at 64 MiB is then gone; it is never measurably slower
+//! (docs/PERFORMANCE.md, "AES-GCM engines chosen at run time").
+//!
 //! Where the preferred engine is not compiled in, the first of aws-lc-rs,
 //! `ring`, RustCrypto that is takes its place. A `fips` build always uses
 //! aws-lc-rs, the validated module, and refuses any other.
