@@ -1,6 +1,6 @@
 //! The aws-lc-rs backend: AES-256-GCM with VAES/AVX-512 where the CPU has it.
 
-use aws_lc_rs::{aead, digest, hkdf};
+use aws_lc_rs::aead;
 
 use super::{Backend, Nonce, Tag, SHA256_LEN, TAG_LEN};
 use crate::secret::KEY_LEN;
@@ -9,39 +9,9 @@ use crate::secret::KEY_LEN;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AwsLc;
 
-/// Output-length marker that aws-lc-rs's HKDF expand asks for.
-struct OutLen(usize);
-
-impl hkdf::KeyType for OutLen {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 impl Backend for AwsLc {
     const NAME: &'static str = "aws-lc-rs";
-    type AeadKey = aead::LessSafeKey;
-
-    fn aead_key(key: &[u8; KEY_LEN]) -> Self::AeadKey {
-        // AES_256_GCM accepts exactly 32 bytes, which the type guarantees.
-        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, key)
-            .expect("a 32-byte key is valid for AES-256-GCM");
-        aead::LessSafeKey::new(unbound)
-    }
-
-    #[inline]
-    fn seal(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8]) -> Option<Tag> {
-        let tag = key
-            .seal_in_place_separate_tag(
-                aead::Nonce::assume_unique_for_key(*nonce),
-                aead::Aad::from(aad),
-                in_out,
-            )
-            .ok()?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Some(out)
-    }
+    super::ring_api::ring_api_primitives!(aws_lc_rs);
 
     #[inline]
     fn open(key: &Self::AeadKey, nonce: &Nonce, aad: &[u8], in_out: &mut [u8], tag: &Tag) -> bool {
@@ -93,24 +63,5 @@ impl Backend for AwsLc {
             output,
         )
         .is_ok()
-    }
-
-    fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) -> bool {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
-        let info = [info];
-        match prk.expand(&info, OutLen(out.len())) {
-            Ok(okm) => okm.fill(out).is_ok(),
-            Err(_) => false,
-        }
-    }
-
-    fn sha256(parts: &[&[u8]]) -> [u8; SHA256_LEN] {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        for part in parts {
-            ctx.update(part);
-        }
-        let mut out = [0u8; SHA256_LEN];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
     }
 }

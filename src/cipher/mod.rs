@@ -29,6 +29,8 @@ use crate::{Error, Result};
 mod auto;
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
+#[cfg(any(feature = "aws-lc", feature = "ring"))]
+mod ring_api;
 #[cfg(feature = "ring")]
 mod ring_backend;
 #[cfg(feature = "rustcrypto")]
