@@ -7,5 +7,8 @@ use object_store_014 as os;
 
 mod common;
 
+#[path = "object_store/s3.rs"]
+mod s3;
+
 #[path = "object_store/cases.rs"]
 mod cases;
