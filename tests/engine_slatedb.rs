@@ -616,7 +616,8 @@ impl Schedule {
 
     fn next(&self, class: &Class, salt: u64, what: &Path) -> Option<Fault> {
         let n = class.calls.fetch_add(1, Ordering::Relaxed);
-        if splitmix64(self.seed ^ salt ^ n.wrapping_mul(0x9e37_79b9)) % class.one_in != 0 {
+        if !splitmix64(self.seed ^ salt ^ n.wrapping_mul(0x9e37_79b9)).is_multiple_of(class.one_in)
+        {
             return None;
         }
         let k = class.faults.fetch_add(1, Ordering::Relaxed);
