@@ -97,7 +97,7 @@ impl Zone {
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, None)?;
         let aad = self.body_aad(segment_id);
         Ok(
             AsyncEncryptingWriter::with_header(sink, &dek, &aad, params, stream_header)?

@@ -45,7 +45,13 @@ impl Zone {
     /// The DEK, the wrap's nonce and the stream's salt and nonce prefix come
     /// from one OS call (disjoint bytes): on some machines the call costs
     /// more than the rest of a segment's setup.
-    pub(super) fn new_segment(&self, segment_id: &str) -> Result<NewSegment> {
+    /// `params` overrides the zone's chunk size for this segment (its header
+    /// records whichever is used).
+    pub(super) fn new_segment(
+        &self,
+        segment_id: &str,
+        params: Option<Params>,
+    ) -> Result<NewSegment> {
         let mut random = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN + STREAM_RANDOM_LEN]);
         fill_random(&mut random[..])?;
         let (dek_bytes, rest) = random.split_at_mut(KEY_LEN);
@@ -55,7 +61,7 @@ impl Zone {
 
         let state = self.state_with_wrap_reserved()?;
         let m = &state.manifest;
-        let params = m.stream_params();
+        let params = params.unwrap_or_else(|| m.stream_params());
         // The wrap binds every other header byte (format v2), so the
         // header is laid out first and the wrapped DEK put in last.
         let header =
@@ -125,6 +131,28 @@ impl Zone {
         })
     }
 
+    /// Encrypts a whole segment as [`encrypt_segment`](Self::encrypt_segment)
+    /// does, but in chunks of `params` instead of the zone's chunk size.
+    /// The header records the chunk size, so every reader opens the
+    /// segment as it opens any other. Small chunks suit segments read in
+    /// small blocks at any offset (see [`Params`]).
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment).
+    pub fn encrypt_segment_with(
+        &self,
+        segment_id: &str,
+        plaintext: &[u8],
+        params: Params,
+    ) -> Result<Bytes> {
+        let len = SEGMENT_HEADER_LEN as u64 + params.ciphertext_len(plaintext.len() as u64)?;
+        filled_buffer(len, "segment length in bytes", |out| {
+            zeroed_on_error(out, |out| {
+                self.seal_segment(segment_id, plaintext, out, Some(params))
+            })
+        })
+    }
+
     /// Encrypts a whole segment, header ‖ body, into `out`, a buffer the
     /// caller owns of exactly [`encrypted_len`](Self::encrypted_len) bytes.
     /// The same segment [`encrypt_segment`](Self::encrypt_segment) makes;
@@ -146,16 +174,24 @@ impl Zone {
                 out.len()
             )));
         }
-        zeroed_on_error(out, |out| self.seal_segment(segment_id, plaintext, out))
+        zeroed_on_error(out, |out| {
+            self.seal_segment(segment_id, plaintext, out, None)
+        })
     }
 
-    fn seal_segment(&self, segment_id: &str, plaintext: &[u8], out: &mut [u8]) -> Result<()> {
+    fn seal_segment(
+        &self,
+        segment_id: &str,
+        plaintext: &[u8],
+        out: &mut [u8],
+        params: Option<Params>,
+    ) -> Result<()> {
         let NewSegment {
             header,
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, params)?;
         let (head, body) = out.split_at_mut(SEGMENT_HEADER_LEN);
         head.copy_from_slice(&header.to_bytes());
         let aad = self.body_aad(segment_id);
@@ -251,7 +287,7 @@ impl Zone {
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, None)?;
         sink.write_all(&header.to_bytes())?;
         let aad = self.body_aad(segment_id);
         Ok(
@@ -303,12 +339,35 @@ impl Zone {
         &self,
         segment_id: &str,
     ) -> Result<([u8; SEGMENT_HEADER_LEN], ChunkSealer)> {
+        self.sealer(segment_id, None)
+    }
+
+    /// A [`chunk_sealer`](Self::chunk_sealer) whose segment is cut in
+    /// chunks of `params` instead of the zone's chunk size (recorded in its
+    /// header, as [`encrypt_segment_with`](Self::encrypt_segment_with)
+    /// does).
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment).
+    pub fn chunk_sealer_with(
+        &self,
+        segment_id: &str,
+        params: Params,
+    ) -> Result<([u8; SEGMENT_HEADER_LEN], ChunkSealer)> {
+        self.sealer(segment_id, Some(params))
+    }
+
+    fn sealer(
+        &self,
+        segment_id: &str,
+        params: Option<Params>,
+    ) -> Result<([u8; SEGMENT_HEADER_LEN], ChunkSealer)> {
         let NewSegment {
             header,
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, params)?;
         let aad = self.body_aad(segment_id);
         let sealer =
             ChunkSealer::with_header(&dek, &aad, params, stream_header)?.with_gate(self.gate());
