@@ -410,10 +410,10 @@ fn encrypt_decrypt_files_and_pipes() {
         .assert()
         .code(INTEGRITY)
         .stderr(contains("integrity check failed"));
-    // A device is written as it is, never replaced.
+    // A device is written as it is with --force, never replaced.
     #[cfg(unix)]
     {
-        env.ok(&["decrypt", "-z", "z", "seg", "-o", "/dev/null"]);
+        env.ok(&["decrypt", "-z", "z", "seg", "-o", "/dev/null", "--force"]);
         assert!(!Path::new("/dev/null").is_file());
     }
     // No temporary file is left behind.
