@@ -46,6 +46,7 @@ impl Env {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
         cmd.env("CMEK_HOME", self.home())
             .env_remove("CMEK_AWS_ENDPOINT_URL")
+            .env_remove("CMEK_REGISTRY")
             .current_dir(self.dir.path());
         cmd
     }
@@ -446,6 +447,7 @@ fn decrypted_files_are_owner_only() {
             .args(args)
             .env("CMEK_HOME", env.home())
             .env_remove("CMEK_AWS_ENDPOINT_URL")
+            .env_remove("CMEK_REGISTRY")
             .current_dir(env.dir.path())
             .assert()
             .success();

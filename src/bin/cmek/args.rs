@@ -12,7 +12,9 @@ use crate::exit::EXIT_CODES_HELP;
 /// IAM policies.
 ///
 /// State (the key registry, the local key file and zone manifests) lives in
-/// one directory, `--home` (default `./.cmek`, or `$CMEK_HOME`).
+/// one directory, `--home` (default `./.cmek`, or `$CMEK_HOME`); the key
+/// registry, which holds the anchors every zone manifest is checked
+/// against, can be kept apart with `--registry` (or `$CMEK_REGISTRY`).
 #[derive(Debug, Parser)]
 #[command(name = "cmek", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -31,6 +33,18 @@ pub struct Global {
     /// (the local key file) and `zones/NAME.manifest` (zone manifests).
     #[arg(long, global = true, env = "CMEK_HOME", default_value = ".cmek")]
     pub home: PathBuf,
+
+    /// The key registry's state file, kept apart from the state directory
+    /// (default: `registry.state` in it). It holds the registered keys and
+    /// each zone's anchor (zone id, root key, newest manifest generation),
+    /// against which every zone manifest is checked: keep it where whoever
+    /// can write the manifests and the data cannot, and give it to every
+    /// run. Its directory must exist; the file is created on first use,
+    /// but never while the state directory still holds a `registry.state`
+    /// (move that file here yourself once you have checked it: cmek never
+    /// takes a registry from the state directory on its own).
+    #[arg(long, global = true, env = "CMEK_REGISTRY", value_name = "FILE")]
+    pub registry: Option<PathBuf>,
 
     /// Region. For AWS KMS: the region to call (default: the standard AWS
     /// configuration, or the key ARN's region). For Azure Key Vault: the

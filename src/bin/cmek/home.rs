@@ -2,10 +2,21 @@
 //!
 //! ```text
 //! HOME/                    --home, $CMEK_HOME, default ./.cmek (mode 0700)
-//!   registry.state         the project key registry (KeyRegistry)
+//!   registry.state         the project key registry (KeyRegistry), unless
+//!                          --registry / $CMEK_REGISTRY names another file
 //!   local.keys             the local key file (LocalKeyProvider), on first use
 //!   zones/NAME.manifest    one manifest per zone (FileManifestStore)
 //! ```
+//!
+//! The registry holds each zone's anchor, what its manifest is checked
+//! against. In the state directory it sits beside the manifests it
+//! protects: whoever can write both can put back an old manifest together
+//! with an old registry. `--registry FILE` keeps it apart, where that
+//! writer cannot reach. A registry kept apart is never filled from the
+//! state directory: while `FILE` is missing and `HOME/registry.state`
+//! exists, every command that needs the registry is refused, so that a
+//! registry planted in the home (or one left from before the move) is
+//! never adopted silently; the operator moves the file once, by hand.
 //!
 //! Nothing else is kept: AWS credentials come from the standard AWS
 //! configuration at every run, a PKCS#11 token's module, label and PIN from
@@ -117,6 +128,8 @@ impl KeyArg {
 /// first use.
 pub struct Home {
     dir: PathBuf,
+    /// `--registry`: the key registry kept apart from `dir`.
+    registry: Option<PathBuf>,
     global_region: Option<String>,
     endpoint_url: Option<String>,
 }
@@ -126,6 +139,7 @@ impl Home {
     pub fn new(global: &Global) -> Self {
         Self {
             dir: global.home.clone(),
+            registry: global.registry.clone(),
             global_region: global.region.clone(),
             endpoint_url: global.endpoint_url.clone(),
         }
@@ -147,13 +161,59 @@ impl Home {
 
     /// The key registry (an empty one if there is none yet).
     pub fn registry(&self) -> CliResult<KeyRegistry> {
-        self.ensure_dir(&self.dir)?;
+        match &self.registry {
+            None => self.ensure_dir(&self.dir)?,
+            Some(path) => self.check_registry_apart(path)?,
+        }
         let path = self.registry_path();
         KeyRegistry::open(&path).context(path.display())
     }
 
+    /// Where the key registry is: `--registry`, else in the state directory.
     fn registry_path(&self) -> PathBuf {
+        self.registry
+            .clone()
+            .unwrap_or_else(|| self.home_registry_path())
+    }
+
+    fn home_registry_path(&self) -> PathBuf {
         self.dir.join("registry.state")
+    }
+
+    /// A registry kept apart at `path` may be used: its directory exists,
+    /// and it exists or the state directory has no registry of its own
+    /// (which is never taken over: see the module docs).
+    fn check_registry_apart(&self, path: &Path) -> CliResult {
+        let exists = |p: &Path| match std::fs::symlink_metadata(p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at(p, e)),
+        };
+        if exists(path)? {
+            return Ok(());
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(Failure::usage(format!(
+                "--registry {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            )));
+        }
+        let in_home = self.home_registry_path();
+        if exists(&in_home)? {
+            return Err(Failure::usage(format!(
+                "--registry {}: no such file, but the state directory holds a key registry,                  {}; it is never taken from there on its own (whoever can write the state                  directory could have put it there): once you have checked it is yours, move                  it with `mv {} {}`",
+                path.display(),
+                in_home.display(),
+                in_home.display(),
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     fn local_path(&self) -> PathBuf {
