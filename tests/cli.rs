@@ -47,6 +47,7 @@ impl Env {
         cmd.env("CMEK_HOME", self.home())
             .env_remove("CMEK_AWS_ENDPOINT_URL")
             .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(self.dir.path());
         cmd
     }
@@ -448,6 +449,7 @@ fn decrypted_files_are_owner_only() {
             .env("CMEK_HOME", env.home())
             .env_remove("CMEK_AWS_ENDPOINT_URL")
             .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(env.dir.path())
             .assert()
             .success();

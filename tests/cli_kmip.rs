@@ -27,6 +27,7 @@ fn cmek(home: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
     cmd.env("CMEK_HOME", home)
         .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS")
         .env_remove("CMEK_KMIP_REGION");
     cmd
 }

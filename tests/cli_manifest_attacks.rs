@@ -23,6 +23,8 @@ struct Env {
     dir: tempfile::TempDir,
     /// The key registry kept apart (`CMEK_REGISTRY`), if it is.
     registry: Option<PathBuf>,
+    /// The local key file kept apart (`CMEK_LOCAL_KEYS`), if it is.
+    local_keys: Option<PathBuf>,
 }
 
 impl Env {
@@ -30,6 +32,7 @@ impl Env {
         Self {
             dir: tempfile::tempdir().unwrap(),
             registry: None,
+            local_keys: None,
         }
     }
 
@@ -48,9 +51,13 @@ impl Env {
         cmd.env("CMEK_HOME", self.dir.path().join("home"))
             .env_remove("CMEK_AWS_ENDPOINT_URL")
             .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(self.dir.path());
         if let Some(registry) = &self.registry {
             cmd.env("CMEK_REGISTRY", registry);
+        }
+        if let Some(keys) = &self.local_keys {
+            cmd.env("CMEK_LOCAL_KEYS", keys);
         }
         cmd
     }
@@ -200,4 +207,41 @@ fn a_registry_in_the_state_directory_is_never_adopted_on_its_own() {
         .assert()
         .code(USAGE)
         .stderr(contains("not a directory"));
+}
+
+/// With the registry and the local key file both kept apart, the state
+/// directory holds only the zones' manifests: everything the storage
+/// attacker may write. A local key file left in the state directory is
+/// never taken over either.
+#[test]
+fn the_local_key_file_can_be_kept_apart_too() {
+    let mut env = Env::registry_apart();
+    let keys = env.path("operator/local.keys");
+    env.ok(&["key", "add", "local:k1"]);
+    env.ok(&["zone", "create", "orders", "--key", "local:k1"]);
+    assert!(env.path("home/local.keys").exists(), "not apart yet");
+    env.local_keys = Some(keys.clone());
+    env.cmek()
+        .args(["key", "validate", "local:k1"])
+        .assert()
+        .code(USAGE)
+        .stderr(contains("--local-keys"));
+    fs::rename(env.path("home/local.keys"), &keys).unwrap();
+    fs::write(env.path("plain"), b"rows").unwrap();
+    env.ok(&["encrypt", "--zone", "orders", "plain", "-o", "sealed"]);
+    env.ok(&["key", "add", "local:k2"]);
+    env.ok(&["zone", "rotate-root", "orders", "--key", "local:k2"]);
+    env.cmek()
+        .args(["decrypt", "--zone", "orders", "sealed"])
+        .assert()
+        .success()
+        .stdout("rows");
+    let mut home: Vec<_> = fs::read_dir(env.path("home"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        // The lock file left from before the move guards nothing now.
+        .filter(|name| name != ".local.keys.lock")
+        .collect();
+    home.sort();
+    assert_eq!(home, ["zones"], "only the manifests are in the home");
 }

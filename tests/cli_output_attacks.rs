@@ -47,6 +47,7 @@ impl Env {
         cmd.env("CMEK_HOME", self.dir.path().join("home"))
             .env_remove("CMEK_AWS_ENDPOINT_URL")
             .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(self.dir.path())
             .timeout(Duration::from_secs(60));
         cmd

@@ -44,6 +44,7 @@ impl Env {
         cmd.env("CMEK_HOME", self.path("home"))
             .env_remove("CMEK_AWS_ENDPOINT_URL")
             .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(self.dir.path());
         cmd
     }

@@ -14,7 +14,8 @@ use crate::exit::EXIT_CODES_HELP;
 /// State (the key registry, the local key file and zone manifests) lives in
 /// one directory, `--home` (default `./.cmek`, or `$CMEK_HOME`); the key
 /// registry, which holds the anchors every zone manifest is checked
-/// against, can be kept apart with `--registry` (or `$CMEK_REGISTRY`).
+/// against, and the local key file can be kept apart from it with
+/// `--registry` and `--local-keys`.
 #[derive(Debug, Parser)]
 #[command(name = "cmek", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -45,6 +46,14 @@ pub struct Global {
     /// takes a registry from the state directory on its own).
     #[arg(long, global = true, env = "CMEK_REGISTRY", value_name = "FILE")]
     pub registry: Option<PathBuf>,
+
+    /// The local key file, kept apart from the state directory (default:
+    /// `local.keys` in it). It holds `local:` root keys in the clear: keep
+    /// it where no one else can read or write it. The same rules as for
+    /// --registry: its directory must exist, and it is never taken from
+    /// the state directory on its own.
+    #[arg(long, global = true, env = "CMEK_LOCAL_KEYS", value_name = "FILE")]
+    pub local_keys: Option<PathBuf>,
 
     /// Region. For AWS KMS: the region to call (default: the standard AWS
     /// configuration, or the key ARN's region). For Azure Key Vault: the
