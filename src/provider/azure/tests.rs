@@ -80,18 +80,41 @@ async fn hostile_blobs_and_other_versions_are_refused_before_any_call() {
         assert!(matches!(err, Error::Malformed { .. }), "{err}");
     }
     let other_version = AzureWrapped {
+        format: Format::V2,
         algorithm: Algorithm::RsaOaep256,
         key_version: "ffff".into(),
         salt: [0; SALT_LEN],
         ciphertext: vec![0; 384],
-    }
-    .encode()
-    .unwrap();
+        signature: vec![0; 384],
+    };
     let err = p
-        .unwrap_key(&root, &WrappedKey::from_bytes(other_version), &ctx)
+        .unwrap_key(
+            &root,
+            &WrappedKey::from_bytes(other_version.encode().unwrap()),
+            &ctx,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    // An unsigned RSA wrap (format 1) is refused as state to adopt, before
+    // the version is even looked at; an unsigned A256KW one is not legacy.
+    let unsigned = AzureWrapped {
+        format: Format::V1,
+        signature: Vec::new(),
+        ..other_version.clone()
+    };
+    let unsigned = WrappedKey::from_bytes(unsigned.encode().unwrap());
+    assert!(p.is_legacy_wrap(&unsigned));
+    let err = p.unwrap_key(&root, &unsigned, &ctx).await.unwrap_err();
+    assert!(matches!(err, Error::StateRejected { .. }), "{err}");
+    let aes = AzureWrapped {
+        format: Format::V1,
+        algorithm: Algorithm::A256Kw,
+        ciphertext: vec![0; 72],
+        signature: Vec::new(),
+        ..other_version
+    };
+    assert!(!p.is_legacy_wrap(&WrappedKey::from_bytes(aes.encode().unwrap())));
 }
 
 #[test]
