@@ -314,6 +314,10 @@ async fn a_backup_restores_under_another_key_and_not_in_another_region() {
     assert!(!dest.exists(), "refused before anything was written");
 }
 
+/// One forgery: what it is, the attacker's EZK, its forged wrap, and the
+/// refusal it must get.
+type Forged = (&'static str, [u8; 32], WrappedKey, fn(&Error) -> bool);
+
 /// The attacker's own EZK, and wraps of it as EZK `version` of zone
 /// `zone_id` forged from `root`'s public half: in the unsigned format 1
 /// (what earlier releases wrote and accepted) and in format 2 with a
@@ -323,10 +327,10 @@ async fn attackers_ezk(
     root: &KeyRef,
     zone_id: &ZoneId,
     version: u32,
-) -> Vec<(&'static str, [u8; 32], WrappedKey, fn(&Error) -> bool)> {
+) -> Vec<Forged> {
     let public = PublicHalf::of(p, root).await;
     let context = ZoneManifest::ezk_context(zone_id, version);
-    let mut out: Vec<(&'static str, [u8; 32], WrappedKey, fn(&Error) -> bool)> = Vec::new();
+    let mut out: Vec<Forged> = Vec::new();
     for label in ["format 1 (unsigned)", "format 2 (signed by another key)"] {
         let mut ezk = [0u8; 32];
         getrandom::fill(&mut ezk).unwrap();

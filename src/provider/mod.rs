@@ -50,7 +50,11 @@
 //! `cmek::testing::conformance` (feature `testing`), which every provider
 //! in this crate passes too: round trips, context binding, wrong keys,
 //! modified blobs, key states, validation reports, region answers, error
-//! kinds, generated keys and alias resolution.
+//! kinds, generated keys, alias resolution, and forged wraps. Only the
+//! root key's holder may be able to make a wrap the provider accepts: a
+//! provider whose root has public material (an RSA key) must authenticate
+//! each wrap with an operation only the holder can perform, as the Azure
+//! Key Vault provider does, and binding the context is not that.
 //!
 //! This module must not cache unwrapped keys or retry: callers (zones) own
 //! caching and coalescing, so that every provider call is visible.

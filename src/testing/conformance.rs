@@ -7,8 +7,9 @@
 //! a transient one, that a key serves the regions its provider says. The
 //! suite checks those promises on a live provider through a small
 //! [`Fixture`] that makes the keys it needs. This crate runs it against the
-//! local key file, [`MockProvider`](super::MockProvider) and AWS KMS (on a
-//! KMS-compatible test server); a new provider runs it too:
+//! local key file, [`MockProvider`](super::MockProvider), AWS KMS, Cloud
+//! KMS, Azure Key Vault, PKCS#11 and KMIP (on test servers); a new provider
+//! runs it too:
 //!
 //! ```
 //! use cmek::provider::KeyProvider;
