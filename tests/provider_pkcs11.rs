@@ -75,6 +75,7 @@ async fn conforms(mechanism: WrapMechanism) {
         "{report}"
     );
     skipped_for(&report, NO_PUBLIC_MATERIAL);
+    println!("{report}");
 }
 
 #[tokio::test]
