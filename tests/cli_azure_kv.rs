@@ -87,12 +87,9 @@ async fn keys_zones_and_the_access_document_through_the_cli() {
         assert_eq!(doc["keys"][0], fake.key_url(&name).as_str(), "{doc}");
         assert_eq!(
             doc["vault"]["accessPolicy"]["permissions"]["keys"],
-            serde_json::json!(["get", "wrapKey", "unwrapKey"])
+            serde_json::json!(["get", "wrapKey", "unwrapKey", "sign"])
         );
-        assert_eq!(
-            doc["vault"]["rbac"]["builtInRole"],
-            "Key Vault Crypto Service Encryption User"
-        );
+        assert_eq!(doc["vault"]["rbac"]["builtInRole"], "Key Vault Crypto User");
     }
 
     // A zone under the key: a file encrypted and decrypted, the zone's key

@@ -445,6 +445,94 @@ impl Keyring {
         ))
     }
 
+    /// Rewraps, in the provider's current format, every EZK version of the
+    /// zone in `store` that is wrapped in a *legacy* format — one its
+    /// provider now refuses because someone without the root's secret could
+    /// have made it ([`KeyProvider::is_legacy_wrap`]; an Azure Key Vault
+    /// RSA wrap without a signature) — and stores the manifest at the next
+    /// generation. A version 1 or 2 manifest is rewritten as version 3 too,
+    /// as by [`adopt_legacy_zone`](Self::adopt_legacy_zone). A zone with
+    /// nothing to adopt simply opens.
+    ///
+    /// **Risk.** This is the one call that takes in legacy wraps, and a
+    /// legacy wrap is exactly what a storage attacker can forge: an EZK
+    /// planted in the manifest (with a manifest MAC made with it) would be
+    /// adopted as the zone's own, and every segment written afterwards would
+    /// be readable by whoever planted it. Run it once per zone, right after
+    /// upgrading, on a manifest you trust — one nobody else could have
+    /// written since the zone was last used, or whose EZK versions you have
+    /// compared with your records — and record the returned zone's
+    /// [`anchor`](Zone::anchor). Never run it in answer to an error on a
+    /// zone that opened before.
+    ///
+    /// The anchor is checked as by [`open_zone`](Self::open_zone).
+    ///
+    /// # Errors
+    /// As [`open_zone`](Self::open_zone); provider errors of the rewrap
+    /// (for Azure Key Vault, the key must allow `sign`);
+    /// [`Error::Conflict`] if the manifest changed meanwhile (nothing is
+    /// written).
+    pub async fn adopt_legacy_wraps(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
+    ) -> Result<Zone> {
+        let (mut manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
+        let legacy: Vec<u32> = manifest
+            .ezk_versions()
+            .filter(|(_, record)| self.provider.is_legacy_wrap(&record.wrapped))
+            .map(|(version, _)| version)
+            .collect();
+        if legacy.is_empty() {
+            return self.adopt_legacy_zone(store, anchor).await;
+        }
+        let mut ezks = BTreeMap::new();
+        for (version, record) in manifest.ezk_versions() {
+            let ezk = if legacy.contains(&version) {
+                let context = ZoneManifest::ezk_context(&manifest.zone_id, version);
+                let key = self
+                    .provider
+                    .unwrap_legacy_key(&manifest.root, &record.wrapped, &context)
+                    .await?;
+                Arc::new(Ezk::new(key, record.wraps_reserved))
+            } else {
+                self.unwrap_ezk(&manifest.root, &manifest.zone_id, version, record)
+                    .await?
+            };
+            ezks.insert(version, ezk);
+        }
+        if seal.is_authenticated() {
+            verify_with(&seal, &manifest, &ezks)?;
+        }
+        for version in &legacy {
+            let context = ZoneManifest::ezk_context(&manifest.zone_id, *version);
+            let ezk = ezks.get(version).expect("unwrapped every version");
+            let record = manifest.ezks.get_mut(version).expect("a version of it");
+            record.wrapped = self
+                .provider
+                .wrap_key(&manifest.root, &ezk.key, &context)
+                .await?;
+        }
+        manifest.generation = manifest
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::malformed("zone manifest", "generation at its maximum"))?;
+        manifest.updated_unix = now_unix();
+        let active = ezks.get(&manifest.active).expect("unwrapped every version");
+        let sealed = manifest.seal(&active.key)?;
+        store.replace(Some(&bytes), &sealed)?;
+        tracing::warn!(zone = %manifest.zone_id, generation = manifest.generation,
+            versions = ?legacy, "adopted legacy wraps: rewrapped in the provider's current format");
+        Ok(Zone::from_parts(
+            self.clone(),
+            store,
+            manifest,
+            sealed,
+            ezks,
+            ZoneAvailability::Available,
+        ))
+    }
+
     /// Opens, read-only, the zone whose manifest is `bytes` (a backup's copy):
     /// checked against `anchor`, its EZKs unwrapped, a version 3 manifest
     /// authenticated. A legacy (version 1 or 2) copy is accepted: a backup
