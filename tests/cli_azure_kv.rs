@@ -25,6 +25,8 @@ const ACCESS_DENIED: i32 = 6;
 fn cmek(home: &std::path::Path, fake: &Fake, ca_file: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
     cmd.env("CMEK_HOME", home)
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS")
         .env("CMEK_AZURE_KV_TOKEN", &fake.token)
         .env("CMEK_AZURE_KV_CA_FILE", ca_file)
         .env("CMEK_AZURE_KV_VERIFY_CHALLENGE_RESOURCE", "0");
