@@ -25,7 +25,9 @@
 //!     `async_segment_reader` (`AsyncRead`, feature `tokio`),
 //!     [`segment_seekable`](Zone::segment_seekable) (`Read + Seek`, one
 //!     cursor), [`chunk_opener`](Zone::chunk_opener) (chunk by chunk), and
-//!     for a table cache [`open_segment`](Zone::open_segment): open a
+//!     for a table cache [`open_segment_from`](Zone::open_segment_from)
+//!     (a `File`, a buffer) or [`open_segment`](Zone::open_segment) (its
+//!     first bytes and length): open a
 //!     segment once, then serve lookups from any number of threads
 //!     through `&self` ([`OpenedSegment::read_at`] from a `File` or a
 //!     buffer, [`OpenedSegment::plan`] and
@@ -34,12 +36,16 @@
 //!   [`rewrap_segment`](Zone::rewrap_segment) and
 //!   [`rewrap_file`](Zone::rewrap_file) move a segment's DEK to the active
 //!   version without touching the body ([`rewrap_files`](Zone::rewrap_files)
-//!   many files on several threads), [`retire_ezk`](Zone::retire_ezk)
+//!   many files on several threads, [`async_rewrap_files`](Zone::async_rewrap_files)
+//!   the same for async code), [`retire_ezk`](Zone::retire_ezk)
 //!   drops a version nothing uses, and [`rotate_root`](Zone::rotate_root)
 //!   rewraps every EZK under a new root key without touching any segment.
 //!
 //! Every change to the manifest is persisted before the zone uses it; a
 //! failed or interrupted change leaves the previous manifest in force.
+//! Each change moves the zone's [`anchor`](Zone::anchor), which the
+//! caller keeps to open the zone again: [`watch_anchor`](Zone::watch_anchor)
+//! tells of every change, wrap reservations on the data path included.
 //!
 //! # What readers see while the zone changes
 //!
