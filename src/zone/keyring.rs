@@ -150,7 +150,8 @@ impl Keyring {
         ZoneManifest::check_new(&spec.name, &spec.region, &spec.root)?;
         if store.load()?.is_some() {
             return Err(Error::InvalidArgument(format!(
-                "{store:?} already holds a zone manifest"
+                "{} already holds a zone manifest",
+                store.location()
             )));
         }
         self.create_in(store, spec, zone_id, body_zone_id).await
@@ -268,7 +269,7 @@ impl Keyring {
                 // Another creator stored its manifest after the load above:
                 // open theirs.
                 Err(Error::Conflict { .. }) => {
-                    tracing::debug!(store = ?store, "another creator won; opening its zone");
+                    tracing::debug!(store = %store.location(), "another creator won; opening its zone");
                 }
                 Err(e) => return Err(e),
             }
@@ -311,8 +312,9 @@ impl Keyring {
         ];
         if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
             return Err(rejected(StateRejection::Mismatch(format!(
-                "the zone {} in {store:?} was created with another {field} than asked",
-                manifest.zone_id
+                "the zone {} in {} was created with another {field} than asked",
+                manifest.zone_id,
+                store.location()
             ))));
         }
         // Trust on first use: any generation of this zone, under this root.
@@ -683,7 +685,7 @@ pub(crate) async fn resolve_root(
 pub(crate) fn no_manifest(store: &dyn ManifestStore) -> Error {
     Error::NotFound {
         what: "zone manifest",
-        location: format!("{store:?}"),
+        location: store.location(),
     }
 }
 
