@@ -25,6 +25,8 @@ const ACCESS_DENIED: i32 = 6;
 fn cmek(home: &std::path::Path, fake: &Fake, ca_file: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
     cmd.env("CMEK_HOME", home)
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS")
         .env("CMEK_AZURE_KV_TOKEN", &fake.token)
         .env("CMEK_AZURE_KV_CA_FILE", ca_file)
         .env("CMEK_AZURE_KV_VERIFY_CHALLENGE_RESOURCE", "0");
@@ -87,12 +89,9 @@ async fn keys_zones_and_the_access_document_through_the_cli() {
         assert_eq!(doc["keys"][0], fake.key_url(&name).as_str(), "{doc}");
         assert_eq!(
             doc["vault"]["accessPolicy"]["permissions"]["keys"],
-            serde_json::json!(["get", "wrapKey", "unwrapKey"])
+            serde_json::json!(["get", "wrapKey", "unwrapKey", "sign"])
         );
-        assert_eq!(
-            doc["vault"]["rbac"]["builtInRole"],
-            "Key Vault Crypto Service Encryption User"
-        );
+        assert_eq!(doc["vault"]["rbac"]["builtInRole"], "Key Vault Crypto User");
     }
 
     // A zone under the key: a file encrypted and decrypted, the zone's key

@@ -1,6 +1,7 @@
 //! Context binding for roots of trust whose wrap call takes no associated
 //! data: Azure Key Vault's `wrapKey` (RSA-OAEP-256, AES key wrap) and an
-//! HSM's AES key wrap with padding (`CKM_AES_KEY_WRAP_KWP`).
+//! HSM's AES key wrap with padding (`CKM_AES_KEY_WRAP_KWP`). It binds; it
+//! does not authenticate who wrapped (below).
 //!
 //! Such a root wraps an opaque byte string and hands it back unchanged, so
 //! cmek binds the encryption context itself: the string wrapped is the key
@@ -16,10 +17,18 @@
 //! the caller's context and compared in constant time; a different context
 //! or key id is [`Error::Integrity`] and the key is wiped unreleased.
 //!
-//! The construction relies on the root's wrap being authenticated or
-//! non-malleable (RSA-OAEP and AES key wrap both are): an attacker who
-//! cannot produce a wrapped string the root accepts cannot pair a key with
-//! a digest of their choosing.
+//! **What it does not give.** The digest stops a genuine wrap from being
+//! used under another context or key id, and a modified wrap from
+//! unwrapping (AES key wrap and RSA-OAEP are non-malleable). It does not
+//! stop anyone from *making* a wrap: the digest is computed from public
+//! values (the key id, the salt, the context), so whoever can run the
+//! root's wrap operation can bind a key of their own choosing correctly.
+//! The construction is sound only under a root whose wrap needs the root's
+//! secret: AES key wrap inside an HSM or Managed HSM is, RSA-OAEP is not —
+//! it is encryption under the public half, which anyone can read. A
+//! provider with an RSA root must therefore authenticate each wrap with an
+//! operation only the key holder can perform (the Azure Key Vault provider
+//! has the key sign its wraps, and checks the signature before unwrapping).
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;

@@ -50,7 +50,11 @@
 //! `cmek::testing::conformance` (feature `testing`), which every provider
 //! in this crate passes too: round trips, context binding, wrong keys,
 //! modified blobs, key states, validation reports, region answers, error
-//! kinds, generated keys and alias resolution.
+//! kinds, generated keys, alias resolution, and forged wraps. Only the
+//! root key's holder may be able to make a wrap the provider accepts: a
+//! provider whose root has public material (an RSA key) must authenticate
+//! each wrap with an operation only the holder can perform, as the Azure
+//! Key Vault provider does, and binding the context is not that.
 //!
 //! This module must not cache unwrapped keys or retry: callers (zones) own
 //! caching and coalescing, so that every provider call is visible.
@@ -323,12 +327,45 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 
     /// Unwraps a key wrapped under `root`; fails unless `context` equals the
     /// one given to [`wrap_key`](Self::wrap_key).
+    ///
+    /// Only a wrap made by the root key's holder may unwrap: a wrap that
+    /// someone without the root's secret could have made (with public
+    /// material such as an RSA public key) must be refused, also when it is
+    /// in a format an older release wrote (see
+    /// [`is_legacy_wrap`](Self::is_legacy_wrap)).
     async fn unwrap_key(
         &self,
         root: &KeyRef,
         wrapped: &WrappedKey,
         context: &EncryptionContext,
     ) -> Result<SecretKey>;
+
+    /// True if `wrapped` is in a format this provider's
+    /// [`unwrap_key`](Self::unwrap_key) refuses because someone without the
+    /// root's secret could have made it, and that an older release wrote
+    /// (an Azure Key Vault RSA wrap without a signature). Such a wrap is
+    /// read only by [`unwrap_legacy_key`](Self::unwrap_legacy_key), for an
+    /// explicit adoption. Parses only; makes no call. `false` by default.
+    fn is_legacy_wrap(&self, wrapped: &WrappedKey) -> bool {
+        let _ = wrapped;
+        false
+    }
+
+    /// Unwraps `wrapped` like [`unwrap_key`](Self::unwrap_key), but also
+    /// when it is a [legacy wrap](Self::is_legacy_wrap): for
+    /// `Keyring::adopt_legacy_wraps` only, which an operator runs on a zone
+    /// whose stored state they trust, to rewrap such keys in the current
+    /// format. Never call it on what storage hands you otherwise: a legacy
+    /// wrap is exactly what an attacker can forge. The default is
+    /// [`unwrap_key`](Self::unwrap_key).
+    async fn unwrap_legacy_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        self.unwrap_key(root, wrapped, context).await
+    }
 
     /// The root key's state. A missing key is `Ok(KeyState::NotFound)` and an
     /// unreachable provider `Ok(KeyState::Unreachable)`; other failures
@@ -493,6 +530,17 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
         context: &EncryptionContext,
     ) -> Result<SecretKey> {
         (**self).unwrap_key(root, wrapped, context).await
+    }
+    fn is_legacy_wrap(&self, wrapped: &WrappedKey) -> bool {
+        (**self).is_legacy_wrap(wrapped)
+    }
+    async fn unwrap_legacy_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        (**self).unwrap_legacy_key(root, wrapped, context).await
     }
     async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
         (**self).describe_key(root).await

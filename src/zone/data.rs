@@ -19,7 +19,7 @@ use crate::cipher::{fill_random, NONCE_LEN};
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::stream::{
     ChunkOpener, ChunkSealer, DecryptingReader, EncryptingWriter, Header as StreamHeader, Params,
-    RangeDecryptor, SeekableReader, Threads,
+    RangeDecryptor, ReadAt, SeekableReader, Threads,
 };
 use crate::{Error, IntegrityFailure, Result};
 
@@ -426,6 +426,73 @@ impl Zone {
                 .with_base(SEGMENT_HEADER_LEN as u64)
                 .with_gate(self.gate());
         Ok(OpenedSegment::new(body, segment_len))
+    }
+
+    /// Opens the segment stored in `source` — its [`File`](std::fs::File),
+    /// its bytes, anything [`ReadAt`] that knows its length — for
+    /// positional reads shared by many threads: reads its first
+    /// [`SEGMENT_PREFIX_LEN`] bytes and takes its length from
+    /// [`ReadAt::source_len`], then opens it as
+    /// [`open_segment`](Self::open_segment) does. Read from the same
+    /// source afterwards ([`OpenedSegment::read_at`]). No provider call.
+    ///
+    /// The length is the source's when this is called: open a segment
+    /// once it is complete.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cmek::provider::LocalKeyProvider;
+    /// # use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local")?;
+    /// # let root = provider.add_key("root")?;
+    /// # let zone = Keyring::new(Arc::new(provider))
+    /// #     .create_zone(Arc::new(MemoryManifestStore::new()), ZoneSpec::new("orders", "local", root))
+    /// #     .await?;
+    /// let path = dir.path().join("000001.sst");
+    /// std::fs::write(&path, zone.encrypt_segment("000001.sst", b"rows and rows")?)?;
+    ///
+    /// let file = std::fs::File::open(&path)?;
+    /// let segment = zone.open_segment_from("000001.sst", &file)?;
+    /// let mut rows = [0u8; 4];
+    /// segment.read_at(&file, 9, &mut rows)?;
+    /// assert_eq!(&rows, b"rows");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`open_segment`](Self::open_segment); [`Error::Io`] if `source`
+    /// cannot be read or its length cannot be had;
+    /// [`Error::Malformed`] if it is shorter than its length said;
+    /// [`Error::Misuse`] for a source that does not know its length (give
+    /// the length to [`open_segment`](Self::open_segment)).
+    pub fn open_segment_from<R: ReadAt + ?Sized>(
+        &self,
+        segment_id: &str,
+        source: &R,
+    ) -> Result<OpenedSegment> {
+        let segment_len = source.source_len()?.ok_or_else(|| {
+            Error::misuse(
+                "the segment's source does not know its length: give it to Zone::open_segment",
+            )
+        })?;
+        let mut prefix = [0u8; SEGMENT_PREFIX_LEN];
+        // A source shorter than a prefix is refused by open_segment, with
+        // the length in the message.
+        let prefix_len = segment_len.min(SEGMENT_PREFIX_LEN as u64) as usize;
+        let prefix = &mut prefix[..prefix_len];
+        source
+            .read_exact_at(prefix, 0)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::malformed(
+                    "segment",
+                    format!("shorter than the {segment_len} bytes its source reported"),
+                ),
+                _ => Error::from(e),
+            })?;
+        self.open_segment(segment_id, prefix, segment_len)
     }
 
     /// The check a segment stream of this zone runs before each chunk:
