@@ -1476,3 +1476,26 @@ async fn a_segment_under_a_newer_ezk_reloads_the_zone() {
         70_000
     );
 }
+
+/// A zone whose manifest object is missing is named by that object's path
+/// and store, not by the manifest store's debug form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_manifest_object_is_named_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = zone_in(dir.path(), None).await;
+    let anchor = zone.anchor();
+    let provider = LocalKeyProvider::open(dir.path().join("root.keys")).unwrap();
+    let keyring = Keyring::new(Arc::new(provider));
+    let store = Arc::new(super::adapter::ObjectManifestStore::new(
+        Arc::new(InMemory::new()),
+        Path::from("zones/orders.manifest"),
+    ));
+    let err = keyring.open_zone(store, &anchor).await.unwrap_err();
+    assert!(matches!(err, cmek::Error::NotFound { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("object zones/orders.manifest in InMemory"),
+        "{text}"
+    );
+    assert!(!text.contains("ObjectManifestStore"), "{text}");
+}
