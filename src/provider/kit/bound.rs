@@ -132,9 +132,9 @@ mod tests {
         let bound = bind(&key, "root-1", &context("a"));
         let bound = bound.as_bytes();
         for (bytes, id, ctx) in [
-            (&bound[..], "root-1", context("b")),
-            (&bound[..], "root-2", context("a")),
-            (&bound[..], "root-1", EncryptionContext::new()),
+            (bound, "root-1", context("b")),
+            (bound, "root-2", context("a")),
+            (bound, "root-1", EncryptionContext::new()),
             (&bound[..BOUND_KEY_LEN - 1], "root-1", context("a")),
             (&bound[..KEY_LEN], "root-1", context("a")),
         ] {

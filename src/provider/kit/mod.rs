@@ -1,9 +1,9 @@
-//! The provider kit: what a [`KeyProvider`] implementation needs beyond the
+//! The provider kit: what a [`KeyProvider`](super::KeyProvider) implementation needs beyond the
 //! trait, for providers written outside this crate as for the ones inside
 //! it, which use nothing else.
 //!
 //! A provider for another key service (a secrets engine's transit API, a
-//! cloud HSM, a key manager) implements [`KeyProvider`] (see "Writing a
+//! cloud HSM, a key manager) implements [`KeyProvider`](super::KeyProvider) (see "Writing a
 //! provider" in [`provider`](super)) and uses this module for the parts
 //! that must be right and the same everywhere:
 //!
@@ -20,7 +20,7 @@
 //! * [`check_kind`] — refuses a [`KeyRef`] of another provider kind; call
 //!   it first in every method that takes one.
 //! * [`region_mismatch`] — the error for a key used from a region it does
-//!   not serve, for [`KeyProvider::key_in_region`].
+//!   not serve, for [`KeyProvider::key_in_region`](super::KeyProvider::key_in_region).
 //! * [`fill_random`] — randomness (salts, nonces, request ids) from the
 //!   operating system, or from the FIPS module in a `fips` build.
 //! * [`sha256`] — SHA-256 over concatenated parts, for a digest the
@@ -55,8 +55,8 @@
 //!   or key, but every input to it is public, so it cannot say who
 //!   wrapped.
 //! * A format that an earlier release wrote and that fails the contract
-//!   is refused by [`KeyProvider::unwrap_key`], and read only through
-//!   [`KeyProvider::unwrap_legacy_key`] for an explicit adoption.
+//!   is refused by [`KeyProvider::unwrap_key`](super::KeyProvider::unwrap_key), and read only through
+//!   [`KeyProvider::unwrap_legacy_key`](super::KeyProvider::unwrap_legacy_key) for an explicit adoption.
 //!
 //! `docs/SECURITY.md` ("Who can make a wrap a root accepts") states, for
 //! each provider in this crate, who can make a wrap it accepts. The
