@@ -11,6 +11,7 @@
 mod azure_kv_common;
 
 use std::fs;
+use std::path::PathBuf;
 
 use assert_cmd::Command;
 use azure_kv_common::forge::{Manifest, PublicHalf};
@@ -37,13 +38,20 @@ fn cmek(home: &std::path::Path, fake: &Fake, ca_file: &std::path::Path) -> Comma
     cmd
 }
 
-#[tokio::test]
-async fn keys_zones_and_the_access_document_through_the_cli() {
-    let Some(fake) = fake() else { return };
+/// A temporary directory holding the fake's CA certificate, and the
+/// state directory in it: (the directory, the home, the CA file).
+fn state_dir(fake: &Fake) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     fs::write(&ca_file, &fake.ca).unwrap();
     let home = dir.path().join("home");
+    (dir, home, ca_file)
+}
+
+#[tokio::test]
+async fn keys_zones_and_the_access_document_through_the_cli() {
+    let Some(fake) = fake() else { return };
+    let (dir, home, ca_file) = state_dir(&fake);
     let p = fake.provider();
     let name = fake.unique_name("cli");
     let v1 = fake.create(&p, &name).await;
@@ -175,10 +183,7 @@ async fn keys_zones_and_the_access_document_through_the_cli() {
 #[tokio::test]
 async fn a_zone_with_unsigned_wraps_is_adopted_on_the_operators_word() {
     let Some(fake) = fake() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    fs::write(&ca_file, &fake.ca).unwrap();
-    let home = dir.path().join("home");
+    let (dir, home, ca_file) = state_dir(&fake);
     let p = fake.provider();
     let root = fake.create(&p, &fake.unique_name("cli-adopt")).await;
     let key = format!("azure:{}", root.key_id());
