@@ -49,10 +49,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{
-    check_kind, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey,
-    WrappedKey,
-};
+use super::kit::{check_kind, root_wrap_aad};
+use super::{EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, WrappedKey};
 use crate::cipher::{KeyWrapper, SHA256_LEN};
 use crate::codec::{open_checksummed, seal_checksummed, start_checksummed};
 use crate::error::StateRejection;

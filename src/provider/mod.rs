@@ -46,7 +46,11 @@
 //! onto [`Error`](crate::Error) as the trait documents. The other methods
 //! have defaults that are right for a provider without aliases, replicas,
 //! administration or policies; a provider that has them overrides the
-//! defaults. It must pass the conformance suite,
+//! defaults. The [`kit`] module holds what it needs beyond the trait —
+//! binding the context to a wrap, checking a key reference's kind and
+//! region, randomness — and its security contract; the providers in this
+//! crate use it too, and nothing else. `examples/http_key_service.rs` is a
+//! provider written outside the crate. It must pass the conformance suite,
 //! `cmek::testing::conformance` (feature `testing`), which every provider
 //! in this crate passes too: round trips, context binding, wrong keys,
 //! modified blobs, key states, validation reports, region answers, error
@@ -68,6 +72,7 @@ use bytes::Bytes;
 
 use crate::secret::SecretKey;
 use crate::Result;
+use kit::region_mismatch;
 
 mod admin;
 #[cfg(feature = "aws-kms")]
@@ -76,11 +81,9 @@ pub mod aws;
 pub mod azure;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp;
+pub mod kit;
 #[cfg(feature = "kmip")]
 pub mod kmip;
-// Used by the providers whose wrap call takes no associated data.
-#[allow(dead_code)]
-mod bound;
 pub(crate) mod local;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
@@ -102,7 +105,6 @@ pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
 pub use pkcs11::{
     Pkcs11Options, Pkcs11Pin, Pkcs11Provider, TokenSelector, WrapMechanism, PKCS11_PROVIDER,
 };
-pub(crate) use region::region_mismatch;
 pub use region::RegionAnswer;
 pub use state::KeyState;
 pub use validate::{KeyValidation, StepOutcome, ValidationFailure, ValidationStep};
@@ -245,15 +247,6 @@ fn push_len_prefixed_count(out: &mut Vec<u8>, n: usize) {
 fn push_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     push_len_prefixed_count(out, bytes.len());
     out.extend_from_slice(bytes);
-}
-
-/// The associated data a provider binds when it wraps under root key
-/// `key_id` with `context`: `u32be(len(key_id)) ‖ key_id ‖ context`.
-pub(crate) fn root_wrap_aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
-    let mut aad = Vec::new();
-    push_len_prefixed(&mut aad, key_id.as_bytes());
-    aad.extend_from_slice(&context.canonical_bytes());
-    aad
 }
 
 /// A key wrapped by a provider: opaque bytes, meaningful only to the provider
@@ -595,20 +588,9 @@ pub fn region_named_by(kind: &str, key_id: &str) -> Option<String> {
     None
 }
 
-/// Refuses a [`KeyRef`] meant for another provider kind.
-pub(crate) fn check_kind(expected: &str, root: &KeyRef) -> Result<()> {
-    if root.provider() == expected {
-        Ok(())
-    } else {
-        Err(crate::Error::InvalidArgument(format!(
-            "key {root} belongs to provider {:?}, not {expected:?}",
-            root.provider()
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::kit::{check_kind, root_wrap_aad};
     use super::*;
 
     #[test]

@@ -271,6 +271,25 @@ pub enum ZoneCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Take in EZK wraps in a format an older release wrote and the
+    /// provider now refuses because someone without the root key could
+    /// have made them (an unsigned Azure Key Vault RSA wrap), rewrapping
+    /// them in the current format; the zone's recorded generation
+    /// follows. The manifest is still checked against the zone's record
+    /// in the key registry (id, root key, generation), but its legacy
+    /// wraps are trusted as stored: anyone who could write the manifest
+    /// could have planted an EZK of their own in one, and it would become
+    /// the zone's. Run it once, right after upgrading, and only on a
+    /// manifest nobody else could have written since the zone was last
+    /// used, never in answer to an error on a zone that opened before.
+    /// A zone with nothing to take in just opens.
+    AdoptLegacyWraps {
+        /// The zone's name.
+        name: String,
+        /// Confirm that the stored manifest is trusted as it is.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `--force` of `encrypt` and `decrypt`: what happens to an entry already

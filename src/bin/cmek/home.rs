@@ -373,12 +373,12 @@ impl Home {
     /// Records the zone's new generation in the registry.
     pub async fn open_zone(&self, name: &str) -> CliResult<Zone> {
         let record = self.registered_zone(name)?;
-        let (_, store) = self.zone_manifest(name)?;
+        let (manifest, store) = self.zone_manifest(name)?;
         let provider = self.provider_for_root(&record.key, &record.region).await?;
-        let keyring = Keyring::new(provider);
+        let keyring = Keyring::new(provider.clone());
         let anchor = record.anchor();
         let legacy = !manifest_format(store.path())?.is_authenticated();
-        let zone = if legacy && record.generation == 0 {
+        let opened = if legacy && record.generation == 0 {
             eprintln!(
                 "cmek: zone {name}: adopting a manifest written by an older release \
                  (rewritten as version 3, authenticated)"
@@ -386,8 +386,29 @@ impl Home {
             keyring.adopt_legacy_zone(store, &anchor).await
         } else {
             keyring.open_zone(store, &anchor).await
-        }
-        .context(format!("zone {name}"))?;
+        };
+        let zone = match opened {
+            Ok(zone) => zone,
+            // Wraps an older release wrote and the provider now refuses
+            // are taken in only on the operator's explicit word: say how.
+            Err(
+                e @ cmek::Error::StateRejected {
+                    reason: cmek::StateRejection::Mismatch(_),
+                    ..
+                },
+            ) if manifest
+                .ezk_versions()
+                .any(|(_, r)| provider.is_legacy_wrap(&r.wrapped)) =>
+            {
+                let mut failure = Failure::from(e).context(format!("zone {name}"));
+                failure.message.push_str(&format!(
+                    "; if this manifest is the zone's own and nobody else could have written \
+                     it since, take its wraps in once with `cmek zone adopt-legacy-wraps {name} --yes`"
+                ));
+                return Err(failure);
+            }
+            Err(e) => return Err(Failure::from(e).context(format!("zone {name}"))),
+        };
         self.record_zone(&zone)?;
         Ok(zone)
     }

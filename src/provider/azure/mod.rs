@@ -12,7 +12,7 @@
 //!   (`Zone::rotate_root` with the versionless name).
 //! * **Wrap** is `get key` (the key's type, state, current version and,
 //!   for RSA, public half), then `wrapKey` of a *bound key*
-//!   (`provider::bound`: the 32-byte key and a SHA-256 binding the key's
+//!   (`provider::kit::bind`: the 32-byte key and a SHA-256 binding the key's
 //!   versionless id, a fresh salt and the [`EncryptionContext`]) with
 //!   RSA-OAEP-256 for `RSA`/`RSA-HSM` keys and `A256KW` for `oct-HSM` keys.
 //!   RSA-OAEP-256 is encryption under the *public* half, which anyone can
@@ -74,11 +74,8 @@ use azure_security_keyvault_keys::models::{
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use zeroize::Zeroizing;
 
-use super::{
-    bound, check_kind, region_mismatch, EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState,
-    NewKey, WrappedKey,
-};
-use crate::cipher::sha256;
+use super::kit::{self, check_kind, fill_random, region_mismatch, sha256};
+use super::{EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, WrappedKey};
 use crate::secret::SecretKey;
 use crate::{Error, Result, StateRejection};
 
@@ -453,7 +450,7 @@ impl AzureKeyVaultProvider {
             out.result
                 .ok_or_else(|| Error::malformed("Key Vault unwrapKey response", "no result"))?,
         );
-        bound::unbind(&bound, &bound_id(id, &blob.salt), context)
+        kit::unbind(&bound, &bound_id(id, &blob.salt), context)
     }
 
     async fn set_enabled(&self, key: &KeyRef, enabled: bool) -> Result<()> {
@@ -656,13 +653,13 @@ impl KeyProvider for AzureKeyVaultProvider {
         let algorithm = algorithm_for(jwk.kty.as_ref(), root)?;
         let key_version = version_of(jwk.kid.as_deref(), "Key Vault get key response")?;
         let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt).map_err(|_| Error::Random)?;
-        let bound = bound::bind(key, &bound_id(&id, &salt), context);
+        fill_random(&mut salt)?;
+        let bound = kit::bind(key, &bound_id(&id, &salt), context);
         // The SDK copies the bound key into its request body, which it does
         // not wipe; that copy is outside cmek's control.
         let parameters = KeyOperationParameters {
             algorithm: Some(encryption_algorithm(algorithm)),
-            value: Some(bound.to_vec()),
+            value: Some(bound.as_bytes().to_vec()),
             ..Default::default()
         };
         let options = KeyClientWrapKeyOptions {
@@ -796,7 +793,7 @@ impl KeyAdmin for AzureKeyVaultProvider {
             Some(n) => n.to_owned(),
             None => {
                 let mut r = [0u8; 8];
-                getrandom::fill(&mut r).map_err(|_| Error::Random)?;
+                fill_random(&mut r)?;
                 let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
                 format!("cmek-{hex}")
             }

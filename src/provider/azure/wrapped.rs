@@ -29,7 +29,8 @@
 //! length is checked and anything unexpected is [`Error::Malformed`].
 
 use super::key_id::{valid_version, MAX_VERSION};
-use crate::provider::{root_wrap_aad, EncryptionContext};
+use crate::provider::kit::root_wrap_aad;
+use crate::provider::EncryptionContext;
 use crate::{Error, Result};
 
 /// Length of the salt.
