@@ -1,12 +1,14 @@
 //! The encrypted object store (`object_store` 0.14) over `InMemory`,
 //! against the same store unencrypted and the zone's one-shot calls.
 //!
-//! * `object_store_get_range`: 4 KiB at random offsets of a 1 GiB object
-//!   (64 KiB chunks): `EncryptedStore::get_range` against `InMemory`'s own
-//!   `get_range` of the plaintext. Before measuring, it prints the bytes
-//!   the encrypted store fetched from the inner store per range (counted
-//!   by a wrapping store), against the bound of the segment's prefix and
-//!   two chunks.
+//! * `object_store_get_range`: 4 KiB at random offsets of a 1 GiB object:
+//!   `EncryptedStore::get_range` at the zone's 64 KiB chunks and at 1 KiB
+//!   chunks (`ChunkSizes`, as `ChunkSizes::slatedb` gives SSTs) against
+//!   `InMemory`'s own `get_range` of the plaintext. Before measuring, it
+//!   prints the bytes the encrypted store fetched from the inner store per
+//!   range (counted by a wrapping store) and the stored bytes, against the
+//!   plaintext's, and checks the fetch against the bound of the segment's
+//!   prefix and the chunks a 4 KiB range can touch.
 //! * `object_store_get_256MiB`: a whole-object streaming `get` (the
 //!   stream's pieces consumed as they come) against the zone's one-shot
 //!   `decrypt_segment` of the same stored bytes (a fresh 256 MiB buffer
@@ -23,8 +25,7 @@
 //! `cargo bench --bench object_store --features object-store`
 
 use std::hint::black_box;
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,19 +34,23 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::stream::{BoxStream, StreamExt};
 
 use cmek::object_store::v014::EncryptedStore;
+use cmek::object_store::{ChunkSizes, BLOCK_CHUNK_SIZE};
 use cmek::provider::LocalKeyProvider;
+use cmek::stream::Params;
 use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneSpec, SEGMENT_PREFIX_LEN};
 use object_store_014::memory::InMemory;
 use object_store_014::path::Path;
 use object_store_014::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    UploadPart,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
 
 #[allow(dead_code)]
 #[path = "../tests/counting_alloc/mod.rs"]
 mod counting_alloc;
+#[path = "counting_store/mod.rs"]
+mod counting_store;
+use counting_store::Counting;
 
 const GIB: usize = 1 << 30;
 
@@ -95,55 +100,78 @@ fn offsets(total: usize, len: usize, n: usize) -> Vec<u64> {
 fn get_range(c: &mut Criterion) {
     let rt = runtime();
     let (_dir, zone) = zone(&rt);
-    let chunk = zone.manifest().stream_params().chunk_size() as u64;
-    let counting = Counting::new(InMemory::new());
-    let fetched = Arc::clone(&counting.fetched);
-    let gets = Arc::clone(&counting.gets);
-    let store = EncryptedStore::new(counting, zone);
     let plain = InMemory::new();
     let path = Path::from("bench/1GiB");
     let payload: Bytes = data(GIB).into();
-    rt.block_on(async {
-        store.put(&path, payload.clone().into()).await.unwrap();
-        plain.put(&path, payload.clone().into()).await.unwrap();
-    });
-    drop(payload);
+    rt.block_on(plain.put(&path, payload.clone().into()))
+        .unwrap();
+    let block = Params::new(BLOCK_CHUNK_SIZE).unwrap();
+    let mut stores = Vec::new();
+    for (name, sizes) in [
+        ("encrypted_4KiB_in_1GiB", ChunkSizes::default()),
+        (
+            "encrypted_4KiB_in_1GiB_1KiB_chunks",
+            ChunkSizes::default().with_prefix("bench/", block),
+        ),
+    ] {
+        let counting = Counting::new(Arc::new(InMemory::new()));
+        let fetched = Arc::clone(&counting.fetched);
+        let gets = Arc::clone(&counting.gets);
+        let store = EncryptedStore::new(counting, zone.clone()).with_chunk_sizes(sizes);
+        rt.block_on(store.put(&path, payload.clone().into()))
+            .unwrap();
+        let stored = rt.block_on(store.inner().head(&path)).unwrap().size;
+        let chunk = rt
+            .block_on(store.inner().get_range(&path, 0..SEGMENT_PREFIX_LEN as u64))
+            .map(|prefix| {
+                cmek::zone::SegmentHeader::parse(&prefix)
+                    .unwrap()
+                    .chunk_size()
+            })
+            .unwrap() as u64;
 
-    let reads = offsets(GIB, 4096, 1000);
-    fetched.store(0, Ordering::SeqCst);
-    gets.store(0, Ordering::SeqCst);
-    rt.block_on(async {
-        for &at in &reads {
-            black_box(store.get_range(&path, at..at + 4096).await.unwrap());
-        }
-    });
-    let per_read = fetched.load(Ordering::SeqCst) as f64 / reads.len() as f64;
-    let gets_per_read = gets.load(Ordering::SeqCst) as f64 / reads.len() as f64;
-    let bound = SEGMENT_PREFIX_LEN as u64 + 2 * chunk;
-    println!(
-        "object_store_get_range: {per_read:.0} bytes fetched and {gets_per_read:.3} GETs per \
-         4 KiB range on average over {} ranges (bound: prefix {SEGMENT_PREFIX_LEN} + 2 chunks \
-         = {bound} bytes)",
-        reads.len()
-    );
-    assert!(
-        per_read <= bound as f64,
-        "a range fetched more than its bound"
-    );
+        let reads = offsets(GIB, 4096, 1000);
+        fetched.store(0, Ordering::SeqCst);
+        gets.store(0, Ordering::SeqCst);
+        rt.block_on(async {
+            for &at in &reads {
+                black_box(store.get_range(&path, at..at + 4096).await.unwrap());
+            }
+        });
+        let per_read = fetched.load(Ordering::SeqCst) as f64 / reads.len() as f64;
+        let gets_per_read = gets.load(Ordering::SeqCst) as f64 / reads.len() as f64;
+        // The chunks a 4 KiB range can touch, and the segment's prefix.
+        let bound = SEGMENT_PREFIX_LEN as u64 + (4096u64.div_ceil(chunk - 16) + 1) * chunk;
+        println!(
+            "{name}: {chunk}-byte chunks; {per_read:.0} bytes fetched ({:.3}x the 4096 asked) \
+             and {gets_per_read:.3} GETs per range on average over {} ranges (bound: prefix \
+             {SEGMENT_PREFIX_LEN} + the chunks a range can touch = {bound} bytes); stored \
+             {:.4}x the plaintext",
+            per_read / 4096.0,
+            reads.len(),
+            stored as f64 / GIB as f64,
+        );
+        assert!(
+            per_read <= bound as f64,
+            "a range fetched more than its bound"
+        );
+        stores.push((name, store));
+    }
+    drop(payload);
 
     let mut g = c.benchmark_group("object_store_get_range");
     g.throughput(Throughput::Elements(1));
-    let mut i = 0usize;
-    let mut next = move || {
-        i = (i + 1) % reads.len();
-        reads[i]
-    };
-    g.bench_function("encrypted_4KiB_in_1GiB", |b| {
-        b.iter(|| {
-            let at = next();
-            rt.block_on(store.get_range(&path, at..at + 4096)).unwrap()
-        })
-    });
+    for (name, store) in &stores {
+        let reads = offsets(GIB, 4096, 1000);
+        let mut i = 0usize;
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                i = (i + 1) % reads.len();
+                let at = reads[i];
+                rt.block_on(store.get_range(&path, at..at + 4096)).unwrap()
+            })
+        });
+    }
     let reads = offsets(GIB, 4096, 1000);
     let mut i = 0usize;
     g.bench_function("plain_4KiB_in_1GiB", |b| {
@@ -266,122 +294,6 @@ async fn upload(store: &dyn ObjectStore, path: &Path, piece: &Bytes, pieces: usi
         upload.put_part(piece.clone().into()).await.unwrap();
     }
     upload.complete().await.unwrap();
-}
-
-/// An inner store that counts the bytes its `get`s return.
-#[derive(Debug)]
-struct Counting {
-    inner: InMemory,
-    fetched: Arc<AtomicU64>,
-    gets: Arc<AtomicU64>,
-}
-
-impl Counting {
-    fn new(inner: InMemory) -> Self {
-        Self {
-            inner,
-            fetched: Arc::new(AtomicU64::new(0)),
-            gets: Arc::new(AtomicU64::new(0)),
-        }
-    }
-}
-
-impl std::fmt::Display for Counting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Counting({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Counting {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store_014::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store_014::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store_014::Result<GetResult> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        let r = self.inner.get_opts(location, options).await?;
-        let (meta, range, attributes, extensions) = (
-            r.meta.clone(),
-            r.range.clone(),
-            r.attributes.clone(),
-            r.extensions.clone(),
-        );
-        let fetched = Arc::clone(&self.fetched);
-        let body = r
-            .into_stream()
-            .inspect(move |piece| {
-                if let Ok(p) = piece {
-                    fetched.fetch_add(p.len() as u64, Ordering::Relaxed);
-                }
-            })
-            .boxed();
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(body),
-            meta,
-            range,
-            attributes,
-            extensions,
-        })
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store_014::Result<Vec<Bytes>> {
-        let r = self.inner.get_ranges(location, ranges).await?;
-        let n: usize = r.iter().map(Bytes::len).sum();
-        self.fetched.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(r)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store_014::Result<Path>>,
-    ) -> BoxStream<'static, object_store_014::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&Path>,
-    ) -> BoxStream<'static, object_store_014::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&Path>,
-    ) -> object_store_014::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store_014::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
 }
 
 /// A store whose multipart uploads drop every part: only the writer's own

@@ -92,10 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The root of trust: a local key file (any KeyProvider works the same).
     let provider = LocalKeyProvider::open_or_create(dir.join("root.keys"), "local")?;
-    let root = match provider.list_keys()?.into_iter().next() {
-        Some(info) => info.key,
-        None => provider.add_key("root")?,
-    };
+    let root = provider.get_or_add_key("root")?;
     let keyring = Keyring::new(Arc::new(provider));
     let (zone, origin) = keyring
         .open_or_create_zone(manifest, ZoneSpec::new("lake", "local", root))

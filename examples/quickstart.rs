@@ -66,10 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. The root of trust: a local key file (0600) holding one root key.
     let local = LocalKeyProvider::open_or_create(dir.join("root.keys"), "local")?;
-    let root = match local.list_keys()?.into_iter().next() {
-        Some(info) => info.key,
-        None => local.add_key("root-1")?,
-    };
+    let root = local.get_or_add_key("root-1")?;
     println!("root key        {root} in {}", local.path().display());
     let provider = Arc::new(Counted {
         inner: local,

@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cmek::provider::LocalKeyProvider;
-use cmek::stream::ReadAt;
-use cmek::zone::{FileManifestStore, Keyring, OpenedSegment, Zone, ZoneSpec, SEGMENT_PREFIX_LEN};
+use cmek::zone::{FileManifestStore, Keyring, OpenedSegment, Zone, ZoneSpec};
 
 /// An open segment file: shared by every lookup, from any thread.
 struct Table {
@@ -67,11 +66,8 @@ impl Collection {
             return Ok(Arc::clone(table));
         }
         let file = File::open(self.path_of(segment))?;
-        let mut prefix = [0u8; SEGMENT_PREFIX_LEN];
-        file.read_exact_at(&mut prefix, 0)?;
-        let opened = self
-            .zone
-            .open_segment(segment, &prefix, file.metadata()?.len())?;
+        // Reads the segment's header and length from the file.
+        let opened = self.zone.open_segment_from(segment, &file)?;
         let table = Arc::new(Table {
             file,
             segment: opened,
@@ -101,8 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let segment_len = args.next().transpose()?.unwrap_or(4) << 20;
     let dir = tempfile::tempdir()?;
 
-    let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local")?;
-    let root = provider.add_key("engine-root")?;
+    let provider = LocalKeyProvider::open_or_create(dir.path().join("root.keys"), "local")?;
+    let root = provider.get_or_add_key("engine-root")?;
     let keyring = Keyring::new(Arc::new(provider));
     let store = Arc::new(FileManifestStore::new(dir.path().join("vectors.manifest")));
     let zone = keyring
@@ -165,7 +161,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| (s.clone(), collection.path_of(s)))
         .collect();
     let start = Instant::now();
-    let summary = collection.zone.rewrap_files(files, |_| {});
+    // On threads of the batch's own: the async runtime stays free.
+    let summary = collection.zone.async_rewrap_files(files, |_| {}).await?;
     let secs = start.elapsed().as_secs_f64();
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     println!(

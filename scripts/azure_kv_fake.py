@@ -4,9 +4,14 @@
 Written from Microsoft's public Key Vault REST reference (keys, api-version
 2025-07-01 as the Rust SDK sends it), for exactly the calls cmek makes and its
 tests need: create key, get key (with and without a version), update key
-(enabled, nbf, exp), wrapKey and unwrapKey (RSA-OAEP-256, RSA-OAEP and
-A128KW/A192KW/A256KW, done for real with pyca/cryptography), delete key (soft
-delete), get / purge / recover a deleted key. Errors have the service's body
+(enabled, nbf, exp, key_ops), wrapKey and unwrapKey (RSA-OAEP-256, RSA-OAEP
+and A128KW/A192KW/A256KW), sign (RSA keys: PS256/384/512 and RS256/384/512
+over a digest the caller computed), all done for real with
+pyca/cryptography, delete key (soft delete), get / purge / recover a deleted
+key. A key's permitted operations (key_ops) are enforced as Key Vault does:
+an operation the key does not allow is refused with 403 and the inner code
+KeyOperationForbidden; a key created without key_ops allows every operation
+of its type. Errors have the service's body
 shape, {"error": {"code", "message", "innererror": {"code"}}}, and status
 codes. Requests without a bearer token get the service's authentication
 challenge (401 with WWW-Authenticate naming the resource
@@ -29,7 +34,7 @@ Test-only control endpoints, outside the API's paths and without auth:
                                      every API request, or NAME's
   POST /_fake/deny?key=NAME[&op=OP]  answer 403 to NAME's calls (every
                                      operation, or OP: get, wrapKey,
-                                     unwrapKey, update, delete)
+                                     unwrapKey, sign, update, delete)
   POST /_fake/allow?key=NAME         undo every deny of NAME
 """
 
@@ -48,7 +53,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.keywrap import (
     InvalidUnwrap,
     aes_key_unwrap,
@@ -61,6 +66,22 @@ CHALLENGE = (
     'resource="https://vault.azure.net"'
 )
 RECOVERY_LEVEL = "Recoverable+Purgeable"
+# The operations each key type allows, and so the default key_ops.
+KEY_OPS = {
+    "RSA": ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
+    "RSA-HSM": ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
+    "oct-HSM": ["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+}
+# Signature algorithms of RSA keys: the hash, and whether PSS (salt as long
+# as the hash, RFC 7518) or PKCS#1 v1.5 padding.
+SIGN_ALGORITHMS = {
+    "PS256": (hashes.SHA256, True),
+    "PS384": (hashes.SHA384, True),
+    "PS512": (hashes.SHA512, True),
+    "RS256": (hashes.SHA256, False),
+    "RS384": (hashes.SHA384, False),
+    "RS512": (hashes.SHA512, False),
+}
 RECOVERABLE_DAYS = 90
 
 
@@ -193,6 +214,31 @@ def check_window(v, operation):
         )
 
 
+def check_key_ops(v, operation):
+    if operation not in v.key_ops:
+        raise ApiError(
+            403,
+            "Forbidden",
+            f"Operation {operation} is not permitted on this key.",
+            inner="KeyOperationForbidden",
+        )
+
+
+def sign(v, alg, digest):
+    if v.private is None:
+        raise bad(f"Invalid algorithm {alg} for key type {v.kty}.")
+    if alg not in SIGN_ALGORITHMS:
+        raise bad(f"Invalid algorithm {alg} for key type {v.kty}.")
+    hash_type, pss = SIGN_ALGORITHMS[alg]
+    if len(digest) != hash_type.digest_size:
+        raise bad(f"The digest length is not valid for algorithm {alg}.")
+    if pss:
+        pad = padding.PSS(padding.MGF1(hash_type()), hash_type.digest_size)
+    else:
+        pad = padding.PKCS1v15()
+    return v.private.sign(digest, pad, utils.Prehashed(hash_type()))
+
+
 def check_enabled(v, operation):
     if not v.attributes.get("enabled", True):
         raise ApiError(
@@ -242,6 +288,12 @@ def unwrap(v, alg, value):
         return aes_key_unwrap(v.secret, value)
     except (InvalidUnwrap, ValueError):
         raise bad("Invalid ciphertext.")
+
+
+def check_ops(kty, key_ops):
+    if not isinstance(key_ops, list) or any(op not in KEY_OPS[kty] for op in key_ops):
+        raise bad(f"Invalid key operations {key_ops!r} for key type {kty}.")
+    return list(key_ops)
 
 
 def make_handler(vault, token):
@@ -326,8 +378,8 @@ def make_handler(vault, token):
                 last = parts[-1].lower()
                 if method == "POST" and last == "create" and len(parts) == 3:
                     return "create"
-                if method == "POST" and last in ("wrapkey", "unwrapkey"):
-                    return {"wrapkey": "wrapKey", "unwrapkey": "unwrapKey"}[last]
+                if method == "POST" and last in ("wrapkey", "unwrapkey", "sign"):
+                    return {"wrapkey": "wrapKey", "unwrapkey": "unwrapKey", "sign": "sign"}[last]
                 if method == "GET" and len(parts) in (2, 3):
                     return "get"
                 if method == "PATCH" and len(parts) in (2, 3):
@@ -369,7 +421,7 @@ def make_handler(vault, token):
                 vault.deleted[name] = (versions, deleted_at)
                 return 200, self.deleted_bundle(name, versions[-1], deleted_at)
             version = parts[2] if len(parts) >= 3 and operation in ("get", "update") else None
-            if operation in ("wrapKey", "unwrapKey") and len(parts) == 4:
+            if operation in ("wrapKey", "unwrapKey", "sign") and len(parts) == 4:
                 version = parts[2]
             v = vault.version(name, version)
             if operation == "get":
@@ -383,15 +435,21 @@ def make_handler(vault, token):
                         v.attributes[field] = attributes[field]
                         if attributes[field] is None:
                             del v.attributes[field]
+                if body.get("key_ops") is not None:
+                    v.key_ops = check_ops(v.kty, body["key_ops"])
                 v.attributes["updated"] = int(time.time())
                 return 200, v.bundle(self.base(), name)
             check_enabled(v, operation)
+            check_key_ops(v, operation)
             alg = body.get("alg")
             try:
                 value = unb64url(body.get("value"))
             except (ValueError, TypeError):
                 raise bad("value must be base64url")
             kid = f"{self.base()}/keys/{name}/{v.id}"
+            if operation == "sign":
+                check_window(v, operation)
+                return 200, {"kid": kid, "value": b64url(sign(v, alg, value))}
             if operation == "wrapKey":
                 check_window(v, operation)
                 result, _ = wrap(v, alg, value)
@@ -418,7 +476,7 @@ def make_handler(vault, token):
                     raise bad(f"Invalid key size {size} for oct-HSM.")
             else:
                 raise bad(f"Unsupported key type {kty!r} in this test server.")
-            key_ops = body.get("key_ops") or ["wrapKey", "unwrapKey"]
+            key_ops = check_ops(kty, body.get("key_ops") or KEY_OPS[kty])
             v = Version(kty, size, key_ops)
             attributes = body.get("attributes") or {}
             for field in ("enabled", "nbf", "exp"):

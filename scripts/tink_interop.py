@@ -126,6 +126,7 @@ def write_vectors(out_path: str) -> None:
         (4096, 8120, b"", 5),  # exactly two segments
         (4096, 10000, b"zone/segment-42", 6),  # three segments, short last
         (65536, 70000, b"64 KiB segments", 7),
+        (1024, 3000, b"1 KiB segments", 8),  # four segments, short last
     ]
     lines = [
         "# Known-answer vectors for cmek::stream, produced by Python tink 1.16.1",

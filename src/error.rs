@@ -643,6 +643,59 @@ impl From<io::Error> for Error {
     }
 }
 
+impl From<Error> for io::Error {
+    /// An [`Error`] as an [`io::Error`], for `?` in code that returns
+    /// [`io::Result`] — what the stream adapters' `Read` and `Write`
+    /// methods return too. The `io::Error` carries the [`Error`] itself:
+    /// [`stream::error_of`](crate::stream::error_of) borrows it back and
+    /// `From<io::Error> for Error` recovers it, variant and all. Its
+    /// [`io::ErrorKind`] follows [`Error::kind`], so that code which looks
+    /// only at the kind still acts rightly:
+    ///
+    /// | [`Error::kind`] | [`io::ErrorKind`] |
+    /// |---|---|
+    /// | `Retry` | `TimedOut`: the kind retry loops retry |
+    /// | `Stale` | `StaleNetworkFileHandle`: reopen the handle (here, [`Zone::reload`](crate::zone::Zone::reload)) |
+    /// | `KeyRevoked` | `PermissionDenied` |
+    /// | `Corrupt` | `InvalidData` |
+    /// | `InvalidRequest` | `InvalidInput`; `NotFound` for [`Error::NotFound`] |
+    /// | `Bug` | `InvalidInput` for [`Error::Misuse`]; `Other` for [`Error::WorkerPanicked`] |
+    /// | `System` | [`Error::Io`]'s own kind; `Other` for [`Error::Random`] |
+    ///
+    /// An [`Error::Io`] without a path is its own `io::Error`, unchanged; one
+    /// with a path keeps its kind and carries the [`Error`], path included.
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// fn read_block() -> io::Result<Vec<u8>> {
+    ///     Err(cmek::Error::tampered("segment chunk"))?
+    /// }
+    /// let err = read_block().unwrap_err();
+    /// assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    /// assert!(matches!(cmek::Error::from(err), cmek::Error::Integrity { .. }));
+    /// ```
+    fn from(err: Error) -> Self {
+        if let Error::Io { path: None, source } = err {
+            return source;
+        }
+        let kind = match &err {
+            Error::Io { source, .. } => source.kind(),
+            Error::NotFound { .. } => io::ErrorKind::NotFound,
+            Error::Misuse { .. } => io::ErrorKind::InvalidInput,
+            _ => match err.kind() {
+                ErrorKind::Retry => io::ErrorKind::TimedOut,
+                ErrorKind::Stale => io::ErrorKind::StaleNetworkFileHandle,
+                ErrorKind::KeyRevoked => io::ErrorKind::PermissionDenied,
+                ErrorKind::Corrupt => io::ErrorKind::InvalidData,
+                ErrorKind::InvalidRequest => io::ErrorKind::InvalidInput,
+                ErrorKind::Bug | ErrorKind::System => io::ErrorKind::Other,
+            },
+        };
+        io::Error::new(kind, err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,6 +931,86 @@ mod tests {
             assert_eq!(error.kind(), kind, "{error:?}");
             assert_eq!(error.is_transient(), kind == K::Retry, "{error:?}");
         }
+    }
+
+    #[test]
+    fn into_io_picks_the_kind_by_action_and_carries_the_error() {
+        use io::ErrorKind as Io;
+        let zone = ZoneId::from_bytes([3; 16]);
+        let gated = |state| Error::ZoneUnavailable {
+            zone,
+            key: "k".into(),
+            state,
+        };
+        let table = [
+            (Error::tampered("chunk"), Io::InvalidData),
+            (Error::malformed("header", "short"), Io::InvalidData),
+            (gated(KeyState::Disabled), Io::PermissionDenied),
+            (gated(KeyState::Unreachable), Io::TimedOut),
+            (Error::unreachable("aws-kms", "timeout"), Io::TimedOut),
+            (
+                Error::Conflict {
+                    what: "zone manifest",
+                    reason: "r".into(),
+                },
+                Io::TimedOut,
+            ),
+            (
+                Error::UnknownEzkVersion {
+                    version: 3,
+                    newest: 2,
+                },
+                Io::StaleNetworkFileHandle,
+            ),
+            (
+                Error::UnknownEzkVersion {
+                    version: 1,
+                    newest: 2,
+                },
+                Io::InvalidData,
+            ),
+            (Error::InvalidArgument("x".into()), Io::InvalidInput),
+            (
+                Error::NotFound {
+                    what: "zone manifest",
+                    location: "/m".into(),
+                },
+                Io::NotFound,
+            ),
+            (Error::misuse("reversed range"), Io::InvalidInput),
+            (
+                Error::WorkerPanicked {
+                    what: "sealing".into(),
+                },
+                Io::Other,
+            ),
+            (Error::Random, Io::Other),
+            (
+                Error::io("/data/seg", io::Error::from(Io::StorageFull)),
+                Io::StorageFull,
+            ),
+        ];
+        for (error, io_kind) in table {
+            let (text, kind) = (error.to_string(), error.kind());
+            let io_error = io::Error::from(error);
+            assert_eq!(io_error.kind(), io_kind, "{text}");
+            assert_eq!(
+                crate::stream::error_of(&io_error).map(Error::kind),
+                Some(kind),
+                "{text}"
+            );
+            // And back: the same error, not an I/O one.
+            let back = Error::from(io_error);
+            assert_eq!((back.to_string(), back.kind()), (text, kind));
+        }
+        // An I/O error without a path is itself, nothing wrapped around it.
+        let plain = io::Error::new(Io::TimedOut, "slow disk");
+        let io_error = io::Error::from(Error::from(plain));
+        assert!(crate::stream::error_of(&io_error).is_none());
+        assert_eq!(
+            (io_error.kind(), io_error.to_string()),
+            (Io::TimedOut, "slow disk".into())
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@
 //! | `tokio` | no | `stream::AsyncEncryptingWriter` and `stream::AsyncDecryptingReader` (`AsyncWrite`/`AsyncRead`), and the zone's `Zone::async_segment_writer` and `Zone::async_segment_reader` | tokio's `io-util` |
 //! | `object-store` | no | `object_store::v014`: `EncryptedStore`, an `ObjectStore` on `object_store` 0.14 (SlateDB 0.18) that encrypts every object of an inner store as a zone segment, and `ObjectManifestStore`, zone or registry state kept as an object | `object_store` 0.14 (no cloud backend: bring your own), `futures-util`, tokio's multi-threaded runtime |
 //! | `object-store-013` | no | the same on `object_store` 0.13 (DataFusion 55), `object_store::v013` | `object_store` 0.13, `futures-util`, tokio's multi-threaded runtime |
+//! | `slatedb` | no | `object-store`, with the adapter's permanent errors (corruption, a revoked key, a refused request) marked with SlateDB's `NonRetryable`, so SlateDB returns them instead of retrying forever (`object_store::ObjectError`) | `slatedb-common` (its `retry` marker only) |
 //! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks | nothing |
 //! | `cli` | yes | the `cmek` operator command-line tool (`src/bin/cmek`); no library API of its own | `aws-kms`, `clap`, `indicatif`, `serde_json`, tokio's runtime |
 //! | `fuzzing` | no | the fuzz targets' bodies (for `fuzz/`) and the crate-private cipher primitives (for the cipher and stream benches); hidden, not a stable API | nothing |

@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::cipher::KeyWrapper;
+use crate::provider::kit::{check_kind, fill_random, region_mismatch, root_wrap_aad};
 use crate::provider::{
-    check_kind, region_mismatch, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider, KeyRef,
-    KeyState, NewKey, RegionAnswer, WrappedKey,
+    EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, RegionAnswer, WrappedKey,
 };
 use crate::secret::SecretKey;
 use crate::{Error, Result};
@@ -538,7 +538,7 @@ impl KeyAdmin for MockProvider {
             Some(name) => name.to_owned(),
             None => {
                 let mut id = [0u8; 8];
-                crate::cipher::fill_random(&mut id)?;
+                fill_random(&mut id)?;
                 format!(
                     "key-{}",
                     id.iter().map(|b| format!("{b:02x}")).collect::<String>()

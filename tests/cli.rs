@@ -46,6 +46,8 @@ impl Env {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
         cmd.env("CMEK_HOME", self.home())
             .env_remove("CMEK_AWS_ENDPOINT_URL")
+            .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(self.dir.path());
         cmd
     }
@@ -410,10 +412,10 @@ fn encrypt_decrypt_files_and_pipes() {
         .assert()
         .code(INTEGRITY)
         .stderr(contains("integrity check failed"));
-    // A device is written as it is, never replaced.
+    // A device is written as it is with --force, never replaced.
     #[cfg(unix)]
     {
-        env.ok(&["decrypt", "-z", "z", "seg", "-o", "/dev/null"]);
+        env.ok(&["decrypt", "-z", "z", "seg", "-o", "/dev/null", "--force"]);
         assert!(!Path::new("/dev/null").is_file());
     }
     // No temporary file is left behind.
@@ -446,6 +448,8 @@ fn decrypted_files_are_owner_only() {
             .args(args)
             .env("CMEK_HOME", env.home())
             .env_remove("CMEK_AWS_ENDPOINT_URL")
+            .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(env.dir.path())
             .assert()
             .success();

@@ -46,6 +46,8 @@ async fn create_key(endpoint: &str, multi_region: bool) -> String {
 fn cmek(home: &std::path::Path, endpoint: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
     cmd.env("CMEK_HOME", home)
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")

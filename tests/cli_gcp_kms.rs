@@ -38,7 +38,9 @@ fn cmek(home: &std::path::Path, endpoint: &str) -> Command {
         .env_remove("CMEK_GCP_KMS_ACCESS_TOKEN_FILE")
         .env_remove("CMEK_GCP_KMS_KEY_RING")
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-        .env_remove("CMEK_AWS_ENDPOINT_URL");
+        .env_remove("CMEK_AWS_ENDPOINT_URL")
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS");
     cmd
 }
 

@@ -25,7 +25,10 @@ const REFUSED: i32 = 8;
 /// from this process's environment.
 fn cmek(home: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
-    cmd.env("CMEK_HOME", home).env_remove("CMEK_KMIP_REGION");
+    cmd.env("CMEK_HOME", home)
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS")
+        .env_remove("CMEK_KMIP_REGION");
     cmd
 }
 

@@ -14,7 +14,9 @@ const KEY_UNAVAILABLE: i32 = 5;
 fn cmek(home: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
     cmd.env("CMEK_HOME", home)
-        .env_remove("CMEK_AWS_ENDPOINT_URL");
+        .env_remove("CMEK_AWS_ENDPOINT_URL")
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS");
     cmd
 }
 

@@ -35,6 +35,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn cmek(home: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
     cmd.env("CMEK_HOME", home)
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS")
         .env_remove("CMEK_PKCS11_REGION")
         .env_remove("CMEK_PKCS11_MECHANISM");
     cmd

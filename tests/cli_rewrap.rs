@@ -43,6 +43,8 @@ impl Env {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cmek"));
         cmd.env("CMEK_HOME", self.path("home"))
             .env_remove("CMEK_AWS_ENDPOINT_URL")
+            .env_remove("CMEK_REGISTRY")
+            .env_remove("CMEK_LOCAL_KEYS")
             .current_dir(self.dir.path());
         cmd
     }

@@ -14,7 +14,9 @@ use cmek::{EncryptionContext, Error, KeyProvider, KeyState, SecretKey};
 fn cmek(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmek"));
     cmd.env("CMEK_HOME", home)
-        .env_remove("CMEK_AWS_ENDPOINT_URL");
+        .env_remove("CMEK_AWS_ENDPOINT_URL")
+        .env_remove("CMEK_REGISTRY")
+        .env_remove("CMEK_LOCAL_KEYS");
     cmd
 }
 
@@ -191,4 +193,46 @@ async fn a_service_holding_the_key_file_keeps_the_operators_changes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "C is still disabled");
+}
+
+/// The same with the key registry kept apart from the state directory
+/// (`CMEK_REGISTRY`): the processes share it through its compare-and-swap
+/// under the lock beside it, and no key is lost; nothing is written to the
+/// state directory's registry.
+#[test]
+fn parallel_cli_processes_lose_no_key_in_a_registry_kept_apart() {
+    const PROCESSES: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let operator = dir.path().join("operator");
+    std::fs::create_dir(&operator).unwrap();
+    let registry = operator.join("registry.state");
+    let run = |args: &[&str]| {
+        let mut cmd = cmek(&home);
+        cmd.env("CMEK_REGISTRY", &registry).args(args);
+        cmd
+    };
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|i| {
+            run(&["key", "add", &format!("local:k{i}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        check(
+            &["key", "add", &format!("local:k{i}")],
+            &child.wait_with_output().unwrap(),
+        );
+    }
+    let out = run(&["key", "list"]).output().unwrap();
+    check(&["key", "list"], &out);
+    let listed = String::from_utf8(out.stdout).unwrap();
+    for i in 0..PROCESSES {
+        assert!(listed.contains(&format!("local:local:k{i} ")), "{listed}");
+    }
+    assert!(registry.is_file());
+    assert!(!home.join("registry.state").exists());
 }

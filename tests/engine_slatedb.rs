@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cmek::object_store::v014::{EncryptedStore, ObjectManifestStore};
+use cmek::object_store::ChunkSizes;
 use cmek::provider::LocalKeyProvider;
 use cmek::zone::{FileManifestStore, Keyring, ManifestStore, Zone, ZoneAnchor, ZoneSpec};
 use futures_util::stream::BoxStream;
@@ -49,13 +50,14 @@ const MARKER: &[u8] = b"cmek-plain-";
 /// The start of every key's text.
 const KEY_TEXT: &[u8] = b"key-0";
 
-/// The encrypted store every test puts SlateDB on: the one place that
-/// chooses its settings.
+/// The encrypted store every test puts SlateDB on (the one place that
+/// chooses its settings), as docs/ENGINES.md recommends: SSTs in
+/// block-sized chunks.
 fn encrypted_store(
     inner: Arc<dyn ObjectStore>,
     zone: Zone,
 ) -> EncryptedStore<Arc<dyn ObjectStore>> {
-    EncryptedStore::new(inner, zone)
+    EncryptedStore::new(inner, zone).with_chunk_sizes(ChunkSizes::slatedb())
 }
 
 fn key(i: usize) -> String {

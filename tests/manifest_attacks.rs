@@ -3,6 +3,11 @@
 //! plain checksum) but cannot use the KMS. Each test is one attack; each
 //! ends in a typed error, before any provider call where that is possible,
 //! with the zone's real state intact.
+//!
+//! Needs the `testing` feature: the mock provider counts calls, which
+//! proves each attack is refused before any.
+
+#![cfg(feature = "testing")]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

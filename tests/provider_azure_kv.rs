@@ -1,9 +1,10 @@
 //! The Azure Key Vault provider against the Key Vault protocol fake on
 //! loopback (`scripts/azure_kv_fake.py`, started by `scripts/test`), over
 //! HTTPS with the official SDK: the conformance suite for RSA and oct-HSM
-//! keys, context binding, key versions, states (disabled, nbf/exp, soft
-//! deleted, purged), validation naming the refused permission, and the
-//! bearer token.
+//! keys (with wraps forged from an RSA key's public half, which must be
+//! refused), context binding, key versions, signed RSA wraps, states
+//! (disabled, nbf/exp, soft deleted, purged), validation naming the refused
+//! permission, and the bearer token.
 //!
 //! The fake's address comes from `CMEK_AZURE_KV_VAULT` (with
 //! `CMEK_AZURE_KV_TOKEN` and `CMEK_AZURE_KV_CA_FILE`). Without them these
@@ -22,18 +23,48 @@ mod azure_kv_common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use azure_kv_common::forge::PublicHalf;
 use azure_kv_common::{fake, Fake};
 use cmek::provider::azure::NewKeyType;
 use cmek::provider::{
     AzureKeyVaultOptions, AzureKeyVaultProvider, KeyProvider, NewKey, StepOutcome,
     ValidationFailure,
 };
-use cmek::testing::conformance::{self, Fixture, Outcome};
+use cmek::testing::conformance::{self, Fixture, ForgedWrap, Forgery, Outcome};
 use cmek::{EncryptionContext, Error, KeyRef, KeyState, Result, SecretKey, WrappedKey};
+
+/// Why no wrap under an oct-HSM key can be forged.
+const OCT_NO_PUBLIC_MATERIAL: &str = "no public material: a 256-bit oct-HSM key inside the \
+     Managed HSM; every wrap is the HSM's wrapKey (A256KW) with the key";
 
 struct Azure {
     fake: Fake,
     provider: Arc<AzureKeyVaultProvider>,
+    key_type: NewKeyType,
+}
+
+/// Wraps of `key` forged from `root`'s public half: in format 1 (as
+/// earlier releases accepted them) and in format 2 with the forger's own
+/// signature.
+async fn forge_rsa(
+    p: &AzureKeyVaultProvider,
+    root: &KeyRef,
+    key: &SecretKey,
+    context: &EncryptionContext,
+) -> Vec<ForgedWrap> {
+    let public = PublicHalf::of(p, root).await;
+    vec![
+        ForgedWrap {
+            label: "format 1: RSA-OAEP-256 under the public half, no signature".into(),
+            wrapped: public.legacy_wrap(key, context),
+            legacy: true,
+        },
+        ForgedWrap {
+            label: "format 2: RSA-OAEP-256 under the public half, signed by another RSA key".into(),
+            wrapped: public.self_signed_wrap(key, context),
+            legacy: false,
+        },
+    ]
 }
 
 #[async_trait]
@@ -53,6 +84,17 @@ impl Fixture for Azure {
         self.provider
             .key_ref(&self.fake.key_url(&self.fake.unique_name("never-created")))
     }
+    async fn forge(
+        &self,
+        root: &KeyRef,
+        key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> Result<Forgery> {
+        Ok(match self.key_type {
+            NewKeyType::OctHsm256 => Forgery::NoPublicMaterial(OCT_NO_PUBLIC_MATERIAL),
+            _ => Forgery::Wraps(forge_rsa(&self.provider, root, key, context).await),
+        })
+    }
 }
 
 async fn conforms(key_type: NewKeyType) {
@@ -60,6 +102,7 @@ async fn conforms(key_type: NewKeyType) {
     let fixture = Azure {
         provider: fake.provider_with(key_type),
         fake,
+        key_type,
     };
     let report = conformance::run(&fixture).await;
     report.assert_conforms();
@@ -78,6 +121,15 @@ async fn conforms(key_type: NewKeyType) {
         "generate_key",
     ] {
         assert_eq!(report.outcome(check), Some(&Outcome::Passed), "{report}");
+    }
+    // Forged wraps are refused under an RSA key; an oct-HSM key has no
+    // public material, and the report says so.
+    match (key_type, report.outcome("forged_wrap")) {
+        (NewKeyType::OctHsm256, Some(Outcome::Skipped(why))) => {
+            assert_eq!(*why, OCT_NO_PUBLIC_MATERIAL)
+        }
+        (NewKeyType::OctHsm256, other) => panic!("forged_wrap: {other:?}\n{report}"),
+        (_, outcome) => assert_eq!(outcome, Some(&Outcome::Passed), "{report}"),
     }
     println!("{report}");
 }
@@ -101,9 +153,10 @@ fn ctx(zone: &str) -> EncryptionContext {
 #[tokio::test]
 async fn the_context_is_bound_and_the_blob_records_algorithm_and_version() {
     let Some(fake) = fake() else { return };
-    for (key_type, algorithm, len) in [
-        (NewKeyType::Rsa3072, 0x01u8, 384usize),
-        (NewKeyType::OctHsm256, 0x02, 72),
+    // (type, algorithm, result length, signature length)
+    for (key_type, algorithm, len, signature) in [
+        (NewKeyType::Rsa3072, 0x01u8, 384usize, 384usize),
+        (NewKeyType::OctHsm256, 0x02, 72, 0),
     ] {
         let p = fake.provider_with(key_type);
         let root = fake.create(&p, &fake.unique_name("bound")).await;
@@ -111,11 +164,12 @@ async fn the_context_is_bound_and_the_blob_records_algorithm_and_version() {
         let key = SecretKey::generate().unwrap();
         let wrapped = p.wrap_key(&root, &key, &ctx("a")).await.unwrap();
         let bytes = wrapped.as_bytes();
-        // version 1 ‖ algorithm ‖ len ‖ key version ‖ salt ‖ result
-        assert_eq!(bytes[..2], [0x01, algorithm]);
+        // version 2 ‖ algorithm ‖ len ‖ key version ‖ salt ‖ result
+        // ‖ signature (RSA only)
+        assert_eq!(bytes[..2], [0x02, algorithm]);
         assert_eq!(usize::from(bytes[2]), version.len());
         assert_eq!(&bytes[3..3 + version.len()], version.as_bytes());
-        assert_eq!(bytes.len(), 3 + version.len() + 16 + len);
+        assert_eq!(bytes.len(), 3 + version.len() + 16 + len + signature);
         assert_eq!(p.unwrap_key(&root, &wrapped, &ctx("a")).await.unwrap(), key);
         // The service unwraps it under any context; cmek refuses another.
         let err = p.unwrap_key(&root, &wrapped, &ctx("b")).await.unwrap_err();
@@ -129,6 +183,133 @@ async fn the_context_is_bound_and_the_blob_records_algorithm_and_version() {
             .unwrap_err();
         assert!(matches!(err, Error::Integrity { .. }), "{err}");
     }
+}
+
+/// An RSA wrap is signed by the key version that wrapped; the signature is
+/// checked against the public half the vault gives before `unwrapKey` is
+/// called, and a wrap in the unsigned format of earlier releases is refused
+/// without any call.
+#[tokio::test]
+async fn rsa_wraps_are_signed_and_checked_before_the_vault_unwraps() {
+    let Some(fake) = fake() else { return };
+    let p = fake.provider();
+    let name = fake.unique_name("signed");
+    let root = fake.create(&p, &name).await;
+    let key = SecretKey::generate().unwrap();
+
+    // A wrap is three requests: get key, wrapKey, sign.
+    let before = fake.calls(&name).await;
+    let wrapped = p.wrap_key(&root, &key, &ctx("a")).await.unwrap();
+    assert_eq!(fake.calls(&name).await, before + 3);
+    assert!(!p.is_legacy_wrap(&wrapped));
+    // An unwrap is two: get key (the public half), unwrapKey.
+    let before = fake.calls(&name).await;
+    assert_eq!(p.unwrap_key(&root, &wrapped, &ctx("a")).await.unwrap(), key);
+    assert_eq!(fake.calls(&name).await, before + 2);
+
+    // Any change to the signature, or to what it covers, is an integrity
+    // failure after the get key and before any unwrapKey.
+    let bytes = wrapped.as_bytes();
+    for at in [bytes.len() - 1, bytes.len() - 384, bytes.len() - 385] {
+        let mut bad = bytes.to_vec();
+        bad[at] ^= 1;
+        let before = fake.calls(&name).await;
+        let err = p
+            .unwrap_key(&root, &WrappedKey::from_bytes(bad), &ctx("a"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Integrity { .. }), "byte {at}: {err}");
+        assert!(!err.is_transient());
+        assert_eq!(fake.calls(&name).await, before + 1, "only get key");
+    }
+    // Another context fails the signature too, before the vault unwraps.
+    let before = fake.calls(&name).await;
+    let err = p.unwrap_key(&root, &wrapped, &ctx("b")).await.unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    assert_eq!(fake.calls(&name).await, before + 1);
+
+    // The same key wrapped the unsigned way (anyone can: it is encryption
+    // under the public half) is refused with no call, as state to adopt,
+    // and read only for adoption.
+    let legacy = PublicHalf::of(&p, &root).await.legacy_wrap(&key, &ctx("a"));
+    assert!(p.is_legacy_wrap(&legacy));
+    let before = fake.calls(&name).await;
+    let err = p.unwrap_key(&root, &legacy, &ctx("a")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::StateRejected { .. })
+            && err.to_string().contains("adopt_legacy_wraps"),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    assert_eq!(fake.calls(&name).await, before, "refused before any call");
+    assert_eq!(
+        p.unwrap_legacy_key(&root, &legacy, &ctx("a"))
+            .await
+            .unwrap(),
+        key
+    );
+}
+
+/// Key Vault refuses an operation a key does not permit (its `key_ops`),
+/// as the fake does: an RSA key that may not `sign` cannot wrap until the
+/// operation is allowed.
+#[tokio::test]
+async fn an_rsa_key_that_may_not_sign_cannot_wrap_until_allowed() {
+    use azure_security_keyvault_keys::models::{
+        CreateKeyParameters, KeyClientUpdateKeyPropertiesOptions, KeyOperation, KeyType,
+        UpdateKeyPropertiesParameters,
+    };
+    let Some(fake) = fake() else { return };
+    let p = fake.provider();
+    let name = fake.unique_name("nosign");
+    let client = p.key_client(&fake.vault).unwrap();
+    let parameters = CreateKeyParameters {
+        kty: Some(KeyType::Rsa),
+        key_size: Some(2048),
+        key_ops: Some(vec![KeyOperation::WrapKey, KeyOperation::UnwrapKey]),
+        ..Default::default()
+    };
+    let created = client
+        .create_key(&name, parameters.try_into().unwrap(), None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    let root = p.key_ref(created.key.unwrap().kid.as_deref().unwrap());
+    let key = SecretKey::generate().unwrap();
+    let err = p.wrap_key(&root, &key, &ctx("a")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::AccessDenied {
+                operation: "sign",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let version = root.key_id().rsplit('/').next().unwrap().to_owned();
+    let update = UpdateKeyPropertiesParameters {
+        key_ops: Some(vec![
+            KeyOperation::WrapKey,
+            KeyOperation::UnwrapKey,
+            KeyOperation::Sign,
+        ]),
+        ..Default::default()
+    };
+    client
+        .update_key_properties(
+            &name,
+            update.try_into().unwrap(),
+            Some(KeyClientUpdateKeyPropertiesOptions {
+                key_version: Some(version),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let wrapped = p.wrap_key(&root, &key, &ctx("a")).await.unwrap();
+    assert_eq!(p.unwrap_key(&root, &wrapped, &ctx("a")).await.unwrap(), key);
 }
 
 #[tokio::test]
@@ -415,6 +596,20 @@ async fn a_real_key_vault_conforms_when_asked() {
             let vault = self.key.split("/keys/").next().unwrap();
             self.provider
                 .key_ref(&format!("{vault}/keys/cmek-never-created"))
+        }
+        async fn forge(
+            &self,
+            root: &KeyRef,
+            key: &SecretKey,
+            context: &EncryptionContext,
+        ) -> Result<Forgery> {
+            // The key is created as an oct-HSM key in a Managed HSM, RSA
+            // elsewhere.
+            Ok(if root.key_id().contains(".managedhsm.") {
+                Forgery::NoPublicMaterial(OCT_NO_PUBLIC_MATERIAL)
+            } else {
+                Forgery::Wraps(forge_rsa(&self.provider, root, key, context).await)
+            })
         }
     }
     let report = conformance::run(&Real { provider, key }).await;

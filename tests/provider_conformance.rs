@@ -1,7 +1,10 @@
 //! The provider conformance suite (`cmek::testing::conformance`) run against
 //! every provider in this crate, one named test each: the local key file,
 //! the mock, and AWS KMS on a KMS-compatible server on loopback (moto,
-//! started by `scripts/test`; `CMEK_KMS_ENDPOINT`). Without that server the
+//! started by `scripts/test`; `CMEK_KMS_ENDPOINT`); Cloud KMS, Azure Key
+//! Vault, PKCS#11 and KMIP run it in their own test files. None of these
+//! roots has public material to forge a wrap with: each fixture says why,
+//! and the report's `forged_wrap` line shows it. Without that server the
 //! AWS run fails when `CMEK_REQUIRE_KMS=1` or `CI` is set, and otherwise
 //! says it was skipped.
 #![cfg(feature = "testing")]
@@ -13,9 +16,24 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use cmek::provider::{KeyProvider, LocalKeyProvider};
-use cmek::testing::conformance::{self, Fixture, Outcome, ReplicatedKey};
+use cmek::testing::conformance::{self, Fixture, Forgery, Outcome, ReplicatedKey};
 use cmek::testing::MockProvider;
-use cmek::{KeyRef, Result};
+use cmek::{EncryptionContext, KeyRef, Result, SecretKey};
+
+/// Why no wrap under a local key file's root can be forged.
+const LOCAL_NO_PUBLIC_MATERIAL: &str = "no public material: a local root key is a symmetric \
+     AES-256 key in the key file, and whoever can read the file holds the key itself";
+/// Why no wrap under the mock's root can be forged.
+const MOCK_NO_PUBLIC_MATERIAL: &str =
+    "no public material: a mock root key is a symmetric AES-256 key held in memory";
+
+/// The report says the forgery check was skipped, and why.
+fn skipped_for(report: &conformance::Report, why: &str) {
+    match report.outcome("forged_wrap") {
+        Some(Outcome::Skipped(s)) if *s == why => {}
+        other => panic!("forged_wrap: {other:?}, expected skipped ({why})\n{report}"),
+    }
+}
 
 /// Key names unique within one fixture.
 #[derive(Default)]
@@ -44,6 +62,9 @@ impl Fixture for Local {
     fn missing_key(&self) -> KeyRef {
         self.provider.key_ref("never-created")
     }
+    async fn forge(&self, _: &KeyRef, _: &SecretKey, _: &EncryptionContext) -> Result<Forgery> {
+        Ok(Forgery::NoPublicMaterial(LOCAL_NO_PUBLIC_MATERIAL))
+    }
 }
 
 #[tokio::test]
@@ -59,6 +80,7 @@ async fn the_local_key_file_conforms() {
     report.assert_conforms();
     assert_eq!(report.provider, "local");
     assert_eq!(report.outcome("disabled_key"), Some(&Outcome::Passed));
+    skipped_for(&report, LOCAL_NO_PUBLIC_MATERIAL);
     println!("{report}");
 }
 
@@ -82,6 +104,9 @@ impl Fixture for Mock {
         Ok(self
             .provider
             .add_alias(&format!("alias/{}", self.names.next()), key.key_id()))
+    }
+    async fn forge(&self, _: &KeyRef, _: &SecretKey, _: &EncryptionContext) -> Result<Forgery> {
+        Ok(Forgery::NoPublicMaterial(MOCK_NO_PUBLIC_MATERIAL))
     }
     async fn replicated_key(&self) -> Result<Option<ReplicatedKey>> {
         let name = self.names.next();
@@ -111,6 +136,7 @@ async fn the_mock_provider_conforms() {
     ] {
         assert_eq!(report.outcome(check), Some(&Outcome::Passed), "{report}");
     }
+    skipped_for(&report, MOCK_NO_PUBLIC_MATERIAL);
     println!("{report}");
 }
 
@@ -121,6 +147,9 @@ mod aws {
     use cmek::testing::conformance::Deviations;
 
     const REGION: &str = "us-east-1";
+    /// Why no wrap under an AWS KMS key can be forged.
+    const NO_PUBLIC_MATERIAL: &str = "no public material: a symmetric key inside AWS KMS; \
+         every wrap is a KMS Encrypt call with the key, the context authenticated";
     const REPLICA_REGION: &str = "eu-west-1";
 
     struct Aws {
@@ -178,6 +207,9 @@ mod aws {
                 replica_regions: vec![REPLICA_REGION.into()],
             }))
         }
+        async fn forge(&self, _: &KeyRef, _: &SecretKey, _: &EncryptionContext) -> Result<Forgery> {
+            Ok(Forgery::NoPublicMaterial(NO_PUBLIC_MATERIAL))
+        }
         /// What the moto server does not model (docs/AWS_KMS.md).
         fn deviations(&self) -> Deviations {
             Deviations {
@@ -199,6 +231,7 @@ mod aws {
         for check in ["resolve_key", "replica_regions", "context_binding"] {
             assert_eq!(report.outcome(check), Some(&Outcome::Passed), "{report}");
         }
+        skipped_for(&report, NO_PUBLIC_MATERIAL);
         println!("{report}");
     }
 }

@@ -23,7 +23,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    for (k, chunk_size) in [4096usize, 65536].into_iter().enumerate() {
+    for (k, chunk_size) in [1024usize, 4096, 65536].into_iter().enumerate() {
         let p = Params::new(chunk_size).unwrap();
         let first = p.first_chunk_plaintext_len();
         let second = first + p.plaintext_chunk_len();

@@ -69,7 +69,7 @@ fn tink_vectors_decrypt_every_way_on_every_engine() {
 
 fn decrypt_every_way() {
     let vs = vectors();
-    assert_eq!(vs.len(), 7);
+    assert_eq!(vs.len(), 8);
     for v in vs {
         let key = SecretKey::from_slice(&v.key).unwrap();
         let p = Params::new(v.chunk_size).unwrap();

@@ -319,3 +319,85 @@ async fn an_open_segment_outlives_its_rewrap_and_its_versions_retirement() {
     assert_eq!(reopened.read_at(&file, 100, &mut buf[..10]).unwrap(), 10);
     assert_eq!(&buf[..10], &pt[100..110]);
 }
+
+/// A source that says it is `claimed` bytes long, whatever it holds.
+struct Claims<'a> {
+    inner: &'a [u8],
+    claimed: Option<u64>,
+}
+
+impl ReadAt for Claims<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn source_len(&self) -> std::io::Result<Option<u64>> {
+        Ok(self.claimed)
+    }
+}
+
+/// `open_segment_from` reads the prefix and the length itself, from a file
+/// (with std's `FileExt` in scope too) or a buffer, and refuses sources too
+/// short, shorter than they claim, or without a length.
+#[tokio::test]
+async fn open_segment_from_a_file_or_buffer_reads_prefix_and_length_itself() {
+    #[cfg(unix)]
+    #[allow(unused_imports)]
+    use std::os::unix::fs::FileExt;
+
+    let zone = zone().await;
+    let pt = plaintext(9 * CHUNK + 77);
+    let segment = zone.encrypt_segment("t/from.sst", &pt).unwrap();
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&segment).unwrap();
+    let file = Arc::new(file);
+
+    let mut want = vec![0u8; 5000];
+    let from_bytes = zone.open_segment_from("t/from.sst", &segment).unwrap();
+    let from_file = zone.open_segment_from("t/from.sst", &file).unwrap();
+    for opened in [&from_bytes, &from_file] {
+        assert_eq!(opened.segment_len(), segment.len() as u64);
+        assert_eq!(opened.plaintext_len(), pt.len() as u64);
+    }
+    let mut got = vec![0u8; 5000];
+    from_file.read_at(&*file, 30_000, &mut got).unwrap();
+    from_bytes.read_at(&segment, 30_000, &mut want).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(&got[..], &pt[30_000..35_000]);
+    assert_eq!(
+        from_file.authenticated_len(&*file).unwrap(),
+        pt.len() as u64
+    );
+    // Another id: the header does not open as it.
+    assert!(matches!(
+        zone.open_segment_from("t/other.sst", &*file),
+        Err(Error::Integrity { .. })
+    ));
+
+    // Too short to be a segment, whatever the length says.
+    for len in [0, 1, SEGMENT_HEADER_LEN, SEGMENT_PREFIX_LEN - 1] {
+        let cut = &segment[..len];
+        let e = zone.open_segment_from("t/from.sst", cut).unwrap_err();
+        assert!(matches!(e, Error::Malformed { .. }), "{len}: {e}");
+    }
+    // Shorter than the source claims: refused, not read past.
+    let liar = Claims {
+        inner: &segment[..100],
+        claimed: Some(segment.len() as u64),
+    };
+    let e = zone.open_segment_from("t/from.sst", &liar).unwrap_err();
+    assert!(
+        matches!(&e, Error::Malformed { reason, .. } if reason.contains("shorter")),
+        "{e}"
+    );
+    // A source that cannot tell its length: the caller gives it.
+    let unsized_source = Claims {
+        inner: &segment,
+        claimed: None,
+    };
+    let e = zone
+        .open_segment_from("t/from.sst", &unsized_source)
+        .unwrap_err();
+    assert!(matches!(e, Error::Misuse { .. }), "{e}");
+    assert_eq!(e.kind(), cmek::ErrorKind::Bug);
+}

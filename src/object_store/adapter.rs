@@ -20,10 +20,10 @@ use super::os::{
 };
 use super::{join, split, Payload};
 use crate::object_store::{
-    ChunkBatches, Opened, OpenedCache, PartSealer, DEFAULT_OPENED_SEGMENTS, DEFAULT_PART_SIZE,
-    MERGED_READ_LIMIT, STORE_NAME,
+    Carrier, ChunkBatches, ChunkSizes, ObjectError, Opened, OpenedCache, PartSealer,
+    DEFAULT_OPENED_SEGMENTS, DEFAULT_PART_SIZE, MERGED_READ_LIMIT, STORE_NAME,
 };
-use crate::stream::CiphertextRange;
+use crate::stream::{CiphertextRange, Params};
 use crate::zone::{OpenedSegment, Zone, SEGMENT_HEADER_LEN, SEGMENT_PREFIX_LEN};
 
 type OsResult<T> = std::result::Result<T, super::os::Error>;
@@ -63,6 +63,7 @@ pub struct EncryptedStore<S> {
     zone: Zone,
     part_size: usize,
     opened: OpenedCache,
+    chunk_sizes: ChunkSizes,
 }
 
 impl<S: ObjectStore> EncryptedStore<S> {
@@ -73,7 +74,40 @@ impl<S: ObjectStore> EncryptedStore<S> {
             zone,
             part_size: DEFAULT_PART_SIZE,
             opened: OpenedCache::new(DEFAULT_OPENED_SEGMENTS),
+            chunk_sizes: ChunkSizes::default(),
         }
+    }
+
+    /// Writes each new object in the chunk size `sizes` gives its path
+    /// (default: the zone's for every object). A ranged read fetches the
+    /// whole chunks holding the range, so engines that read small blocks
+    /// at any offset want small chunks for those objects:
+    /// [`ChunkSizes::slatedb`] for SlateDB. Objects already written keep
+    /// the chunk size their header records.
+    #[must_use]
+    pub fn with_chunk_sizes(mut self, sizes: ChunkSizes) -> Self {
+        self.chunk_sizes = sizes;
+        self
+    }
+
+    /// The chunk-size rules new objects are written with.
+    pub fn chunk_sizes(&self) -> &ChunkSizes {
+        &self.chunk_sizes
+    }
+
+    /// What a listing reports sizes by.
+    fn listing_sizes(&self) -> ListingSizes {
+        ListingSizes {
+            zone: self.zone.stream_params(),
+            rules: self.chunk_sizes.clone(),
+        }
+    }
+
+    /// The chunk layout a new object at `location` is written with.
+    fn params_for(&self, location: &Path) -> Params {
+        self.chunk_sizes
+            .for_path(location.as_ref())
+            .unwrap_or_else(|| self.zone.stream_params())
     }
 
     /// Keeps at most `count` opened segments for later range reads of the
@@ -114,33 +148,52 @@ impl<S: ObjectStore> EncryptedStore<S> {
     /// another node changed the zone (its DEK-wrap reservation lost a
     /// race with a rotation), reloads the zone and tries again, a few
     /// times.
-    async fn starting_segment<T>(&self, start: impl Fn() -> crate::Result<T>) -> OsResult<T> {
+    async fn starting_segment<T>(
+        &self,
+        location: &Path,
+        start: impl Fn() -> crate::Result<T>,
+    ) -> OsResult<T> {
+        let at = At::new(location, None);
         let mut tries = 0;
         loop {
             match start() {
                 Err(crate::Error::Conflict { .. }) if tries < RELOADS => {
                     tries += 1;
-                    self.zone.reload().await.map_err(cmek_error)?;
+                    self.zone.reload().await.map_err(|e| at.fail(e))?;
                 }
-                other => return other.map_err(cmek_error),
+                other => return other.map_err(|e| at.fail(e)),
             }
         }
     }
 
     /// Opens the segment at `location` from its first bytes `prefix` and
-    /// stored length.
-    fn open(&self, location: &Path, prefix: &[u8], size: u64) -> OsResult<OpenedSegment> {
-        self.zone
-            .open_segment(location.as_ref(), prefix, size)
-            .map_err(cmek_error)
+    /// stored length. A segment under an EZK newer than the zone holds was
+    /// written by another node after a rotation: the zone is reloaded and
+    /// the segment opened again, once.
+    async fn open(
+        &self,
+        at: &At,
+        location: &Path,
+        prefix: &[u8],
+        size: u64,
+    ) -> OsResult<OpenedSegment> {
+        match self.zone.open_segment(location.as_ref(), prefix, size) {
+            Err(e) if e.kind() == crate::ErrorKind::Stale => {
+                self.zone.reload().await.map_err(|e| at.fail(e))?;
+                self.zone
+                    .open_segment(location.as_ref(), prefix, size)
+                    .map_err(|e| at.fail(e))
+            }
+            other => other.map_err(|e| at.fail(e)),
+        }
     }
 
     /// The end of the first GET for `range`: the segment's prefix and,
     /// when the range's chunks end within [`MERGED_READ_LIMIT`] of the
     /// start (at the zone's chunk size), those chunks too.
-    fn first_read_end(&self, range: Option<&GetRange>) -> u64 {
+    fn first_read_end(&self, location: &Path, range: Option<&GetRange>) -> u64 {
         let prefix = SEGMENT_PREFIX_LEN as u64;
-        let params = self.zone.stream_params();
+        let params = self.params_for(location);
         let end_chunk = match range {
             Some(GetRange::Bounded(r)) if r.end > r.start => params.chunk_of(r.end - 1).0,
             _ => return prefix,
@@ -169,10 +222,11 @@ impl<S: ObjectStore> EncryptedStore<S> {
             prefix.extend_from_slice(&piece[..take]);
             rest = piece.split_off(take);
         }
-        let segment = Arc::new(self.open(location, &prefix, meta.size)?);
+        let at = At::new(location, None);
+        let segment = Arc::new(self.open(&at, location, &prefix, meta.size).await?);
         let plain_len = segment.plaintext_len();
-        let plan = segment.plan(0..plain_len).map_err(cmek_error)?;
-        let payload = decrypting(segment, &plan, rest, body)?;
+        let plan = segment.plan(0..plain_len).map_err(|e| at.fail(e))?;
+        let payload = decrypting(at, segment, &plan, rest, body)?;
         Ok(join(
             ObjectMeta {
                 size: plain_len,
@@ -189,7 +243,9 @@ impl<S: ObjectStore> EncryptedStore<S> {
     /// are near), then the chunks holding `options.range`.
     async fn get_ranged(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
         if let Some(range) = &options.range {
-            range.is_valid().map_err(range_error)?;
+            range
+                .is_valid()
+                .map_err(|e| At::new(location, None).invalid_range(e))?;
         }
         // If the object is replaced between the two GETs, the second one
         // fails its ETag precondition: start over once, unless the caller
@@ -216,7 +272,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
                 Err(e) => return Err(e),
             }
         }
-        let first_end = self.first_read_end(options.range.as_ref());
+        let first_end = self.first_read_end(location, options.range.as_ref());
         let mut first = options.clone();
         first.head = false;
         first.range = Some(GetRange::Bounded(0..first_end));
@@ -225,8 +281,9 @@ impl<S: ObjectStore> EncryptedStore<S> {
             Err(e) => return Err(self.explain_failed_read(location, e).await),
         };
         let (meta, attributes, extras, body) = split(fetched);
-        let fetched = collect(body, first_end).await?;
-        let segment = Arc::new(self.open(location, &fetched, meta.size)?);
+        let at = At::new(location, bounded(options.range.as_ref()));
+        let fetched = collect(&at, body, first_end).await?;
+        let segment = Arc::new(self.open(&at, location, &fetched, meta.size).await?);
         self.keep_opened(location, &meta, &segment);
         let plain_len = segment.plaintext_len();
         let plain_meta = ObjectMeta {
@@ -238,10 +295,11 @@ impl<S: ObjectStore> EncryptedStore<S> {
             return Ok(join(plain_meta, 0..plain_len, attributes, extras, empty));
         }
         let want = match &options.range {
-            Some(r) => r.as_range(plain_len).map_err(range_error)?,
+            Some(r) => r.as_range(plain_len).map_err(|e| at.invalid_range(e))?,
             None => 0..plain_len,
         };
-        let plan = segment.plan(want).map_err(cmek_error)?;
+        let at = At::new(location, Some(want.clone()));
+        let plan = segment.plan(want).map_err(|e| at.fail(e))?;
         let chunks = plan.chunks.clone();
         let body: Payload = if chunks.is_empty() {
             stream::empty().boxed()
@@ -256,7 +314,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
             );
             body
         };
-        let payload = decrypting(segment, &plan, Bytes::new(), body)?;
+        let payload = decrypting(at, segment, &plan, Bytes::new(), body)?;
         Ok(join(
             plain_meta,
             plan.plaintext.clone(),
@@ -312,7 +370,8 @@ impl<S: ObjectStore> EncryptedStore<S> {
             },
             None => 0..plain_len,
         };
-        let plan = hit.segment.plan(want).map_err(cmek_error)?;
+        let at = At::new(location, Some(want.clone()));
+        let plan = hit.segment.plan(want).map_err(|e| at.fail(e))?;
         if plan.chunks.is_empty() {
             return Ok(None);
         }
@@ -327,7 +386,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
         if meta.size != hit.size {
             return Ok(None);
         }
-        let payload = decrypting(Arc::clone(&hit.segment), &plan, Bytes::new(), body)?;
+        let payload = decrypting(at, Arc::clone(&hit.segment), &plan, Bytes::new(), body)?;
         Ok(Some(join(
             ObjectMeta {
                 size: plain_len,
@@ -355,10 +414,11 @@ impl<S: ObjectStore> EncryptedStore<S> {
         let plain_len = segment.plaintext_len();
         let mut plans = Vec::with_capacity(ranges.len());
         for r in ranges {
+            let at = At::new(location, Some(r.clone()));
             let want = GetRange::Bounded(r.clone())
                 .as_range(plain_len)
-                .map_err(range_error)?;
-            plans.push(segment.plan(want).map_err(cmek_error)?);
+                .map_err(|e| at.invalid_range(e))?;
+            plans.push(segment.plan(want).map_err(|e| at.fail(e))?);
         }
         let mut spans: Vec<Range<u64>> = plans
             .iter()
@@ -384,11 +444,17 @@ impl<S: ObjectStore> EncryptedStore<S> {
                 ..GetOptions::default()
             };
             let (_, _, _, body) = split(self.inner.get_opts(location, options).await?);
-            let bytes = collect(body, span.end - span.start).await?;
+            let at = At::new(location, None);
+            let bytes = collect(&at, body, span.end - span.start).await?;
             if bytes.len() as u64 != span.end - span.start {
-                return Err(cmek_error(crate::Error::malformed(
+                return Err(at.fail(crate::Error::malformed(
                     "object",
-                    "the store returned another length than the range asked for",
+                    format!(
+                        "the store returned {} bytes for the stored range {}..{}",
+                        bytes.len(),
+                        span.start,
+                        span.end
+                    ),
                 )));
             }
             fetched.push((span.clone(), bytes));
@@ -407,7 +473,8 @@ impl<S: ObjectStore> EncryptedStore<S> {
                         ..(plan.chunks.end - span.start) as usize,
                 )
             };
-            out.push(open_range(segment, plan, piece)?);
+            let at = At::new(location, Some(plan.plaintext.clone()));
+            out.push(open_range(&at, segment, plan, piece)?);
         }
         Ok(out)
     }
@@ -449,13 +516,15 @@ impl<S: ObjectStore> EncryptedStore<S> {
             ..GetOptions::default()
         };
         match self.inner.get_opts(location, head).await {
-            Ok(r) if r.meta.size < SEGMENT_PREFIX_LEN as u64 => cmek_error(crate::Error::malformed(
-                "object",
-                format!(
-                    "{location} has {} bytes, fewer than a segment's headers: not an encrypted object",
-                    r.meta.size
-                ),
-            )),
+            Ok(r) if r.meta.size < SEGMENT_PREFIX_LEN as u64 => {
+                At::new(location, None).fail(crate::Error::malformed(
+                    "object",
+                    format!(
+                        "{} bytes, fewer than a segment's headers: not an encrypted object",
+                        r.meta.size
+                    ),
+                ))
+            }
             _ => err,
         }
     }
@@ -470,16 +539,20 @@ impl<S: ObjectStore> EncryptedStore<S> {
         mut body: Payload,
         mode: PutMode,
     ) -> OsResult<PutResult> {
+        let params = self.params_for(segment_id);
         let mut sealer = self
-            .starting_segment(|| PartSealer::new(&self.zone, segment_id.as_ref(), self.part_size))
+            .starting_segment(location, || {
+                PartSealer::new(&self.zone, segment_id.as_ref(), params, self.part_size)
+            })
             .await?;
+        let at = At::new(location, None);
         let mut upload: Option<Box<dyn MultipartUpload>> = None;
         let result = async {
             while let Some(piece) = body.next().await {
                 let mut parts = Vec::new();
                 sealer
                     .push(&piece?, &mut |p| parts.push(p))
-                    .map_err(cmek_error)?;
+                    .map_err(|e| at.fail(e))?;
                 for part in parts {
                     if upload.is_none() {
                         if !matches!(mode, PutMode::Overwrite) {
@@ -493,7 +566,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
                     up.put_part(part.into()).await?;
                 }
             }
-            let last = sealer.finish().map_err(cmek_error)?;
+            let last = sealer.finish().map_err(|e| at.fail(e))?;
             match upload.as_mut() {
                 None => {
                     let opts = PutOptions {
@@ -523,9 +596,9 @@ impl<S: ObjectStore> EncryptedStore<S> {
     async fn reencrypt(&self, from: &Path, to: &Path, mode: CopyMode) -> OsResult<()> {
         let source = self.get_whole(from, GetOptions::default()).await?;
         let ciphertext_fits_one_part = self
-            .zone
-            .encrypted_len(source.meta.size)
-            .is_ok_and(|len| len <= self.part_size as u64);
+            .params_for(to)
+            .ciphertext_len(source.meta.size)
+            .is_ok_and(|len| len + SEGMENT_HEADER_LEN as u64 <= self.part_size as u64);
         let (_, _, _, body) = split(source);
         match mode {
             CopyMode::Overwrite => {
@@ -544,7 +617,7 @@ impl<S: ObjectStore> EncryptedStore<S> {
             CopyMode::Create => {
                 // Staged beside the target under the target's id, then put
                 // in place with the inner store's create-only copy.
-                let staged = staging_path(to).map_err(cmek_error)?;
+                let staged = staging_path(to).map_err(|e| At::new(to, None).fail(e))?;
                 let copied = async {
                     self.upload_stream(&staged, to, body, PutMode::Overwrite)
                         .await?;
@@ -607,8 +680,12 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
                 Bytes::from(all)
             }
         };
+        let params = self.params_for(location);
         let ciphertext = self
-            .starting_segment(|| self.zone.encrypt_segment(location.as_ref(), &plaintext))
+            .starting_segment(location, || {
+                self.zone
+                    .encrypt_segment_with(location.as_ref(), &plaintext, params)
+            })
             .await?;
         self.inner.put_opts(location, ciphertext.into(), opts).await
     }
@@ -618,14 +695,18 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
+        let params = self.params_for(location);
         let sealer = self
-            .starting_segment(|| PartSealer::new(&self.zone, location.as_ref(), self.part_size))
+            .starting_segment(location, || {
+                PartSealer::new(&self.zone, location.as_ref(), params, self.part_size)
+            })
             .await?;
         let inner = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(EncryptedUpload {
             inner,
             sealer: Some(sealer),
             failed: false,
+            at: At::new(location, None),
         }))
     }
 
@@ -644,7 +725,7 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         for r in ranges {
             GetRange::Bounded(r.clone())
                 .is_valid()
-                .map_err(range_error)?;
+                .map_err(|e| At::new(location, Some(r.clone())).invalid_range(e))?;
         }
         // Through the kept opened segment if there is one; if the object
         // was replaced since, open it again.
@@ -670,8 +751,9 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
             Err(e) => return Err(self.explain_failed_read(location, e).await),
         };
         let (meta, _, _, body) = split(fetched);
-        let prefix = collect(body, SEGMENT_PREFIX_LEN as u64).await?;
-        let segment = Arc::new(self.open(location, &prefix, meta.size)?);
+        let at = At::new(location, None);
+        let prefix = collect(&at, body, SEGMENT_PREFIX_LEN as u64).await?;
+        let segment = Arc::new(self.open(&at, location, &prefix, meta.size).await?);
         self.keep_opened(location, &meta, &segment);
         self.read_ranges(location, &segment, meta.e_tag, meta.version, ranges)
             .await
@@ -685,10 +767,10 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let params = self.zone.stream_params();
+        let sizes = self.listing_sizes();
         self.inner
             .list(prefix)
-            .map(move |meta| meta.and_then(|m| listed(params, m)))
+            .map(move |meta| meta.and_then(|m| sizes.listed(m)))
             .boxed()
     }
 
@@ -697,19 +779,20 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let params = self.zone.stream_params();
+        let sizes = self.listing_sizes();
         self.inner
             .list_with_offset(prefix, offset)
-            .map(move |meta| meta.and_then(|m| listed(params, m)))
+            .map(move |meta| meta.and_then(|m| sizes.listed(m)))
             .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
         let mut result = self.inner.list_with_delimiter(prefix).await?;
         let objects = std::mem::take(&mut result.objects);
+        let sizes = self.listing_sizes();
         result.objects = objects
             .into_iter()
-            .map(|m| listed(self.zone.stream_params(), m))
+            .map(|m| sizes.listed(m))
             .collect::<OsResult<_>>()?;
         Ok(result)
     }
@@ -732,6 +815,8 @@ struct EncryptedUpload {
     inner: Box<dyn MultipartUpload>,
     sealer: Option<PartSealer>,
     failed: bool,
+    /// The object, for errors.
+    at: At,
 }
 
 impl fmt::Debug for EncryptedUpload {
@@ -751,13 +836,13 @@ impl MultipartUpload for EncryptedUpload {
             inner,
             sealer,
             failed,
+            at,
         } = self;
         let Some(sealer) = sealer.as_mut().filter(|_| !*failed) else {
-            return Box::pin(async move {
-                Err(cmek_error(crate::Error::misuse(
-                    "the upload failed or was completed; start a new one",
-                )))
-            });
+            let e = at.fail(crate::Error::misuse(
+                "the upload failed or was completed; start a new one",
+            ));
+            return Box::pin(async move { Err(e) });
         };
         // Each part goes to the inner upload as soon as it is sealed.
         let mut uploads: Vec<UploadPart> = Vec::new();
@@ -770,7 +855,7 @@ impl MultipartUpload for EncryptedUpload {
         }
         if let Err(e) = sealed {
             *failed = true;
-            let e = cmek_error(e);
+            let e = at.fail(e);
             return Box::pin(async move { Err(e) });
         }
         Box::pin(async move {
@@ -785,14 +870,14 @@ impl MultipartUpload for EncryptedUpload {
         let sealer = match self.sealer.take() {
             Some(s) if !self.failed => s,
             _ => {
-                return Err(cmek_error(crate::Error::misuse(
+                return Err(self.at.fail(crate::Error::misuse(
                     "the upload failed or was completed; start a new one",
                 )))
             }
         };
         let last = sealer.finish().map_err(|e| {
             self.failed = true;
-            cmek_error(e)
+            self.at.fail(e)
         })?;
         self.inner.put_part(last.into()).await?;
         self.inner.complete().await
@@ -808,48 +893,51 @@ impl MultipartUpload for EncryptedUpload {
 /// then `body`, one batch at a time (the next piece is read only when the
 /// last is used up).
 fn decrypting(
+    at: At,
     segment: Arc<OpenedSegment>,
     plan: &CiphertextRange,
     first: Bytes,
     body: Payload,
 ) -> OsResult<Payload> {
     let mut batches = ChunkBatches::new(segment, plan);
-    batches.push(first).map_err(cmek_error)?;
-    Ok(
-        stream::try_unfold((batches, body), |(mut batches, mut body)| async move {
+    batches.push(first).map_err(|e| at.fail(e))?;
+    Ok(stream::try_unfold(
+        (batches, body, at),
+        |(mut batches, mut body, at)| async move {
             loop {
-                if let Some(out) = batches.next_batch().map_err(cmek_error)? {
+                if let Some(out) = batches.next_batch().map_err(|e| at.fail(e))? {
                     if out.is_empty() {
                         continue;
                     }
-                    return Ok(Some((out, (batches, body))));
+                    return Ok(Some((out, (batches, body, at))));
                 }
                 match body.next().await {
-                    Some(piece) => batches.push(piece?).map_err(cmek_error)?,
+                    Some(piece) => batches.push(piece?).map_err(|e| at.fail(e))?,
                     None => {
-                        batches.finish().map_err(cmek_error)?;
+                        batches.finish().map_err(|e| at.fail(e))?;
                         return Ok(None);
                     }
                 }
             }
-        })
-        .boxed(),
+        },
     )
+    .boxed())
 }
 
 /// The plaintext of `plan` from its whole ciphertext `fetched`.
 fn open_range(
+    at: &At,
     segment: &Arc<OpenedSegment>,
     plan: &CiphertextRange,
     fetched: Bytes,
 ) -> OsResult<Bytes> {
     let mut batches = ChunkBatches::new(Arc::clone(segment), plan);
-    batches.push(fetched).map_err(cmek_error)?;
+    batches.push(fetched).map_err(|e| at.fail(e))?;
     let mut pieces = Vec::new();
-    while let Some(piece) = batches.next_batch().map_err(cmek_error)? {
+    while let Some(piece) = batches.next_batch().map_err(|e| at.fail(e))? {
         pieces.push(piece);
     }
-    batches.finish().map_err(cmek_error)?;
+    batches.finish().map_err(|e| at.fail(e))?;
     Ok(match pieces.len() {
         0 => Bytes::new(),
         1 => pieces.pop().expect("one piece"),
@@ -860,7 +948,7 @@ fn open_range(
 /// All of a byte stream that answers a request for at most `max` bytes;
 /// a store that sends more is refused as soon as it does (what storage
 /// returns is not trusted to be what was asked for).
-async fn collect(mut body: Payload, max: u64) -> OsResult<Bytes> {
+async fn collect(at: &At, mut body: Payload, max: u64) -> OsResult<Bytes> {
     let mut first: Option<Bytes> = None;
     let mut more = BytesMut::new();
     let mut total = 0u64;
@@ -868,7 +956,7 @@ async fn collect(mut body: Payload, max: u64) -> OsResult<Bytes> {
         let piece = piece?;
         total += piece.len() as u64;
         if total > max {
-            return Err(cmek_error(crate::Error::malformed(
+            return Err(at.fail(crate::Error::malformed(
                 "object",
                 format!("the store returned more than the {max} bytes asked for"),
             )));
@@ -890,19 +978,28 @@ async fn collect(mut body: Payload, max: u64) -> OsResult<Bytes> {
     })
 }
 
-/// A listed object's metadata with its plaintext size at the zone's chunk
-/// size (a listing reads no object).
-fn listed(params: crate::stream::Params, meta: ObjectMeta) -> OsResult<ObjectMeta> {
-    let plain = size_at(params, meta.size).map_err(|e| {
-        cmek_error(crate::Error::malformed(
-            "object",
-            format!("{}: {e}", meta.location),
-        ))
-    })?;
-    Ok(ObjectMeta {
-        size: plain,
-        ..meta
-    })
+/// What a listing needs to report plaintext sizes: the chunk size each
+/// path's objects are written with.
+struct ListingSizes {
+    zone: Params,
+    rules: ChunkSizes,
+}
+
+impl ListingSizes {
+    /// A listed object's metadata with its plaintext size at the chunk size
+    /// its path is written with (a listing reads no object).
+    fn listed(&self, meta: ObjectMeta) -> OsResult<ObjectMeta> {
+        let params = self
+            .rules
+            .for_path(meta.location.as_ref())
+            .unwrap_or(self.zone);
+        let plain =
+            size_at(params, meta.size).map_err(|e| At::new(&meta.location, None).fail(e))?;
+        Ok(ObjectMeta {
+            size: plain,
+            ..meta
+        })
+    }
 }
 
 /// The plaintext length of a segment `size` bytes long with `params`.
@@ -925,17 +1022,51 @@ fn staging_path(to: &Path) -> crate::Result<Path> {
 }
 
 /// A cmek error as the `object_store` error that carries it.
-fn cmek_error(e: crate::Error) -> super::os::Error {
-    super::os::Error::Generic {
-        store: STORE_NAME,
-        source: Box::new(e),
+/// The object (and plaintext range) an operation is about: what every
+/// error the adapter makes names.
+#[derive(Clone, Debug)]
+struct At {
+    path: Path,
+    range: Option<Range<u64>>,
+}
+
+impl At {
+    fn new(path: &Path, range: Option<Range<u64>>) -> Self {
+        Self {
+            path: path.clone(),
+            range,
+        }
+    }
+
+    /// `e` as the `object_store` error that carries it (see
+    /// [`ObjectError`] for which variant, and which are marked permanent).
+    fn fail(&self, e: crate::Error) -> super::os::Error {
+        let e = ObjectError::new(self.path.as_ref(), self.range.clone(), e);
+        match Carrier::of(e) {
+            Carrier::Transient(e) => super::os::Error::Generic {
+                store: STORE_NAME,
+                source: Box::new(e),
+            },
+            Carrier::Denied(path, source) => super::os::Error::PermissionDenied { path, source },
+            Carrier::Permanent(source) => super::os::Error::Generic {
+                store: STORE_NAME,
+                source,
+            },
+        }
+    }
+
+    /// A range the caller asked for that the object cannot serve: the same
+    /// request fails the same way, so it is not worth a retry.
+    fn invalid_range(&self, e: impl std::fmt::Display) -> super::os::Error {
+        self.fail(crate::Error::InvalidArgument(format!("range: {e}")))
     }
 }
 
-fn range_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> super::os::Error {
-    super::os::Error::Generic {
-        store: STORE_NAME,
-        source: Box::new(e),
+/// A `GetRange`'s plaintext bounds when it names them outright.
+fn bounded(range: Option<&GetRange>) -> Option<Range<u64>> {
+    match range {
+        Some(GetRange::Bounded(r)) => Some(r.clone()),
+        _ => None,
     }
 }
 

@@ -127,6 +127,10 @@ impl ObjectManifestStore {
 }
 
 impl ManifestStore for ObjectManifestStore {
+    fn location(&self) -> String {
+        format!("object {} in {}", self.path, self.store)
+    }
+
     fn load(&self) -> Result<Option<Vec<u8>>> {
         self.block_on(async { Ok(self.read().await?.map(|(bytes, _)| bytes)) })
     }

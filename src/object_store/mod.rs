@@ -57,11 +57,24 @@
 //!   reports the size an object of the listed length has at the zone's
 //!   chunk size, and an entry whose length no segment has is an error
 //!   item. ETags, versions and `last_modified` are the stored object's.
-//! * **Errors.** A cmek failure reaches the caller as
-//!   `object_store::Error::Generic` with `store` [`STORE_NAME`] and the
-//!   [`Error`] as its source (`source().downcast_ref::<cmek::Error>()`):
-//!   an integrity failure, an unavailable zone, a foreign or malformed
-//!   object. The inner store's errors pass through unchanged.
+//! * **Chunk sizes.** A ranged read fetches the whole chunks that hold the
+//!   range, so the chunk size bounds what a small read costs. Objects are
+//!   written at the zone's chunk size unless [`ChunkSizes`] (see
+//!   `with_chunk_sizes`) gives their path another: [`ChunkSizes::slatedb`]
+//!   writes SSTs in [`BLOCK_CHUNK_SIZE`] chunks. Each object's header
+//!   records its chunk size.
+//! * **Errors.** A cmek failure reaches the caller as an `object_store`
+//!   error whose source is an [`ObjectError`]: the object's path, the
+//!   range read, and the [`Error`] (an integrity failure, an unavailable
+//!   zone, a foreign or malformed object; [`ObjectError::find`] reaches it
+//!   through any wrapper). Transient failures (an unreachable or throttling
+//!   KMS) are `Generic`, which engines retry; permanent ones are marked so
+//!   that engines do not retry them — a revoked key as `PermissionDenied`,
+//!   the rest as `Generic`, both under SlateDB's `NonRetryable` marker
+//!   with feature `slatedb` (see [`ObjectError`] and `docs/ENGINES.md`).
+//!   A segment naming an EZK newer than the zone holds (written by another
+//!   node after a rotation) makes the adapter reload the zone and open it
+//!   again, once. The inner store's errors pass through unchanged.
 //!
 //!
 //! # Conformance
@@ -88,6 +101,8 @@
 //! [`SEGMENT_PREFIX_LEN`]: crate::zone::SEGMENT_PREFIX_LEN
 
 mod cache;
+mod chunks;
+mod error;
 mod opening;
 mod sealing;
 
@@ -99,6 +114,9 @@ pub mod v013;
 pub mod v014;
 
 pub(crate) use cache::{Opened, OpenedCache};
+pub use chunks::{ChunkSizes, BLOCK_CHUNK_SIZE};
+pub(crate) use error::Carrier;
+pub use error::{is_retryable, ObjectError};
 pub(crate) use opening::ChunkBatches;
 pub(crate) use sealing::PartSealer;
 

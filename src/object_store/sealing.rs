@@ -5,7 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::stream::ChunkSealer;
+use crate::stream::{ChunkSealer, Params};
 use crate::zone::Zone;
 use crate::Result;
 
@@ -32,12 +32,17 @@ pub(crate) struct PartSealer {
 }
 
 impl PartSealer {
-    /// A new segment of `zone` with id `segment_id`.
+    /// A new segment of `zone` with id `segment_id`, in chunks of `params`.
     ///
     /// # Errors
     /// As [`Zone::chunk_sealer`].
-    pub(crate) fn new(zone: &Zone, segment_id: &str, part_size: usize) -> Result<Self> {
-        let (header, sealer) = zone.chunk_sealer(segment_id)?;
+    pub(crate) fn new(
+        zone: &Zone,
+        segment_id: &str,
+        params: Params,
+        part_size: usize,
+    ) -> Result<Self> {
+        let (header, sealer) = zone.chunk_sealer_with(segment_id, params)?;
         let chunk = sealer.params().chunk_size();
         let mut part = BytesMut::with_capacity(part_size.max(chunk) + chunk);
         part.extend_from_slice(&header);

@@ -49,10 +49,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{
-    check_kind, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey,
-    WrappedKey,
-};
+use super::kit::{check_kind, root_wrap_aad};
+use super::{EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, WrappedKey};
 use crate::cipher::{KeyWrapper, SHA256_LEN};
 use crate::codec::{open_checksummed, seal_checksummed, start_checksummed};
 use crate::error::StateRejection;
@@ -255,24 +253,41 @@ impl LocalKeyProvider {
                     "local key {id:?} already exists"
                 )));
             }
-            if keys.len() >= MAX_KEYS {
-                return Err(Error::LimitExceeded {
-                    what: "keys in one local key file",
-                    limit: MAX_KEYS as u64,
-                });
-            }
-            keys.insert(
-                id.to_owned(),
-                LocalKey {
-                    material,
-                    state: KeyState::Enabled,
-                    created_unix: now_unix(),
-                    wraps: 0,
-                },
-            );
-            Ok(())
+            insert_new(keys, id, material)
         })?;
         tracing::info!(key = id, "added local root key");
+        Ok(self.key_ref(id))
+    }
+
+    /// The reference of key `id`, generated and persisted first if the
+    /// file has no key of that id: what a service calls at every start to
+    /// have its root key, the first start included. Idempotent, and safe
+    /// when several processes call it at once on one file: the check and
+    /// the addition happen under the file's lock, so exactly one key is
+    /// made and every caller gets it. An existing key is returned in
+    /// whatever state it is in (a disabled one stays disabled:
+    /// [`describe_key`](KeyProvider::describe_key) tells); nothing is
+    /// written then.
+    ///
+    /// # Errors
+    /// As [`add_key`](Self::add_key), except that an existing id is not one.
+    pub fn get_or_add_key(&self, id: &str) -> Result<KeyRef> {
+        check_name("key id", id, MAX_ID_LEN)?;
+        // Most calls find the key: no lock, no write.
+        if self.load_existing()?.contains_key(id) {
+            return Ok(self.key_ref(id));
+        }
+        let material = SecretKey::generate()?;
+        let added = self.update_if(|keys| {
+            if keys.contains_key(id) {
+                // Another process added it since the read above.
+                return Ok(None);
+            }
+            insert_new(keys, id, material).map(Some)
+        })?;
+        if added.is_some() {
+            tracing::info!(key = id, "added local root key");
+        }
         Ok(self.key_ref(id))
     }
 
@@ -360,16 +375,28 @@ impl LocalKeyProvider {
     /// applies `change`, and replaces it. A `change` that fails, or a write
     /// that fails, leaves the file as it was.
     fn update<T>(&self, change: impl FnOnce(&mut Keys) -> Result<T>) -> Result<T> {
+        self.update_if(|keys| change(keys).map(Some))
+            .map(|out| out.expect("always written"))
+    }
+
+    /// As [`update`](Self::update), but a `change` that returns `None`
+    /// changed nothing, and the file is not written.
+    fn update_if<T>(
+        &self,
+        change: impl FnOnce(&mut Keys) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         let _lock = ExclusiveLock::acquire(&self.lock_path)?;
         // Inside the lock: the copy changed is the newest, whoever wrote it.
         let mut keys = self.load_existing()?;
-        let out = change(&mut keys)?;
+        let Some(out) = change(&mut keys)? else {
+            return Ok(None);
+        };
         let bytes = Zeroizing::new(encode(&self.region, &keys));
         fsutil::write_atomic(&self.path, &bytes, FILE_MODE)?;
         // Only counts that reached the file are remembered, so a failed
         // wrap (which handed out nothing) is not counted.
         self.reconcile_wraps(&mut keys);
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// The keys as the file holds them now; `None` if the file is gone
@@ -440,6 +467,27 @@ impl LocalKeyProvider {
         }
         Ok(())
     }
+}
+
+/// Adds a new enabled key `id` with `material` to `keys`, within the
+/// file's key limit. The caller checked that `id` is free.
+fn insert_new(keys: &mut Keys, id: &str, material: SecretKey) -> Result<()> {
+    if keys.len() >= MAX_KEYS {
+        return Err(Error::LimitExceeded {
+            what: "keys in one local key file",
+            limit: MAX_KEYS as u64,
+        });
+    }
+    keys.insert(
+        id.to_owned(),
+        LocalKey {
+            material,
+            state: KeyState::Enabled,
+            created_unix: now_unix(),
+            wraps: 0,
+        },
+    );
+    Ok(())
 }
 
 fn check_usable(root: &KeyRef, key: &LocalKey) -> Result<()> {

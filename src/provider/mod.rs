@@ -46,11 +46,19 @@
 //! onto [`Error`](crate::Error) as the trait documents. The other methods
 //! have defaults that are right for a provider without aliases, replicas,
 //! administration or policies; a provider that has them overrides the
-//! defaults. It must pass the conformance suite,
+//! defaults. The [`kit`] module holds what it needs beyond the trait —
+//! binding the context to a wrap, checking a key reference's kind and
+//! region, randomness — and its security contract; the providers in this
+//! crate use it too, and nothing else. `examples/http_key_service.rs` is a
+//! provider written outside the crate. It must pass the conformance suite,
 //! `cmek::testing::conformance` (feature `testing`), which every provider
 //! in this crate passes too: round trips, context binding, wrong keys,
 //! modified blobs, key states, validation reports, region answers, error
-//! kinds, generated keys and alias resolution.
+//! kinds, generated keys, alias resolution, and forged wraps. Only the
+//! root key's holder may be able to make a wrap the provider accepts: a
+//! provider whose root has public material (an RSA key) must authenticate
+//! each wrap with an operation only the holder can perform, as the Azure
+//! Key Vault provider does, and binding the context is not that.
 //!
 //! This module must not cache unwrapped keys or retry: callers (zones) own
 //! caching and coalescing, so that every provider call is visible.
@@ -64,6 +72,7 @@ use bytes::Bytes;
 
 use crate::secret::SecretKey;
 use crate::Result;
+use kit::region_mismatch;
 
 mod admin;
 #[cfg(feature = "aws-kms")]
@@ -72,11 +81,9 @@ pub mod aws;
 pub mod azure;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp;
+pub mod kit;
 #[cfg(feature = "kmip")]
 pub mod kmip;
-// Used by the providers whose wrap call takes no associated data.
-#[allow(dead_code)]
-mod bound;
 pub(crate) mod local;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
@@ -98,7 +105,6 @@ pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
 pub use pkcs11::{
     Pkcs11Options, Pkcs11Pin, Pkcs11Provider, TokenSelector, WrapMechanism, PKCS11_PROVIDER,
 };
-pub(crate) use region::region_mismatch;
 pub use region::RegionAnswer;
 pub use state::KeyState;
 pub use validate::{KeyValidation, StepOutcome, ValidationFailure, ValidationStep};
@@ -243,15 +249,6 @@ fn push_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// The associated data a provider binds when it wraps under root key
-/// `key_id` with `context`: `u32be(len(key_id)) ‖ key_id ‖ context`.
-pub(crate) fn root_wrap_aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
-    let mut aad = Vec::new();
-    push_len_prefixed(&mut aad, key_id.as_bytes());
-    aad.extend_from_slice(&context.canonical_bytes());
-    aad
-}
-
 /// A key wrapped by a provider: opaque bytes, meaningful only to the provider
 /// and root key that made them. Not secret.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -323,12 +320,45 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 
     /// Unwraps a key wrapped under `root`; fails unless `context` equals the
     /// one given to [`wrap_key`](Self::wrap_key).
+    ///
+    /// Only a wrap made by the root key's holder may unwrap: a wrap that
+    /// someone without the root's secret could have made (with public
+    /// material such as an RSA public key) must be refused, also when it is
+    /// in a format an older release wrote (see
+    /// [`is_legacy_wrap`](Self::is_legacy_wrap)).
     async fn unwrap_key(
         &self,
         root: &KeyRef,
         wrapped: &WrappedKey,
         context: &EncryptionContext,
     ) -> Result<SecretKey>;
+
+    /// True if `wrapped` is in a format this provider's
+    /// [`unwrap_key`](Self::unwrap_key) refuses because someone without the
+    /// root's secret could have made it, and that an older release wrote
+    /// (an Azure Key Vault RSA wrap without a signature). Such a wrap is
+    /// read only by [`unwrap_legacy_key`](Self::unwrap_legacy_key), for an
+    /// explicit adoption. Parses only; makes no call. `false` by default.
+    fn is_legacy_wrap(&self, wrapped: &WrappedKey) -> bool {
+        let _ = wrapped;
+        false
+    }
+
+    /// Unwraps `wrapped` like [`unwrap_key`](Self::unwrap_key), but also
+    /// when it is a [legacy wrap](Self::is_legacy_wrap): for
+    /// `Keyring::adopt_legacy_wraps` only, which an operator runs on a zone
+    /// whose stored state they trust, to rewrap such keys in the current
+    /// format. Never call it on what storage hands you otherwise: a legacy
+    /// wrap is exactly what an attacker can forge. The default is
+    /// [`unwrap_key`](Self::unwrap_key).
+    async fn unwrap_legacy_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        self.unwrap_key(root, wrapped, context).await
+    }
 
     /// The root key's state. A missing key is `Ok(KeyState::NotFound)` and an
     /// unreachable provider `Ok(KeyState::Unreachable)`; other failures
@@ -494,6 +524,17 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Arc<P> {
     ) -> Result<SecretKey> {
         (**self).unwrap_key(root, wrapped, context).await
     }
+    fn is_legacy_wrap(&self, wrapped: &WrappedKey) -> bool {
+        (**self).is_legacy_wrap(wrapped)
+    }
+    async fn unwrap_legacy_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        (**self).unwrap_legacy_key(root, wrapped, context).await
+    }
     async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
         (**self).describe_key(root).await
     }
@@ -547,20 +588,9 @@ pub fn region_named_by(kind: &str, key_id: &str) -> Option<String> {
     None
 }
 
-/// Refuses a [`KeyRef`] meant for another provider kind.
-pub(crate) fn check_kind(expected: &str, root: &KeyRef) -> Result<()> {
-    if root.provider() == expected {
-        Ok(())
-    } else {
-        Err(crate::Error::InvalidArgument(format!(
-            "key {root} belongs to provider {:?}, not {expected:?}",
-            root.provider()
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::kit::{check_kind, root_wrap_aad};
     use super::*;
 
     #[test]

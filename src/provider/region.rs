@@ -1,6 +1,7 @@
 //! Which regions a root key serves: [`RegionAnswer`], the provider's answer
 //! to "can this key be used from region R?".
 
+use super::kit::region_mismatch;
 use super::KeyRef;
 use crate::{Error, Result};
 
@@ -51,16 +52,6 @@ impl RegionAnswer {
             RegionAnswer::Replica(key) => Ok(key),
             RegionAnswer::NotServed(reason) => Err(region_mismatch(root, region, reason)),
         }
-    }
-}
-
-/// The error for `root` used from `region`, which it does not serve.
-pub(crate) fn region_mismatch(root: &KeyRef, region: &str, reason: &'static str) -> Error {
-    Error::RegionMismatch {
-        key: root.to_string(),
-        key_region: root.region().to_owned(),
-        region: region.to_owned(),
-        reason,
     }
 }
 

@@ -47,8 +47,10 @@
 //! [`io::Error`]. The inner reader's or writer's own errors pass through
 //! as they are; a failure of the stream itself (a chunk that does not
 //! authenticate, a malformed stream, a zone that became unavailable)
-//! travels inside one — kind `InvalidData`, `PermissionDenied` or
-//! `InvalidInput` — carrying the [`Error`]. [`error_of`] borrows it back,
+//! travels inside one — of the kind `From<Error> for io::Error` chooses
+//! from [`Error::kind`]: `InvalidData` for a chunk that does not
+//! authenticate, `PermissionDenied` for a revoked key, `TimedOut` for an
+//! unreachable KMS — carrying the [`Error`]. [`error_of`] borrows it back,
 //! and `From<io::Error> for Error` recovers it, so `?` from an adapter's
 //! `io::Result` into a [`crate::Result`] gives the original variant
 //! (`Integrity` stays `Integrity`). The other entry points return
@@ -143,34 +145,17 @@ pub fn error_of(err: &io::Error) -> Option<&Error> {
 }
 
 /// Converts an [`Error`] for the `std::io` traits (and the tokio ones),
-/// as every `Read`/`Write` adapter of this module returns it:
-///
-/// * [`Error::Io`] passes through: its own `io::Error`, kind and all (the
-///   path, if any, is dropped);
-/// * [`Error::ZoneUnavailable`], [`Error::KeyUnavailable`] and
-///   [`Error::AccessDenied`] become [`io::ErrorKind::PermissionDenied`];
-/// * [`Error::Misuse`], [`Error::InvalidArgument`] and
-///   [`Error::LimitExceeded`] become [`io::ErrorKind::InvalidInput`];
-/// * [`Error::WorkerPanicked`] becomes [`io::ErrorKind::Other`];
-/// * every other error — [`Error::Integrity`], [`Error::Malformed`] above
-///   all — becomes [`io::ErrorKind::InvalidData`].
-///
-/// Each of those carries the [`Error`] itself: [`error_of`] finds it, and
-/// `?` into a [`crate::Result`] turns the `io::Error` back into it (see
-/// `From<io::Error> for Error`), so an integrity failure is never mistaken
-/// for an I/O one.
+/// as every `Read`/`Write` adapter of this module returns it: by
+/// `From<Error> for io::Error`, whose table chooses the
+/// [`io::ErrorKind`] from [`Error::kind`] (an integrity failure is
+/// `InvalidData`, an unavailable zone `PermissionDenied`, or `TimedOut`
+/// while its KMS cannot be reached). The `io::Error` carries the
+/// [`Error`] itself: [`error_of`] finds it, and `?` into a
+/// [`crate::Result`] turns the `io::Error` back into it (see
+/// `From<io::Error> for Error`), so an integrity failure is never
+/// mistaken for an I/O one.
 pub(crate) fn to_io(err: Error) -> io::Error {
-    match err {
-        Error::Io { source, .. } => source,
-        Error::ZoneUnavailable { .. }
-        | Error::KeyUnavailable { .. }
-        | Error::AccessDenied { .. } => io::Error::new(io::ErrorKind::PermissionDenied, err),
-        Error::Misuse { .. } | Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
-            io::Error::new(io::ErrorKind::InvalidInput, err)
-        }
-        Error::WorkerPanicked { .. } => io::Error::other(err),
-        other => io::Error::new(io::ErrorKind::InvalidData, other),
-    }
+    io::Error::from(err)
 }
 
 /// The error for a length that fits the stream format but not this

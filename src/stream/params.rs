@@ -15,8 +15,11 @@ pub const HEADER_LEN: usize = 1 + SALT_LEN + NONCE_PREFIX_LEN;
 pub const SALT_LEN: usize = 32;
 /// Length of the random nonce prefix shared by a stream's chunks.
 pub const NONCE_PREFIX_LEN: usize = 7;
-/// Smallest supported ciphertext chunk size (4 KiB).
-pub const MIN_CHUNK_SIZE: usize = 4 * 1024;
+/// Smallest supported ciphertext chunk size (1 KiB). Small chunks suit
+/// engines that read small blocks at any offset (an LSM tree's 4 KiB
+/// blocks): a read fetches at most one chunk more than it asks for, on
+/// each side. Readers of cmek 0.1 refuse chunk sizes below 4 KiB.
+pub const MIN_CHUNK_SIZE: usize = 1024;
 /// Largest supported ciphertext chunk size (16 MiB).
 pub const MAX_CHUNK_SIZE: usize = 16 * 1024 * 1024;
 /// Default ciphertext chunk size (64 KiB); see `docs/PERFORMANCE.md` for

@@ -31,6 +31,28 @@ use bytes::Bytes;
 /// assert_eq!(data.read_at(&mut buf, 99)?, 0);
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// cmek's calls take any `ReadAt` source without the trait in scope:
+/// import it only to call its methods yourself. On Unix, std's
+/// `std::os::unix::fs::FileExt` gives `File` methods of the same names,
+/// so with both traits imported `file.read_exact_at(..)` is ambiguous
+/// (error E0034); name the trait in the call instead:
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::os::unix::fs::FileExt;
+/// use cmek::stream::ReadAt;
+///
+/// let mut file = tempfile::tempfile()?;
+/// std::io::Write::write_all(&mut file, b"positional")?;
+/// let mut buf = [0u8; 4];
+/// ReadAt::read_exact_at(&file, &mut buf, 3)?; // cmek's
+/// FileExt::read_exact_at(&file, &mut buf, 3)?; // std's: the same bytes
+/// assert_eq!(&buf, b"itio");
+/// assert_eq!(ReadAt::source_len(&file)?, Some(10));
+/// # }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait ReadAt {
     /// Reads bytes starting at `offset` into `buf` and returns how many
     /// it read: fewer than `buf.len()` only at the end of the source or
@@ -65,6 +87,18 @@ pub trait ReadAt {
         }
         Ok(())
     }
+
+    /// The source's length in bytes, if it knows it: a file's size, a
+    /// buffer's length. [`Zone::open_segment_from`](crate::zone::Zone::open_segment_from)
+    /// needs it to find a segment's end. The default is `None`: a source
+    /// that cannot tell (its length is then given to
+    /// [`Zone::open_segment`](crate::zone::Zone::open_segment)).
+    ///
+    /// # Errors
+    /// Whatever the source reports (a file's metadata call).
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 impl ReadAt for [u8] {
@@ -76,17 +110,29 @@ impl ReadAt for [u8] {
         buf[..n].copy_from_slice(&rest[..n]);
         Ok(n)
     }
+
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        Ok(Some(self.len() as u64))
+    }
 }
 
 impl ReadAt for Vec<u8> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.as_slice().read_at(buf, offset)
     }
+
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        self.as_slice().source_len()
+    }
 }
 
 impl ReadAt for Bytes {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.as_ref().read_at(buf, offset)
+    }
+
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        self.as_ref().source_len()
     }
 }
 
@@ -100,6 +146,11 @@ impl ReadAt for std::fs::File {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
     }
+
+    /// The file's size now (`fstat`).
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        Ok(Some(self.metadata()?.len()))
+    }
 }
 
 /// `seek_read`: safe from many threads at once, but it moves the file's
@@ -108,6 +159,11 @@ impl ReadAt for std::fs::File {
 impl ReadAt for std::fs::File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         std::os::windows::fs::FileExt::seek_read(self, buf, offset)
+    }
+
+    /// The file's size now.
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        Ok(Some(self.metadata()?.len()))
     }
 }
 
@@ -119,6 +175,10 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)
     }
+
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        (**self).source_len()
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
@@ -129,6 +189,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)
     }
+
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        (**self).source_len()
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
@@ -138,6 +202,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)
+    }
+
+    fn source_len(&self) -> io::Result<Option<u64>> {
+        (**self).source_len()
     }
 }
 
@@ -196,6 +264,9 @@ mod tests {
                     other => break other.unwrap(),
                 }
             };
+            let len = source.source_len().unwrap();
+            // Every source but the one without a length of its own.
+            assert_eq!(len, (i < 5).then_some(1000), "source {i}");
             assert_eq!(read_once(1000), 0, "source {i}");
             assert_eq!(read_once(1 << 40), 0, "source {i}");
             assert_eq!(read_once(999), 1, "source {i}");

@@ -53,9 +53,12 @@ pub(crate) fn vectors() -> Vec<Vector> {
 #[test]
 fn vectors_are_present_and_cover_boundaries() {
     let v = vectors();
-    assert_eq!(v.len(), 7);
+    assert_eq!(v.len(), 8);
     let lens: Vec<usize> = v.iter().map(|v| v.plaintext.len()).collect();
     assert!(lens.contains(&0) && lens.contains(&4040) && lens.contains(&8120));
+    assert!(v
+        .iter()
+        .any(|v| v.chunk_size == crate::stream::MIN_CHUNK_SIZE));
 }
 
 #[test]

@@ -7,8 +7,9 @@
 //! a transient one, that a key serves the regions its provider says. The
 //! suite checks those promises on a live provider through a small
 //! [`Fixture`] that makes the keys it needs. This crate runs it against the
-//! local key file, [`MockProvider`](super::MockProvider) and AWS KMS (on a
-//! KMS-compatible test server); a new provider runs it too:
+//! local key file, [`MockProvider`](super::MockProvider), AWS KMS, Cloud
+//! KMS, Azure Key Vault, PKCS#11 and KMIP (on test servers); a new provider
+//! runs it too:
 //!
 //! ```
 //! use cmek::provider::KeyProvider;
@@ -38,6 +39,14 @@
 //! report.assert_conforms();
 //! # }
 //! ```
+//!
+//! One check is an attack: `forged_wrap` hands the provider wrapped keys
+//! made by a forger who holds only what the provider makes public (an RSA
+//! key's public half), in every format the provider reads, and requires
+//! each to be refused. Only the key holder may make a wrap a provider
+//! accepts. A fixture supplies the forger through [`Fixture::forge`], or
+//! says why there is nothing to forge with (a symmetric key inside a KMS or
+//! HSM); the report then says so.
 //!
 //! Every check runs, whatever failed before it, and the [`Report`] names
 //! each one's outcome. A check a test server cannot pass (it does not
@@ -119,6 +128,29 @@ pub trait Fixture: Send + Sync {
         Deviations::default()
     }
 
+    /// Wrapped keys of `key` under `root` with `context`, made the way
+    /// someone who holds only the provider's public material would make
+    /// them (without the root key's secret), in each format the provider
+    /// reads — the current one and any legacy one — exactly as the provider
+    /// would accept them if it were forgeable. Or, for a provider whose
+    /// keys have no public material, why not
+    /// ([`Forgery::NoPublicMaterial`]).
+    ///
+    /// The default says the fixture supplies no forger; the check is then
+    /// skipped, and the report says so.
+    async fn forge(
+        &self,
+        root: &KeyRef,
+        key: &SecretKey,
+        context: &EncryptionContext,
+    ) -> Result<Forgery> {
+        let _ = (root, key, context);
+        Ok(Forgery::NoPublicMaterial(
+            "the fixture supplies no forger and does not say whether the provider's keys have \
+             public material (Fixture::forge)",
+        ))
+    }
+
     /// True for a provider whose disabled keys can never be enabled again
     /// (KMIP: a revoked key stays Deactivated). The suite then checks that
     /// enabling one fails, instead of using it again, and reports the
@@ -126,6 +158,34 @@ pub trait Fixture: Send + Sync {
     fn disable_is_final(&self) -> bool {
         false
     }
+}
+
+/// What a forger made of a provider's public material (see
+/// [`Fixture::forge`]).
+#[derive(Debug, Clone)]
+pub enum Forgery {
+    /// Wrapped keys made without the root key's secret.
+    Wraps(Vec<ForgedWrap>),
+    /// The provider's keys have no public material to forge a wrap with;
+    /// says why (e.g. "a symmetric key inside the KMS: every wrap is made
+    /// by the KMS").
+    NoPublicMaterial(&'static str),
+}
+
+/// One wrapped key made without the root key's secret.
+#[derive(Debug, Clone)]
+pub struct ForgedWrap {
+    /// What it is, for the report (e.g. "format 1, RSA-OAEP-256 under the
+    /// public half").
+    pub label: String,
+    /// The forged bytes.
+    pub wrapped: WrappedKey,
+    /// True if it is in a legacy format the provider reads only for
+    /// adoption ([`KeyProvider::is_legacy_wrap`]). The check then also
+    /// requires [`KeyProvider::unwrap_legacy_key`] to return the forged
+    /// key: proof that the forgery is faithful, so that its refusal by
+    /// [`KeyProvider::unwrap_key`] is the provider's doing.
+    pub legacy: bool,
 }
 
 /// A key and the regions, besides its own, it has a replica in.
@@ -253,6 +313,7 @@ pub async fn run<F: Fixture + ?Sized>(fixture: &F) -> Report {
     check!("other_kind", other_kind(fixture));
     check!("generate_key", generate_key(fixture));
     check!("resolve_key", resolve_key(fixture));
+    check!("forged_wrap", forged_wrap(fixture));
     Report {
         provider: fixture.provider().kind().to_owned(),
         checks,
@@ -306,6 +367,13 @@ fn is_integrity(e: &Error) -> bool {
 
 fn is_integrity_or_malformed(e: &Error) -> bool {
     matches!(e, Error::Integrity { .. } | Error::Malformed { .. })
+}
+
+fn is_refusal_of_a_forgery(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Integrity { .. } | Error::Malformed { .. } | Error::StateRejected { .. }
+    )
 }
 
 fn is_unavailable(state: KeyState) -> impl Fn(&Error) -> bool {
@@ -710,6 +778,49 @@ async fn resolve_key<F: Fixture + ?Sized>(fixture: &F) -> Check {
     Ok(Outcome::Passed)
 }
 
+async fn forged_wrap<F: Fixture + ?Sized>(fixture: &F) -> Check {
+    let p = fixture.provider();
+    let root = must("create an enabled key", fixture.enabled_key().await)?;
+    let key = must("generate a test key", SecretKey::generate())?;
+    let ctx = context("forged");
+    let wraps = match must("forge", fixture.forge(&root, &key, &ctx).await)? {
+        Forgery::NoPublicMaterial(why) => return Ok(Outcome::Skipped(why)),
+        Forgery::Wraps(wraps) => wraps,
+    };
+    ensure(!wraps.is_empty(), || {
+        "the forger made no wrapped key".into()
+    })?;
+    let genuine = must("wrap", p.wrap_key(&root, &key, &ctx).await)?;
+    ensure(!p.is_legacy_wrap(&genuine), || {
+        "a wrap the provider just made is called legacy".into()
+    })?;
+    for forged in &wraps {
+        let label = &forged.label;
+        ensure(p.is_legacy_wrap(&forged.wrapped) == forged.legacy, || {
+            format!(
+                "forged wrap ({label}): is_legacy_wrap says {}",
+                !forged.legacy
+            )
+        })?;
+        if forged.legacy {
+            let adopted = must(
+                &format!("unwrap_legacy_key of the forged wrap ({label})"),
+                p.unwrap_legacy_key(&root, &forged.wrapped, &ctx).await,
+            )?;
+            ensure(adopted == key, || {
+                format!("the forged wrap ({label}) is not faithful: adoption unwraps another key")
+            })?;
+        }
+        must_fail(
+            &format!("unwrap of a forged wrap ({label})"),
+            p.unwrap_key(&root, &forged.wrapped, &ctx).await,
+            "a refusal (integrity failure, malformed blob or rejected state)",
+            is_refusal_of_a_forgery,
+        )?;
+    }
+    Ok(Outcome::Passed)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -726,6 +837,9 @@ mod tests {
         ignores_context: bool,
         /// Reports every refusal as the provider being unreachable.
         all_transient: bool,
+        /// Also unwraps `PLAIN ‖ key`, which anyone can make, and its
+        /// fixture forges one.
+        forgeable: bool,
     }
 
     impl Subject {
@@ -735,6 +849,7 @@ mod tests {
                 next: AtomicU32::new(0),
                 ignores_context: false,
                 all_transient: false,
+                forgeable: false,
             }
         }
 
@@ -783,6 +898,11 @@ mod tests {
             wrapped: &WrappedKey,
             context: &EncryptionContext,
         ) -> Result<SecretKey> {
+            if self.forgeable {
+                if let Some(key) = wrapped.as_bytes().strip_prefix(b"PLAIN") {
+                    return SecretKey::from_slice(key);
+                }
+            }
             let context = self.context(context);
             self.map(self.mock.unwrap_key(root, wrapped, &context).await)
         }
@@ -806,13 +926,32 @@ mod tests {
         fn missing_key(&self) -> KeyRef {
             self.mock.key_ref("missing")
         }
+        async fn forge(
+            &self,
+            _root: &KeyRef,
+            key: &SecretKey,
+            _context: &EncryptionContext,
+        ) -> Result<Forgery> {
+            if !self.forgeable {
+                return Ok(Forgery::NoPublicMaterial(
+                    "no public material: a symmetric key inside the mock",
+                ));
+            }
+            let mut bytes = b"PLAIN".to_vec();
+            bytes.extend_from_slice(key.expose_secret());
+            Ok(Forgery::Wraps(vec![ForgedWrap {
+                label: "the key in the clear".into(),
+                wrapped: WrappedKey::from_bytes(bytes),
+                legacy: false,
+            }]))
+        }
     }
 
     #[tokio::test]
     async fn a_faithful_provider_conforms() {
         let report = run(&Subject::new()).await;
         report.assert_conforms();
-        assert_eq!(report.checks.len(), 13);
+        assert_eq!(report.checks.len(), 14);
         assert_eq!(report.outcome("round_trip"), Some(&Outcome::Passed));
         // No aliases or replicas in this fixture: said, not hidden.
         assert!(matches!(
@@ -822,6 +961,49 @@ mod tests {
         assert!(matches!(
             report.outcome("replica_regions"),
             Some(Outcome::Skipped(_))
+        ));
+        // Nothing to forge with: said, and why.
+        assert!(matches!(
+            report.outcome("forged_wrap"),
+            Some(Outcome::Skipped(why)) if why.contains("no public material")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_accepts_a_forged_wrap_fails() {
+        let subject = Subject {
+            forgeable: true,
+            ..Subject::new()
+        };
+        let report = run(&subject).await;
+        let failed: Vec<_> = report.failures().iter().map(|(n, _)| *n).collect();
+        assert_eq!(failed, ["forged_wrap"], "{report}");
+        assert!(
+            report.to_string().contains("succeeded, expected a refusal"),
+            "{report}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fixture_without_a_forger_is_reported_as_such() {
+        struct Silent(Subject);
+        #[async_trait]
+        impl Fixture for Silent {
+            fn provider(&self) -> &dyn KeyProvider {
+                &self.0
+            }
+            async fn enabled_key(&self) -> Result<KeyRef> {
+                self.0.enabled_key().await
+            }
+            fn missing_key(&self) -> KeyRef {
+                self.0.missing_key()
+            }
+        }
+        let report = run(&Silent(Subject::new())).await;
+        report.assert_conforms();
+        assert!(matches!(
+            report.outcome("forged_wrap"),
+            Some(Outcome::Skipped(why)) if why.contains("supplies no forger")
         ));
     }
 

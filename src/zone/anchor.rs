@@ -11,7 +11,8 @@
 //! that: opening checks the manifest against it before any provider call.
 //!
 //! Keep the anchor where the storage attacker cannot write, and update it
-//! after every change the zone reports ([`Zone::anchor`](super::Zone::anchor)):
+//! after every change the zone reports ([`Zone::watch_anchor`](super::Zone::watch_anchor)
+//! tells of each, [`Zone::anchor`](super::Zone::anchor) reads it):
 //! in the engine's own catalog or control plane, next to the KMS key ARN the
 //! customer configured. The CLI keeps it in its key registry.
 
@@ -38,7 +39,7 @@ const TEXT_PREFIX: &str = "cmek-anchor-v1";
 /// Keep the anchor where that storage attacker cannot write — the engine's
 /// own catalog or control plane, next to the KMS key ARN the customer
 /// configured — and update it after every change the zone reports
-/// ([`Zone::anchor`](super::Zone::anchor)). Its [`Display`](fmt::Display)
+/// ([`Zone::watch_anchor`](super::Zone::watch_anchor)). Its [`Display`](fmt::Display)
 /// form, which [`FromStr`] parses, is one line for that.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ZoneAnchor {

@@ -97,7 +97,7 @@ impl Zone {
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, None)?;
         let aad = self.body_aad(segment_id);
         Ok(
             AsyncEncryptingWriter::with_header(sink, &dek, &aad, params, stream_header)?
@@ -118,7 +118,8 @@ impl Zone {
     /// read. Its errors are `io::Error`s carrying the [`Error`] — most
     /// often [`Error::Integrity`] or [`Error::Malformed`] (kind
     /// `InvalidData`), [`Error::ZoneUnavailable`] once the zone stops
-    /// serving (kind `PermissionDenied`, at the next chunk); get it with
+    /// serving (kind `PermissionDenied`, or `TimedOut` while its KMS
+    /// cannot be reached, at the next chunk); get it with
     /// [`stream::error_of`](crate::stream::error_of), or `?` into a
     /// [`crate::Result`]. See [`async_segment_writer`](Self::async_segment_writer)
     /// for an example.

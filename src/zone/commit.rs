@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::manifest::{self, ManifestSeal};
-use super::{keyring, now_unix, Ezk, Zone, ZoneAnchor, ZoneManifest, ZoneState};
+use super::{keyring, now_unix, Ezk, Zone, ZoneManifest, ZoneState};
 use crate::cipher::WRAP_LIMIT;
 use crate::{Error, Result};
 
@@ -109,8 +109,7 @@ impl Zone {
             return Ok(None);
         }
         let (manifest, seal) = ZoneManifest::parse_sealed(&bytes)?;
-        let m = &state.manifest;
-        ZoneAnchor::new(m.zone_id, m.root.clone(), m.generation).check(&manifest)?;
+        state.anchor().check(&manifest)?;
         Ok(Some((manifest, seal, bytes)))
     }
 
@@ -147,8 +146,10 @@ impl Zone {
         Ok(())
     }
 
-    /// Swaps in a state holding `manifest`, stored as `bytes`, with `ezks`
-    /// if the zone is available now, none otherwise.
+    /// Swaps in a state holding `manifest`, stored as `bytes` (durably:
+    /// written by this zone or read back from the store), with `ezks` if
+    /// the zone is available now, none otherwise; then publishes its
+    /// anchor to [`Zone::watch_anchor`]'s receivers.
     pub(super) fn install(
         &self,
         mut manifest: ZoneManifest,
@@ -158,7 +159,7 @@ impl Zone {
         manifest.sealed = manifest::SealedBytes(Some(bytes.as_slice().into()));
         let mut slot = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
         let availability = slot.availability;
-        *slot = Arc::new(ZoneState {
+        let state = Arc::new(ZoneState {
             manifest,
             stored: Arc::new(bytes),
             unverified: None,
@@ -168,6 +169,20 @@ impl Zone {
                 BTreeMap::new()
             },
             availability,
+        });
+        let anchor = state.anchor();
+        *slot = state;
+        // Published outside the state's lock: a receiver's borrow never
+        // holds up readers of the zone.
+        drop(slot);
+        self.inner.anchor.send_if_modified(|current| {
+            // Only forward: the generation grows with every change, the
+            // root's included.
+            let newer = anchor.min_generation() > current.min_generation();
+            if newer {
+                *current = anchor;
+            }
+            newer
         });
     }
 

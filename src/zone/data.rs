@@ -19,7 +19,7 @@ use crate::cipher::{fill_random, NONCE_LEN};
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::stream::{
     ChunkOpener, ChunkSealer, DecryptingReader, EncryptingWriter, Header as StreamHeader, Params,
-    RangeDecryptor, SeekableReader, Threads,
+    RangeDecryptor, ReadAt, SeekableReader, Threads,
 };
 use crate::{Error, IntegrityFailure, Result};
 
@@ -45,7 +45,13 @@ impl Zone {
     /// The DEK, the wrap's nonce and the stream's salt and nonce prefix come
     /// from one OS call (disjoint bytes): on some machines the call costs
     /// more than the rest of a segment's setup.
-    pub(super) fn new_segment(&self, segment_id: &str) -> Result<NewSegment> {
+    /// `params` overrides the zone's chunk size for this segment (its header
+    /// records whichever is used).
+    pub(super) fn new_segment(
+        &self,
+        segment_id: &str,
+        params: Option<Params>,
+    ) -> Result<NewSegment> {
         let mut random = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN + STREAM_RANDOM_LEN]);
         fill_random(&mut random[..])?;
         let (dek_bytes, rest) = random.split_at_mut(KEY_LEN);
@@ -55,7 +61,7 @@ impl Zone {
 
         let state = self.state_with_wrap_reserved()?;
         let m = &state.manifest;
-        let params = m.stream_params();
+        let params = params.unwrap_or_else(|| m.stream_params());
         // The wrap binds every other header byte (format v2), so the
         // header is laid out first and the wrapped DEK put in last.
         let header =
@@ -125,6 +131,28 @@ impl Zone {
         })
     }
 
+    /// Encrypts a whole segment as [`encrypt_segment`](Self::encrypt_segment)
+    /// does, but in chunks of `params` instead of the zone's chunk size.
+    /// The header records the chunk size, so every reader opens the
+    /// segment as it opens any other. Small chunks suit segments read in
+    /// small blocks at any offset (see [`Params`]).
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment).
+    pub fn encrypt_segment_with(
+        &self,
+        segment_id: &str,
+        plaintext: &[u8],
+        params: Params,
+    ) -> Result<Bytes> {
+        let len = SEGMENT_HEADER_LEN as u64 + params.ciphertext_len(plaintext.len() as u64)?;
+        filled_buffer(len, "segment length in bytes", |out| {
+            zeroed_on_error(out, |out| {
+                self.seal_segment(segment_id, plaintext, out, Some(params))
+            })
+        })
+    }
+
     /// Encrypts a whole segment, header ‖ body, into `out`, a buffer the
     /// caller owns of exactly [`encrypted_len`](Self::encrypted_len) bytes.
     /// The same segment [`encrypt_segment`](Self::encrypt_segment) makes;
@@ -146,16 +174,24 @@ impl Zone {
                 out.len()
             )));
         }
-        zeroed_on_error(out, |out| self.seal_segment(segment_id, plaintext, out))
+        zeroed_on_error(out, |out| {
+            self.seal_segment(segment_id, plaintext, out, None)
+        })
     }
 
-    fn seal_segment(&self, segment_id: &str, plaintext: &[u8], out: &mut [u8]) -> Result<()> {
+    fn seal_segment(
+        &self,
+        segment_id: &str,
+        plaintext: &[u8],
+        out: &mut [u8],
+        params: Option<Params>,
+    ) -> Result<()> {
         let NewSegment {
             header,
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, params)?;
         let (head, body) = out.split_at_mut(SEGMENT_HEADER_LEN);
         head.copy_from_slice(&header.to_bytes());
         let aad = self.body_aad(segment_id);
@@ -251,7 +287,7 @@ impl Zone {
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, None)?;
         sink.write_all(&header.to_bytes())?;
         let aad = self.body_aad(segment_id);
         Ok(
@@ -303,12 +339,35 @@ impl Zone {
         &self,
         segment_id: &str,
     ) -> Result<([u8; SEGMENT_HEADER_LEN], ChunkSealer)> {
+        self.sealer(segment_id, None)
+    }
+
+    /// A [`chunk_sealer`](Self::chunk_sealer) whose segment is cut in
+    /// chunks of `params` instead of the zone's chunk size (recorded in its
+    /// header, as [`encrypt_segment_with`](Self::encrypt_segment_with)
+    /// does).
+    ///
+    /// # Errors
+    /// As [`encrypt_segment`](Self::encrypt_segment).
+    pub fn chunk_sealer_with(
+        &self,
+        segment_id: &str,
+        params: Params,
+    ) -> Result<([u8; SEGMENT_HEADER_LEN], ChunkSealer)> {
+        self.sealer(segment_id, Some(params))
+    }
+
+    fn sealer(
+        &self,
+        segment_id: &str,
+        params: Option<Params>,
+    ) -> Result<([u8; SEGMENT_HEADER_LEN], ChunkSealer)> {
         let NewSegment {
             header,
             dek,
             params,
             stream_header,
-        } = self.new_segment(segment_id)?;
+        } = self.new_segment(segment_id, params)?;
         let aad = self.body_aad(segment_id);
         let sealer =
             ChunkSealer::with_header(&dek, &aad, params, stream_header)?.with_gate(self.gate());
@@ -367,6 +426,73 @@ impl Zone {
                 .with_base(SEGMENT_HEADER_LEN as u64)
                 .with_gate(self.gate());
         Ok(OpenedSegment::new(body, segment_len))
+    }
+
+    /// Opens the segment stored in `source` — its [`File`](std::fs::File),
+    /// its bytes, anything [`ReadAt`] that knows its length — for
+    /// positional reads shared by many threads: reads its first
+    /// [`SEGMENT_PREFIX_LEN`] bytes and takes its length from
+    /// [`ReadAt::source_len`], then opens it as
+    /// [`open_segment`](Self::open_segment) does. Read from the same
+    /// source afterwards ([`OpenedSegment::read_at`]). No provider call.
+    ///
+    /// The length is the source's when this is called: open a segment
+    /// once it is complete.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cmek::provider::LocalKeyProvider;
+    /// # use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local")?;
+    /// # let root = provider.add_key("root")?;
+    /// # let zone = Keyring::new(Arc::new(provider))
+    /// #     .create_zone(Arc::new(MemoryManifestStore::new()), ZoneSpec::new("orders", "local", root))
+    /// #     .await?;
+    /// let path = dir.path().join("000001.sst");
+    /// std::fs::write(&path, zone.encrypt_segment("000001.sst", b"rows and rows")?)?;
+    ///
+    /// let file = std::fs::File::open(&path)?;
+    /// let segment = zone.open_segment_from("000001.sst", &file)?;
+    /// let mut rows = [0u8; 4];
+    /// segment.read_at(&file, 9, &mut rows)?;
+    /// assert_eq!(&rows, b"rows");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`open_segment`](Self::open_segment); [`Error::Io`] if `source`
+    /// cannot be read or its length cannot be had;
+    /// [`Error::Malformed`] if it is shorter than its length said;
+    /// [`Error::Misuse`] for a source that does not know its length (give
+    /// the length to [`open_segment`](Self::open_segment)).
+    pub fn open_segment_from<R: ReadAt + ?Sized>(
+        &self,
+        segment_id: &str,
+        source: &R,
+    ) -> Result<OpenedSegment> {
+        let segment_len = source.source_len()?.ok_or_else(|| {
+            Error::misuse(
+                "the segment's source does not know its length: give it to Zone::open_segment",
+            )
+        })?;
+        let mut prefix = [0u8; SEGMENT_PREFIX_LEN];
+        // A source shorter than a prefix is refused by open_segment, with
+        // the length in the message.
+        let prefix_len = segment_len.min(SEGMENT_PREFIX_LEN as u64) as usize;
+        let prefix = &mut prefix[..prefix_len];
+        source
+            .read_exact_at(prefix, 0)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::malformed(
+                    "segment",
+                    format!("shorter than the {segment_len} bytes its source reported"),
+                ),
+                _ => Error::from(e),
+            })?;
+        self.open_segment(segment_id, prefix, segment_len)
     }
 
     /// The check a segment stream of this zone runs before each chunk:

@@ -150,7 +150,8 @@ impl Keyring {
         ZoneManifest::check_new(&spec.name, &spec.region, &spec.root)?;
         if store.load()?.is_some() {
             return Err(Error::InvalidArgument(format!(
-                "{store:?} already holds a zone manifest"
+                "{} already holds a zone manifest",
+                store.location()
             )));
         }
         self.create_in(store, spec, zone_id, body_zone_id).await
@@ -268,7 +269,7 @@ impl Keyring {
                 // Another creator stored its manifest after the load above:
                 // open theirs.
                 Err(Error::Conflict { .. }) => {
-                    tracing::debug!(store = ?store, "another creator won; opening its zone");
+                    tracing::debug!(store = %store.location(), "another creator won; opening its zone");
                 }
                 Err(e) => return Err(e),
             }
@@ -311,8 +312,9 @@ impl Keyring {
         ];
         if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
             return Err(rejected(StateRejection::Mismatch(format!(
-                "the zone {} in {store:?} was created with another {field} than asked",
-                manifest.zone_id
+                "the zone {} in {} was created with another {field} than asked",
+                manifest.zone_id,
+                store.location()
             ))));
         }
         // Trust on first use: any generation of this zone, under this root.
@@ -435,6 +437,94 @@ impl Keyring {
         store.replace(Some(&bytes), &sealed)?;
         tracing::info!(zone = %manifest.zone_id, generation = manifest.generation,
             "adopted a legacy zone manifest: rewritten as version 3");
+        Ok(Zone::from_parts(
+            self.clone(),
+            store,
+            manifest,
+            sealed,
+            ezks,
+            ZoneAvailability::Available,
+        ))
+    }
+
+    /// Rewraps, in the provider's current format, every EZK version of the
+    /// zone in `store` that is wrapped in a *legacy* format — one its
+    /// provider now refuses because someone without the root's secret could
+    /// have made it ([`KeyProvider::is_legacy_wrap`]; an Azure Key Vault
+    /// RSA wrap without a signature) — and stores the manifest at the next
+    /// generation. A version 1 or 2 manifest is rewritten as version 3 too,
+    /// as by [`adopt_legacy_zone`](Self::adopt_legacy_zone). A zone with
+    /// nothing to adopt simply opens.
+    ///
+    /// **Risk.** This is the one call that takes in legacy wraps, and a
+    /// legacy wrap is exactly what a storage attacker can forge: an EZK
+    /// planted in the manifest (with a manifest MAC made with it) would be
+    /// adopted as the zone's own, and every segment written afterwards would
+    /// be readable by whoever planted it. Run it once per zone, right after
+    /// upgrading, on a manifest you trust — one nobody else could have
+    /// written since the zone was last used, or whose EZK versions you have
+    /// compared with your records — and record the returned zone's
+    /// [`anchor`](Zone::anchor). Never run it in answer to an error on a
+    /// zone that opened before.
+    ///
+    /// The anchor is checked as by [`open_zone`](Self::open_zone).
+    ///
+    /// # Errors
+    /// As [`open_zone`](Self::open_zone); provider errors of the rewrap
+    /// (for Azure Key Vault, the key must allow `sign`);
+    /// [`Error::Conflict`] if the manifest changed meanwhile (nothing is
+    /// written).
+    pub async fn adopt_legacy_wraps(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        anchor: &ZoneAnchor,
+    ) -> Result<Zone> {
+        let (mut manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
+        let legacy: Vec<u32> = manifest
+            .ezk_versions()
+            .filter(|(_, record)| self.provider.is_legacy_wrap(&record.wrapped))
+            .map(|(version, _)| version)
+            .collect();
+        if legacy.is_empty() {
+            return self.adopt_legacy_zone(store, anchor).await;
+        }
+        let mut ezks = BTreeMap::new();
+        for (version, record) in manifest.ezk_versions() {
+            let ezk = if legacy.contains(&version) {
+                let context = ZoneManifest::ezk_context(&manifest.zone_id, version);
+                let key = self
+                    .provider
+                    .unwrap_legacy_key(&manifest.root, &record.wrapped, &context)
+                    .await?;
+                Arc::new(Ezk::new(key, record.wraps_reserved))
+            } else {
+                self.unwrap_ezk(&manifest.root, &manifest.zone_id, version, record)
+                    .await?
+            };
+            ezks.insert(version, ezk);
+        }
+        if seal.is_authenticated() {
+            verify_with(&seal, &manifest, &ezks)?;
+        }
+        for version in &legacy {
+            let context = ZoneManifest::ezk_context(&manifest.zone_id, *version);
+            let ezk = ezks.get(version).expect("unwrapped every version");
+            let record = manifest.ezks.get_mut(version).expect("a version of it");
+            record.wrapped = self
+                .provider
+                .wrap_key(&manifest.root, &ezk.key, &context)
+                .await?;
+        }
+        manifest.generation = manifest
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::malformed("zone manifest", "generation at its maximum"))?;
+        manifest.updated_unix = now_unix();
+        let active = ezks.get(&manifest.active).expect("unwrapped every version");
+        let sealed = manifest.seal(&active.key)?;
+        store.replace(Some(&bytes), &sealed)?;
+        tracing::warn!(zone = %manifest.zone_id, generation = manifest.generation,
+            versions = ?legacy, "adopted legacy wraps: rewrapped in the provider's current format");
         Ok(Zone::from_parts(
             self.clone(),
             store,
@@ -595,7 +685,7 @@ pub(crate) async fn resolve_root(
 pub(crate) fn no_manifest(store: &dyn ManifestStore) -> Error {
     Error::NotFound {
         what: "zone manifest",
-        location: format!("{store:?}"),
+        location: store.location(),
     }
 }
 

@@ -25,7 +25,9 @@
 //!     `async_segment_reader` (`AsyncRead`, feature `tokio`),
 //!     [`segment_seekable`](Zone::segment_seekable) (`Read + Seek`, one
 //!     cursor), [`chunk_opener`](Zone::chunk_opener) (chunk by chunk), and
-//!     for a table cache [`open_segment`](Zone::open_segment): open a
+//!     for a table cache [`open_segment_from`](Zone::open_segment_from)
+//!     (a `File`, a buffer) or [`open_segment`](Zone::open_segment) (its
+//!     first bytes and length): open a
 //!     segment once, then serve lookups from any number of threads
 //!     through `&self` ([`OpenedSegment::read_at`] from a `File` or a
 //!     buffer, [`OpenedSegment::plan`] and
@@ -34,12 +36,16 @@
 //!   [`rewrap_segment`](Zone::rewrap_segment) and
 //!   [`rewrap_file`](Zone::rewrap_file) move a segment's DEK to the active
 //!   version without touching the body ([`rewrap_files`](Zone::rewrap_files)
-//!   many files on several threads), [`retire_ezk`](Zone::retire_ezk)
+//!   many files on several threads, [`async_rewrap_files`](Zone::async_rewrap_files)
+//!   the same for async code), [`retire_ezk`](Zone::retire_ezk)
 //!   drops a version nothing uses, and [`rotate_root`](Zone::rotate_root)
 //!   rewraps every EZK under a new root key without touching any segment.
 //!
 //! Every change to the manifest is persisted before the zone uses it; a
 //! failed or interrupted change leaves the previous manifest in force.
+//! Each change moves the zone's [`anchor`](Zone::anchor), which the
+//! caller keeps to open the zone again: [`watch_anchor`](Zone::watch_anchor)
+//! tells of every change, wrap reservations on the data path included.
 //!
 //! # What readers see while the zone changes
 //!
@@ -206,6 +212,14 @@ struct ZoneState {
     availability: ZoneAvailability,
 }
 
+impl ZoneState {
+    /// The anchor of this state's manifest.
+    fn anchor(&self) -> ZoneAnchor {
+        let m = &self.manifest;
+        ZoneAnchor::new(m.zone_id, m.root.clone(), m.generation)
+    }
+}
+
 struct ZoneInner {
     keyring: Arc<Keyring>,
     store: Arc<dyn ManifestStore>,
@@ -220,6 +234,9 @@ struct ZoneInner {
     /// have landed (a failed directory sync follows the rename): if the
     /// store holds exactly it, the next write replaces it.
     uncertain: Mutex<Option<Vec<u8>>>,
+    /// The zone's anchor, published after each durable manifest change
+    /// (see [`Zone::watch_anchor`]).
+    anchor: tokio::sync::watch::Sender<ZoneAnchor>,
 }
 
 /// An open encryption zone. See the [module docs](self).
@@ -295,6 +312,7 @@ impl Zone {
     }
 
     fn with_state(keyring: Arc<Keyring>, store: Arc<dyn ManifestStore>, state: ZoneState) -> Self {
+        let (anchor, _) = tokio::sync::watch::channel(state.anchor());
         Self {
             inner: Arc::new(ZoneInner {
                 keyring,
@@ -303,6 +321,7 @@ impl Zone {
                 admin: tokio::sync::Mutex::new(()),
                 write: Mutex::new(()),
                 uncertain: Mutex::new(None),
+                anchor,
             }),
         }
     }
@@ -342,13 +361,91 @@ impl Zone {
     }
 
     /// What to keep, outside the storage that holds the manifest, to open
-    /// this zone again: its id, root key and current generation. Read it
-    /// after every change the zone makes and keep the newest (see
-    /// [`ZoneAnchor`]).
+    /// this zone again: its id, root key and current generation (see
+    /// [`ZoneAnchor`]). It changes with every manifest change, including
+    /// the DEK-wrap reservations that writing segments makes now and then:
+    /// [`watch_anchor`](Self::watch_anchor) tells when.
     pub fn anchor(&self) -> ZoneAnchor {
-        let state = self.state();
-        let m = &state.manifest;
-        ZoneAnchor::new(m.zone_id, m.root.clone(), m.generation)
+        self.state().anchor()
+    }
+
+    /// A receiver of the zone's anchor, told of every change: keep what it
+    /// holds where the storage holding the manifest cannot write, and the
+    /// zone opens again under the newest state, never an older one.
+    ///
+    /// The anchor changes when the manifest does: at
+    /// [`rotate_ezk`](Self::rotate_ezk), [`rotate_root`](Self::rotate_root),
+    /// [`retire_ezk`](Self::retire_ezk), at a [`reload`](Self::reload)
+    /// that finds another process's change, and on the data path when a
+    /// new segment needs the next block of DEK wraps reserved in the
+    /// manifest (after 2^16 segments in a process, then less often). The
+    /// receiver starts with the current anchor marked seen.
+    ///
+    /// Ordering, which is what makes persisting it safe:
+    ///
+    /// * a new anchor is published only once the manifest holding it is
+    ///   durable in the [`ManifestStore`] (its `replace` returned), and
+    ///   before the call that made the change returns: when `rotate_root`
+    ///   returns, [`has_changed`](tokio::sync::watch::Receiver::has_changed)
+    ///   is already true;
+    /// * anchors only move forward (the generation grows with every
+    ///   change); the receiver holds the newest, and a slow reader skips
+    ///   the ones between, which is right: any anchor is a lower bound,
+    ///   and the newest is the strongest.
+    ///
+    /// Persist the new anchor before relying on the change it records:
+    /// until it is persisted, the anchor you hold still accepts the older
+    /// manifest (a retired EZK version could be put back), and after
+    /// [`rotate_root`](Self::rotate_root) it names the old root — so
+    /// persist it before disabling the old root key. If the process dies
+    /// between the manifest's write and the anchor's, the anchor held
+    /// still opens the zone (the newer manifest meets its lower bound),
+    /// except after a root rotation: it names the old root, and opening is
+    /// refused with [`Error::StateRejected`](crate::Error::StateRejected)
+    /// ([`UnexpectedRoot`](crate::StateRejection::UnexpectedRoot)). Keep the
+    /// new root you are rotating to beside the anchor before calling
+    /// `rotate_root`, and open with
+    /// [`ZoneAnchor::new`]`(anchor.zone_id(), new_root, anchor.min_generation())`
+    /// in that case.
+    ///
+    /// An async engine persists from a task; the receiver's
+    /// [`changed`](tokio::sync::watch::Receiver::changed) fails once every
+    /// handle on the zone is dropped, which ends the loop. Code without an
+    /// async runtime checks [`has_changed`](tokio::sync::watch::Receiver::has_changed)
+    /// (one atomic load) after the calls it makes. Do not hold a
+    /// [`borrow`](tokio::sync::watch::Receiver::borrow) across a call on
+    /// the zone: a change waits for it.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cmek::provider::LocalKeyProvider;
+    /// # use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local")?;
+    /// # let root = provider.add_key("root")?;
+    /// # let zone = Keyring::new(Arc::new(provider))
+    /// #     .create_zone(Arc::new(MemoryManifestStore::new()), ZoneSpec::new("orders", "local", root))
+    /// #     .await?;
+    /// # let catalog = dir.path().join("orders.anchor");
+    /// # std::fs::write(&catalog, zone.anchor().to_string())?;
+    /// let mut anchors = zone.watch_anchor();
+    /// let keeper = tokio::spawn(async move {
+    ///     while anchors.changed().await.is_ok() {
+    ///         let anchor = anchors.borrow_and_update().clone();
+    ///         // The engine's own metadata, out of the storage attacker's reach.
+    ///         std::fs::write(&catalog, anchor.to_string())?;
+    ///     }
+    ///     Ok::<_, std::io::Error>(())
+    /// });
+    /// zone.rotate_ezk().await?;
+    /// drop(zone); // every handle gone: the loop ends
+    /// keeper.await??;
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_anchor(&self) -> tokio::sync::watch::Receiver<ZoneAnchor> {
+        self.inner.anchor.subscribe()
     }
 
     /// True once the active EZK has reserved more than

@@ -4,7 +4,8 @@
 //! Opening a segment parses its header, unwraps its DEK and derives the
 //! stream key: several microseconds, more than a small lookup's
 //! decryption. A table cache opens each segment once with
-//! [`Zone::open_segment`](super::Zone::open_segment) and keeps the result (in an `Arc`) beside its
+//! [`Zone::open_segment_from`](super::Zone::open_segment_from) (or
+//! [`Zone::open_segment`](super::Zone::open_segment)) and keeps the result (in an `Arc`) beside its
 //! file handle; every lookup then reads through `&self`. This module owns
 //! that type; the chunk arithmetic and the reads are the stream's
 //! [`RangeDecryptor`], and it must not know the body's layout beyond it.
@@ -16,7 +17,8 @@ use bytes::Bytes;
 use crate::stream::{CiphertextRange, Params, RangeDecryptor, ReadAt};
 use crate::Result;
 
-/// A segment opened for positional reads (by [`Zone::open_segment`](super::Zone::open_segment)) through `&self`: its DEK
+/// A segment opened for positional reads (by [`Zone::open_segment_from`](super::Zone::open_segment_from)
+/// or [`Zone::open_segment`](super::Zone::open_segment)) through `&self`: its DEK
 /// unwrapped and stream key derived once, its length known. `Send + Sync`;
 /// share it in an `Arc` across the threads of a table cache.
 ///
@@ -37,7 +39,7 @@ use crate::Result;
 /// ```
 /// # use std::sync::Arc;
 /// # use cmek::provider::LocalKeyProvider;
-/// # use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec, SEGMENT_PREFIX_LEN};
+/// # use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let dir = tempfile::tempdir()?;
@@ -46,17 +48,14 @@ use crate::Result;
 /// # let zone = Keyring::new(Arc::new(provider))
 /// #     .create_zone(Arc::new(MemoryManifestStore::new()), ZoneSpec::new("orders", "local", root))
 /// #     .await?;
-/// use cmek::stream::ReadAt;
-///
 /// let rows: Vec<u8> = (0..500_000u32).map(|i| i as u8).collect();
 /// let path = dir.path().join("000001.sst");
 /// std::fs::write(&path, zone.encrypt_segment("000001.sst", &rows)?)?;
 ///
-/// // Once per segment, when the table cache opens it.
+/// // Once per segment, when the table cache opens it: reads the header
+/// // and the file's length.
 /// let file = std::fs::File::open(&path)?;
-/// let mut prefix = [0u8; SEGMENT_PREFIX_LEN];
-/// file.read_exact_at(&mut prefix, 0)?;
-/// let segment = Arc::new(zone.open_segment("000001.sst", &prefix, file.metadata()?.len())?);
+/// let segment = Arc::new(zone.open_segment_from("000001.sst", &file)?);
 ///
 /// // Per lookup, from any thread: no header parse, no unwrap, no key derivation.
 /// let mut block = [0u8; 4096];

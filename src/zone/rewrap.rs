@@ -56,7 +56,10 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::num::NonZeroUsize;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::header::{self, SegmentFormat, SegmentHeader, SEGMENT_HEADER_LEN};
 use super::{read_header, unwrap_dek, Zone, ZoneId, ZoneState};
@@ -487,7 +490,115 @@ impl Zone {
             threads,
             |segment_id, path| self.rewrap_file(segment_id, path),
             &mut progress,
+            &AtomicBool::new(false),
         )
+    }
+
+    /// [`rewrap_files`](Self::rewrap_files) for async code, on up to
+    /// [`default_rewrap_threads`] threads; see
+    /// [`async_rewrap_files_with`](Self::async_rewrap_files_with).
+    ///
+    /// # Errors
+    /// As [`async_rewrap_files_with`](Self::async_rewrap_files_with).
+    pub async fn async_rewrap_files<I>(
+        &self,
+        files: I,
+        progress: impl FnMut(&RewrapProgress) + Send + 'static,
+    ) -> Result<RewrapSummary>
+    where
+        I: IntoIterator<Item = (String, PathBuf)>,
+    {
+        self.async_rewrap_files_with(files, default_rewrap_threads(), progress)
+            .await
+    }
+
+    /// [`rewrap_files_with`](Self::rewrap_files_with) for async code: the
+    /// same batch, run on threads of its own (the rewraps wait on `fsync`s)
+    /// while the calling task awaits it, so no executor thread blocks. It
+    /// needs no particular runtime. `progress` runs on the batch's thread,
+    /// after each file, in the order they finish; if it panics, the panic
+    /// resumes in the awaiting task, as it would on the calling thread of
+    /// [`rewrap_files_with`](Self::rewrap_files_with).
+    ///
+    /// Dropping the future stops the batch: files already being rewrapped
+    /// finish (each rewrap is crash-safe on its own), no other file starts.
+    /// Running the batch again resumes it.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cmek::provider::LocalKeyProvider;
+    /// # use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local")?;
+    /// # let root = provider.add_key("root")?;
+    /// # let zone = Keyring::new(Arc::new(provider))
+    /// #     .create_zone(Arc::new(MemoryManifestStore::new()), ZoneSpec::new("orders", "local", root))
+    /// #     .await?;
+    /// let path = dir.path().join("000001.sst");
+    /// std::fs::write(&path, zone.encrypt_segment("000001.sst", b"rows")?)?;
+    /// zone.rotate_ezk().await?;
+    ///
+    /// let summary = zone
+    ///     .async_rewrap_files([("000001.sst".to_string(), path)], |p| {
+    ///         tracing::info!(done = p.done, total = p.total, "rewrapped");
+    ///     })
+    ///     .await?;
+    /// assert_eq!((summary.rewrapped, summary.failed.len()), (1, 0));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] if no thread can be started (nothing was done).
+    /// Failures of single files are in the summary, as for
+    /// [`rewrap_files_with`](Self::rewrap_files_with).
+    pub async fn async_rewrap_files_with<I>(
+        &self,
+        files: I,
+        threads: NonZeroUsize,
+        mut progress: impl FnMut(&RewrapProgress) + Send + 'static,
+    ) -> Result<RewrapSummary>
+    where
+        I: IntoIterator<Item = (String, PathBuf)>,
+    {
+        let files: Vec<_> = files.into_iter().collect();
+        let stop = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (zone, stopped) = (self.clone(), Arc::clone(&stop.0));
+        std::thread::Builder::new()
+            .name("cmek-rewrap".into())
+            .spawn(move || {
+                let summary = catch_unwind(AssertUnwindSafe(|| {
+                    batch::run(
+                        files,
+                        threads,
+                        |segment_id, path| zone.rewrap_file(segment_id, path),
+                        &mut progress,
+                        &stopped,
+                    )
+                }));
+                let _ = done_tx.send(summary);
+            })
+            .map_err(|source| Error::Io { path: None, source })?;
+        match done_rx.await {
+            Ok(Ok(summary)) => Ok(summary),
+            Ok(Err(panic)) => resume_unwind(panic),
+            // The thread sends before it ends, whatever happens in it.
+            Err(_) => Err(Error::WorkerPanicked {
+                what: "the rewrap batch's thread ended without a summary".into(),
+            }),
+        }
+    }
+}
+
+/// Stops a batch when dropped: with the future of
+/// [`Zone::async_rewrap_files_with`], once it is dropped or done.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -524,12 +635,14 @@ mod batch {
 
     /// Runs `work` on every file, on up to `threads` scoped threads that
     /// take the next file as they finish one; reports and tallies on the
-    /// calling thread.
+    /// calling thread. Once `stop` is set, no file starts (files not
+    /// started are in no count of the summary).
     pub(super) fn run<F>(
         files: Vec<(String, PathBuf)>,
         threads: NonZeroUsize,
         work: F,
         progress: &mut dyn FnMut(&RewrapProgress),
+        stop: &AtomicBool,
     ) -> RewrapSummary
     where
         F: Fn(&str, &Path) -> Result<RewrapOutcome> + Sync,
@@ -538,9 +651,8 @@ mod batch {
         let mut summary = RewrapSummary::default();
         let mut failed = Vec::new();
         let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
         let (done_tx, done_rx) = mpsc::channel::<(usize, Result<RewrapOutcome>)>();
-        let (files, next, stop, work) = (&files, &next, &stop, &work);
+        let (files, next, work) = (&files, &next, &work);
         thread::scope(|s| {
             for _ in 0..threads.get().min(total) {
                 let done_tx = done_tx.clone();
@@ -1061,6 +1173,104 @@ mod tests {
         assert_eq!(again.failed.len(), 3);
     }
 
+    /// `n` segment files under EZK version 1, the zone then rotated to 2.
+    async fn segments_to_rewrap(f: &Fixture, n: usize) -> Vec<(String, PathBuf)> {
+        let mut files = Vec::new();
+        for i in 0..n {
+            let id = format!("a/{i:02}");
+            let path = f.dir.path().join(format!("{i:02}.seg"));
+            fs::write(&path, f.zone.encrypt_segment(&id, &[i as u8; 300]).unwrap()).unwrap();
+            files.push((id, path));
+        }
+        f.zone.rotate_ezk().await.unwrap();
+        files
+    }
+
+    fn version_of(path: &Path) -> u32 {
+        SegmentHeader::parse(&fs::read(path).unwrap())
+            .unwrap()
+            .ezk_version()
+    }
+
+    /// On a one-thread runtime, a task runs while the batch works: the
+    /// first file's progress waits for it, and would time out if the batch
+    /// held the runtime's only thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_async_batch_leaves_the_runtime_free_and_reports_like_the_blocking_one() {
+        let f = fixture().await;
+        let files = segments_to_rewrap(&f, 6).await;
+        let (ping_tx, ping_rx) = std::sync::mpsc::channel::<()>();
+        let pinger = tokio::spawn(async move { ping_tx.send(()).unwrap() });
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let summary = {
+            let seen = seen.clone();
+            f.zone
+                .async_rewrap_files(files.clone(), move |p| {
+                    if p.done == 1 {
+                        ping_rx
+                            .recv_timeout(std::time::Duration::from_secs(20))
+                            .expect("a task ran while the batch worked");
+                    }
+                    seen.lock().unwrap().push(p.done);
+                })
+                .await
+                .unwrap()
+        };
+        pinger.await.unwrap();
+        assert_eq!((summary.rewrapped, summary.failed.len()), (6, 0));
+        assert_eq!(*seen.lock().unwrap(), (1..=6).collect::<Vec<_>>());
+        assert!(files.iter().all(|(_, path)| version_of(path) == 2));
+        // A progress callback that panics panics in the awaiting task.
+        let again = tokio::spawn({
+            let zone = f.zone.clone();
+            let mut files = files.clone();
+            files.push(("a/missing".into(), f.dir.path().join("missing.seg")));
+            async move {
+                zone.async_rewrap_files(files, |p| {
+                    if p.done == 2 {
+                        panic!("progress failed");
+                    }
+                })
+                .await
+            }
+        });
+        assert!(again.await.unwrap_err().is_panic());
+    }
+
+    /// Dropping the future lets the file in progress finish and starts no
+    /// other: the first file is held under its lock while the future is
+    /// dropped.
+    #[tokio::test]
+    async fn a_dropped_async_batch_starts_no_other_file() {
+        let f = fixture().await;
+        let files = segments_to_rewrap(&f, 8).await;
+        let first = fs::File::open(&files[0].1).unwrap();
+        first.lock().unwrap();
+        let mut batch = Box::pin(f.zone.async_rewrap_files_with(
+            files.clone(),
+            NonZeroUsize::new(1).unwrap(),
+            |_| {},
+        ));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut batch).await;
+        assert!(waited.is_err(), "the batch waits on the first file's lock");
+        drop(batch);
+        first.unlock().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while version_of(&files[0].1) != 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first file finishes"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let versions: Vec<_> = files.iter().map(|(_, path)| version_of(path)).collect();
+        assert_eq!(versions, [2, 1, 1, 1, 1, 1, 1, 1]);
+        // Run again: the rest.
+        let summary = f.zone.async_rewrap_files(files, |_| {}).await.unwrap();
+        assert_eq!((summary.rewrapped, summary.already_current), (7, 1));
+    }
+
     #[test]
     fn a_panicking_rewrap_fails_its_file_alone_and_not_as_damage() {
         let files: Vec<(String, PathBuf)> = (0..40)
@@ -1076,6 +1286,7 @@ mod tests {
                 _ => Ok(RewrapOutcome::Rewrapped { from: 1, to: 2 }),
             },
             &mut |p| done.push(p.done),
+            &AtomicBool::new(false),
         );
         assert_eq!(summary.rewrapped, 38);
         assert_eq!(done, (1..=40).collect::<Vec<_>>());
@@ -1110,6 +1321,7 @@ mod tests {
             NonZeroUsize::new(1).unwrap(),
             |_, _| Ok(RewrapOutcome::AlreadyCurrent),
             &mut |p| order.push(p.segment_id.clone()),
+            &AtomicBool::new(false),
         );
         assert_eq!(summary.already_current, 10);
         assert_eq!(
@@ -1121,6 +1333,7 @@ mod tests {
             NonZeroUsize::new(4).unwrap(),
             |_, _| unreachable!("no file"),
             &mut |_| unreachable!("no progress"),
+            &AtomicBool::new(false),
         );
         assert_eq!(
             empty.rewrapped + empty.already_current + empty.failed.len(),

@@ -45,6 +45,14 @@ pub trait ManifestStore: Send + Sync + fmt::Debug {
     /// changed it; nothing was written); [`Error::Io`] if it cannot be
     /// written (the previous manifest stays).
     fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()>;
+
+    /// Where the manifest lives, in words for messages: a file's path, an
+    /// object's store and path. [`Error::NotFound`] for a store that holds
+    /// no manifest names the store by it. The default is the store's
+    /// `Debug` form; implementations override it with something plainer.
+    fn location(&self) -> String {
+        format!("{self:?}")
+    }
 }
 
 /// A manifest in a file, replaced atomically: a temporary file beside it is
@@ -95,6 +103,11 @@ impl ManifestStore for FileManifestStore {
         check_current(self.load()?.as_deref(), current)?;
         fsutil::write_atomic(&self.path, new, 0o600)
     }
+
+    /// The file's path.
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
 }
 
 /// A manifest in memory, for tests and for zones that need not survive the
@@ -121,6 +134,11 @@ impl ManifestStore for MemoryManifestStore {
         check_current(slot.as_deref(), current)?;
         *slot = Some(new.to_vec());
         Ok(())
+    }
+
+    /// `memory`.
+    fn location(&self) -> String {
+        "memory".into()
     }
 }
 

@@ -1286,13 +1286,18 @@ async fn a_manifest_removed_under_an_open_zone_is_not_found() {
     ] {
         assert!(
             matches!(
-                err,
+                &err,
                 Error::NotFound {
                     what: "zone manifest",
-                    ..
-                }
+                    location,
+                } if *location == path.display().to_string()
             ),
             "{err:?}"
+        );
+        // The store is named by its path, not by its Debug form.
+        assert_eq!(
+            err.to_string(),
+            format!("zone manifest not found: {}", path.display())
         );
     }
 }
@@ -1406,4 +1411,203 @@ async fn caller_buffers_hold_the_same_segments_and_nothing_on_failure() {
         Zone::decrypted_len(&sealed[..100]),
         Err(Error::Malformed { .. })
     ));
+}
+
+/// A store that checks, as each manifest is written, that the zone has not
+/// yet published the anchor the manifest records; and fails writes on
+/// demand.
+#[derive(Default)]
+struct WatchedStore {
+    inner: MemoryManifestStore,
+    receiver: std::sync::OnceLock<tokio::sync::watch::Receiver<ZoneAnchor>>,
+    /// Anchors published before their manifest was written.
+    early: AtomicUsize,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for WatchedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WatchedStore")
+    }
+}
+
+impl ManifestStore for WatchedStore {
+    fn load(&self) -> Result<Option<Vec<u8>>> {
+        self.inner.load()
+    }
+    fn replace(&self, current: Option<&[u8]>, new: &[u8]) -> Result<()> {
+        if let Some(receiver) = self.receiver.get() {
+            let writing = ZoneManifest::parse(new).unwrap().generation;
+            if receiver.borrow().min_generation() >= writing {
+                self.early.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(Error::Io {
+                path: None,
+                source: std::io::Error::other("injected failure of the manifest write"),
+            });
+        }
+        self.inner.replace(current, new)
+    }
+}
+
+/// The generation of the manifest `store` holds.
+fn stored_generation(store: &dyn ManifestStore) -> u64 {
+    ZoneManifest::parse(&store.load().unwrap().unwrap())
+        .unwrap()
+        .generation
+}
+
+/// Every change of the manifest — the data path's wrap reservation, each
+/// administrative change, another handle's change taken in by a reload —
+/// is published once stored and before the call returns; a write that
+/// fails publishes nothing.
+#[tokio::test]
+async fn the_anchor_watch_hears_every_change_once_it_is_durable() {
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let root2 = kms.add_key("root-2");
+    let keyring = Keyring::new(kms.clone());
+    let store = Arc::new(WatchedStore::default());
+    let zone = keyring
+        .create_zone(store.clone(), ZoneSpec::new("z", "mock-region-1", root))
+        .await
+        .unwrap();
+    store.receiver.set(zone.watch_anchor()).unwrap();
+    let mut anchors = zone.watch_anchor();
+    assert!(!anchors.has_changed().unwrap());
+    assert_eq!(*anchors.borrow(), zone.anchor());
+
+    // Checks that the last call published the zone's anchor, as stored.
+    fn published(
+        anchors: &mut tokio::sync::watch::Receiver<ZoneAnchor>,
+        zone: &Zone,
+        store: &WatchedStore,
+        what: &str,
+    ) -> ZoneAnchor {
+        assert!(anchors.has_changed().unwrap(), "{what}: not published");
+        let anchor = anchors.borrow_and_update().clone();
+        assert_eq!(anchor, zone.anchor(), "{what}");
+        assert_eq!(anchor.min_generation(), stored_generation(store), "{what}");
+        anchor
+    }
+
+    // The first segment reserves a block of DEK wraps: a manifest write.
+    let before = zone.generation();
+    zone.encrypt_segment("s0", b"zero").unwrap();
+    assert_eq!(
+        published(&mut anchors, &zone, &store, "wrap reservation").min_generation(),
+        before + 1
+    );
+    // Inside the block: no write, nothing published.
+    zone.encrypt_segment("s1", b"one").unwrap();
+    assert!(!anchors.has_changed().unwrap());
+
+    zone.rotate_ezk().await.unwrap();
+    published(&mut anchors, &zone, &store, "rotate_ezk");
+    zone.encrypt_segment("s2", b"two").unwrap();
+    published(
+        &mut anchors,
+        &zone,
+        &store,
+        "wrap reservation under the new EZK",
+    );
+    zone.retire_ezk(1, RetireConfirmation::NoSegmentUsesIt)
+        .await
+        .unwrap();
+    published(&mut anchors, &zone, &store, "retire_ezk");
+    zone.rotate_root(root2.clone()).await.unwrap();
+    assert_eq!(
+        published(&mut anchors, &zone, &store, "rotate_root").root(),
+        &root2
+    );
+
+    // Another handle's rotation, taken in by a reload.
+    let other = keyring
+        .open_zone(store.clone(), &zone.anchor())
+        .await
+        .unwrap();
+    other.rotate_ezk().await.unwrap();
+    assert!(!anchors.has_changed().unwrap());
+    zone.reload().await.unwrap();
+    assert_eq!(
+        published(&mut anchors, &zone, &store, "reload").min_generation(),
+        other.generation()
+    );
+
+    // A write that fails changes nothing and publishes nothing.
+    store.fail.store(true, Ordering::SeqCst);
+    let anchor = zone.anchor();
+    zone.rotate_ezk().await.unwrap_err();
+    assert!(!anchors.has_changed().unwrap());
+    assert_eq!(zone.anchor(), anchor);
+    assert_eq!(store.early.load(Ordering::SeqCst), 0, "published early");
+}
+
+/// The receiver outlives no zone: once every handle is dropped, `changed`
+/// ends, and a task that keeps the anchor finishes with the newest one.
+#[tokio::test]
+async fn an_anchor_keeper_task_ends_with_the_zone_and_keeps_the_newest() {
+    let f = fixture().await;
+    let mut anchors = f.zone.watch_anchor();
+    let keeper = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while anchors.changed().await.is_ok() {
+            kept.push(anchors.borrow_and_update().clone());
+        }
+        kept
+    });
+    for _ in 0..3 {
+        f.zone.rotate_ezk().await.unwrap();
+    }
+    let newest = f.zone.anchor();
+    drop(f.zone);
+    let kept = tokio::time::timeout(Duration::from_secs(10), keeper)
+        .await
+        .expect("the keeper ends once the zone is dropped")
+        .unwrap();
+    assert_eq!(kept.last(), Some(&newest));
+    assert!(kept
+        .windows(2)
+        .all(|w| w[0].min_generation() < w[1].min_generation()));
+}
+
+/// What an engine finds if it dies after a change but before it kept the
+/// new anchor: the anchor it kept still opens the zone (a lower bound),
+/// except after a root rotation, which the anchor's root refuses; the
+/// kept generation with the new root opens it.
+#[tokio::test]
+async fn an_anchor_kept_before_a_change_opens_the_zone_except_across_a_new_root() {
+    let f = fixture().await;
+    let kept = f.zone.anchor();
+    f.zone.rotate_ezk().await.unwrap();
+    f.zone.encrypt_segment("s", b"x").unwrap();
+    let zone = f.keyring.open_zone(f.store.clone(), &kept).await.unwrap();
+    assert_eq!(zone.anchor(), f.zone.anchor());
+
+    let new_root = f.kms.add_key("root-2");
+    f.zone.rotate_root(new_root.clone()).await.unwrap();
+    let err = f
+        .keyring
+        .open_zone(f.store.clone(), &kept)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StateRejected {
+                reason: crate::StateRejection::UnexpectedRoot { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let recovered = ZoneAnchor::new(kept.zone_id(), new_root, kept.min_generation());
+    let zone = f
+        .keyring
+        .open_zone(f.store.clone(), &recovered)
+        .await
+        .unwrap();
+    assert_eq!(zone.anchor(), f.zone.anchor());
 }

@@ -1,8 +1,10 @@
 //! Shared by the Azure Key Vault tests: the protocol fake's
 //! address, CA and token (started by `scripts/test` through
-//! `scripts/test.d/azure-kv.sh`), providers for it, and its test-only
-//! control endpoints.
+//! `scripts/test.d/azure-kv.sh`), providers for it, its test-only
+//! control endpoints, and a forger of wraps under RSA keys ([`forge`]).
 #![allow(dead_code)]
+
+pub mod forge;
 
 use std::sync::Arc;
 

@@ -130,17 +130,23 @@ async fn foreign_objects_are_refused() {
     }
 }
 
-/// `err` is a `Generic` error from the adapter whose source is a cmek
-/// error satisfying `check`.
+/// `err` is a `Generic` error from the adapter, about an object, whose
+/// cmek error satisfies `check`: permanent (not worth a retry), since
+/// every check here is about damaged or foreign bytes.
 fn assert_cmek(err: &super::os::Error, check: impl Fn(&cmek::Error) -> bool) {
-    let super::os::Error::Generic { store, source } = err else {
+    let super::os::Error::Generic { store, .. } = err else {
         panic!("not a cmek error: {err:?}");
     };
     assert_eq!(*store, cmek::object_store::STORE_NAME);
-    let inner = source
-        .downcast_ref::<cmek::Error>()
-        .unwrap_or_else(|| panic!("source is not a cmek::Error: {source:?}"));
-    assert!(check(inner), "unexpected cmek error: {inner:?}");
+    let found = cmek::object_store::ObjectError::find(err)
+        .unwrap_or_else(|| panic!("no cmek::object_store::ObjectError in {err:?}"));
+    assert!(!found.path().is_empty(), "{found}");
+    assert!(
+        err.to_string().contains(found.path()),
+        "the error names its object: {err}"
+    );
+    assert_eq!(cmek::object_store::is_retryable(err), Some(false), "{err}");
+    assert!(check(found.error()), "unexpected cmek error: {found:?}");
 }
 
 // ---------------------------------------------------------------------
@@ -473,6 +479,7 @@ struct Recorder {
     inner: Arc<InMemory>,
     parts: Arc<std::sync::Mutex<Vec<usize>>>,
     gets: Arc<std::sync::atomic::AtomicUsize>,
+    fetched: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Recorder {
@@ -483,6 +490,11 @@ impl Recorder {
     /// GETs served so far (ranged or not).
     fn gets(&self) -> usize {
         self.gets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stored bytes the GETs served so far returned.
+    fn fetched(&self) -> u64 {
+        self.fetched.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -521,7 +533,15 @@ impl ObjectStore for Recorder {
         options: super::os::GetOptions,
     ) -> super::os::Result<super::os::GetResult> {
         self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.get_opts(location, options).await
+        let head = options.head;
+        let result = self.inner.get_opts(location, options).await?;
+        if !head {
+            self.fetched.fetch_add(
+                result.range.end - result.range.start,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        }
+        Ok(result)
     }
 
     fn delete_stream(
@@ -1185,4 +1205,249 @@ async fn large_create_only_copies_are_staged_and_cleaned_up() {
             super::os::Error::NotFound { .. }
         ));
     }
+}
+
+/// Objects whose path a `ChunkSizes` rule names are written in its chunk
+/// size: a small read of one fetches little more than it asks for, while
+/// other objects keep the zone's chunk size; listings, heads and reads
+/// report every object's plaintext exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_sizes_by_path_bound_what_small_reads_fetch() {
+    use cmek::object_store::{ChunkSizes, BLOCK_CHUNK_SIZE};
+    use cmek::stream::Params;
+    use futures_util::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let zone = zone_in(dir.path(), None).await; // 64 KiB chunks
+    let store =
+        EncryptedStore::new(recorder.clone(), zone.clone()).with_chunk_sizes(ChunkSizes::slatedb());
+    let plain = EncryptedStore::new(recorder.clone(), zone);
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let sst = Path::from("db/compacted/01.sst");
+    let manifest = Path::from("db/manifest/01.manifest");
+    let big = Path::from("db/other.bin");
+    store.put(&sst, data.clone().into()).await.unwrap();
+    store
+        .put(&manifest, data[..100_000].to_vec().into())
+        .await
+        .unwrap();
+    plain.put(&big, data.clone().into()).await.unwrap();
+
+    let block = Params::new(BLOCK_CHUNK_SIZE).unwrap();
+    let stored = store.inner().head(&sst).await.unwrap().size;
+    assert_eq!(
+        stored,
+        cmek::zone::SEGMENT_HEADER_LEN as u64 + block.ciphertext_len(1_000_000).unwrap()
+    );
+    let stored_manifest = store.inner().head(&manifest).await.unwrap().size;
+    assert_eq!(
+        stored_manifest,
+        cmek::zone::SEGMENT_HEADER_LEN as u64 + Params::default().ciphertext_len(100_000).unwrap()
+    );
+
+    // Sizes: listed (from stored lengths, by the rules), heads, reads.
+    let mut listed: Vec<(String, u64)> = store
+        .list(Some(&Path::from("db")))
+        .map(|m| {
+            let m = m.unwrap();
+            (m.location.to_string(), m.size)
+        })
+        .collect()
+        .await;
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            ("db/compacted/01.sst".to_string(), 1_000_000),
+            ("db/manifest/01.manifest".to_string(), 100_000),
+            ("db/other.bin".to_string(), 1_000_000),
+        ]
+    );
+    assert_eq!(store.head(&sst).await.unwrap().size, 1_000_000);
+
+    // A 4 KiB block at an odd offset, once the object is opened: about
+    // 5 KiB fetched at 1 KiB chunks, 64 KiB or more at the zone's.
+    let r = 500_001..504_097;
+    assert_eq!(
+        &store.get_range(&sst, r.clone()).await.unwrap()[..],
+        &data[500_001..504_097]
+    );
+    let before = recorder.fetched();
+    assert_eq!(
+        &store.get_range(&sst, r.clone()).await.unwrap()[..],
+        &data[500_001..504_097]
+    );
+    let small = recorder.fetched() - before;
+    assert!(
+        small <= 4096 + 2 * BLOCK_CHUNK_SIZE as u64,
+        "{small} bytes fetched for a 4 KiB read at 1 KiB chunks"
+    );
+    let _ = plain.get_range(&big, r.clone()).await.unwrap();
+    let before = recorder.fetched();
+    assert_eq!(
+        &plain.get_range(&big, r).await.unwrap()[..],
+        &data[500_001..504_097]
+    );
+    assert!(recorder.fetched() - before >= 64 * 1024);
+
+    // Whole reads, multipart writes and copies take the rules too.
+    assert_eq!(
+        &store.get(&sst).await.unwrap().bytes().await.unwrap()[..],
+        &data[..]
+    );
+    let mut upload = store
+        .put_multipart(&Path::from("db/wal/02.sst"))
+        .await
+        .unwrap();
+    upload
+        .put_part(data[..300_000].to_vec().into())
+        .await
+        .unwrap();
+    upload.complete().await.unwrap();
+    let stored = store
+        .inner()
+        .head(&Path::from("db/wal/02.sst"))
+        .await
+        .unwrap()
+        .size;
+    assert_eq!(
+        stored,
+        cmek::zone::SEGMENT_HEADER_LEN as u64 + block.ciphertext_len(300_000).unwrap()
+    );
+    store
+        .copy(&big, &Path::from("db/copied.sst"))
+        .await
+        .unwrap();
+    let stored = store
+        .inner()
+        .head(&Path::from("db/copied.sst"))
+        .await
+        .unwrap()
+        .size;
+    assert_eq!(
+        stored,
+        cmek::zone::SEGMENT_HEADER_LEN as u64 + block.ciphertext_len(1_000_000).unwrap()
+    );
+    assert_eq!(
+        &store
+            .get_range(&Path::from("db/copied.sst"), 999_000..1_000_000)
+            .await
+            .unwrap()[..],
+        &data[999_000..]
+    );
+}
+
+/// A zone whose root key was revoked answers every read with
+/// `PermissionDenied`, naming the object, and never as something to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_permission_denied_and_permanent() {
+    use cmek::monitor::{KeyMonitor, MonitorConfig};
+    use cmek::provider::KeyProvider;
+
+    let dir = tempfile::tempdir().unwrap();
+    let provider =
+        Arc::new(LocalKeyProvider::create(dir.path().join("root.keys"), "local").unwrap());
+    let root = provider.add_key("root").unwrap();
+    let zone = Keyring::new(provider.clone())
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("objects", "local", root.clone()),
+        )
+        .await
+        .unwrap();
+    let store = EncryptedStore::new(InMemory::new(), zone.clone());
+    let path = Path::from("t/part-0");
+    store.put(&path, vec![5u8; 10_000].into()).await.unwrap();
+
+    let monitor = KeyMonitor::new(MonitorConfig::default());
+    monitor.watch_key(root, provider.clone() as Arc<dyn KeyProvider>);
+    monitor.watch_zone(&zone);
+    provider.disable_key("root").unwrap();
+    monitor.check_now().await;
+    assert!(!zone.is_available());
+
+    for err in [
+        store.get(&path).await.unwrap_err(),
+        store.get_range(&path, 10..20).await.unwrap_err(),
+        store
+            .put(&Path::from("t/part-1"), vec![1u8; 10].into())
+            .await
+            .unwrap_err(),
+    ] {
+        let super::os::Error::PermissionDenied { path: named, .. } = &err else {
+            panic!("not PermissionDenied: {err:?}");
+        };
+        assert!(named.starts_with("t/part-"), "{named}");
+        assert_eq!(cmek::object_store::is_retryable(&err), Some(false), "{err}");
+        let found = cmek::object_store::ObjectError::find(&err).unwrap();
+        assert_eq!(found.kind(), cmek::ErrorKind::KeyRevoked, "{found}");
+    }
+}
+
+/// A segment written by another node after it rotated the zone's EZK names
+/// a version this node's zone does not hold yet: the adapter reloads the
+/// zone and reads it, instead of failing or asking the engine to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_under_a_newer_ezk_reloads_the_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = LocalKeyProvider::create(dir.path().join("root.keys"), "local").unwrap();
+    let root = provider.add_key("root").unwrap();
+    let keyring = Keyring::new(Arc::new(provider));
+    let manifests = Arc::new(MemoryManifestStore::new());
+    let zone_a = keyring
+        .create_zone(manifests.clone(), ZoneSpec::new("objects", "local", root))
+        .await
+        .unwrap();
+    let zone_b = keyring
+        .open_zone(manifests.clone(), &zone_a.anchor())
+        .await
+        .unwrap();
+    let inner = Arc::new(InMemory::new());
+    let node_a = EncryptedStore::new(inner.clone(), zone_a.clone());
+    let node_b = EncryptedStore::new(inner.clone(), zone_b.clone());
+
+    zone_b.rotate_ezk().await.unwrap();
+    let path = Path::from("after-rotation");
+    node_b.put(&path, vec![3u8; 70_000].into()).await.unwrap();
+    assert!(zone_a.active_version() < zone_b.active_version());
+    assert_eq!(
+        &node_a.get_range(&path, 100..200).await.unwrap()[..],
+        &[3u8; 100][..]
+    );
+    assert_eq!(zone_a.active_version(), zone_b.active_version());
+    assert_eq!(
+        node_a
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        70_000
+    );
+}
+
+/// A zone whose manifest object is missing is named by that object's path
+/// and store, not by the manifest store's debug form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_manifest_object_is_named_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = zone_in(dir.path(), None).await;
+    let anchor = zone.anchor();
+    let provider = LocalKeyProvider::open(dir.path().join("root.keys")).unwrap();
+    let keyring = Keyring::new(Arc::new(provider));
+    let store = Arc::new(super::adapter::ObjectManifestStore::new(
+        Arc::new(InMemory::new()),
+        Path::from("zones/orders.manifest"),
+    ));
+    let err = keyring.open_zone(store, &anchor).await.unwrap_err();
+    assert!(matches!(err, cmek::Error::NotFound { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("object zones/orders.manifest in InMemory"),
+        "{text}"
+    );
+    assert!(!text.contains("ObjectManifestStore"), "{text}");
 }

@@ -12,7 +12,10 @@ use crate::exit::EXIT_CODES_HELP;
 /// IAM policies.
 ///
 /// State (the key registry, the local key file and zone manifests) lives in
-/// one directory, `--home` (default `./.cmek`, or `$CMEK_HOME`).
+/// one directory, `--home` (default `./.cmek`, or `$CMEK_HOME`); the key
+/// registry, which holds the anchors every zone manifest is checked
+/// against, and the local key file can be kept apart from it with
+/// `--registry` and `--local-keys`.
 #[derive(Debug, Parser)]
 #[command(name = "cmek", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -31,6 +34,26 @@ pub struct Global {
     /// (the local key file) and `zones/NAME.manifest` (zone manifests).
     #[arg(long, global = true, env = "CMEK_HOME", default_value = ".cmek")]
     pub home: PathBuf,
+
+    /// The key registry's state file, kept apart from the state directory
+    /// (default: `registry.state` in it). It holds the registered keys and
+    /// each zone's anchor (zone id, root key, newest manifest generation),
+    /// against which every zone manifest is checked: keep it where whoever
+    /// can write the manifests and the data cannot, and give it to every
+    /// run. Its directory must exist; the file is created on first use,
+    /// but never while the state directory still holds a `registry.state`
+    /// (move that file here yourself once you have checked it: cmek never
+    /// takes a registry from the state directory on its own).
+    #[arg(long, global = true, env = "CMEK_REGISTRY", value_name = "FILE")]
+    pub registry: Option<PathBuf>,
+
+    /// The local key file, kept apart from the state directory (default:
+    /// `local.keys` in it). It holds `local:` root keys in the clear: keep
+    /// it where no one else can read or write it. The same rules as for
+    /// --registry: its directory must exist, and it is never taken from
+    /// the state directory on its own.
+    #[arg(long, global = true, env = "CMEK_LOCAL_KEYS", value_name = "FILE")]
+    pub local_keys: Option<PathBuf>,
 
     /// Region. For AWS KMS: the region to call (default: the standard AWS
     /// configuration, or the key ARN's region). For Azure Key Vault: the
@@ -248,7 +271,30 @@ pub enum ZoneCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Take in EZK wraps in a format an older release wrote and the
+    /// provider now refuses because someone without the root key could
+    /// have made them (an unsigned Azure Key Vault RSA wrap), rewrapping
+    /// them in the current format; the zone's recorded generation
+    /// follows. The manifest is still checked against the zone's record
+    /// in the key registry (id, root key, generation), but its legacy
+    /// wraps are trusted as stored: anyone who could write the manifest
+    /// could have planted an EZK of their own in one, and it would become
+    /// the zone's. Run it once, right after upgrading, and only on a
+    /// manifest nobody else could have written since the zone was last
+    /// used, never in answer to an error on a zone that opened before.
+    /// A zone with nothing to take in just opens.
+    AdoptLegacyWraps {
+        /// The zone's name.
+        name: String,
+        /// Confirm that the stored manifest is trusted as it is.
+        #[arg(long)]
+        yes: bool,
+    },
 }
+
+/// `--force` of `encrypt` and `decrypt`: what happens to an entry already
+/// at the output path (without it, any entry there is refused with exit 2).
+pub const FORCE_HELP: &str = "Replace what is at the output path. A regular file, a symbolic link (the link itself: what it points to is left alone), a named pipe (FIFO) or a socket is replaced by the new file, renamed over it: output never goes into a pipe or through a link, since anyone who can create entries in the directory can plant one. A device (such as /dev/null) cannot be replaced: it is opened without following a link and written only if it is the device that was checked. A directory is refused. To send output into a pipe, use `-o -` and redirect standard output";
 
 /// `cmek encrypt`.
 #[derive(Debug, Args)]
@@ -260,15 +306,16 @@ pub struct EncryptArgs {
     #[arg(default_value = "-")]
     pub input: PathBuf,
     /// Where to write the segment, or `-` for standard output. A file is
-    /// written beside its final name and renamed into place when complete.
+    /// created new beside its final name and renamed into place when
+    /// complete; nothing already at the name is ever written through (see
+    /// --force).
     #[arg(long, short, default_value = "-")]
     pub output: PathBuf,
     /// The segment id bound into the header and body. Default: the output
     /// file's name (required when writing to standard output).
     #[arg(long)]
     pub segment_id: Option<String>,
-    /// Replace the output file if it exists.
-    #[arg(long)]
+    #[arg(long, help = FORCE_HELP)]
     pub force: bool,
 }
 
@@ -285,7 +332,8 @@ pub struct DecryptArgs {
     /// created owner-only (mode 0600, from its creation on, also when
     /// --force replaces a file with other permissions), written beside its
     /// final name and renamed into place only once every byte
-    /// authenticated. Standard output gets each chunk once it
+    /// authenticated; nothing already at the name is ever written through
+    /// (see --force). Standard output gets each chunk once it
     /// authenticated: after a failure (exit 3) it holds the chunks before it.
     #[arg(long, short, default_value = "-")]
     pub output: PathBuf,
@@ -298,8 +346,7 @@ pub struct DecryptArgs {
     /// Needs a file input.
     #[arg(long, value_name = "START..END")]
     pub range: Option<String>,
-    /// Replace the output file if it exists.
-    #[arg(long)]
+    #[arg(long, help = FORCE_HELP)]
     pub force: bool,
 }
 
@@ -322,8 +369,9 @@ pub struct RewrapArgs {
     /// Directory of segment files (not descended into); each file's name is
     /// its segment id. Files that are not segments of the zone, and rewrap
     /// journals of other zones, are left alone and listed on standard
-    /// error. Each file is locked while it is rewrapped, so runs on one
-    /// directory at the same time take turns file by file.
+    /// error, as are symbolic links (never followed). Each file is locked
+    /// while it is rewrapped, so runs on one directory at the same time
+    /// take turns file by file.
     pub dir: PathBuf,
 }
 

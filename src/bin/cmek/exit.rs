@@ -16,7 +16,9 @@ Exit codes:
   1  other failure (the provider refused for another reason, no randomness,
      a worker thread panicked)
   2  bad usage: wrong arguments, unknown zone or key, a zone manifest not
-     found, invalid request
+     found, invalid request, an output path already taken (see --force), a
+     --registry or --local-keys file missing while the state directory
+     holds its own
   3  integrity failure: modified, truncated or misplaced data, wrong key or
      segment id, a segment of another zone
   4  malformed input: not a cmek file, damaged header or state file, or a
@@ -30,7 +32,8 @@ Exit codes:
   9  I/O error: missing or unreadable file or directory, disk full
   10  stored state refused: a manifest rolled back or swapped, a journal or
       restore state that is not this zone's or this operation's
-  11  conflict: another process changed or holds the same state (retry)";
+  11  conflict: another process changed or holds the same state (retry),
+      or replaced an output path while it was opened";
 
 /// What kind of failure ended the command; its discriminant is the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

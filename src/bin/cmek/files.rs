@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::args::{DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs};
 use crate::chunkwise::{self, batch_lengths, Names};
-use crate::exit::{code_of, io_at, CliResult, Context, Failure};
+use crate::exit::{code_of, io_at, CliResult, Code, Context, Failure};
 use crate::home::Home;
 use crate::pipe::{Batches, Sink, BUF_LEN};
 use crate::progress;
@@ -48,9 +48,18 @@ fn segment_id(given: Option<String>, file: &Path, role: &str) -> CliResult<Strin
         })
 }
 
-/// Where output goes: written as it is (standard output, a device, a
-/// pipe), or a temporary file renamed into place by [`Output::commit`] (and
-/// removed if the command fails first).
+/// Where output goes: written as it is (standard output, or a device named
+/// with `--force`), or a temporary file renamed into place by
+/// [`Output::commit`] (and removed if the command fails first).
+///
+/// Output reaches only a regular file this command created or standard
+/// output. An existing entry at the path is never written through: a
+/// regular file, a symbolic link, a FIFO or a socket is replaced by the new
+/// file's rename, and only with `--force`; a directory is refused. A
+/// device cannot be replaced by a rename (and cannot be planted without
+/// privilege, except through a link, which is never followed): with
+/// `--force` it is opened without following a link and without blocking,
+/// and written only if the opened file is the device that was checked.
 enum Output {
     Direct,
     File { path: PathBuf, tmp: PathBuf },
@@ -60,6 +69,8 @@ enum Output {
 enum OutFile {
     Stdout(io::Stdout),
     File(File),
+    /// A device opened non-blocking: a write that would block is retried.
+    Device(File),
 }
 
 impl Write for OutFile {
@@ -67,12 +78,20 @@ impl Write for OutFile {
         match self {
             OutFile::Stdout(s) => s.write(data),
             OutFile::File(f) => f.write(data),
+            OutFile::Device(f) => loop {
+                match f.write(data) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    other => break other,
+                }
+            },
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             OutFile::Stdout(s) => s.flush(),
-            OutFile::File(f) => f.flush(),
+            OutFile::File(f) | OutFile::Device(f) => f.flush(),
         }
     }
 }
@@ -86,38 +105,116 @@ enum Access {
     OwnerOnly,
 }
 
+/// What an existing directory entry is, for the rules and messages of
+/// [`Output::open`]; read with `symlink_metadata`, so a link is a link.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Entry {
+    Regular,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl Entry {
+    fn of(kind: fs::FileType) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if kind.is_fifo() {
+                return Entry::Fifo;
+            }
+            if kind.is_socket() {
+                return Entry::Socket;
+            }
+            if kind.is_char_device() || kind.is_block_device() {
+                return Entry::Device;
+            }
+        }
+        if kind.is_symlink() {
+            Entry::Symlink
+        } else if kind.is_dir() {
+            Entry::Dir
+        } else if kind.is_file() {
+            Entry::Regular
+        } else {
+            // Anything else the platform has: never written through.
+            Entry::Device
+        }
+    }
+
+    /// Why `--force` is needed, for the message.
+    fn refusal(self, path: &Path) -> Failure {
+        let path = path.display();
+        Failure::usage(match self {
+            Entry::Regular => format!("{path}: exists; pass --force to replace it"),
+            Entry::Symlink => format!(
+                "{path}: is a symbolic link, which is never followed; pass --force to \
+                 replace the link itself with the output (what it points to is left alone)"
+            ),
+            Entry::Fifo | Entry::Socket => format!(
+                "{path}: is a {}, not a regular file, and is never written into; pass \
+                 --force to replace it with a regular file, or write to standard output \
+                 (-o -)",
+                if self == Entry::Fifo {
+                    "named pipe (FIFO)"
+                } else {
+                    "socket"
+                }
+            ),
+            Entry::Device => {
+                format!("{path}: is a device, not a regular file; pass --force to write into it")
+            }
+            Entry::Dir => format!("{path}: is a directory"),
+        })
+    }
+}
+
+/// Open flags for every file this tool opens to write: a symbolic link as
+/// the last component is refused (`ELOOP`), and opening never waits (on a
+/// FIFO that something swapped in, for one).
+#[cfg(unix)]
+fn no_follow_no_block(options: &mut OpenOptions) {
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+}
+
+/// The entry changed between its check and its open (something replaced
+/// it): nothing was written.
+fn changed_under_us(path: &Path, what: &str) -> Failure {
+    Failure::new(
+        Code::Conflict,
+        format!(
+            "{}: changed while it was being opened ({what}); nothing was written to it",
+            path.display()
+        ),
+    )
+}
+
 impl Output {
     /// Opens `path` for writing. A file is created beside its final name,
     /// new (never an existing file or a planted link), with `access`
     /// permissions from its creation on, so its contents are never readable
-    /// by more users than the final file is.
+    /// by more users than the final file is. See [`Output`] for what an
+    /// existing entry at `path` gets.
     fn open(path: &Path, force: bool, access: Access) -> CliResult<(Self, OutFile)> {
         if is_stdio(path) {
             return Ok((Output::Direct, OutFile::Stdout(io::stdout())));
         }
-        match fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => {
-                return Err(Failure::usage(format!(
-                    "{}: is a directory",
-                    path.display()
-                )))
+        let existing = match fs::symlink_metadata(path) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_at(path, e)),
+        };
+        if let Some(meta) = &existing {
+            let entry = Entry::of(meta.file_type());
+            if entry == Entry::Dir || !force {
+                return Err(entry.refusal(path));
             }
-            // A device or pipe (e.g. /dev/null) is written as it is: it
-            // cannot be replaced by a rename.
-            Ok(meta) if !meta.is_file() => {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| io_at(path, e))?;
-                return Ok((Output::Direct, OutFile::File(file)));
+            if entry == Entry::Device {
+                return Self::open_device(path, meta);
             }
-            _ => {}
-        }
-        if !force && path.exists() {
-            return Err(Failure::usage(format!(
-                "{}: exists; pass --force to replace it",
-                path.display()
-            )));
+            // Anything else is replaced by the rename, never written.
         }
         let name = path
             .file_name()
@@ -131,19 +228,63 @@ impl Output {
         // so nothing planted at the temporary name receives the output.
         options.write(true).create_new(true);
         #[cfg(unix)]
-        if let Access::OwnerOnly = access {
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        {
+            no_follow_no_block(&mut options);
+            if let Access::OwnerOnly = access {
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            }
         }
         #[cfg(not(unix))]
         let _ = access;
         let file = options.open(&tmp).map_err(|e| io_at(&tmp, e))?;
-        Ok((
-            Output::File {
-                path: path.to_owned(),
-                tmp,
-            },
-            OutFile::File(file),
-        ))
+        // Removed on drop from here on, should the check below fail.
+        let output = Output::File {
+            path: path.to_owned(),
+            tmp: tmp.clone(),
+        };
+        // What was opened is what was created: a regular file with no
+        // other name, readable by no one else if it is plaintext.
+        let meta = file.metadata().map_err(|e| io_at(&tmp, e))?;
+        if !meta.is_file() {
+            return Err(changed_under_us(&tmp, "not a regular file"));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if meta.nlink() != 1 {
+                return Err(changed_under_us(&tmp, "it has another name"));
+            }
+            if matches!(access, Access::OwnerOnly) && meta.mode() & 0o077 != 0 {
+                return Err(changed_under_us(&tmp, "readable by others"));
+            }
+        }
+        Ok((output, OutFile::File(file)))
+    }
+
+    /// `--force` on a device (e.g. `/dev/null`): opened without following
+    /// a link and without blocking, then checked to be the very device
+    /// `checked` describes.
+    #[cfg(unix)]
+    fn open_device(path: &Path, checked: &fs::Metadata) -> CliResult<(Self, OutFile)> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut options = OpenOptions::new();
+        options.write(true);
+        no_follow_no_block(&mut options);
+        let file = options.open(path).map_err(|e| io_at(path, e))?;
+        let opened = file.metadata().map_err(|e| io_at(path, e))?;
+        let kind = opened.file_type();
+        let same = opened.dev() == checked.dev()
+            && opened.ino() == checked.ino()
+            && opened.rdev() == checked.rdev();
+        if !same || !(kind.is_char_device() || kind.is_block_device()) {
+            return Err(changed_under_us(path, "not the device checked"));
+        }
+        Ok((Output::Direct, OutFile::Device(file)))
+    }
+
+    #[cfg(not(unix))]
+    fn open_device(path: &Path, _checked: &fs::Metadata) -> CliResult<(Self, OutFile)> {
+        Err(Entry::Device.refusal(path))
     }
 
     /// Makes the output durable and visible under its name.
@@ -156,6 +297,8 @@ impl Output {
         let OutFile::File(file) = out else {
             return Ok(());
         };
+        // The rename replaces whatever entry is at `path` now (a link or
+        // pipe planted since the check included) and never writes into it.
         let result = file
             .sync_all()
             .map_err(|e| io_at(&tmp, e))
@@ -471,13 +614,20 @@ pub async fn rewrap(home: &Home, args: RewrapArgs, quiet: bool) -> CliResult {
     let mut foreign_journals: Vec<String> = Vec::new();
     let mut failed: Vec<(PathBuf, Failure)> = Vec::new();
     for path in entries {
-        if !path.is_file() {
-            continue;
-        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Rewrap writes into the files it visits: only regular files of
+        // the directory itself, never what a symbolic link points to.
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(meta) if meta.file_type().is_symlink() => {
+                skipped.push(name);
+                continue;
+            }
+            _ => continue,
+        }
         if cmek::zone::is_rewrap_journal(&path) {
             // A journal goes with its segment; one of another zone is
             // reported (it is not this run's to use or remove).

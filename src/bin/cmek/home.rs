@@ -2,10 +2,25 @@
 //!
 //! ```text
 //! HOME/                    --home, $CMEK_HOME, default ./.cmek (mode 0700)
-//!   registry.state         the project key registry (KeyRegistry)
-//!   local.keys             the local key file (LocalKeyProvider), on first use
+//!   registry.state         the project key registry (KeyRegistry), unless
+//!                          --registry / $CMEK_REGISTRY names another file
+//!   local.keys             the local key file (LocalKeyProvider), on first
+//!                          use, unless --local-keys / $CMEK_LOCAL_KEYS names
+//!                          another file
 //!   zones/NAME.manifest    one manifest per zone (FileManifestStore)
 //! ```
+//!
+//! The registry holds each zone's anchor, what its manifest is checked
+//! against, and the local key file holds root keys. In the state directory
+//! they sit beside the manifests they protect: whoever can write there can
+//! put back an old manifest together with an old registry, or plant keys
+//! of their own. `--registry FILE` and `--local-keys FILE` keep them apart,
+//! where that writer cannot reach; the state directory then holds only
+//! what the storage attacker may write. A file kept apart is never filled
+//! from the state directory: while `FILE` is missing and the state
+//! directory has its own, every command that needs it is refused, so that
+//! a file planted in the home (or one left from before the move) is never
+//! adopted silently; the operator moves the file once, by hand.
 //!
 //! Nothing else is kept: AWS credentials come from the standard AWS
 //! configuration at every run, a PKCS#11 token's module, label and PIN from
@@ -28,6 +43,10 @@ use crate::exit::{io_at, CliResult, Context, Failure};
 
 /// Region of a new local key file when `--region` is not given.
 const DEFAULT_LOCAL_REGION: &str = "local";
+/// The key registry's file in the state directory.
+const REGISTRY_FILE: &str = "registry.state";
+/// The local key file's name in the state directory.
+const LOCAL_KEYS_FILE: &str = "local.keys";
 /// Longest zone name (the library's limit).
 const MAX_ZONE_NAME: usize = 256;
 
@@ -117,6 +136,10 @@ impl KeyArg {
 /// first use.
 pub struct Home {
     dir: PathBuf,
+    /// `--registry`: the key registry kept apart from `dir`.
+    registry: Option<PathBuf>,
+    /// `--local-keys`: the local key file kept apart from `dir`.
+    local_keys: Option<PathBuf>,
     global_region: Option<String>,
     endpoint_url: Option<String>,
 }
@@ -126,6 +149,8 @@ impl Home {
     pub fn new(global: &Global) -> Self {
         Self {
             dir: global.home.clone(),
+            registry: global.registry.clone(),
+            local_keys: global.local_keys.clone(),
             global_region: global.region.clone(),
             endpoint_url: global.endpoint_url.clone(),
         }
@@ -147,25 +172,79 @@ impl Home {
 
     /// The key registry (an empty one if there is none yet).
     pub fn registry(&self) -> CliResult<KeyRegistry> {
-        self.ensure_dir(&self.dir)?;
+        match &self.registry {
+            None => self.ensure_dir(&self.dir)?,
+            Some(path) => self.check_apart(path, REGISTRY_FILE, "--registry")?,
+        }
         let path = self.registry_path();
         KeyRegistry::open(&path).context(path.display())
     }
 
+    /// Where the key registry is: `--registry`, else in the state directory.
     fn registry_path(&self) -> PathBuf {
-        self.dir.join("registry.state")
+        self.registry
+            .clone()
+            .unwrap_or_else(|| self.dir.join(REGISTRY_FILE))
     }
 
+    /// Where the local key file is: `--local-keys`, else in the state
+    /// directory.
     fn local_path(&self) -> PathBuf {
-        self.dir.join("local.keys")
+        self.local_keys
+            .clone()
+            .unwrap_or_else(|| self.dir.join(LOCAL_KEYS_FILE))
+    }
+
+    /// A file kept apart at `path` (with `option`, instead of `name` in the
+    /// state directory) may be used: its directory exists, and it exists
+    /// or the state directory has no `name` of its own, which is never
+    /// taken over (see the module docs).
+    fn check_apart(&self, path: &Path, name: &str, option: &str) -> CliResult {
+        let exists = |p: &Path| match std::fs::symlink_metadata(p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at(p, e)),
+        };
+        if exists(path)? {
+            return Ok(());
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(Failure::usage(format!(
+                "{option} {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            )));
+        }
+        let in_home = self.dir.join(name);
+        if exists(&in_home)? {
+            return Err(Failure::usage(format!(
+                "{option} {}: no such file, but the state directory holds one, {}; it is \
+                 never taken from there on its own (whoever can write the state directory \
+                 could have put it there): once you have checked it is yours, move it with \
+                 `mv {} {}`",
+                path.display(),
+                in_home.display(),
+                in_home.display(),
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// The local key file, created (in `--region`, default `local`) if
     /// `create` and there is none.
     pub fn local(&self, create: bool) -> CliResult<LocalKeyProvider> {
         let path = self.local_path();
+        match &self.local_keys {
+            Some(apart) => self.check_apart(apart, LOCAL_KEYS_FILE, "--local-keys")?,
+            None if create => self.ensure_dir(&self.dir)?,
+            None => {}
+        }
         if create {
-            self.ensure_dir(&self.dir)?;
             let region = self.region().unwrap_or(DEFAULT_LOCAL_REGION);
             LocalKeyProvider::open_or_create(&path, region).context(path.display())
         } else {
@@ -294,12 +373,12 @@ impl Home {
     /// Records the zone's new generation in the registry.
     pub async fn open_zone(&self, name: &str) -> CliResult<Zone> {
         let record = self.registered_zone(name)?;
-        let (_, store) = self.zone_manifest(name)?;
+        let (manifest, store) = self.zone_manifest(name)?;
         let provider = self.provider_for_root(&record.key, &record.region).await?;
-        let keyring = Keyring::new(provider);
+        let keyring = Keyring::new(provider.clone());
         let anchor = record.anchor();
         let legacy = !manifest_format(store.path())?.is_authenticated();
-        let zone = if legacy && record.generation == 0 {
+        let opened = if legacy && record.generation == 0 {
             eprintln!(
                 "cmek: zone {name}: adopting a manifest written by an older release \
                  (rewritten as version 3, authenticated)"
@@ -307,8 +386,29 @@ impl Home {
             keyring.adopt_legacy_zone(store, &anchor).await
         } else {
             keyring.open_zone(store, &anchor).await
-        }
-        .context(format!("zone {name}"))?;
+        };
+        let zone = match opened {
+            Ok(zone) => zone,
+            // Wraps an older release wrote and the provider now refuses
+            // are taken in only on the operator's explicit word: say how.
+            Err(
+                e @ cmek::Error::StateRejected {
+                    reason: cmek::StateRejection::Mismatch(_),
+                    ..
+                },
+            ) if manifest
+                .ezk_versions()
+                .any(|(_, r)| provider.is_legacy_wrap(&r.wrapped)) =>
+            {
+                let mut failure = Failure::from(e).context(format!("zone {name}"));
+                failure.message.push_str(&format!(
+                    "; if this manifest is the zone's own and nobody else could have written \
+                     it since, take its wraps in once with `cmek zone adopt-legacy-wraps {name} --yes`"
+                ));
+                return Err(failure);
+            }
+            Err(e) => return Err(Failure::from(e).context(format!("zone {name}"))),
+        };
         self.record_zone(&zone)?;
         Ok(zone)
     }

@@ -31,6 +31,7 @@ pub async fn run(home: &Home, command: ZoneCommand) -> CliResult {
             check_dir,
             yes,
         } => retire(home, &name, version, check_dir.as_deref(), yes).await,
+        ZoneCommand::AdoptLegacyWraps { name, yes } => adopt_legacy_wraps(home, &name, yes).await,
     }
 }
 
@@ -245,6 +246,45 @@ async fn retire(
         .context(format!("zone {name}"))?;
     home.record_zone(&zone)?;
     println!("zone {name}: EZK version {version} retired");
+    Ok(())
+}
+
+async fn adopt_legacy_wraps(home: &Home, name: &str, yes: bool) -> CliResult {
+    if !yes {
+        return Err(Failure::usage(format!(
+            "zone {name}: adopting legacy wraps trusts the stored manifest as it is: an EZK \
+             planted in it by whoever can write it would become the zone's; if nobody else \
+             could have written it since the zone was last used, confirm with --yes"
+        )));
+    }
+    let record = home.registered_zone(name)?;
+    let (manifest, store) = home.zone_manifest(name)?;
+    let provider = home.provider_for_root(&record.key, &record.region).await?;
+    // Counted before, for the report: the library rewraps exactly these.
+    let legacy: Vec<u32> = manifest
+        .ezk_versions()
+        .filter(|(_, r)| provider.is_legacy_wrap(&r.wrapped))
+        .map(|(v, _)| v)
+        .collect();
+    // Checked against the registry's record, as every other zone command.
+    let zone = Keyring::new(provider)
+        .adopt_legacy_wraps(store, &record.anchor())
+        .await
+        .context(format!("zone {name}"))?;
+    home.record_zone(&zone)?;
+    if legacy.is_empty() {
+        println!(
+            "zone {name}: no legacy wraps to adopt (generation {})",
+            zone.manifest().generation()
+        );
+    } else {
+        let versions: Vec<String> = legacy.iter().map(u32::to_string).collect();
+        println!(
+            "zone {name}: EZK version(s) {} rewrapped in the current format; generation {}",
+            versions.join(","),
+            zone.manifest().generation()
+        );
+    }
     Ok(())
 }
 

@@ -52,9 +52,9 @@ use aws_sdk_kms::types::{KeySpec, KeyState as AwsKeyState, KeyUsageType};
 use aws_sdk_kms::Client;
 use zeroize::Zeroizing;
 
+use super::kit::{check_kind, region_mismatch};
 use super::{
-    check_kind, region_mismatch, EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState,
-    NewKey, RegionAnswer, WrappedKey,
+    EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, RegionAnswer, WrappedKey,
 };
 use crate::secret::SecretKey;
 use crate::{Error, Result};

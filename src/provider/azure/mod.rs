@@ -10,15 +10,28 @@
 //!   one version for good; a versioned name is returned unchanged without a
 //!   call. Moving a zone to a newer version of its key is a root rotation
 //!   (`Zone::rotate_root` with the versionless name).
-//! * **Wrap** is `get key` (the key's type, state and current version),
-//!   then `wrapKey` of a *bound key* (`provider::bound`: the 32-byte key and
-//!   a SHA-256 binding the key's versionless id, a fresh salt and the
-//!   [`EncryptionContext`]) with RSA-OAEP-256 for `RSA`/`RSA-HSM` keys and
-//!   `A256KW` for `oct-HSM` keys. The [`WrappedKey`] records the algorithm,
-//!   the key version that wrapped and the salt (docs/FORMAT.md, "Azure Key
-//!   Vault wrapped key"), so it unwraps after the vault made another
-//!   version current. **Unwrap** is one `unwrapKey` with that version, then
-//!   the binding is checked: another context is [`Error::Integrity`].
+//! * **Wrap** is `get key` (the key's type, state, current version and,
+//!   for RSA, public half), then `wrapKey` of a *bound key*
+//!   (`provider::kit::bind`: the 32-byte key and a SHA-256 binding the key's
+//!   versionless id, a fresh salt and the [`EncryptionContext`]) with
+//!   RSA-OAEP-256 for `RSA`/`RSA-HSM` keys and `A256KW` for `oct-HSM` keys.
+//!   RSA-OAEP-256 is encryption under the *public* half, which anyone can
+//!   compute, so an RSA wrap is then signed by the same key version (`sign`,
+//!   PS256) over the wrap, the key id and the context; the signature is
+//!   checked against the public half before cmek keeps the wrap. The
+//!   [`WrappedKey`] records the algorithm, the key version that wrapped,
+//!   the salt and the signature (docs/FORMAT.md, "Azure Key Vault wrapped
+//!   key"), so it unwraps after the vault made another version current.
+//! * **Unwrap** of an RSA wrap first verifies its signature against that
+//!   key version's public half, read from the vault with `get key` (over
+//!   its authenticated API; never from storage): a wrap the key did not
+//!   sign is [`Error::Integrity`] and never reaches `unwrapKey`. Then one
+//!   `unwrapKey` with that version, and the binding is checked: another
+//!   context is [`Error::Integrity`]. An RSA wrap without a signature (the
+//!   format of earlier releases) is [`Error::StateRejected`]: anyone could
+//!   have made it. It is read only by
+//!   [`unwrap_legacy_key`](KeyProvider::unwrap_legacy_key), for
+//!   `Keyring::adopt_legacy_wraps`.
 //! * **States** come from the key's attributes: `enabled: false` is
 //!   [`KeyState::Disabled`]; outside its `nbf`/`exp` window a key is
 //!   [`KeyState::Unavailable`] (Key Vault refuses new wraps then);
@@ -52,19 +65,19 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use azure_security_keyvault_keys::models::{
-    CreateKeyParameters, EncryptionAlgorithm, Key, KeyAttributes, KeyClientGetKeyOptions,
-    KeyClientUnwrapKeyOptions, KeyClientUpdateKeyPropertiesOptions, KeyClientWrapKeyOptions,
-    KeyOperation, KeyOperationParameters, KeyType, UpdateKeyPropertiesParameters,
+    CreateKeyParameters, EncryptionAlgorithm, JsonWebKey, Key, KeyAttributes,
+    KeyClientGetKeyOptions, KeyClientSignOptions, KeyClientUnwrapKeyOptions,
+    KeyClientUpdateKeyPropertiesOptions, KeyClientWrapKeyOptions, KeyOperation,
+    KeyOperationParameters, KeyType, SignParameters, SignatureAlgorithm,
+    UpdateKeyPropertiesParameters,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use zeroize::Zeroizing;
 
-use super::{
-    bound, check_kind, region_mismatch, EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState,
-    NewKey, WrappedKey,
-};
+use super::kit::{self, check_kind, fill_random, region_mismatch, sha256};
+use super::{EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, WrappedKey};
 use crate::secret::SecretKey;
-use crate::{Error, Result};
+use crate::{Error, Result, StateRejection};
 
 mod credential;
 mod errors;
@@ -76,7 +89,7 @@ pub use credential::BearerToken;
 
 use errors::map_error;
 use key_id::KeyId;
-use wrapped::{Algorithm, AzureWrapped, SALT_LEN};
+use wrapped::{Algorithm, AzureWrapped, Format, SALT_LEN};
 
 /// Provider kind of [`AzureKeyVaultProvider`] in a [`KeyRef`].
 pub const AZURE_KV_PROVIDER: &str = "azure-kv";
@@ -334,6 +347,112 @@ impl AzureKeyVaultProvider {
         }
     }
 
+    /// Key Vault `sign` (PS256) of the SHA-256 of `wrapped`'s signed
+    /// message, by the key version that wrapped.
+    async fn sign(
+        &self,
+        client: &KeyClient,
+        root: &KeyRef,
+        id: &KeyId,
+        wrapped: &AzureWrapped,
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        let message = wrapped.signed_message(&id.versionless(), context);
+        let parameters = SignParameters {
+            algorithm: Some(SignatureAlgorithm::Ps256),
+            value: Some(sha256(&[&message]).to_vec()),
+        };
+        let options = KeyClientSignOptions {
+            key_version: Some(wrapped.key_version.clone()),
+            ..Default::default()
+        };
+        let out = client
+            .sign(id.name(), request(parameters)?, Some(options))
+            .await
+            .and_then(|r| r.into_model())
+            .map_err(|e| map_error(e, root, "sign"))?;
+        let answered = version_of(out.kid.as_deref(), "Key Vault sign response")?;
+        if answered != wrapped.key_version {
+            return Err(Error::malformed(
+                "Key Vault sign response",
+                "it names another key version than the one asked",
+            ));
+        }
+        out.result
+            .ok_or_else(|| Error::malformed("Key Vault sign response", "no result"))
+    }
+
+    /// Unwraps a wrap of the current format: the key version pinned by
+    /// `root` (if any) must be the one that wrapped, and an RSA wrap's
+    /// signature must verify under that version's public half, read from
+    /// the vault, before the vault is asked to unwrap.
+    async fn unwrap_checked(
+        &self,
+        root: &KeyRef,
+        id: &KeyId,
+        blob: &AzureWrapped,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        if id.version().is_some_and(|v| v != blob.key_version) {
+            // Wrapped under another version (or another key) than the
+            // one named: never sent to the service.
+            return Err(Error::tampered("wrapped key"));
+        }
+        if blob.algorithm.is_signed() {
+            let signer = id.with_version(&blob.key_version);
+            let jwk = self
+                .get_key(root, &signer)
+                .await?
+                .key
+                .ok_or_else(|| Error::malformed("Key Vault get key response", "no key"))?;
+            let named = version_of(jwk.kid.as_deref(), "Key Vault get key response")?;
+            if named != blob.key_version {
+                return Err(Error::malformed(
+                    "Key Vault get key response",
+                    "it names another key version than the one asked",
+                ));
+            }
+            let message = blob.signed_message(&id.versionless(), context);
+            verify_signature(&jwk, &message, &blob.signature)?;
+        }
+        self.vault_unwrap(root, id, blob, context).await
+    }
+
+    /// `unwrapKey` of `blob` by the version that wrapped it, then the
+    /// context binding checked.
+    async fn vault_unwrap(
+        &self,
+        root: &KeyRef,
+        id: &KeyId,
+        blob: &AzureWrapped,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        if id.version().is_some_and(|v| v != blob.key_version) {
+            return Err(Error::tampered("wrapped key"));
+        }
+        let parameters = KeyOperationParameters {
+            algorithm: Some(encryption_algorithm(blob.algorithm)),
+            value: Some(blob.ciphertext.clone()),
+            ..Default::default()
+        };
+        let out = self
+            .key_client(id.vault())?
+            .unwrap_key(
+                id.name(),
+                &blob.key_version,
+                request(parameters)?,
+                None::<KeyClientUnwrapKeyOptions<'_>>,
+            )
+            .await
+            .and_then(|r| r.into_model())
+            .map_err(|e| map_error(e, root, "unwrap"))?;
+        let bound = Zeroizing::new(
+            out.result
+                .ok_or_else(|| Error::malformed("Key Vault unwrapKey response", "no result"))?,
+        );
+        kit::unbind(&bound, &bound_id(id, &blob.salt), context)
+    }
+
     async fn set_enabled(&self, key: &KeyRef, enabled: bool) -> Result<()> {
         check_kind(AZURE_KV_PROVIDER, key)?;
         let id = KeyId::parse(key.key_id())?;
@@ -419,6 +538,64 @@ fn version_of(kid: Option<&str>, what: &'static str) -> Result<String> {
         .ok_or_else(|| Error::malformed(what, "no key identifier with a version"))
 }
 
+/// A big-endian integer of a JSON web key without its leading zero bytes
+/// (Key Vault may send the modulus with one).
+fn unsigned(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[first..]
+}
+
+/// Checks that `signature` is a PS256 signature of `message` by the RSA
+/// key `jwk` (the public half `get key` returned), as long as the key's
+/// modulus.
+///
+/// # Errors
+/// [`Error::Malformed`] if `jwk` is not an RSA public key;
+/// [`Error::Integrity`] if the signature does not verify.
+fn verify_signature(jwk: &JsonWebKey, message: &[u8], signature: &[u8]) -> Result<()> {
+    use aws_lc_rs::signature::{RsaPublicKeyComponents, RSA_PSS_2048_8192_SHA256};
+    let what = "Key Vault get key response";
+    if !matches!(jwk.kty, Some(KeyType::Rsa | KeyType::RsaHsm)) {
+        return Err(Error::malformed(
+            what,
+            "the key that signed is not an RSA key",
+        ));
+    }
+    let (Some(n), Some(e)) = (jwk.n.as_deref(), jwk.e.as_deref()) else {
+        return Err(Error::malformed(
+            what,
+            "an RSA key without its modulus or exponent",
+        ));
+    };
+    let (n, e) = (unsigned(n), unsigned(e));
+    if n.len() != signature.len() {
+        return Err(Error::tampered(
+            "Azure Key Vault wrapped key (its signature is not as long as the key's modulus)",
+        ));
+    }
+    RsaPublicKeyComponents { n, e }
+        .verify(&RSA_PSS_2048_8192_SHA256, message, signature)
+        .map_err(|_| {
+            Error::tampered(
+                "Azure Key Vault wrapped key (no signature by the key version it names: \
+                 not made by the key's holder)",
+            )
+        })
+}
+
+/// The refusal of an RSA wrap without a signature.
+fn legacy_refusal(root: &KeyRef) -> Error {
+    Error::StateRejected {
+        what: "Azure Key Vault wrapped key",
+        reason: StateRejection::Mismatch(format!(
+            "an RSA wrap under {root} without a signature (format version 1): anyone \
+             holding the key's public half could have made it, so it is refused. A zone \
+             written before wraps were signed is adopted once, by an operator who trusts \
+             its stored state, with Keyring::adopt_legacy_wraps (docs/AZURE_KEY_VAULT.md)"
+        )),
+    }
+}
+
 #[async_trait]
 impl KeyProvider for AzureKeyVaultProvider {
     fn kind(&self) -> &str {
@@ -476,21 +653,21 @@ impl KeyProvider for AzureKeyVaultProvider {
         let algorithm = algorithm_for(jwk.kty.as_ref(), root)?;
         let key_version = version_of(jwk.kid.as_deref(), "Key Vault get key response")?;
         let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt).map_err(|_| Error::Random)?;
-        let bound = bound::bind(key, &bound_id(&id, &salt), context);
+        fill_random(&mut salt)?;
+        let bound = kit::bind(key, &bound_id(&id, &salt), context);
         // The SDK copies the bound key into its request body, which it does
         // not wipe; that copy is outside cmek's control.
         let parameters = KeyOperationParameters {
             algorithm: Some(encryption_algorithm(algorithm)),
-            value: Some(bound.to_vec()),
+            value: Some(bound.as_bytes().to_vec()),
             ..Default::default()
         };
         let options = KeyClientWrapKeyOptions {
             key_version: Some(key_version.clone()),
             ..Default::default()
         };
-        let out = self
-            .key_client(id.vault())?
+        let client = self.key_client(id.vault())?;
+        let out = client
             .wrap_key(id.name(), request(parameters)?, Some(options))
             .await
             .and_then(|r| r.into_model())
@@ -505,14 +682,21 @@ impl KeyProvider for AzureKeyVaultProvider {
         let ciphertext = out
             .result
             .ok_or_else(|| Error::malformed("Key Vault wrapKey response", "no result"))?;
-        let blob = AzureWrapped {
+        let mut wrapped = AzureWrapped {
+            format: Format::V2,
             algorithm,
             key_version,
             salt,
             ciphertext,
+            signature: Vec::new(),
+        };
+        if algorithm.is_signed() {
+            wrapped.signature = self.sign(&client, root, &id, &wrapped, context).await?;
+            // The vault's answer is checked as unwrapping will check it.
+            let message = wrapped.signed_message(&id.versionless(), context);
+            verify_signature(&jwk, &message, &wrapped.signature)?;
         }
-        .encode()?;
-        Ok(WrappedKey::from_bytes(blob))
+        Ok(WrappedKey::from_bytes(wrapped.encode()?))
     }
 
     async fn unwrap_key(
@@ -523,32 +707,32 @@ impl KeyProvider for AzureKeyVaultProvider {
     ) -> Result<SecretKey> {
         let id = self.key_here(root)?;
         let blob = AzureWrapped::decode(wrapped.as_bytes())?;
-        if id.version().is_some_and(|v| v != blob.key_version) {
-            // Wrapped under another version (or another key) than the
-            // one named: never sent to the service.
-            return Err(Error::tampered("wrapped key"));
+        if blob.is_legacy() {
+            return Err(legacy_refusal(root));
         }
-        let parameters = KeyOperationParameters {
-            algorithm: Some(encryption_algorithm(blob.algorithm)),
-            value: Some(blob.ciphertext.clone()),
-            ..Default::default()
-        };
-        let out = self
-            .key_client(id.vault())?
-            .unwrap_key(
-                id.name(),
-                &blob.key_version,
-                request(parameters)?,
-                None::<KeyClientUnwrapKeyOptions<'_>>,
-            )
-            .await
-            .and_then(|r| r.into_model())
-            .map_err(|e| map_error(e, root, "unwrap"))?;
-        let bound = Zeroizing::new(
-            out.result
-                .ok_or_else(|| Error::malformed("Key Vault unwrapKey response", "no result"))?,
-        );
-        bound::unbind(&bound, &bound_id(&id, &blob.salt), context)
+        self.unwrap_checked(root, &id, &blob, context).await
+    }
+
+    /// An RSA wrap without a signature (format version 1).
+    fn is_legacy_wrap(&self, wrapped: &WrappedKey) -> bool {
+        AzureWrapped::decode(wrapped.as_bytes()).is_ok_and(|b| b.is_legacy())
+    }
+
+    /// Also an RSA wrap without a signature, unwrapped by the vault with
+    /// only the context binding checked: for `Keyring::adopt_legacy_wraps`.
+    async fn unwrap_legacy_key(
+        &self,
+        root: &KeyRef,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<SecretKey> {
+        let id = self.key_here(root)?;
+        let blob = AzureWrapped::decode(wrapped.as_bytes())?;
+        if !blob.is_legacy() {
+            return self.unwrap_checked(root, &id, &blob, context).await;
+        }
+        tracing::warn!(key = %root, "unwrapping an unsigned RSA wrap for adoption");
+        self.vault_unwrap(root, &id, &blob, context).await
     }
 
     async fn describe_key(&self, root: &KeyRef) -> Result<KeyState> {
@@ -594,8 +778,8 @@ impl KeyProvider for AzureKeyVaultProvider {
     }
 }
 
-/// `create key` (the [`NewKeyType`] of the options, for wrapKey and
-/// unwrapKey only), and `update key` of the `enabled` attribute (of the
+/// `create key` (the [`NewKeyType`] of the options, for wrapKey, unwrapKey
+/// and, for an RSA key, sign only), and `update key` of the `enabled` attribute (of the
 /// named version, else of the current one).
 #[async_trait]
 impl KeyAdmin for AzureKeyVaultProvider {
@@ -609,7 +793,7 @@ impl KeyAdmin for AzureKeyVaultProvider {
             Some(n) => n.to_owned(),
             None => {
                 let mut r = [0u8; 8];
-                getrandom::fill(&mut r).map_err(|_| Error::Random)?;
+                fill_random(&mut r)?;
                 let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
                 format!("cmek-{hex}")
             }
@@ -640,10 +824,15 @@ impl KeyAdmin for AzureKeyVaultProvider {
             NewKeyType::RsaHsm3072 => (KeyType::RsaHsm, 3072),
             _ => (KeyType::Rsa, 3072),
         };
+        // An RSA key also signs its wraps (see the module docs).
+        let mut key_ops = vec![KeyOperation::WrapKey, KeyOperation::UnwrapKey];
+        if kty != KeyType::OctHsm {
+            key_ops.push(KeyOperation::Sign);
+        }
         let parameters = CreateKeyParameters {
             kty: Some(kty),
             key_size: Some(size),
-            key_ops: Some(vec![KeyOperation::WrapKey, KeyOperation::UnwrapKey]),
+            key_ops: Some(key_ops),
             key_attributes: Some(KeyAttributes {
                 enabled: Some(true),
                 ..Default::default()

@@ -1,6 +1,9 @@
 //! What an operator grants the identity cmek runs as, on exactly the keys
-//! it uses: the three key permissions of a vault access policy, or an
-//! Azure RBAC role with the three matching data actions.
+//! it uses: the four key permissions of a vault access policy, or an
+//! Azure RBAC role with the four matching data actions. The fourth, `sign`,
+//! is for RSA keys, which sign every wrap (see the provider's docs); a
+//! vault's keys are always RSA here, a Managed HSM's `oct-HSM` keys need
+//! only the other three.
 //!
 //! [`access_document`] gives both forms in one JSON document; the
 //! operator applies the one their vault uses (a vault uses either access
@@ -12,22 +15,26 @@ use super::key_id::KeyId;
 use crate::{Error, Result};
 
 /// Key permissions of a vault access policy, in the order of the
-/// provider's calls: get (describe, and before each wrap), wrapKey,
-/// unwrapKey.
-pub const ACCESS_POLICY_KEY_PERMISSIONS: [&str; 3] = ["get", "wrapKey", "unwrapKey"];
+/// provider's calls: get (describe, before each wrap, and the public half
+/// before each RSA unwrap), wrapKey, unwrapKey, sign (each RSA wrap).
+pub const ACCESS_POLICY_KEY_PERMISSIONS: [&str; 4] = ["get", "wrapKey", "unwrapKey", "sign"];
 
-/// The built-in Azure role that grants exactly those calls on a vault's
-/// keys.
-pub const BUILT_IN_ROLE: &str = "Key Vault Crypto Service Encryption User";
+/// The built-in Azure role that grants those calls on a vault's keys. It
+/// grants more (encrypt, decrypt, verify): the custom role
+/// ([`DATA_ACTIONS`]) grants exactly what cmek calls.
+pub const BUILT_IN_ROLE: &str = "Key Vault Crypto User";
 
-/// The data actions of a custom Azure role granting the same.
-pub const DATA_ACTIONS: [&str; 3] = [
+/// The data actions of a custom Azure role granting exactly those calls.
+pub const DATA_ACTIONS: [&str; 4] = [
     "Microsoft.KeyVault/vaults/keys/read",
     "Microsoft.KeyVault/vaults/keys/wrap/action",
     "Microsoft.KeyVault/vaults/keys/unwrap/action",
+    "Microsoft.KeyVault/vaults/keys/sign/action",
 ];
 
-/// The Managed HSM local RBAC role granting them on an HSM's keys.
+/// The Managed HSM local RBAC role granting wrap, unwrap and read on an
+/// HSM's keys: enough for `oct-HSM` keys. An `RSA-HSM` key also needs
+/// [`MANAGED_HSM_SIGN_DATA_ACTION`].
 pub const MANAGED_HSM_ROLE: &str = "Managed HSM Crypto Service Encryption User";
 
 /// The Managed HSM data actions granting them.
@@ -36,6 +43,10 @@ pub const MANAGED_HSM_DATA_ACTIONS: [&str; 3] = [
     "Microsoft.KeyVault/managedHsm/keys/wrap/action",
     "Microsoft.KeyVault/managedHsm/keys/unwrap/action",
 ];
+
+/// The Managed HSM data action an `RSA-HSM` root also needs: it signs every
+/// wrap.
+pub const MANAGED_HSM_SIGN_DATA_ACTION: &str = "Microsoft.KeyVault/managedHsm/keys/sign/action";
 
 /// The access document (JSON, pretty-printed) for `key_ids`: each key
 /// without its version (permissions hold for every version of a key), the
@@ -76,7 +87,7 @@ pub fn access_document(key_ids: &[&str]) -> Result<String> {
                 "customRole": {
                     "Name": "cmek root key user",
                     "IsCustom": true,
-                    "Description": "Get, wrap and unwrap with the keys cmek uses as roots.",
+                    "Description": "Get, wrap, unwrap and sign with the keys cmek uses as roots.",
                     "Actions": [],
                     "NotActions": [],
                     "DataActions": DATA_ACTIONS,
@@ -90,6 +101,7 @@ pub fn access_document(key_ids: &[&str]) -> Result<String> {
         doc["managedHsm"] = json!({
             "builtInRole": MANAGED_HSM_ROLE,
             "dataActions": MANAGED_HSM_DATA_ACTIONS,
+            "rsaHsmKeysAlso": [MANAGED_HSM_SIGN_DATA_ACTION],
             "assignTo": "each key's scope: /keys/<name>",
         });
     }
@@ -105,7 +117,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_document_grants_three_calls_on_exactly_the_keys() {
+    fn the_document_grants_four_calls_on_exactly_the_keys() {
         let doc: Value = serde_json::from_str(
             &access_document(&[
                 "https://v.vault.azure.net/keys/orders/0123abcd",
@@ -124,7 +136,7 @@ mod tests {
         );
         assert_eq!(
             doc["vault"]["accessPolicy"]["permissions"]["keys"],
-            json!(["get", "wrapKey", "unwrapKey"])
+            json!(["get", "wrapKey", "unwrapKey", "sign"])
         );
         assert_eq!(doc["vault"]["rbac"]["builtInRole"], BUILT_IN_ROLE);
         assert_eq!(
@@ -140,6 +152,10 @@ mod tests {
         assert_eq!(
             doc["managedHsm"]["dataActions"],
             json!(MANAGED_HSM_DATA_ACTIONS)
+        );
+        assert_eq!(
+            doc["managedHsm"]["rsaHsmKeysAlso"],
+            json!([MANAGED_HSM_SIGN_DATA_ACTION])
         );
         assert!(doc.get("vault").is_none());
     }

@@ -64,10 +64,8 @@ use google_cloud_kms_v1::model::crypto_key_version::{
 use google_cloud_kms_v1::model::{CryptoKey, CryptoKeyVersion, CryptoKeyVersionTemplate, KeyRing};
 use zeroize::Zeroizing;
 
-use super::{
-    check_kind, region_mismatch, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider, KeyRef,
-    KeyState, NewKey, WrappedKey,
-};
+use super::kit::{check_kind, fill_random, region_mismatch, root_wrap_aad};
+use super::{EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, WrappedKey};
 use crate::secret::SecretKey;
 use crate::{Error, Result};
 
@@ -670,7 +668,7 @@ impl KeyAdmin for GcpKmsProvider {
             }
             None => {
                 let mut random = [0u8; 8];
-                crate::cipher::fill_random(&mut random)?;
+                fill_random(&mut random)?;
                 let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
                 format!("cmek-{hex}")
             }

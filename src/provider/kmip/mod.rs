@@ -47,10 +47,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{
-    check_kind, region_mismatch, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider, KeyRef,
-    KeyState, NewKey, WrappedKey,
-};
+use super::kit::{check_kind, region_mismatch, root_wrap_aad};
+use super::{EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, WrappedKey};
 use crate::secret::SecretKey;
 use crate::{Error, Result};
 

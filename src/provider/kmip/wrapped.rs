@@ -15,7 +15,7 @@
 //! Parsing treats the bytes as hostile: any other version, mode or length
 //! is [`Error::Malformed`]. Mode 2 is kept for a server that can only wrap
 //! without additional data (the context then bound with
-//! `provider::bound`); no such mode is written yet.
+//! `provider::kit::bind`); no such mode is written yet.
 
 use crate::secret::KEY_LEN;
 use crate::{Error, Result};

@@ -573,3 +573,82 @@ fn a_change_waits_for_the_lock_and_applies_to_the_newest_file() {
         ]
     );
 }
+
+#[tokio::test]
+async fn get_or_add_key_adds_once_and_then_returns_the_key_as_it_is() {
+    let (_dir, p) = new_provider();
+    let root = p.get_or_add_key("root").unwrap();
+    assert_eq!(root, p.key_ref("root"));
+    let wrapped = p
+        .wrap_key(&root, &SecretKey::generate().unwrap(), &ctx("z"))
+        .await
+        .unwrap();
+    p.disable_key("root").unwrap();
+    let before = std::fs::read(p.path()).unwrap();
+    // Found: the same key, in its state, and the file is not written.
+    assert_eq!(p.get_or_add_key("root").unwrap(), root);
+    assert_eq!(std::fs::read(p.path()).unwrap(), before);
+    assert_eq!(p.describe_key(&root).await.unwrap(), KeyState::Disabled);
+    p.enable_key("root").unwrap();
+    p.unwrap_key(&root, &wrapped, &ctx("z")).await.unwrap();
+    assert_eq!(p.list_keys().unwrap().len(), 1);
+    // Bad ids are refused as by add_key; a deleted file is not recreated.
+    for bad in ["", &"x".repeat(MAX_ID_LEN + 1)] {
+        assert!(
+            matches!(p.get_or_add_key(bad), Err(Error::InvalidArgument(_))),
+            "{bad:?}"
+        );
+    }
+    std::fs::remove_file(p.path()).unwrap();
+    let err = p.get_or_add_key("other").unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
+    assert!(!p.path().exists());
+}
+
+/// Providers that all miss the key, then all wait on the file's lock:
+/// one adds it, the others find it under the lock, and every one of them
+/// wraps under the same key material.
+#[test]
+fn racing_get_or_add_key_makes_one_key_for_every_caller() {
+    const CALLERS: usize = 8;
+    let (dir, first) = new_provider();
+    let held = fsutil::ExclusiveLock::acquire(&dir.path().join(".root.keys.lock")).unwrap();
+    let ezk = SecretKey::generate().unwrap();
+    let wrapped: Vec<_> = std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let (path, ezk) = (first.path(), &ezk);
+                scope.spawn(move || {
+                    let p = LocalKeyProvider::open(path).unwrap();
+                    let root = p.get_or_add_key("root").unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    rt.block_on(p.wrap_key(&root, ezk, &ctx("z"))).unwrap()
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            callers.iter().all(|c| !c.is_finished()),
+            "every caller missed the key and waits for the lock"
+        );
+        drop(held);
+        callers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let keys = first.list_keys().unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].wraps, CALLERS as u64);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for w in &wrapped {
+        let back = rt
+            .block_on(first.unwrap_key(&keys[0].key, w, &ctx("z")))
+            .unwrap();
+        assert_eq!(back, ezk);
+    }
+}

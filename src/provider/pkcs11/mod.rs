@@ -18,7 +18,7 @@
 //!   - [`WrapMechanism::AesKeyWrapPad`]: `C_WrapKey` / `C_UnwrapKey` with
 //!     `CKM_AES_KEY_WRAP_PAD` (AES key wrap with padding, RFC 5649), which
 //!     takes no associated data: the key is wrapped as a *bound key*
-//!     (`provider::bound`), its digest of the key id and context checked
+//!     (`provider::kit::bind`), its digest of the key id and context checked
 //!     after unwrapping, followed by 16 random bytes so that two wraps of
 //!     one key differ. It travels through the token as a short-lived
 //!     session object, destroyed after the call.
@@ -59,10 +59,8 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
 
-use super::{
-    bound, check_kind, region_mismatch, root_wrap_aad, EncryptionContext, KeyAdmin, KeyProvider,
-    KeyRef, KeyState, NewKey, WrappedKey,
-};
+use super::kit::{self, check_kind, fill_random, region_mismatch, root_wrap_aad};
+use super::{EncryptionContext, KeyAdmin, KeyProvider, KeyRef, KeyState, NewKey, WrappedKey};
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::{Error, Result};
 
@@ -797,7 +795,7 @@ impl KeyProvider for Pkcs11Provider {
                 self.run(root, "wrap", move |session| {
                     let handle = usable_key(session, &name, &key_label, mechanism)?;
                     let mut iv = [0u8; GCM_IV_LEN];
-                    crate::cipher::fill_random(&mut iv)?;
+                    fill_random(&mut iv)?;
                     let sealed = {
                         let params =
                             GcmParams::new(&mut iv, &aad, (GCM_TAG_LEN as u64 * 8).into())?;
@@ -821,10 +819,10 @@ impl KeyProvider for Pkcs11Provider {
             WrapMechanism::AesKeyWrapPad => {
                 // Sized up front: growing would leave a copy unwiped.
                 let mut salted =
-                    Zeroizing::new(Vec::with_capacity(bound::BOUND_KEY_LEN + KWP_SALT_LEN));
-                salted.extend_from_slice(&bound::bind(key, root.key_id(), context));
+                    Zeroizing::new(Vec::with_capacity(kit::BOUND_KEY_LEN + KWP_SALT_LEN));
+                salted.extend_from_slice(kit::bind(key, root.key_id(), context).as_bytes());
                 let mut salt = [0u8; KWP_SALT_LEN];
-                crate::cipher::fill_random(&mut salt)?;
+                fill_random(&mut salt)?;
                 salted.extend_from_slice(&salt);
                 self.run(root, "wrap", move |session| {
                     let handle = usable_key(session, &name, &key_label, mechanism)?;
@@ -889,11 +887,11 @@ impl KeyProvider for Pkcs11Provider {
                     })?;
                     // The bound key, then the salt (not checked: the
                     // wrap authenticates it).
-                    if value.len() != bound::BOUND_KEY_LEN + KWP_SALT_LEN {
+                    if value.len() != kit::BOUND_KEY_LEN + KWP_SALT_LEN {
                         return Err(Error::tampered("wrapped key").into());
                     }
-                    Ok(bound::unbind(
-                        &value[..bound::BOUND_KEY_LEN],
+                    Ok(kit::unbind(
+                        &value[..kit::BOUND_KEY_LEN],
                         &key_id,
                         &context,
                     )?)
@@ -948,7 +946,7 @@ impl KeyAdmin for Pkcs11Provider {
         }
         let key = self.key_ref(&label);
         let mut id = [0u8; 16];
-        crate::cipher::fill_random(&mut id)?;
+        fill_random(&mut id)?;
         let shown = key.to_string();
         self.run(&key, "create", move |session| {
             let name = KeyName::Label(label.clone());

@@ -1,6 +1,7 @@
 //! Context binding for roots of trust whose wrap call takes no associated
 //! data: Azure Key Vault's `wrapKey` (RSA-OAEP-256, AES key wrap) and an
-//! HSM's AES key wrap with padding (`CKM_AES_KEY_WRAP_KWP`).
+//! HSM's AES key wrap with padding (`CKM_AES_KEY_WRAP_KWP`). It binds; it
+//! does not authenticate who wrapped (below).
 //!
 //! Such a root wraps an opaque byte string and hands it back unchanged, so
 //! cmek binds the encryption context itself: the string wrapped is the key
@@ -10,28 +11,38 @@
 //! key (32 bytes) ‖ SHA-256("cmek bound key v1\0" ‖ root_wrap_aad(key_id, context))
 //! ```
 //!
-//! (64 bytes; `root_wrap_aad` is the encoding the local provider
-//! authenticates, FORMAT.md "Root-key wrap by the local and mock
-//! providers"). After the root unwraps it, the digest is recomputed from
-//! the caller's context and compared in constant time; a different context
-//! or key id is [`Error::Integrity`] and the key is wiped unreleased.
+//! (64 bytes; FORMAT.md "Bound key"). After the root unwraps it, the
+//! digest is recomputed from the caller's context and compared in
+//! constant time; a different context or key id is [`Error::Integrity`]
+//! and the key is wiped unreleased.
 //!
-//! The construction relies on the root's wrap being authenticated or
-//! non-malleable (RSA-OAEP and AES key wrap both are): an attacker who
-//! cannot produce a wrapped string the root accepts cannot pair a key with
-//! a digest of their choosing.
+//! **What it does not give.** The digest stops a genuine wrap from being
+//! used under another context or key id, and a modified wrap from
+//! unwrapping (AES key wrap and RSA-OAEP are non-malleable). It does not
+//! stop anyone from *making* a wrap: the digest is computed from public
+//! values (the key id, the salt, the context), so whoever can run the
+//! root's wrap operation can bind a key of their own choosing correctly.
+//! The construction is sound only under a root whose wrap needs the root's
+//! secret: AES key wrap inside an HSM or Managed HSM is, RSA-OAEP is not —
+//! it is encryption under the public half, which anyone can read. A
+//! provider with an RSA root must therefore authenticate each wrap with an
+//! operation only the key holder can perform (the Azure Key Vault provider
+//! has the key sign its wraps, and checks the signature before unwrapping).
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{root_wrap_aad, EncryptionContext};
+use std::fmt;
+
+use super::root_wrap_aad;
 use crate::cipher::{sha256, SHA256_LEN};
 use crate::error::IntegrityFailure;
+use crate::provider::EncryptionContext;
 use crate::secret::{SecretKey, KEY_LEN};
 use crate::{Error, Result};
 
-/// Length of a bound key: the key and the digest.
-pub(crate) const BOUND_KEY_LEN: usize = KEY_LEN + SHA256_LEN;
+/// Length of a [`BoundKey`]: the key and the digest (64 bytes).
+pub const BOUND_KEY_LEN: usize = KEY_LEN + SHA256_LEN;
 
 /// Domain separation: this digest is never confused with another SHA-256
 /// cmek computes over the same encoding.
@@ -41,27 +52,48 @@ fn context_digest(key_id: &str, context: &EncryptionContext) -> [u8; SHA256_LEN]
     sha256(&[DOMAIN, &root_wrap_aad(key_id, context)])
 }
 
-/// The 64 bytes to hand to a wrap call without associated data: `key`
-/// followed by the digest binding `key_id` and `context`. Wiped on drop.
-pub(crate) fn bind(
-    key: &SecretKey,
-    key_id: &str,
-    context: &EncryptionContext,
-) -> Zeroizing<Vec<u8>> {
-    let mut bound = Zeroizing::new(Vec::with_capacity(BOUND_KEY_LEN));
-    bound.extend_from_slice(key.expose_secret());
-    bound.extend_from_slice(&context_digest(key_id, context));
-    bound
+/// A key with its context bound ([`bind`]): the [`BOUND_KEY_LEN`] bytes to
+/// hand to a wrap call that takes no associated data. Secret: wiped on
+/// drop, never printed.
+pub struct BoundKey(Zeroizing<[u8; BOUND_KEY_LEN]>);
+
+impl BoundKey {
+    /// The bytes to wrap. Secret: whatever copies them (a request body)
+    /// should wipe its copy, where it can.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0[..]
+    }
+}
+
+impl fmt::Debug for BoundKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoundKey([REDACTED])")
+    }
+}
+
+/// `key` bound to root key `key_id` and `context`: `key` followed by
+/// `SHA-256("cmek bound key v1\0" ‖ root_wrap_aad(key_id, context))`
+/// (docs/FORMAT.md, "Bound key"). Wrap its bytes with a call that takes no
+/// associated data; after unwrapping, [`unbind`] with the same `key_id`
+/// and `context`.
+///
+/// The binding does not say who wrapped: see the module's security
+/// contract.
+pub fn bind(key: &SecretKey, key_id: &str, context: &EncryptionContext) -> BoundKey {
+    let mut bound = Zeroizing::new([0u8; BOUND_KEY_LEN]);
+    bound[..KEY_LEN].copy_from_slice(key.expose_secret());
+    bound[KEY_LEN..].copy_from_slice(&context_digest(key_id, context));
+    BoundKey(bound)
 }
 
 /// The key inside `bound` (what the root's unwrap returned), if its digest
-/// matches `key_id` and `context`.
+/// matches `key_id` and `context`; compared in constant time.
 ///
 /// # Errors
 /// [`Error::Integrity`] (`what` = "wrapped key") when the length or the
 /// digest is wrong: the blob was wrapped under another context or key id,
 /// or is not a bound key at all.
-pub(crate) fn unbind(bound: &[u8], key_id: &str, context: &EncryptionContext) -> Result<SecretKey> {
+pub fn unbind(bound: &[u8], key_id: &str, context: &EncryptionContext) -> Result<SecretKey> {
     let tampered = || Error::Integrity {
         what: "wrapped key",
         reason: IntegrityFailure::Tampered,
@@ -88,8 +120,9 @@ mod tests {
     fn a_bound_key_comes_back_under_the_same_id_and_context() {
         let key = SecretKey::generate().unwrap();
         let bound = bind(&key, "root-1", &context("a"));
-        assert_eq!(bound.len(), BOUND_KEY_LEN);
-        let back = unbind(&bound, "root-1", &context("a")).unwrap();
+        assert_eq!(bound.as_bytes().len(), BOUND_KEY_LEN);
+        assert_eq!(format!("{bound:?}"), "BoundKey([REDACTED])");
+        let back = unbind(bound.as_bytes(), "root-1", &context("a")).unwrap();
         assert_eq!(back.expose_secret(), key.expose_secret());
     }
 
@@ -97,10 +130,11 @@ mod tests {
     fn another_context_key_id_or_length_is_an_integrity_failure() {
         let key = SecretKey::generate().unwrap();
         let bound = bind(&key, "root-1", &context("a"));
+        let bound = bound.as_bytes();
         for (bytes, id, ctx) in [
-            (&bound[..], "root-1", context("b")),
-            (&bound[..], "root-2", context("a")),
-            (&bound[..], "root-1", EncryptionContext::new()),
+            (bound, "root-1", context("b")),
+            (bound, "root-2", context("a")),
+            (bound, "root-1", EncryptionContext::new()),
             (&bound[..BOUND_KEY_LEN - 1], "root-1", context("a")),
             (&bound[..KEY_LEN], "root-1", context("a")),
         ] {
@@ -124,6 +158,7 @@ mod tests {
         let mut key_bytes = [7u8; KEY_LEN];
         let key = SecretKey::from_array(&mut key_bytes);
         let bound = bind(&key, "root-1", &context("a"));
+        let bound = bound.as_bytes();
         let mut aad = Vec::new();
         aad.extend_from_slice(&6u32.to_be_bytes());
         aad.extend_from_slice(b"root-1");
