@@ -20,7 +20,7 @@ use super::os::{
 };
 use super::{join, split, Payload};
 use crate::object_store::{
-    Carrier, ChunkBatches, ChunkSizes, ObjectError, Opened, OpenedCache, PartSealer,
+    ended_early, Carrier, ChunkBatches, ChunkSizes, ObjectError, Opened, OpenedCache, PartSealer,
     DEFAULT_OPENED_SEGMENTS, DEFAULT_PART_SIZE, MERGED_READ_LIMIT, STORE_NAME,
 };
 use crate::stream::{CiphertextRange, Params};
@@ -446,16 +446,8 @@ impl<S: ObjectStore> EncryptedStore<S> {
             let (_, _, _, body) = split(self.inner.get_opts(location, options).await?);
             let at = At::new(location, None);
             let bytes = collect(&at, body, span.end - span.start).await?;
-            if bytes.len() as u64 != span.end - span.start {
-                return Err(at.fail(crate::Error::malformed(
-                    "object",
-                    format!(
-                        "the store returned {} bytes for the stored range {}..{}",
-                        bytes.len(),
-                        span.start,
-                        span.end
-                    ),
-                )));
+            if (bytes.len() as u64) < span.end - span.start {
+                return Err(at.fail(ended_early()));
             }
             fetched.push((span.clone(), bytes));
         }

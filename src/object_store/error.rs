@@ -11,7 +11,7 @@
 //!
 //! | kind | carried as | retried by an engine |
 //! |---|---|---|
-//! | [`Retry`](ErrorKind::Retry) (KMS unreachable or throttled, a conflict, a zone gated while its KMS is unreachable) | `Generic` | yes |
+//! | [`Retry`](ErrorKind::Retry) (KMS unreachable or throttled, a conflict, a zone gated while its KMS is unreachable, a store response cut short) | `Generic` | yes |
 //! | [`KeyRevoked`](ErrorKind::KeyRevoked) (key disabled, deleted, access denied) | `PermissionDenied`, marked permanent | no |
 //! | [`Corrupt`](ErrorKind::Corrupt), [`InvalidRequest`](ErrorKind::InvalidRequest), [`Bug`](ErrorKind::Bug), [`Stale`](ErrorKind::Stale) after the adapter's own reload | `Generic`, marked permanent | no |
 //!

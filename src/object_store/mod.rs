@@ -117,7 +117,7 @@ pub(crate) use cache::{Opened, OpenedCache};
 pub use chunks::{ChunkSizes, BLOCK_CHUNK_SIZE};
 pub(crate) use error::Carrier;
 pub use error::{is_retryable, ObjectError};
-pub(crate) use opening::ChunkBatches;
+pub(crate) use opening::{ended_early, ChunkBatches};
 pub(crate) use sealing::PartSealer;
 
 /// The `store` name in the `object_store` errors the adapter makes.

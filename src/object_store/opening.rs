@@ -115,13 +115,12 @@ impl ChunkBatches {
     /// Checks that the ciphertext ended where planned and was all opened.
     ///
     /// # Errors
-    /// [`Error::Malformed`] if it ended early.
+    /// [`ended_early`] if it did not: the response was cut (the object's
+    /// length and ETag are what the plan was made from, so a retry reads
+    /// it whole).
     pub(crate) fn finish(&self) -> Result<()> {
         if self.remaining != 0 || !self.partial.is_empty() || !self.piece.is_empty() {
-            return Err(Error::malformed(
-                "object",
-                "the store's response ended before the range it was asked for",
-            ));
+            return Err(ended_early());
         }
         Ok(())
     }
@@ -169,5 +168,19 @@ impl ChunkBatches {
         } else {
             plain.slice((from - start) as usize..(to - start) as usize)
         })
+    }
+}
+
+/// A store response that ended before the bytes it was asked for: a cut
+/// connection, not damaged data (the object's length and ETag were checked
+/// when the range was planned), so it is transient
+/// ([`ErrorKind::Retry`](crate::ErrorKind::Retry)).
+pub(crate) fn ended_early() -> Error {
+    Error::Io {
+        path: None,
+        source: std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the store's response ended before the range it was asked for",
+        ),
     }
 }

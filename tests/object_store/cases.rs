@@ -930,7 +930,7 @@ async fn a_store_that_sends_too_much_is_refused() {
     let path = Path::from("lie/object");
     let data = vec![9u8; 500_000];
     honest.put(&path, data.clone().into()).await.unwrap();
-    let liar = EncryptedStore::new(Overlong(Arc::clone(honest.inner())), zone);
+    let liar = EncryptedStore::new(Liar::new(Arc::clone(honest.inner())), zone);
     let whole = match liar.get(&path).await {
         Ok(r) => r.bytes().await,
         Err(e) => Err(e),
@@ -951,25 +951,93 @@ async fn a_store_that_sends_too_much_is_refused() {
     assert_cmek(&err, |e| matches!(e, cmek::Error::Malformed { .. }));
 }
 
-/// Appends 64 KiB of garbage to every GET's body.
-#[derive(Debug)]
-struct Overlong(Arc<InMemory>);
+/// A response cut short (a dropped connection) is transient: the adapter
+/// says so, names the object and range, and the same read succeeds once
+/// the store answers whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_cut_short_is_transient() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = zone_in(dir.path(), Some(4096)).await;
+    let honest = EncryptedStore::new(Arc::new(InMemory::new()), zone.clone());
+    let path = Path::from("cut/object");
+    let data: Vec<u8> = (0..500_000u32).map(|i| (i % 253) as u8).collect();
+    honest.put(&path, data.clone().into()).await.unwrap();
+    let liar = Liar::new(Arc::clone(honest.inner()));
+    let mode = Arc::clone(&liar.mode);
+    let store = EncryptedStore::new(liar, zone);
+    let set = |m| mode.store(m, std::sync::atomic::Ordering::SeqCst);
+    // Opened (and kept) while the store answers whole.
+    set(Liar::HONEST);
+    assert_eq!(
+        &store.get_range(&path, 0..10).await.unwrap()[..],
+        &data[..10]
+    );
+    set(Liar::CUT);
+    // One range: named. Several, fetched in one GET: the object only.
+    for (err, range) in [
+        (
+            store.get_range(&path, 300_000..300_100).await.unwrap_err(),
+            Some(300_000..300_100),
+        ),
+        (
+            store
+                .get_ranges(&path, &[100_000..100_010, 400_000..400_010])
+                .await
+                .unwrap_err(),
+            None,
+        ),
+    ] {
+        assert!(matches!(err, super::os::Error::Generic { .. }), "{err:?}");
+        assert_eq!(cmek::object_store::is_retryable(&err), Some(true), "{err}");
+        let found = cmek::object_store::ObjectError::find(&err).unwrap();
+        assert_eq!(found.path(), "cut/object");
+        assert_eq!(found.range(), range, "{found}");
+    }
+    set(Liar::HONEST);
+    assert_eq!(
+        &store.get_range(&path, 300_000..300_100).await.unwrap()[..],
+        &data[300_000..300_100]
+    );
+}
 
-impl std::fmt::Display for Overlong {
+/// A store that lies about what it holds, as `mode` says: appends 64 KiB
+/// of garbage to every GET's body ([`Liar::OVERLONG`], the default), ends
+/// every body half-way ([`Liar::CUT`]), or tells the truth
+/// ([`Liar::HONEST`]).
+#[derive(Debug)]
+struct Liar {
+    inner: Arc<InMemory>,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl Liar {
+    const OVERLONG: u8 = 0;
+    const CUT: u8 = 1;
+    const HONEST: u8 = 2;
+
+    fn new(inner: Arc<InMemory>) -> Self {
+        Self {
+            inner,
+            mode: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Liar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Overlong")
+        write!(f, "Liar")
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for Overlong {
+impl ObjectStore for Liar {
     async fn put_opts(
         &self,
         location: &Path,
         payload: super::os::PutPayload,
         opts: super::os::PutOptions,
     ) -> super::os::Result<super::os::PutResult> {
-        self.0.put_opts(location, payload, opts).await
+        self.inner.put_opts(location, payload, opts).await
     }
 
     async fn put_multipart_opts(
@@ -977,7 +1045,7 @@ impl ObjectStore for Overlong {
         location: &Path,
         opts: super::os::PutMultipartOptions,
     ) -> super::os::Result<Box<dyn super::os::MultipartUpload>> {
-        self.0.put_multipart_opts(location, opts).await
+        self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(
@@ -986,7 +1054,7 @@ impl ObjectStore for Overlong {
         options: super::os::GetOptions,
     ) -> super::os::Result<super::os::GetResult> {
         use futures_util::StreamExt;
-        let mut r = self.0.get_opts(location, options).await?;
+        let mut r = self.inner.get_opts(location, options).await?;
         let empty = futures_util::stream::empty().boxed();
         let body =
             match std::mem::replace(&mut r.payload, super::os::GetResultPayload::Stream(empty)) {
@@ -994,9 +1062,26 @@ impl ObjectStore for Overlong {
                 #[allow(unreachable_patterns)]
                 _ => unreachable!("InMemory streams"),
             };
-        let garbage =
-            futures_util::stream::once(async { Ok(bytes::Bytes::from(vec![0x5a; 65_536])) });
-        r.payload = super::os::GetResultPayload::Stream(body.chain(garbage).boxed());
+        let mode = self.mode.load(std::sync::atomic::Ordering::SeqCst);
+        if mode == Self::HONEST {
+            r.payload = super::os::GetResultPayload::Stream(body);
+        } else if mode == Self::CUT {
+            let whole = r.range.end - r.range.start;
+            let mut left = whole / 2;
+            let half = body.map(move |piece| {
+                piece.map(|mut p| {
+                    let take = (p.len() as u64).min(left);
+                    left -= take;
+                    p.truncate(take as usize);
+                    p
+                })
+            });
+            r.payload = super::os::GetResultPayload::Stream(half.boxed());
+        } else {
+            let garbage =
+                futures_util::stream::once(async { Ok(bytes::Bytes::from(vec![0x5a; 65_536])) });
+            r.payload = super::os::GetResultPayload::Stream(body.chain(garbage).boxed());
+        }
         Ok(r)
     }
 
@@ -1004,21 +1089,21 @@ impl ObjectStore for Overlong {
         &self,
         locations: futures_util::stream::BoxStream<'static, super::os::Result<Path>>,
     ) -> futures_util::stream::BoxStream<'static, super::os::Result<Path>> {
-        self.0.delete_stream(locations)
+        self.inner.delete_stream(locations)
     }
 
     fn list(
         &self,
         prefix: Option<&Path>,
     ) -> futures_util::stream::BoxStream<'static, super::os::Result<super::os::ObjectMeta>> {
-        self.0.list(prefix)
+        self.inner.list(prefix)
     }
 
     async fn list_with_delimiter(
         &self,
         prefix: Option<&Path>,
     ) -> super::os::Result<super::os::ListResult> {
-        self.0.list_with_delimiter(prefix).await
+        self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(
@@ -1027,7 +1112,7 @@ impl ObjectStore for Overlong {
         to: &Path,
         options: super::os::CopyOptions,
     ) -> super::os::Result<()> {
-        self.0.copy_opts(from, to, options).await
+        self.inner.copy_opts(from, to, options).await
     }
 }
 
