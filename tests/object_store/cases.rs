@@ -1018,7 +1018,7 @@ impl Liar {
     fn new(inner: Arc<InMemory>) -> Self {
         Self {
             inner,
-            mode: Arc::default(),
+            mode: Arc::new(std::sync::atomic::AtomicU8::new(Self::OVERLONG)),
         }
     }
 }
