@@ -37,7 +37,8 @@
 //! * [`backup`] — backups of encrypted zones and their restore into a new
 //!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
 //! * `testing` (feature `testing`) — an in-memory provider that counts calls and
-//!   injects faults.
+//!   injects faults, the provider conformance suite and the scenario suite
+//!   (zones, the key monitor and backups on a provider's keys).
 //!
 //! Errors from every layer are one enum, [`Error`], whose variants a caller can
 //! act on.
@@ -62,7 +63,7 @@
 //! | `object-store` | no | `object_store::v014`: `EncryptedStore`, an `ObjectStore` on `object_store` 0.14 (SlateDB 0.18) that encrypts every object of an inner store as a zone segment, and `ObjectManifestStore`, zone or registry state kept as an object | `object_store` 0.14 (no cloud backend: bring your own), `futures-util`, tokio's multi-threaded runtime |
 //! | `object-store-013` | no | the same on `object_store` 0.13 (DataFusion 55), `object_store::v013` | `object_store` 0.13, `futures-util`, tokio's multi-threaded runtime |
 //! | `slatedb` | no | `object-store`, with the adapter's permanent errors (corruption, a revoked key, a refused request) marked with SlateDB's `NonRetryable`, so SlateDB returns them instead of retrying forever (`object_store::ObjectError`) | `slatedb-common` (its `retry` marker only) |
-//! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks | nothing |
+//! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks; `testing::conformance` and `testing::scenarios`, the suites every provider runs | nothing |
 //! | `cli` | yes | the `cmek` operator command-line tool (`src/bin/cmek`); no library API of its own | `aws-kms`, `clap`, `indicatif`, `serde_json`, tokio's runtime |
 //! | `fuzzing` | no | the fuzz targets' bodies (for `fuzz/`) and the crate-private cipher primitives (for the cipher and stream benches); hidden, not a stable API | nothing |
 //!

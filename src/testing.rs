@@ -1,6 +1,7 @@
 //! Test support: [`MockProvider`], an in-memory [`KeyProvider`] that counts
-//! every call and injects faults, latency and key-state changes; and
-//! [`conformance`], the suite every provider must pass.
+//! every call and injects faults, latency and key-state changes;
+//! [`conformance`], the suite every provider must pass; and [`scenarios`],
+//! zones, the key monitor and backups run end to end on a provider.
 //!
 //! Compiled for this crate's own tests and, with feature `testing`, for
 //! integration tests, benchmarks and downstream users. Its counters are how
@@ -12,6 +13,7 @@
 //! against a real KMS.
 
 pub mod conformance;
+pub mod scenarios;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

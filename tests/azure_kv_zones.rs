@@ -2,14 +2,14 @@
 //! the Key Vault protocol fake on loopback (`scripts/azure_kv_fake.py`,
 //! started by `scripts/test`), over HTTPS with the official SDK.
 //!
-//! A zone created under a versionless key name records the key's current
-//! version; it is written, its EZK rotated, its root rotated to the vault's
-//! newer version, and reopened from its manifest with the old version
-//! disabled — with no call to the vault while segments are written and
-//! read (the fake's own request counter). The monitor gates a zone whose
-//! key is disabled and serves it again once enabled. A backup restores
-//! into a zone under another Key Vault key in the same region, and is
-//! refused in another region (Key Vault has no multi-region keys).
+//! The scenario suite runs on the vault's keys: a zone's life with no call
+//! to the vault while segments are written and read (the fake's own
+//! request counter), the monitor gating a zone whose key is disabled and
+//! serving it again once enabled, and a backup restored into a zone under
+//! an oct-HSM key. A zone created under a versionless key name records the
+//! key's current version and follows the vault's newer one on root
+//! rotation. A backup is refused in another region (Key Vault has no
+//! multi-region keys).
 //!
 //! A storage attacker who reads an RSA key's public half forges a wrap of
 //! their own EZK (RSA-OAEP-256 is encryption under the public half) and a
@@ -23,39 +23,91 @@
 //! Without the fake (`CMEK_AZURE_KV_VAULT`, `CMEK_AZURE_KV_TOKEN`,
 //! `CMEK_AZURE_KV_CA_FILE`) these tests fail when `CMEK_REQUIRE_KMS=1` or
 //! `CI` is set, and otherwise say they were skipped.
-#![cfg(feature = "azure-kv")]
+#![cfg(all(feature = "azure-kv", feature = "testing"))]
 
 mod azure_kv_common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 
 use azure_kv_common::forge::{Manifest, PublicHalf};
 use azure_kv_common::{fake, REGION};
-use cmek::backup::{create_backup, Restore, RestoreMode, SourceTrust, SEGMENTS_DIR};
+use cmek::backup::{Restore, SourceTrust};
 use cmek::provider::azure::NewKeyType;
 use cmek::provider::AzureKeyVaultProvider;
+use cmek::testing::scenarios;
 use cmek::zone::{
     Keyring, ManifestStore, MemoryManifestStore, ZoneAnchor, ZoneId, ZoneManifest, ZoneOrigin,
     ZoneSpec,
 };
-use cmek::{Error, KeyProvider, KeyRef, KeyState, SecretKey, WrappedKey};
+use cmek::{Error, KeyProvider, KeyRef, KeyState, Result, SecretKey, WrappedKey};
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+/// The scenario suite's fixture: keys of one type in the fake vault, whose
+/// request counter is kept per key name; backups restore under a key of
+/// the other type.
+struct Scenarios {
+    fake: azure_kv_common::Fake,
+    provider: Arc<AzureKeyVaultProvider>,
+    restore_type: NewKeyType,
+}
+
+#[async_trait]
+impl scenarios::Fixture for Scenarios {
+    fn provider(&self) -> Arc<dyn KeyProvider> {
+        self.provider.clone()
+    }
+    async fn enabled_key(&self) -> Result<KeyRef> {
+        let name = self.fake.unique_name("scenario");
+        Ok(self.fake.create(&self.provider, &name).await)
+    }
+    async fn restore_target(&self) -> Result<(Arc<dyn KeyProvider>, KeyRef)> {
+        let other = self.fake.provider_with(self.restore_type);
+        let key = self
+            .fake
+            .create(&other, &self.fake.unique_name("restored"))
+            .await;
+        Ok((other, key))
+    }
+    async fn server_calls(&self, key: &KeyRef) -> Option<u64> {
+        // `<vault>/keys/<name>/<version>`: the fake counts by name.
+        let name = key.key_id().split("/keys/").nth(1)?.split('/').next()?;
+        Some(self.fake.calls(name).await)
+    }
+}
+
+async fn passes_the_scenarios(key_type: NewKeyType, restore_type: NewKeyType) {
+    let Some(fake) = fake() else { return };
+    let provider = fake.provider_with(key_type);
+    let report = scenarios::run(&Scenarios {
+        fake,
+        provider,
+        restore_type,
+    })
+    .await;
+    println!("{report}");
+    report.assert_all_passed();
 }
 
 #[tokio::test]
-async fn a_zone_is_created_rotated_and_reopened_with_no_call_on_the_data_path() {
+async fn rsa_keys_pass_the_scenarios() {
+    passes_the_scenarios(NewKeyType::Rsa3072, NewKeyType::OctHsm256).await;
+}
+
+#[tokio::test]
+async fn oct_hsm_keys_pass_the_scenarios() {
+    passes_the_scenarios(NewKeyType::OctHsm256, NewKeyType::Rsa3072).await;
+}
+
+#[tokio::test]
+async fn a_zone_under_a_versionless_name_follows_the_vaults_versions() {
     let Some(fake) = fake() else { return };
     let p = fake.provider();
     let name = fake.unique_name("zone");
     let v1 = fake.create(&p, &name).await;
     let versionless = p.key_ref(&fake.key_url(&name));
-    let keyring = Keyring::new(p.clone() as Arc<dyn KeyProvider>);
     let store = Arc::new(MemoryManifestStore::new());
-    let zone = keyring
+    let zone = Keyring::new(p.clone() as Arc<dyn KeyProvider>)
         .create_zone(
             store.clone(),
             ZoneSpec::new("orders", REGION, versionless.clone()),
@@ -64,62 +116,33 @@ async fn a_zone_is_created_rotated_and_reopened_with_no_call_on_the_data_path() 
         .unwrap();
     // The zone records the version current at creation.
     assert_eq!(zone.root(), v1);
-
-    // Writing and reading segments calls nothing.
-    let before = fake.calls(&name).await;
-    let mut segments = Vec::new();
-    for i in 0..8u8 {
-        let id = format!("orders/{i}");
-        let pt = pattern(1000 * usize::from(i) + 1, i);
-        let ct = zone.encrypt_segment(&id, &pt).unwrap();
-        assert_eq!(&zone.decrypt_segment(&id, &ct).unwrap()[..], &pt[..]);
-        segments.push((id, pt, ct));
-    }
-    assert_eq!(fake.calls(&name).await, before, "a call on the data path");
+    let segment = zone.encrypt_segment("orders/1", b"under v1").unwrap();
 
     // EZK rotation: one wrap, which is three requests (get key, wrapKey,
     // sign), and the counter sees them.
     let at_rotation = fake.calls(&name).await;
     zone.rotate_ezk().await.unwrap();
-    let before = fake.calls(&name).await;
-    assert_eq!(before, at_rotation + 3);
-    let pt = pattern(70_000, 9);
-    let ct = zone.encrypt_segment("orders/9", &pt).unwrap();
-    assert_eq!(&zone.decrypt_segment("orders/9", &ct).unwrap()[..], &pt[..]);
-    segments.push(("orders/9".into(), pt, ct));
-    assert_eq!(fake.calls(&name).await, before, "a call on the data path");
+    assert_eq!(fake.calls(&name).await, at_rotation + 3);
 
     // The vault makes a new version current; rotating the root to the
     // versionless name moves the zone to it.
     let v2 = fake.create(&p, &name).await;
-    zone.rotate_root(versionless.clone()).await.unwrap();
+    zone.rotate_root(versionless).await.unwrap();
     assert_eq!(zone.root(), v2);
     assert_eq!(zone.manifest().root(), &v2);
 
-    // With v1 disabled, the zone reopens from its manifest in a new
-    // keyring, and every segment decrypts there.
+    // With v1 disabled, the zone reopens under v2 and reads what v1 wrote;
+    // with v2 disabled too, it is refused.
     p.admin().unwrap().disable_key(&v1).await.unwrap();
     let reopened = Keyring::new(fake.provider() as Arc<dyn KeyProvider>)
         .open_zone(store.clone(), &zone.anchor())
         .await
         .unwrap();
     assert_eq!(reopened.root(), v2);
-    let before = fake.calls(&name).await;
-    for (id, pt, ct) in &segments {
-        assert_eq!(
-            &reopened.decrypt_segment(id, ct).unwrap()[..],
-            &pt[..],
-            "{id}"
-        );
-    }
-    let ct = reopened.encrypt_segment("orders/10", b"after").unwrap();
     assert_eq!(
-        &zone.decrypt_segment("orders/10", &ct).unwrap()[..],
-        b"after"
+        &reopened.decrypt_segment("orders/1", &segment).unwrap()[..],
+        b"under v1"
     );
-    assert_eq!(fake.calls(&name).await, before, "a call on the data path");
-
-    // Disabling v2 stops the zone from opening, and says why.
     p.admin().unwrap().disable_key(&v2).await.unwrap();
     let err = Keyring::new(fake.provider() as Arc<dyn KeyProvider>)
         .open_zone(store, &zone.anchor())
@@ -138,150 +161,22 @@ async fn a_zone_is_created_rotated_and_reopened_with_no_call_on_the_data_path() 
 }
 
 #[tokio::test]
-async fn the_monitor_gates_the_zone_while_its_key_is_disabled() {
-    use cmek::monitor::{KeyMonitor, MonitorConfig, MonitorEvent};
-    use cmek::zone::ZoneAvailability;
-
-    let Some(fake) = fake() else { return };
-    let p = fake.provider_with(NewKeyType::OctHsm256);
-    let root = fake.create(&p, &fake.unique_name("monitor")).await;
-    let keyring = Keyring::new(p.clone() as Arc<dyn KeyProvider>);
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", REGION, root.clone()),
-        )
-        .await
-        .unwrap();
-    let segment = zone.encrypt_segment("orders/1", b"rows").unwrap();
-
-    let interval = Duration::from_millis(500);
-    let monitor = KeyMonitor::new(MonitorConfig::with_interval(interval));
-    monitor.watch_zone(&zone);
-    let mut events = monitor.subscribe();
-    let _loop = monitor.spawn();
-    let deadline = interval + monitor.config().check_timeout;
-    async fn next_availability(
-        events: &mut tokio::sync::broadcast::Receiver<MonitorEvent>,
-        deadline: Duration,
-    ) -> ZoneAvailability {
-        tokio::time::timeout(deadline, async {
-            loop {
-                if let MonitorEvent::ZoneAvailabilityChanged { new, .. } =
-                    events.recv().await.unwrap()
-                {
-                    return new;
-                }
-            }
-        })
-        .await
-        .expect("the zone follows its key within one interval plus one check")
-    }
-
-    p.admin().unwrap().disable_key(&root).await.unwrap();
-    let started = Instant::now();
-    assert_eq!(
-        next_availability(&mut events, deadline).await,
-        ZoneAvailability::Unavailable(KeyState::Disabled)
-    );
-    assert!(started.elapsed() < deadline);
-    let err = zone.decrypt_segment("orders/1", &segment).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ZoneUnavailable {
-                state: KeyState::Disabled,
-                ..
-            }
-        ),
-        "{err}"
-    );
-
-    p.admin().unwrap().enable_key(&root).await.unwrap();
-    assert_eq!(
-        next_availability(&mut events, deadline).await,
-        ZoneAvailability::Available
-    );
-    assert_eq!(
-        &zone.decrypt_segment("orders/1", &segment).unwrap()[..],
-        b"rows"
-    );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
-#[tokio::test]
-async fn a_backup_restores_under_another_key_and_not_in_another_region() {
+async fn a_backup_is_refused_in_another_region() {
     let Some(fake) = fake() else { return };
     let dir = tempfile::tempdir().unwrap();
     let p = fake.provider();
     let root = fake.create(&p, &fake.unique_name("backup")).await;
-    let keyring = Keyring::new(p.clone() as Arc<dyn KeyProvider>);
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", REGION, root.clone()),
-        )
-        .await
-        .unwrap();
-    let seg_dir = dir.path().join("zone");
-    std::fs::create_dir_all(&seg_dir).unwrap();
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
-    let mut plaintexts = Vec::new();
-    for (i, len) in [0usize, 100, 70_000].into_iter().enumerate() {
-        if i == 2 {
-            zone.rotate_ezk().await.unwrap();
-        }
-        let id = format!("orders/{i}");
-        let pt = pattern(len, i as u8);
-        let path = seg_dir.join(i.to_string());
-        std::fs::write(&path, zone.encrypt_segment(&id, &pt).unwrap()).unwrap();
-        files.push((id.clone(), path));
-        plaintexts.push((id, pt));
-    }
-    let bundle = create_backup(&zone.manifest(), files, dir.path().join("backup"), |_| {}).unwrap();
-    let copy = dir.path().join("backup-copy");
-    copy_dir(bundle.dir(), &copy);
+    let backed = scenarios::zone_with_backup(
+        &Keyring::new(p.clone() as Arc<dyn KeyProvider>),
+        ZoneSpec::new("orders", REGION, root.clone()),
+        dir.path(),
+    )
+    .await
+    .unwrap();
 
-    // In the same region, into a zone under another key (an oct-HSM one).
-    let hsm = fake.provider_with(NewKeyType::OctHsm256);
-    let new_root = fake.create(&hsm, &fake.unique_name("restored")).await;
-    let trust = SourceTrust::roots([root.clone()]);
-    for mode in [RestoreMode::Rewrap, RestoreMode::Reencrypt] {
-        let dest = dir.path().join(format!("restored-{mode:?}"));
-        let spec = ZoneSpec::new("orders-restored", REGION, new_root.clone());
-        let source = Keyring::new(p.clone() as Arc<dyn KeyProvider>);
-        let target = Keyring::new(hsm.clone() as Arc<dyn KeyProvider>);
-        let restore = match mode {
-            RestoreMode::Rewrap => {
-                Restore::rewrap(&copy, &dest, source, trust.clone(), target, spec)
-            }
-            _ => Restore::reencrypt(&copy, &dest, source, trust.clone(), target, spec),
-        };
-        let report = restore.run(|_| {}).await.unwrap();
-        assert_eq!(report.restored, plaintexts.len(), "{mode:?}");
-        let restored = report.zone.as_ref().unwrap();
-        assert_eq!(restored.root(), new_root);
-        for (id, pt) in &plaintexts {
-            let bytes =
-                std::fs::read(dest.join(SEGMENTS_DIR).join(id.replace('/', "%2F"))).unwrap();
-            assert_eq!(&restored.decrypt_segment(id, &bytes).unwrap()[..], &pt[..]);
-        }
-    }
-
-    // In another region: refused before anything is written, saying that
-    // a key of that region is needed.
+    // Key Vault has no multi-region keys: in another region the restore is
+    // refused before anything is written, saying that a key of that region
+    // is needed.
     let mut options = fake.options(NewKeyType::Rsa3072);
     options.region = "eastus".into();
     let elsewhere = Arc::new(AzureKeyVaultProvider::new(options).unwrap());
@@ -289,10 +184,10 @@ async fn a_backup_restores_under_another_key_and_not_in_another_region() {
     assert_eq!(other_root.region(), "eastus");
     let dest = dir.path().join("restored-eastus");
     let err = Restore::rewrap(
-        &copy,
+        &backed.bundle,
         &dest,
         Keyring::new(elsewhere.clone() as Arc<dyn KeyProvider>),
-        trust,
+        SourceTrust::roots([root]),
         Keyring::new(elsewhere.clone() as Arc<dyn KeyProvider>),
         ZoneSpec::new("orders-eastus", "eastus", other_root),
     )

@@ -10,16 +10,17 @@
 //! The server's address comes from `CMEK_KMS_ENDPOINT`. Without it these
 //! tests fail when `CMEK_REQUIRE_KMS=1` or `CI` is set, and otherwise say
 //! they were skipped.
-#![cfg(feature = "aws-kms")]
+#![cfg(all(feature = "aws-kms", feature = "testing"))]
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use cmek::backup::{create_backup, Restore, RestoreMode, SourceTrust, SEGMENTS_DIR};
+use cmek::backup::{Restore, RestoreMode, SourceTrust};
 use cmek::provider::{AwsKmsOptions, AwsKmsProvider};
-use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneSpec};
+use cmek::testing::scenarios::{self, BackedUp};
+use cmek::zone::{Keyring, ZoneSpec};
 use cmek::Error;
 
 const REGION_A: &str = "us-east-1";
@@ -40,58 +41,21 @@ async fn create_key(p: &AwsKmsProvider, multi_region: bool) -> (String, String) 
     common::create_key_with_id(p, multi_region).await
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i % 249) as u8 ^ seed).collect()
-}
-
 /// A zone in region A under `root_arn`, with segments under two EZK
-/// versions, backed up into `dir/backup-a`, and the backup copied to
-/// `dir/backup-b` as an operator would copy it to region B.
+/// versions, backed up, and the backup copied as an operator would copy it
+/// to region B.
 async fn zone_backed_up_and_copied(
     dir: &Path,
     region_a: &Arc<AwsKmsProvider>,
     root_arn: &str,
-) -> (Zone, Vec<(String, Vec<u8>)>, PathBuf) {
-    let keyring = Keyring::new(region_a.clone());
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", REGION_A, region_a.key_ref(root_arn)),
-        )
-        .await
-        .unwrap();
-    let seg_dir = dir.join("zone-a");
-    std::fs::create_dir_all(&seg_dir).unwrap();
-    let mut files = Vec::new();
-    let mut plaintexts = Vec::new();
-    for (i, len) in [0usize, 100, 70_000, 200_000].into_iter().enumerate() {
-        if i == 2 {
-            zone.rotate_ezk().await.unwrap();
-        }
-        let id = format!("orders/{i}");
-        let pt = pattern(len, i as u8);
-        let path = seg_dir.join(i.to_string());
-        std::fs::write(&path, zone.encrypt_segment(&id, &pt).unwrap()).unwrap();
-        files.push((id.clone(), path));
-        plaintexts.push((id, pt));
-    }
-    let bundle = create_backup(&zone.manifest(), files, dir.join("backup-a"), |_| {}).unwrap();
-    let copy = dir.join("backup-b");
-    copy_dir(bundle.dir(), &copy);
-    (zone, plaintexts, copy)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
+) -> BackedUp {
+    scenarios::zone_with_backup(
+        &Keyring::new(region_a.clone()),
+        ZoneSpec::new("orders", REGION_A, region_a.key_ref(root_arn)),
+        dir,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -109,7 +73,11 @@ async fn a_backup_restores_in_another_region_through_the_multi_region_replica() 
         .send()
         .await
         .unwrap();
-    let (zone, plaintexts, bundle) = zone_backed_up_and_copied(dir.path(), &region_a, &mrk).await;
+    let BackedUp {
+        zone,
+        segments: plaintexts,
+        bundle,
+    } = zone_backed_up_and_copied(dir.path(), &region_a, &mrk).await;
     assert_eq!(zone.root().region(), REGION_A);
 
     // In region B: the backup's EZKs open through region B's provider (the
@@ -154,15 +122,11 @@ async fn a_backup_restores_in_another_region_through_the_multi_region_replica() 
             assert_eq!(z.manifest().region(), REGION_B);
             assert_eq!(z.root().region(), REGION_B);
         }
-        for (id, pt) in &plaintexts {
-            let bytes =
-                std::fs::read(dest.join(SEGMENTS_DIR).join(id.replace('/', "%2F"))).unwrap();
-            let got = match &report.zone {
-                Some(z) => z.decrypt_segment(id, &bytes).unwrap().to_vec(),
-                None => bytes,
-            };
-            assert_eq!(&got, pt, "{mode:?} {id}");
-        }
+        assert_eq!(
+            scenarios::restored_segments(&report).unwrap(),
+            plaintexts,
+            "{mode:?}"
+        );
     }
 }
 
@@ -173,8 +137,11 @@ async fn a_single_region_backup_is_refused_in_another_region_and_says_why() {
     let region_a = provider(&url, REGION_A);
     let region_b = provider(&url, REGION_B);
     let (single, _) = create_key(&region_a, false).await;
-    let (zone, plaintexts, bundle) =
-        zone_backed_up_and_copied(dir.path(), &region_a, &single).await;
+    let BackedUp {
+        zone,
+        segments: plaintexts,
+        bundle,
+    } = zone_backed_up_and_copied(dir.path(), &region_a, &single).await;
 
     let source_b = Keyring::new(region_b.clone());
     let (new_root, _) = create_key(&region_b, false).await;

@@ -16,18 +16,18 @@
 
 mod gcp_common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use cmek::backup::{create_backup, Restore, RestoreMode, SourceTrust, SEGMENTS_DIR};
-use cmek::monitor::{KeyMonitor, MonitorConfig, MonitorEvent};
+use cmek::backup::{Restore, RestoreMode, SourceTrust};
 use cmek::provider::{
     GcpCredentials, GcpKmsOptions, GcpKmsProvider, NewKey, StepOutcome, ValidationFailure,
 };
 use cmek::testing::conformance::{self, Fixture, Forgery, Outcome, ReplicatedKey};
-use cmek::zone::{Keyring, MemoryManifestStore, Zone, ZoneAvailability, ZoneSpec};
+use cmek::testing::scenarios::{self, BackedUp};
+use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
 use cmek::{EncryptionContext, Error, KeyProvider, KeyRef, KeyState, Result, SecretKey};
 
 use gcp_common::{create_key, endpoint, provider, ring, Fake};
@@ -394,60 +394,37 @@ async fn a_server_that_is_not_there_is_unreachable() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// The scenario suite's fixture: regional keys on the fake, which counts
+/// the calls naming each key.
+struct Scenarios {
+    provider: Arc<GcpKmsProvider>,
+    fake: Fake,
+}
+
+#[async_trait]
+impl scenarios::Fixture for Scenarios {
+    fn provider(&self) -> Arc<dyn KeyProvider> {
+        self.provider.clone()
+    }
+    async fn enabled_key(&self) -> Result<KeyRef> {
+        Ok(create_key(&self.provider).await)
+    }
+    async fn server_calls(&self, key: &KeyRef) -> Option<u64> {
+        Some(self.fake.calls(key))
+    }
+}
+
 #[tokio::test]
-async fn a_zone_is_created_rotated_and_reopened_with_no_call_on_the_data_path() {
+async fn gcp_kms_on_the_fake_passes_the_scenarios() {
     let Some(url) = endpoint() else { return };
-    let p = Arc::new(provider(&url, REGION).await);
-    let fake = Fake::new(&url);
-    let root = create_key(&p).await;
-    let keyring = Keyring::new(p.clone());
-    let store = Arc::new(MemoryManifestStore::new());
-    let zone = keyring
-        .create_zone(store.clone(), ZoneSpec::new("orders", REGION, root.clone()))
-        .await
-        .unwrap();
-
-    // The data path: many segments written and read, no Cloud KMS call.
-    let before = fake.calls(&root);
-    let mut segments = Vec::new();
-    for i in 0..20 {
-        let id = format!("orders/{i}");
-        let data = vec![i as u8; 1000 * i];
-        let sealed = zone.encrypt_segment(&id, &data).unwrap();
-        assert_eq!(&zone.decrypt_segment(&id, &sealed).unwrap()[..], &data[..]);
-        segments.push((id, data, sealed));
-    }
-    assert_eq!(fake.calls(&root), before, "segment I/O called Cloud KMS");
-
-    // EZK rotation wraps a new EZK (one Encrypt); root rotation rewraps
-    // every EZK under a new key.
-    zone.rotate_ezk().await.unwrap();
-    assert!(fake.calls(&root) > before);
-    let late = zone
-        .encrypt_segment("orders/late", b"after rotation")
-        .unwrap();
-    let new_root = create_key(&p).await;
-    zone.rotate_root(new_root.clone()).await.unwrap();
-    assert_eq!(zone.root(), new_root);
-
-    // Reopened from its manifest: every segment reads back.
-    let reopened = keyring
-        .open_zone(store.clone(), &zone.anchor())
-        .await
-        .unwrap();
-    for (id, data, sealed) in &segments {
-        assert_eq!(
-            &reopened.decrypt_segment(id, sealed).unwrap()[..],
-            &data[..]
-        );
-    }
-    assert_eq!(
-        &reopened.decrypt_segment("orders/late", &late).unwrap()[..],
-        b"after rotation"
-    );
-    // The old root is no longer needed: disabling it does not stop the zone.
-    p.admin().unwrap().disable_key(&root).await.unwrap();
-    keyring.open_zone(store, &zone.anchor()).await.unwrap();
+    let fixture = Scenarios {
+        provider: Arc::new(provider(&url, REGION).await),
+        fake: Fake::new(&url),
+    };
+    let report = scenarios::run(&fixture).await;
+    // Nothing is waived: the fake enforces key states.
+    report.assert_all_passed();
+    println!("{report}");
 }
 
 #[tokio::test]
@@ -499,110 +476,16 @@ async fn a_zone_opens_in_every_region_its_multi_region_key_serves() {
     assert!(matches!(err, Error::RegionMismatch { .. }), "{err}");
 }
 
-#[tokio::test]
-async fn the_monitor_gates_the_zone_while_its_key_is_disabled() {
-    let Some(url) = endpoint() else { return };
-    let p = Arc::new(provider(&url, REGION).await);
-    let root = create_key(&p).await;
-    let keyring = Keyring::new(p.clone());
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", REGION, root.clone()),
-        )
-        .await
-        .unwrap();
-    let segment = zone.encrypt_segment("orders/1", b"rows").unwrap();
-
-    let interval = Duration::from_millis(500);
-    let monitor = KeyMonitor::new(MonitorConfig::with_interval(interval));
-    monitor.watch_zone(&zone);
-    let mut events = monitor.subscribe();
-    let _loop = monitor.spawn();
-    let deadline = interval + monitor.config().check_timeout;
-
-    async fn next_availability(
-        events: &mut tokio::sync::broadcast::Receiver<MonitorEvent>,
-        deadline: Duration,
-    ) -> ZoneAvailability {
-        tokio::time::timeout(deadline, async {
-            loop {
-                if let MonitorEvent::ZoneAvailabilityChanged { new, .. } =
-                    events.recv().await.unwrap()
-                {
-                    return new;
-                }
-            }
-        })
-        .await
-        .expect("the zone follows its key within one interval plus one check")
-    }
-
-    // Disabled in Cloud KMS (its primary version): the zone stops serving.
-    p.admin().unwrap().disable_key(&root).await.unwrap();
-    assert_eq!(
-        next_availability(&mut events, deadline).await,
-        ZoneAvailability::Unavailable(KeyState::Disabled)
-    );
-    let err = zone.decrypt_segment("orders/1", &segment).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ZoneUnavailable {
-                state: KeyState::Disabled,
-                ..
-            }
-        ),
-        "{err}"
-    );
-
-    // Enabled again: it serves again, with no reload.
-    p.admin().unwrap().enable_key(&root).await.unwrap();
-    assert_eq!(
-        next_availability(&mut events, deadline).await,
-        ZoneAvailability::Available
-    );
-    assert_eq!(
-        &zone.decrypt_segment("orders/1", &segment).unwrap()[..],
-        b"rows"
-    );
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
-}
-
 /// A zone in `REGION` under `root`, segments under two EZK versions,
-/// backed up into `dir/backup`.
-async fn zone_backed_up(
-    dir: &Path,
-    p: &Arc<GcpKmsProvider>,
-    root: KeyRef,
-) -> (Zone, Vec<(String, Vec<u8>)>, PathBuf) {
-    let zone = Keyring::new(p.clone())
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", REGION, root),
-        )
-        .await
-        .unwrap();
-    let seg_dir = dir.join("zone");
-    std::fs::create_dir_all(&seg_dir).unwrap();
-    let mut files = Vec::new();
-    let mut plaintexts = Vec::new();
-    for (i, len) in [0usize, 100, 70_000].into_iter().enumerate() {
-        if i == 2 {
-            zone.rotate_ezk().await.unwrap();
-        }
-        let id = format!("orders/{i}");
-        let pt = pattern(len, i as u8);
-        let path = seg_dir.join(i.to_string());
-        std::fs::write(&path, zone.encrypt_segment(&id, &pt).unwrap()).unwrap();
-        files.push((id.clone(), path));
-        plaintexts.push((id, pt));
-    }
-    let bundle = create_backup(&zone.manifest(), files, dir.join("backup"), |_| {}).unwrap();
-    (zone, plaintexts, bundle.dir().to_path_buf())
+/// backed up into `dir`.
+async fn zone_backed_up(dir: &Path, p: &Arc<GcpKmsProvider>, root: KeyRef) -> BackedUp {
+    scenarios::zone_with_backup(
+        &Keyring::new(p.clone()),
+        ZoneSpec::new("orders", REGION, root),
+        dir,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -616,7 +499,11 @@ async fn a_backup_restores_in_another_region_of_its_keys_multi_region() {
         .create_key(&NewKey::unnamed().multi_region())
         .await
         .unwrap();
-    let (_, plaintexts, bundle) = zone_backed_up(dir.path(), &multi, root.clone()).await;
+    let BackedUp {
+        segments: plaintexts,
+        bundle,
+        ..
+    } = zone_backed_up(dir.path(), &multi, root.clone()).await;
 
     // In europe-north1 — another region of the `europe` multi-region — the
     // backup's EZKs open under the same key, and the new zone lives under
@@ -645,15 +532,11 @@ async fn a_backup_restores_in_another_region_of_its_keys_multi_region() {
             assert_eq!(z.manifest().region(), OTHER_REGION);
             assert_eq!(z.root(), new_root);
         }
-        for (id, pt) in &plaintexts {
-            let bytes =
-                std::fs::read(dest.join(SEGMENTS_DIR).join(id.replace('/', "%2F"))).unwrap();
-            let got = match &report.zone {
-                Some(z) => z.decrypt_segment(id, &bytes).unwrap().to_vec(),
-                None => bytes,
-            };
-            assert_eq!(&got, pt, "{mode:?} {id}");
-        }
+        assert_eq!(
+            scenarios::restored_segments(&report).unwrap(),
+            plaintexts,
+            "{mode:?}"
+        );
     }
 }
 
@@ -663,7 +546,11 @@ async fn a_regional_keys_backup_is_refused_in_another_region() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(provider(&url, REGION).await);
     let root = create_key(&p).await;
-    let (zone, plaintexts, bundle) = zone_backed_up(dir.path(), &p, root.clone()).await;
+    let BackedUp {
+        zone,
+        segments: plaintexts,
+        bundle,
+    } = zone_backed_up(dir.path(), &p, root.clone()).await;
 
     let dest = dir.path().join("restored");
     let trust = SourceTrust::zone(zone.id());

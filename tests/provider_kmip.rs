@@ -1,8 +1,9 @@
 //! The KMIP provider against PyKMIP's KMIP server on loopback, over mutual
 //! TLS with certificates made for the run (scripts/test.d/kmip.sh, started
-//! by `scripts/test`): the conformance suite, key states, errors, a zone's
-//! lifecycle, the monitor, a backup restored, and no KMIP call on the data
-//! path.
+//! by `scripts/test`): the conformance suite, key states, errors, and the
+//! scenario suite (a zone's life with no KMIP call on the data path, the
+//! monitor gating a zone whose key is revoked for good, a backup restored
+//! under another key).
 //!
 //! The server's address and the certificate files come from `CMEK_KMIP_*`.
 //! Without them these tests fail when `CMEK_REQUIRE_KMS=1` or `CI` is set,
@@ -20,14 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cmek::backup::{create_backup, Restore, SourceTrust, SEGMENTS_DIR};
-use cmek::monitor::{KeyMonitor, MonitorConfig, MonitorEvent};
 use cmek::provider::{
     KeyProvider, KmipOptions, KmipProvider, NewKey, RegionAnswer, StepOutcome, ValidationFailure,
     ValidationStep,
 };
 use cmek::testing::conformance::{self, Fixture, Forgery, Outcome};
-use cmek::zone::{Keyring, MemoryManifestStore, ZoneAvailability, ZoneSpec};
+use cmek::testing::scenarios;
 use cmek::{EncryptionContext, Error, KeyRef, KeyState, Result, SecretKey};
 
 use kmip::create_key;
@@ -296,216 +295,33 @@ async fn tls_failures_and_a_closed_port_are_typed() {
     ));
 }
 
-#[tokio::test]
-async fn a_zone_is_created_rotated_reopened_and_its_data_path_makes_no_call() {
-    let Some(p) = kmip::provider() else { return };
-    let first_root = create_key(&p, "zone-root-1").await;
-    let keyring = Keyring::new(Arc::new(p.clone()));
-    let store = Arc::new(MemoryManifestStore::new());
-    let zone = keyring
-        .create_zone(
-            store.clone(),
-            ZoneSpec::new("orders", p.region(), first_root.clone()),
-        )
-        .await
-        .unwrap();
+/// The scenario suite's fixture: keys on the server, revoked for good,
+/// and the provider's own count of the requests it sends (the server's log
+/// cannot tell this test's requests from those of the tests beside it).
+struct Scenarios(Arc<KmipProvider>);
 
-    // The data path: many segments written and read, no KMIP request. (The
-    // provider counts what it sends; the server's log cannot tell this
-    // test's calls from those of the tests running beside it.)
-    let calls = p.requests_sent();
-    let mut segments = Vec::new();
-    for i in 0..50 {
-        let id = format!("orders/{i}");
-        let data = format!("row {i}").repeat(100);
-        let sealed = zone.encrypt_segment(&id, data.as_bytes()).unwrap();
-        assert_eq!(
-            &zone.decrypt_segment(&id, &sealed).unwrap()[..],
-            data.as_bytes()
-        );
-        segments.push((id, data, sealed));
+#[async_trait]
+impl scenarios::Fixture for Scenarios {
+    fn provider(&self) -> Arc<dyn KeyProvider> {
+        self.0.clone()
     }
-    assert_eq!(p.requests_sent(), calls, "KMIP requests on the data path");
-
-    // Rotate the EZK (one Encrypt), then the root to a new key.
-    let calls = p.requests_sent();
-    zone.rotate_ezk().await.unwrap();
-    assert!(p.requests_sent() > calls);
-    let after_ezk = zone.encrypt_segment("orders/new", b"under v2").unwrap();
-    let second_root = create_key(&p, "zone-root-2").await;
-    zone.rotate_root(second_root.clone()).await.unwrap();
-    assert_eq!(zone.root(), second_root);
-
-    // The old key can now be revoked: the zone reopens under the new one.
-    p.admin().unwrap().disable_key(&first_root).await.unwrap();
-    let reopened = Keyring::new(Arc::new(p.clone()))
-        .open_zone(store.clone(), &zone.anchor())
-        .await
-        .unwrap();
-    assert_eq!(reopened.id(), zone.id());
-    for (id, data, sealed) in &segments {
-        assert_eq!(
-            &reopened.decrypt_segment(id, sealed).unwrap()[..],
-            data.as_bytes()
-        );
+    async fn enabled_key(&self) -> Result<KeyRef> {
+        Ok(create_key(&self.0, "scenario").await)
     }
-    assert_eq!(
-        &reopened.decrypt_segment("orders/new", &after_ezk).unwrap()[..],
-        b"under v2"
-    );
-
-    // Revoking the current root: the zone no longer opens.
-    p.admin().unwrap().disable_key(&second_root).await.unwrap();
-    let err = Keyring::new(Arc::new(p.clone()))
-        .open_zone(store, &zone.anchor())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::KeyUnavailable {
-                state: KeyState::Disabled,
-                ..
-            }
-        ),
-        "{err}"
-    );
-}
-
-async fn wait_for_zone(
-    events: &mut tokio::sync::broadcast::Receiver<MonitorEvent>,
-    deadline: Duration,
-) -> ZoneAvailability {
-    tokio::time::timeout(deadline, async {
-        loop {
-            if let MonitorEvent::ZoneAvailabilityChanged { new, .. } = events.recv().await.unwrap()
-            {
-                return new;
-            }
-        }
-    })
-    .await
-    .expect("the zone follows its key within one interval plus one check")
+    fn disable_is_final(&self) -> bool {
+        true
+    }
+    async fn server_calls(&self, _: &KeyRef) -> Option<u64> {
+        Some(self.0.requests_sent())
+    }
 }
 
 #[tokio::test]
-async fn the_monitor_gates_a_zone_whose_key_is_revoked_for_good() {
+async fn the_kmip_provider_passes_the_scenarios() {
     let Some(p) = kmip::provider() else { return };
-    let root = create_key(&p, "monitored").await;
-    let keyring = Keyring::new(Arc::new(p.clone()));
-    let zone = keyring
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", p.region(), root.clone()),
-        )
-        .await
-        .unwrap();
-    let segment = zone.encrypt_segment("orders/1", b"rows").unwrap();
-
-    let interval = Duration::from_millis(500);
-    let monitor = KeyMonitor::new(MonitorConfig::with_interval(interval));
-    monitor.watch_zone(&zone);
-    let mut events = monitor.subscribe();
-    let _loop = monitor.spawn();
-    let deadline = interval + monitor.config().check_timeout;
-
-    // Revoked on the key server: Get Attributes says Deactivated, the zone
-    // stops serving.
-    p.admin().unwrap().disable_key(&root).await.unwrap();
-    assert_eq!(
-        wait_for_zone(&mut events, deadline).await,
-        ZoneAvailability::Unavailable(KeyState::Disabled)
-    );
-    assert_eq!(monitor.key_status(&root), Some(KeyState::Disabled));
-    let err = zone.decrypt_segment("orders/1", &segment).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ZoneUnavailable {
-                state: KeyState::Disabled,
-                ..
-            }
-        ),
-        "{err}"
-    );
-
-    // KMIP has no way back: enabling fails, and the zone stays gated.
-    assert!(p.admin().unwrap().enable_key(&root).await.is_err());
-    let report = monitor.check_now().await;
-    assert_eq!(report.key_state(&root), Some(KeyState::Disabled));
-    assert!(zone.decrypt_segment("orders/1", &segment).is_err());
-
-    // Nor can the gated zone move to another key now: a revoked root is
-    // final for the zones still under it (rotate before revoking; see
-    // a_zone_is_created_rotated_reopened_and_its_data_path_makes_no_call).
-    let fresh = create_key(&p, "monitored-2").await;
-    let err = zone.rotate_root(fresh).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ZoneUnavailable {
-                state: KeyState::Disabled,
-                ..
-            }
-        ),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn a_backup_restores_into_a_zone_under_another_kmip_key() {
-    let Some(p) = kmip::provider() else { return };
-    let p = Arc::new(p);
-    let dir = tempfile::tempdir().unwrap();
-    let root = create_key(&p, "backed-up").await;
-    let zone = Keyring::new(p.clone())
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", p.region(), root.clone()),
-        )
-        .await
-        .unwrap();
-    let seg_dir = dir.path().join("zone");
-    std::fs::create_dir_all(&seg_dir).unwrap();
-    let mut files = Vec::new();
-    let mut plaintexts = Vec::new();
-    for (i, len) in [0usize, 100, 70_000].into_iter().enumerate() {
-        if i == 2 {
-            zone.rotate_ezk().await.unwrap();
-        }
-        let id = format!("orders/{i}");
-        let pt: Vec<u8> = (0..len).map(|b| (b % 251) as u8 ^ i as u8).collect();
-        let path = seg_dir.join(i.to_string());
-        std::fs::write(&path, zone.encrypt_segment(&id, &pt).unwrap()).unwrap();
-        files.push((id.clone(), path));
-        plaintexts.push((id, pt));
-    }
-    let bundle = create_backup(&zone.manifest(), files, dir.path().join("backup"), |_| {}).unwrap();
-
-    let new_root = create_key(&p, "restored").await;
-    let dest = dir.path().join("restored");
-    let restore = Restore::rewrap(
-        bundle.dir(),
-        &dest,
-        Keyring::new(p.clone()),
-        SourceTrust::roots([root.clone()]),
-        Keyring::new(p.clone()),
-        ZoneSpec::new("orders-restored", p.region(), new_root.clone()),
-    );
-    let report = restore.run(|_| {}).await.unwrap();
-    assert_eq!(report.restored, plaintexts.len());
-    let restored = report.zone.expect("a rewrap restores into a zone");
-    assert_eq!(restored.root(), new_root);
-    // The backed-up zone's key can go: the restored zone does not need it.
-    p.admin().unwrap().disable_key(&root).await.unwrap();
-    for (id, pt) in &plaintexts {
-        let bytes = std::fs::read(dest.join(SEGMENTS_DIR).join(id.replace('/', "%2F"))).unwrap();
-        assert_eq!(
-            &restored.decrypt_segment(id, &bytes).unwrap()[..],
-            &pt[..],
-            "{id}"
-        );
-    }
+    let report = scenarios::run(&Scenarios(Arc::new(p))).await;
+    println!("{report}");
+    report.assert_all_passed();
 }
 
 /// Against a real key server, when `CMEK_KMIP_REAL=1`: the `CMEK_KMIP_*`

@@ -1,10 +1,10 @@
 //! The PKCS#11 provider against SoftHSM2 (a software token, set up by
 //! `scripts/test.d/pkcs11.sh`): the conformance suite under both wrap
 //! mechanisms, wrapped keys readable whichever mechanism is preferred now,
-//! a zone's life (create, rotate the EZK, rotate the root, reopen), the
-//! monitor following a key disabled and enabled on the token, a backup
-//! restored into a zone under a token key, no token call on the data path,
-//! and concurrent opens coalesced into one unwrap per EZK version.
+//! the scenario suite (a zone's life, the monitor following a key disabled
+//! and enabled on the token, a backup restored under another token key)
+//! under both mechanisms, no token call on the data path, and concurrent
+//! opens coalesced into one unwrap per EZK version.
 //!
 //! Without the token (`CMEK_PKCS11_MODULE` unset) these tests fail when
 //! `CMEK_REQUIRE_KMS=1` or `CI` is set, and otherwise say they were skipped.
@@ -14,13 +14,15 @@
 mod token;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use cmek::monitor::MonitorConfig;
 use cmek::provider::{
     EncryptionContext, KeyProvider, Pkcs11Provider, RegionAnswer, WrapMechanism, WrappedKey,
 };
 use cmek::testing::conformance::{self, Fixture, Forgery, Outcome};
+use cmek::testing::scenarios;
 use cmek::zone::{Keyring, MemoryManifestStore, ZoneSpec};
 use cmek::{Error, KeyRef, KeyState, Result, SecretKey};
 
@@ -197,75 +199,46 @@ async fn keys_are_named_by_label_or_id_and_ambiguity_is_refused() {
     assert!(p.access_policy(&[]).is_err());
 }
 
-#[tokio::test]
-async fn a_zone_is_created_rotated_and_reopened_under_a_token_key_with_gcm() {
-    zone_life(WrapMechanism::AesGcm).await;
+/// The scenario suite's fixture: keys on the token, disabled and enabled
+/// there, and the token's own count of operations.
+struct TokenScenarios(Arc<Pkcs11Provider>);
+
+#[async_trait]
+impl scenarios::Fixture for TokenScenarios {
+    fn provider(&self) -> Arc<dyn KeyProvider> {
+        self.0.clone()
+    }
+    async fn enabled_key(&self) -> Result<KeyRef> {
+        Ok(token::create_key(&self.0, "scenario").await)
+    }
+    async fn set_enabled(&self, key: &KeyRef, enabled: bool) -> Result<()> {
+        token::set_enabled(&*self.0, key, enabled).await
+    }
+    async fn server_calls(&self, _: &KeyRef) -> Option<u64> {
+        Some(self.0.token_operations())
+    }
+    fn monitor_config(&self) -> MonitorConfig {
+        MonitorConfig::with_interval(Duration::from_millis(300))
+    }
 }
 
-#[tokio::test]
-async fn a_zone_is_created_rotated_and_reopened_under_a_token_key_with_key_wrap() {
-    zone_life(WrapMechanism::AesKeyWrapPad).await;
-}
-
-async fn zone_life(mechanism: WrapMechanism) {
+async fn passes_the_scenarios(mechanism: WrapMechanism) {
     let Some(p) = token::provider(Some(mechanism)) else {
         return;
     };
-    let p = Arc::new(p);
-    let root = token::create_key(&p, "zone").await;
-    let keyring = Keyring::new(p.clone());
-    let store = Arc::new(MemoryManifestStore::new());
-    let zone = keyring
-        .create_zone(
-            store.clone(),
-            ZoneSpec::new("orders", "local", root.clone()),
-        )
-        .await
-        .unwrap();
-    let first = zone.encrypt_segment("orders/1", b"under v1").unwrap();
-    assert_eq!(zone.rotate_ezk().await.unwrap(), 2);
-    let second = zone.encrypt_segment("orders/2", b"under v2").unwrap();
-    let new_root = token::create_key(&p, "zone-new-root").await;
-    zone.rotate_root(new_root.clone()).await.unwrap();
-    assert_eq!(zone.root(), new_root);
-    let third = zone.encrypt_segment("orders/3", b"after the root").unwrap();
+    let report = scenarios::run(&TokenScenarios(Arc::new(p))).await;
+    report.assert_all_passed();
+    println!("{report}");
+}
 
-    // Reopened by another keyring (another process would do the same):
-    // every segment decrypts.
-    let reopened = Keyring::new(p.clone())
-        .open_zone(store.clone(), &zone.anchor())
-        .await
-        .unwrap();
-    for (id, seg, pt) in [
-        ("orders/1", &first, &b"under v1"[..]),
-        ("orders/2", &second, b"under v2"),
-        ("orders/3", &third, b"after the root"),
-    ] {
-        assert_eq!(&reopened.decrypt_segment(id, seg).unwrap()[..], pt);
-    }
+#[tokio::test]
+async fn softhsm_passes_the_scenarios_with_aes_gcm() {
+    passes_the_scenarios(WrapMechanism::AesGcm).await;
+}
 
-    // The old root is no longer needed: disabled, the zone still opens.
-    token::set_enabled(&*p, &root, false).await.unwrap();
-    Keyring::new(p.clone())
-        .open_zone(store.clone(), &zone.anchor())
-        .await
-        .unwrap();
-    // The new root disabled: it does not, and says why.
-    token::set_enabled(&*p, &new_root, false).await.unwrap();
-    let err = Keyring::new(p.clone())
-        .open_zone(store, &zone.anchor())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::KeyUnavailable {
-                state: KeyState::Disabled,
-                ..
-            }
-        ),
-        "{err}"
-    );
+#[tokio::test]
+async fn softhsm_passes_the_scenarios_with_aes_key_wrap_pad() {
+    passes_the_scenarios(WrapMechanism::AesKeyWrapPad).await;
 }
 
 #[tokio::test]
@@ -374,135 +347,6 @@ async fn concurrent_wraps_and_unwraps_share_the_session_pool() {
     });
     for t in futures_util::future::join_all(tasks).await {
         t.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn the_monitor_follows_a_key_disabled_and_enabled_on_the_token() {
-    use cmek::monitor::{KeyMonitor, MonitorConfig, MonitorEvent};
-    use cmek::zone::ZoneAvailability;
-
-    let Some(p) = token::provider(None) else {
-        return;
-    };
-    let p = Arc::new(p);
-    let root = token::create_key(&p, "monitor").await;
-    let zone = Keyring::new(p.clone())
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", "local", root.clone()),
-        )
-        .await
-        .unwrap();
-    let segment = zone.encrypt_segment("orders/1", b"rows").unwrap();
-
-    let interval = Duration::from_millis(300);
-    let monitor = KeyMonitor::new(MonitorConfig::with_interval(interval));
-    monitor.watch_zone(&zone);
-    let mut events = monitor.subscribe();
-    let _loop = monitor.spawn();
-    let deadline = interval + monitor.config().check_timeout;
-
-    async fn wait_for_zone(
-        events: &mut tokio::sync::broadcast::Receiver<MonitorEvent>,
-        deadline: Duration,
-    ) -> ZoneAvailability {
-        tokio::time::timeout(deadline, async {
-            loop {
-                if let MonitorEvent::ZoneAvailabilityChanged { new, .. } =
-                    events.recv().await.unwrap()
-                {
-                    return new;
-                }
-            }
-        })
-        .await
-        .expect("the zone follows its key within one interval plus one check")
-    }
-
-    token::set_enabled(&*p, &root, false).await.unwrap();
-    let started = Instant::now();
-    assert_eq!(
-        wait_for_zone(&mut events, deadline).await,
-        ZoneAvailability::Unavailable(KeyState::Disabled)
-    );
-    assert!(started.elapsed() < deadline);
-    let err = zone.decrypt_segment("orders/1", &segment).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ZoneUnavailable {
-                state: KeyState::Disabled,
-                ..
-            }
-        ),
-        "{err}"
-    );
-
-    token::set_enabled(&*p, &root, true).await.unwrap();
-    assert_eq!(
-        wait_for_zone(&mut events, deadline).await,
-        ZoneAvailability::Available
-    );
-    assert_eq!(
-        &zone.decrypt_segment("orders/1", &segment).unwrap()[..],
-        b"rows"
-    );
-}
-
-#[tokio::test]
-async fn a_backup_restores_into_a_zone_under_another_token_key() {
-    use cmek::backup::{create_backup, Restore, SourceTrust, SEGMENTS_DIR};
-
-    let Some(p) = token::provider(None) else {
-        return;
-    };
-    let p = Arc::new(p);
-    let dir = tempfile::tempdir().unwrap();
-    let root = token::create_key(&p, "backup").await;
-    let zone = Keyring::new(p.clone())
-        .create_zone(
-            Arc::new(MemoryManifestStore::new()),
-            ZoneSpec::new("orders", "local", root.clone()),
-        )
-        .await
-        .unwrap();
-    let seg_dir = dir.path().join("zone");
-    std::fs::create_dir_all(&seg_dir).unwrap();
-    let mut files = Vec::new();
-    let mut plaintexts = Vec::new();
-    for (i, len) in [0usize, 100, 70_000].into_iter().enumerate() {
-        if i == 2 {
-            zone.rotate_ezk().await.unwrap();
-        }
-        let id = format!("orders/{i}");
-        let pt: Vec<u8> = (0..len).map(|b| (b % 251) as u8 ^ i as u8).collect();
-        let path = seg_dir.join(i.to_string());
-        std::fs::write(&path, zone.encrypt_segment(&id, &pt).unwrap()).unwrap();
-        files.push((id.clone(), path));
-        plaintexts.push((id, pt));
-    }
-    let bundle = create_backup(&zone.manifest(), files, dir.path().join("backup"), |_| {}).unwrap();
-
-    let new_root = token::create_key(&p, "restored").await;
-    let dest = dir.path().join("restored");
-    let report = Restore::rewrap(
-        bundle.dir(),
-        &dest,
-        Keyring::new(p.clone()),
-        SourceTrust::roots([root]),
-        Keyring::new(p.clone()),
-        ZoneSpec::new("orders-restored", "local", new_root.clone()),
-    )
-    .run(|_| {})
-    .await
-    .unwrap();
-    assert_eq!(report.restored, plaintexts.len());
-    let restored = report.zone.expect("a rewrap restores into a zone");
-    assert_eq!(restored.root(), new_root);
-    for (id, pt) in &plaintexts {
-        let bytes = std::fs::read(dest.join(SEGMENTS_DIR).join(id.replace('/', "%2F"))).unwrap();
-        assert_eq!(&restored.decrypt_segment(id, &bytes).unwrap()[..], &pt[..]);
     }
 }
 

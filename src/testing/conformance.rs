@@ -263,6 +263,18 @@ impl Report {
     pub fn assert_conforms(&self) {
         assert!(self.conforms(), "{self}");
     }
+
+    /// Panics, listing every outcome, unless every check ran and passed:
+    /// none failed, skipped or waived.
+    ///
+    /// # Panics
+    /// If any check did not pass.
+    pub fn assert_all_passed(&self) {
+        assert!(
+            self.checks.iter().all(|(_, o)| *o == Outcome::Passed),
+            "{self}"
+        );
+    }
 }
 
 impl fmt::Display for Report {
@@ -321,7 +333,7 @@ pub async fn run<F: Fixture + ?Sized>(fixture: &F) -> Report {
 }
 
 /// What a check returns: its outcome, or why it failed.
-type Check = std::result::Result<Outcome, String>;
+pub(super) type Check = std::result::Result<Outcome, String>;
 
 fn context(zone: &str) -> EncryptionContext {
     EncryptionContext::new()
@@ -330,7 +342,7 @@ fn context(zone: &str) -> EncryptionContext {
 }
 
 /// `Err(what)` unless `ok`.
-fn ensure(ok: bool, what: impl FnOnce() -> String) -> std::result::Result<(), String> {
+pub(super) fn ensure(ok: bool, what: impl FnOnce() -> String) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
@@ -339,13 +351,13 @@ fn ensure(ok: bool, what: impl FnOnce() -> String) -> std::result::Result<(), St
 }
 
 /// The value of a call that must succeed.
-fn must<T>(step: &str, result: Result<T>) -> std::result::Result<T, String> {
+pub(super) fn must<T>(step: &str, result: Result<T>) -> std::result::Result<T, String> {
     result.map_err(|e| format!("{step}: unexpected error: {e}"))
 }
 
 /// The error of a call that must fail, checked to be definitive (not
 /// transient) and accepted by `kind`.
-fn must_fail<T>(
+pub(super) fn must_fail<T>(
     step: &str,
     result: Result<T>,
     expected: &str,
