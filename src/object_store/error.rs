@@ -34,7 +34,8 @@ use crate::{Error, ErrorKind};
 ///
 /// ```
 /// use cmek::object_store::ObjectError;
-/// let e = ObjectError::new("db/0001.sst", Some(4096..8192), cmek::Error::malformed("object", "too short"));
+/// let damaged = cmek::Error::Malformed { what: "object", reason: "too short".into() };
+/// let e = ObjectError::new("db/0001.sst", Some(4096..8192), damaged);
 /// assert_eq!(e.to_string(), "object db/0001.sst, bytes 4096..8192: malformed object: too short");
 /// assert_eq!(e.kind(), cmek::ErrorKind::Corrupt);
 /// ```
