@@ -422,11 +422,27 @@ impl Keyring {
         store: Arc<dyn ManifestStore>,
         anchor: &ZoneAnchor,
     ) -> Result<Zone> {
-        let (mut manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
+        let (manifest, seal, bytes) = Self::load_checked(&store, anchor)?;
         if seal.is_authenticated() {
             return self.open_zone(store, anchor).await;
         }
         let ezks = self.unwrap_all(&manifest).await?;
+        let zone = self.store_next_generation(store, &bytes, manifest, ezks)?;
+        tracing::info!(zone = %zone.id(), generation = zone.generation(),
+            "adopted a legacy zone manifest: rewritten as version 3");
+        Ok(zone)
+    }
+
+    /// Stores `manifest` at the generation after the one read (`bytes`),
+    /// sealed by its active EZK, in place of `bytes` (compare-and-swap),
+    /// and returns the zone it describes, serving.
+    fn store_next_generation(
+        self: &Arc<Self>,
+        store: Arc<dyn ManifestStore>,
+        bytes: &[u8],
+        mut manifest: ZoneManifest,
+        ezks: BTreeMap<u32, Arc<Ezk>>,
+    ) -> Result<Zone> {
         manifest.generation = manifest
             .generation
             .checked_add(1)
@@ -434,9 +450,7 @@ impl Keyring {
         manifest.updated_unix = now_unix();
         let active = ezks.get(&manifest.active).expect("unwrapped every version");
         let sealed = manifest.seal(&active.key)?;
-        store.replace(Some(&bytes), &sealed)?;
-        tracing::info!(zone = %manifest.zone_id, generation = manifest.generation,
-            "adopted a legacy zone manifest: rewritten as version 3");
+        store.replace(Some(bytes), &sealed)?;
         Ok(Zone::from_parts(
             self.clone(),
             store,
@@ -515,24 +529,10 @@ impl Keyring {
                 .wrap_key(&manifest.root, &ezk.key, &context)
                 .await?;
         }
-        manifest.generation = manifest
-            .generation
-            .checked_add(1)
-            .ok_or_else(|| Error::malformed("zone manifest", "generation at its maximum"))?;
-        manifest.updated_unix = now_unix();
-        let active = ezks.get(&manifest.active).expect("unwrapped every version");
-        let sealed = manifest.seal(&active.key)?;
-        store.replace(Some(&bytes), &sealed)?;
-        tracing::warn!(zone = %manifest.zone_id, generation = manifest.generation,
+        let zone = self.store_next_generation(store, &bytes, manifest, ezks)?;
+        tracing::warn!(zone = %zone.id(), generation = zone.generation(),
             versions = ?legacy, "adopted legacy wraps: rewrapped in the provider's current format");
-        Ok(Zone::from_parts(
-            self.clone(),
-            store,
-            manifest,
-            sealed,
-            ezks,
-            ZoneAvailability::Available,
-        ))
+        Ok(zone)
     }
 
     /// Opens, read-only, the zone whose manifest is `bytes` (a backup's copy):
