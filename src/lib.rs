@@ -103,6 +103,7 @@ mod fsutil;
 pub mod fuzzing;
 #[cfg(test)]
 mod hygiene_tests;
+pub mod metrics;
 pub mod monitor;
 #[cfg(feature = "object-store-any")]
 #[cfg_attr(
