@@ -177,6 +177,11 @@ impl<S: ObjectStore> EncryptedStore<S> {
         prefix: &[u8],
         size: u64,
     ) -> OsResult<OpenedSegment> {
+        // The object is long enough to hold the headers but the response
+        // held fewer: the connection was cut, the data is not damaged.
+        if prefix.len() < SEGMENT_PREFIX_LEN && size >= SEGMENT_PREFIX_LEN as u64 {
+            return Err(at.fail(ended_early()));
+        }
         match self.zone.open_segment(location.as_ref(), prefix, size) {
             Err(e) if e.kind() == crate::ErrorKind::Stale => {
                 self.zone.reload().await.map_err(|e| at.fail(e))?;

@@ -998,6 +998,22 @@ async fn a_response_cut_short_is_transient() {
         &store.get_range(&path, 300_000..300_100).await.unwrap()[..],
         &data[300_000..300_100]
     );
+    // Cut inside the segment's headers, on a store that has not opened the
+    // object yet: transient too, for a ranged read and a whole one.
+    let liar = Liar::new(Arc::clone(honest.inner()));
+    liar.mode
+        .store(Liar::CUT, std::sync::atomic::Ordering::SeqCst);
+    let fresh = EncryptedStore::new(liar, store.zone().clone());
+    let ranged = fresh.get_range(&path, 300_000..300_100).await.unwrap_err();
+    let whole = match fresh.get(&path).await {
+        Ok(r) => r.bytes().await.unwrap_err(),
+        Err(e) => e,
+    };
+    for err in [ranged, whole] {
+        assert_eq!(cmek::object_store::is_retryable(&err), Some(true), "{err}");
+        let found = cmek::object_store::ObjectError::find(&err).unwrap();
+        assert_eq!(found.path(), "cut/object");
+    }
 }
 
 /// A store that lies about what it holds, as `mode` says: appends 64 KiB
