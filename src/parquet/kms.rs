@@ -4,9 +4,7 @@
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
-use zeroize::Zeroize;
-
-use super::key::{check_len, DataKey};
+use super::key::DataKey;
 use super::material::{decode_base64, encode_base64};
 use crate::monitor::KeyMonitor;
 use crate::provider::{EncryptionContext, KeyProvider, KeyRef, WrappedKey};
@@ -336,10 +334,8 @@ fn parse_wrapped(wrapped: &str) -> Result<(usize, Vec<u8>)> {
             ))
         }
     };
-    check_len(n)?;
-    let mut bytes = decode_base64(blob, "wrapped key")?;
+    let bytes = decode_base64(blob, "wrapped key")?;
     if bytes.is_empty() {
-        bytes.zeroize();
         return Err(Error::malformed(WHAT, "empty"));
     }
     Ok((n, bytes))
