@@ -62,7 +62,8 @@ fn write(batch: &RecordBatch, kms: Option<(&ParquetKms, &EncryptionConfig)>) -> 
 fn read(bytes: &Bytes, kms: Option<&ParquetKms>) -> usize {
     let mut options = ArrowReaderOptions::new();
     if let Some(kms) = kms {
-        options = options.with_file_decryption_properties(kms.file_decryption_properties(None).unwrap());
+        options =
+            options.with_file_decryption_properties(kms.file_decryption_properties(None).unwrap());
     }
     let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options)
         .unwrap()
@@ -108,7 +109,9 @@ fn parquet(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("parquet_read");
     g.throughput(Throughput::Bytes(arrow_bytes));
-    g.bench_function("plaintext", |b| b.iter(|| black_box(read(&plain_file, None))));
+    g.bench_function("plaintext", |b| {
+        b.iter(|| black_box(read(&plain_file, None)))
+    });
     g.bench_function("uniform", |b| {
         b.iter(|| black_box(read(&uniform_file, Some(&kms))))
     });

@@ -24,8 +24,12 @@ fn batch() -> RecordBatch {
 }
 
 fn write(encryption: &FileEncryption) -> Bytes {
+    write_props(encryption.properties().clone())
+}
+
+fn write_props(properties: Arc<parquet::encryption::encrypt::FileEncryptionProperties>) -> Bytes {
     let props = WriterProperties::builder()
-        .with_file_encryption_properties(encryption.properties().clone())
+        .with_file_encryption_properties(properties)
         .build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, batch().schema(), Some(props)).unwrap();
@@ -322,4 +326,25 @@ fn bad_configs_are_refused() {
         .file_encryption_properties_blocking(&EncryptionConfig::new(""))
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+#[test]
+fn hostile_key_metadata_in_a_file_is_refused_without_a_kms_call() {
+    let (kms, mock) = mock();
+    for metadata in [
+        &b"not json"[..],
+        br#"{"keyMaterialType":"PKMT1","internalStorage":true,"isFooterKey":true}"#,
+        br#"{"keyMaterialType":"PKMT1","internalStorage":true,"isFooterKey":false,"masterKeyID":"footer","wrappedDEK":"cmek1:16:!!","doubleWrapping":false}"#,
+        br#"{"keyMaterialType":"PKMT1","internalStorage":true,"isFooterKey":false,"masterKeyID":"footer","wrappedDEK":"AAAA","doubleWrapping":true,"keyEncryptionKeyID":"AAAA","wrappedKEK":"x:y"}"#,
+    ] {
+        let props = parquet::encryption::encrypt::FileEncryptionProperties::builder(vec![7; 16])
+            .with_footer_key_metadata(metadata.to_vec())
+            .build()
+            .unwrap();
+        let bytes = write_props(props);
+        mock.reset_calls();
+        let err = read(&bytes, kms.file_decryption_properties(None).unwrap()).unwrap_err();
+        says(&err, "malformed");
+        assert_eq!(mock.total_calls(), 0, "{err}");
+    }
 }
