@@ -306,7 +306,7 @@ fn parse_wrapped(wrapped: &str) -> Result<(usize, Vec<u8>)> {
     const WHAT: &str = "Parquet wrapped key";
     if wrapped.len() > MAX_WRAPPED_KEY_LEN {
         return Err(Error::LimitExceeded {
-            what: "Parquet wrapped key length".into(),
+            what: "Parquet wrapped key length",
             limit: MAX_WRAPPED_KEY_LEN as u64,
         });
     }

@@ -83,7 +83,7 @@ pub enum KeyMetadata {
 fn object(bytes: &[u8]) -> Result<Map<String, Value>> {
     if bytes.len() > MAX_KEY_METADATA_LEN {
         return Err(Error::LimitExceeded {
-            what: "Parquet key metadata length".into(),
+            what: "Parquet key metadata length",
             limit: MAX_KEY_METADATA_LEN as u64,
         });
     }

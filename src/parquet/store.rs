@@ -190,7 +190,7 @@ impl KeyMaterialFile {
 
 fn too_long() -> Error {
     Error::LimitExceeded {
-        what: "Parquet key-material file length".into(),
+        what: "Parquet key-material file length",
         limit: MAX_KEY_MATERIAL_FILE_LEN,
     }
 }
