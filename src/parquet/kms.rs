@@ -365,6 +365,40 @@ mod tests {
         }
     }
 
+    /// The string's layout as docs/FORMAT.md gives it: the prefix, the
+    /// length, and base64 of what the provider wrapped: the key padded
+    /// with zeros to 32 bytes, under the documented context.
+    #[tokio::test]
+    async fn the_wrapped_string_is_the_documented_layout() {
+        let (kms, mock) = kms();
+        let key = DataKey::from_slice(b"0123456789abcdef").unwrap();
+        let wrapped = kms.wrap_key(&key, "mk1").await.unwrap();
+        let blob = wrapped.strip_prefix("cmek1:16:").unwrap();
+        let bytes = WrappedKey::from_bytes(decode_base64(blob, "t").unwrap());
+        let context = EncryptionContext::new()
+            .with("cmek:purpose", "parquet-key")
+            .with("cmek:key-length", "16");
+        let inner = mock
+            .unwrap_key(&mock.key_ref("mk1"), &bytes, &context)
+            .await
+            .unwrap();
+        let mut expected = [0u8; 32];
+        expected[..16].copy_from_slice(b"0123456789abcdef");
+        assert_eq!(inner.expose_secret(), &expected);
+        assert_eq!(parse_wrapped("cmek1:24:AQID").unwrap(), (24, vec![1, 2, 3]));
+
+        // A wrap whose padding is not zero is refused.
+        let mut padded = [0x5au8; 32];
+        let secret = SecretKey::from_array(&mut padded);
+        let forged = mock
+            .wrap_key(&mock.key_ref("mk1"), &secret, &context)
+            .await
+            .unwrap();
+        let text = format!("cmek1:16:{}", encode_base64(forged.as_bytes()));
+        let err = kms.unwrap_key(&text, "mk1").await.unwrap_err();
+        assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    }
+
     #[tokio::test]
     async fn the_length_is_bound_by_the_context() {
         let (kms, _) = kms();
