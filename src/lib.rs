@@ -34,6 +34,9 @@
 //! * `object_store` (features `object-store`, `object-store-013`) — an
 //!   `object_store::ObjectStore` whose objects are segments of a zone, read
 //!   by authenticated ranges, and zone state kept as objects.
+//! * `parquet` (feature `parquet`) — Parquet modular encryption under
+//!   master keys of any provider: the key tools' KMS client and key
+//!   material.
 //! * [`backup`] — backups of encrypted zones and their restore into a new
 //!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
 //! * `testing` (feature `testing`) — an in-memory provider that counts calls and
@@ -63,6 +66,7 @@
 //! | `object-store` | no | `object_store::v014`: `EncryptedStore`, an `ObjectStore` on `object_store` 0.14 (SlateDB 0.18) that encrypts every object of an inner store as a zone segment, and `ObjectManifestStore`, zone or registry state kept as an object | `object_store` 0.14 (no cloud backend: bring your own), `futures-util`, tokio's multi-threaded runtime |
 //! | `object-store-013` | no | the same on `object_store` 0.13 (DataFusion 55), `object_store::v013` | `object_store` 0.13, `futures-util`, tokio's multi-threaded runtime |
 //! | `slatedb` | no | `object-store`, with the adapter's permanent errors (corruption, a revoked key, a refused request) marked with SlateDB's `NonRetryable`, so SlateDB returns them instead of retrying forever (`object_store::ObjectError`) | `slatedb-common` (its `retry` marker only) |
+//! | `parquet` | no | `parquet`: Parquet modular encryption with master keys of any key provider — a KMS client for Parquet's key-management tools, their key material (readable by PyArrow and parquet-java), gated by the registry and the monitor, and master-key rotation of external key material (docs/PARQUET.md) | `parquet` (its `encryption` feature, on `ring`), `serde_json`, `base64` |
 //! | `testing` | no | `testing::MockProvider`, an in-memory key provider that counts calls and injects faults, for tests and benchmarks; `testing::conformance` and `testing::scenarios`, the suites every provider runs | nothing |
 //! | `cli` | yes | the `cmek` operator command-line tool (`src/bin/cmek`); no library API of its own | `aws-kms`, `clap`, `indicatif`, `serde_json`, tokio's runtime |
 //! | `fuzzing` | no | the fuzz targets' bodies (for `fuzz/`) and the crate-private cipher primitives (for the cipher and stream benches); hidden, not a stable API | nothing |
@@ -111,6 +115,9 @@ pub mod monitor;
     doc(cfg(any(feature = "object-store", feature = "object-store-013")))
 )]
 pub mod object_store;
+#[cfg(feature = "parquet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "parquet")))]
+pub mod parquet;
 pub mod provider;
 pub mod registry;
 pub mod secret;
