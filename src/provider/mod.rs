@@ -20,6 +20,11 @@
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
+//! Decorators that wrap any of them: [`MeteredProvider`] counts and times
+//! every call through the `metrics` facade;
+//! [`BudgetedProvider`](crate::budget::BudgetedProvider) makes calls
+//! within a call budget.
+//!
 //! # Providers own their vendor's rules
 //!
 //! Everything vendor-specific — how keys are named (ARNs, aliases), which
@@ -85,6 +90,7 @@ pub mod kit;
 #[cfg(feature = "kmip")]
 pub mod kmip;
 pub(crate) mod local;
+mod metered;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 mod region;
@@ -101,6 +107,7 @@ pub use gcp::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
 #[cfg(feature = "kmip")]
 pub use kmip::{KmipOptions, KmipProvider, KMIP_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
+pub use metered::MeteredProvider;
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{
     Pkcs11Options, Pkcs11Pin, Pkcs11Provider, TokenSelector, WrapMechanism, PKCS11_PROVIDER,
