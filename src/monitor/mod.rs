@@ -40,6 +40,38 @@
 //! Changes are published as [`MonitorEvent`]s to every
 //! [`subscribe`](KeyMonitor::subscribe)r and as `tracing` events.
 //!
+//! **One check per key.** A check asks the provider once per distinct root
+//! key, however many watched zones use it.
+//!
+//! **Shared verdicts.** Nodes that watch the same keys can share one check
+//! per key per interval instead of each making its own
+//! ([`KeyMonitor::with_shared_verdicts`], [`SharedVerdicts`]). Intervals are
+//! counted on the wall clock from the Unix epoch, so every node's loop
+//! checks at the same moments. For each key, the first node to take the
+//! key's lease in the [`VerdictStore`] (a compare-and-swap on the key's
+//! record: [`InMemoryVerdictStore`], or an object with conditional puts,
+//! `object_store::v014::ObjectVerdictStore`) checks it with its provider
+//! and writes its verdict; the others wait for that verdict, reading the
+//! record every [`poll`](SharedVerdicts::with_poll), and gate their zones
+//! on it. A lease runs out after [`SharedVerdicts::with_lease`] (60 s by
+//! default): a holder that dies costs that much, then another node takes
+//! the lease and checks, within the same interval. The revocation bound
+//! above becomes one interval, plus one check, plus one lease if the node
+//! checking dies.
+//!
+//! Verdict records are authenticated under a key derived from a secret the
+//! nodes share, and bound to their key; a record that does not
+//! authenticate, names another key, or predates the current interval is
+//! never a verdict: the node checks the key itself. Whoever can write the
+//! store without the secret can therefore cost provider calls, never make
+//! a revoked key look usable (see [`SharedVerdicts`] for the cases). A
+//! verdict says when the key was last found usable; under
+//! [`UnreachablePolicy::GracePeriod`], zones whose key is unreachable keep
+//! serving only while that is within the grace, counted from the check
+//! that found it usable, whichever node made it: an older verdict gates
+//! them, never the reverse. A store that cannot be read or written makes
+//! each node check every key itself, as without sharing.
+//!
 //! This module decides when zones serve; it must not touch segment data.
 
 use std::collections::HashMap;

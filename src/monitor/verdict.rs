@@ -15,9 +15,9 @@
 //!   a lease forever): no — a record that does not authenticate, or names
 //!   another key, is ignored as if absent, and the node checks the key
 //!   itself;
-//! * **replay an older authentic record** of the same key: it is older
-//!   than the interval under way, so it counts as no verdict and a node
-//!   checks; a node never goes back to an older verdict than one it used;
+//! * **replay an older authentic record** of the same key: a verdict of
+//!   an earlier interval counts as no verdict, and a node checks; a
+//!   replayed lease delays the check by at most one lease;
 //! * **delete records, or keep overwriting them** so that no lease can be
 //!   taken: a node that cannot take a lease checks the key itself (the
 //!   calls of a cluster without sharing, never fewer checks);
