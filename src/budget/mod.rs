@@ -495,6 +495,13 @@ impl KeyProvider for BudgetedProvider {
         .await
     }
 
-    // `validate_key` keeps the trait's default: its wrap, unwrap and
-    // describe each go through the budget above.
+    async fn validate_key(&self, root: &KeyRef) -> crate::provider::KeyValidation {
+        // A validation is administration (registering a key): all three of
+        // its calls go at `Admin`, unless the caller chose a priority.
+        let validate = crate::provider::validate_round_trip(self, root);
+        match current_priority() {
+            Some(_) => validate.await,
+            None => with_priority(Priority::Admin, validate).await,
+        }
+    }
 }

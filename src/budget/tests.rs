@@ -426,3 +426,64 @@ fn out_of_range_settings_are_clamped() {
     assert_eq!(limits.burst, 1.0);
     assert_eq!(limits.root, Some((1.0, 1.0)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_storm_is_served_without_errors() {
+    // 20,000 opens over 2,000 keys at 1,000 calls a second, with the
+    // provider throttling now and then: every call succeeds, none sees
+    // `Throttled`, and the whole storm takes about 20 s of (paused) time.
+    let config = BudgetConfig {
+        calls_per_second: 1000.0,
+        burst: 100,
+        per_root: Some((20.0, 20)),
+        max_wait: Duration::from_secs(120),
+        ..BudgetConfig::default()
+    };
+    let mock = Arc::new(MockProvider::new());
+    let keys: Vec<KeyRef> = (0..2000).map(|i| mock.add_key(&format!("k{i}"))).collect();
+    let budget = BudgetedProvider::new(mock.clone(), config);
+    mock.inject_fault(Fault::Throttled, Some(Operation::Describe), Some(50));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..20_000)
+        .map(|i| {
+            let (budget, key) = (budget.clone(), keys[i % keys.len()].clone());
+            tokio::spawn(with_priority(Priority::Open, async move {
+                budget.describe_key(&key).await
+            }))
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_secs(19), "{took:?}");
+    assert!(took <= Duration::from_secs(25), "{took:?}");
+    assert_eq!(mock.calls(Operation::Describe), 20_050);
+    assert_eq!(budget.queue_depth(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_validation_goes_at_administration_priority() {
+    let (_mock, budget, root) = setup(slow(Duration::ZERO));
+    budget.describe_key(&root).await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let validation = {
+        let (budget, root, order) = (budget.clone(), root.clone(), order.clone());
+        tokio::spawn(async move {
+            let report = budget.validate_key(&root).await;
+            order.lock().unwrap().push("validation");
+            report
+        })
+    };
+    tokio::task::yield_now().await;
+    let check = {
+        let (budget, root, order) = (budget.clone(), root.clone(), order.clone());
+        tokio::spawn(async move {
+            budget.describe_key(&root).await.unwrap();
+            order.lock().unwrap().push("check");
+        })
+    };
+    check.await.unwrap();
+    assert!(validation.await.unwrap().is_valid());
+    assert_eq!(*order.lock().unwrap(), ["check", "validation"]);
+}

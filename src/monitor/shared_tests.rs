@@ -414,3 +414,59 @@ fn records_round_trip_and_every_change_is_refused() {
     assert!(shared.open(&key, &sealed, 96_000).is_ok());
     assert!(SharedVerdicts::new(InMemoryVerdictStore::new(), "", &secret()).is_err());
 }
+
+#[test]
+fn verdict_record_version_1_known_answer() {
+    let shared = SharedVerdicts::new(InMemoryVerdictStore::new(), "n1", &secret()).unwrap();
+    let key = KeyRef::new("mock", "root", "r");
+    let record = Record {
+        lease: Some(Lease {
+            holder: "n1".into(),
+            until_ms: 1_700_000_060_000,
+        }),
+        verdict: Some(Verdict {
+            state: KeyState::Disabled,
+            checked_at_ms: 1_700_000_000_000,
+            by: "n2".into(),
+            last_usable_ms: 1_699_999_400_000,
+        }),
+    };
+    let sealed = shared.seal(&key, &record).unwrap();
+    let hex: String = sealed.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, KNOWN);
+    // The tag, recomputed with an independent HMAC-SHA256 (ring): HKDF
+    // extract and expand, as docs/FORMAT.md describes.
+    let hkdf = |ikm: &[u8], salt: &[u8], info: &[u8]| {
+        let zero = [0u8; 32];
+        let salt = if salt.is_empty() { &zero[..] } else { salt };
+        let prk = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt), ikm);
+        let okm = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, prk.as_ref()),
+            &[info, &[1u8]].concat(),
+        );
+        okm.as_ref().to_vec()
+    };
+    let mac_key = hkdf(&[7u8; 32], b"", b"cmek verdict record mac key v1");
+    let (body, tag) = sealed.split_at(sealed.len() - 32);
+    assert_eq!(hkdf(body, &mac_key, b"cmek verdict record tag v1"), tag);
+    assert_eq!(
+        shared.open(&key, &sealed, 1_700_000_000_000).unwrap(),
+        record
+    );
+}
+
+/// The record above, sealed under the secret `07` × 32 (docs/FORMAT.md).
+const KNOWN: &str = concat!(
+    "434d454b56524454",
+    "0001",
+    "000b6d6f636b3a723a726f6f74",
+    "01",
+    "00026e31",
+    "0000018bcfe65260",
+    "01",
+    "02",
+    "0000018bcfe56800",
+    "00026e32",
+    "0000018bcfdc4040",
+    "1f85cc0c3868f4c673dd12606f3b363370d270a995f9a8b190db0f3568324119",
+);

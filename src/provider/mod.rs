@@ -462,51 +462,61 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// compare, describe — and reports each step's outcome. Never fails:
     /// failures are in the report.
     async fn validate_key(&self, root: &KeyRef) -> KeyValidation {
-        let context = EncryptionContext::new().with("cmek:purpose", "key-validation");
-        let (encrypt, decrypt) = match SecretKey::generate() {
+        validate_round_trip(self, root).await
+    }
+}
+
+/// The default [`KeyProvider::validate_key`]: a round trip and a describe
+/// through `provider`'s own calls (so that a decorator such as a budget or
+/// a meter sees each of them).
+pub(crate) async fn validate_round_trip<P: KeyProvider + ?Sized>(
+    provider: &P,
+    root: &KeyRef,
+) -> KeyValidation {
+    let context = EncryptionContext::new().with("cmek:purpose", "key-validation");
+    let (encrypt, decrypt) = match SecretKey::generate() {
+        Err(e) => (
+            StepOutcome::Failed(ValidationFailure::from_error(&e)),
+            StepOutcome::Skipped,
+        ),
+        Ok(probe) => match provider.wrap_key(root, &probe, &context).await {
             Err(e) => (
                 StepOutcome::Failed(ValidationFailure::from_error(&e)),
                 StepOutcome::Skipped,
             ),
-            Ok(probe) => match self.wrap_key(root, &probe, &context).await {
-                Err(e) => (
-                    StepOutcome::Failed(ValidationFailure::from_error(&e)),
-                    StepOutcome::Skipped,
+            Ok(wrapped) => match provider.unwrap_key(root, &wrapped, &context).await {
+                Ok(back) if back == probe => (StepOutcome::Passed, StepOutcome::Passed),
+                Ok(_) => (
+                    StepOutcome::Passed,
+                    StepOutcome::Failed(ValidationFailure::RoundTripMismatch),
                 ),
-                Ok(wrapped) => match self.unwrap_key(root, &wrapped, &context).await {
-                    Ok(back) if back == probe => (StepOutcome::Passed, StepOutcome::Passed),
-                    Ok(_) => (
-                        StepOutcome::Passed,
-                        StepOutcome::Failed(ValidationFailure::RoundTripMismatch),
-                    ),
-                    Err(e) => (
-                        StepOutcome::Passed,
-                        StepOutcome::Failed(ValidationFailure::from_error(&e)),
-                    ),
-                },
+                Err(e) => (
+                    StepOutcome::Passed,
+                    StepOutcome::Failed(ValidationFailure::from_error(&e)),
+                ),
             },
-        };
-        let (describe, state) = match self.describe_key(root).await {
-            Ok(KeyState::Enabled) => (StepOutcome::Passed, Some(KeyState::Enabled)),
-            Ok(KeyState::Unreachable) => (
-                StepOutcome::Failed(ValidationFailure::Unreachable(
-                    "no answer to describe".into(),
-                )),
-                Some(KeyState::Unreachable),
-            ),
-            Ok(state) => (
-                StepOutcome::Failed(ValidationFailure::KeyState(state)),
-                Some(state),
-            ),
-            Err(e) => (StepOutcome::Failed(ValidationFailure::from_error(&e)), None),
-        };
-        KeyValidation {
-            key: root.clone(),
-            encrypt,
-            decrypt,
-            describe,
-            state,
-        }
+        },
+    };
+    let (describe, state) = match provider.describe_key(root).await {
+        Ok(KeyState::Enabled) => (StepOutcome::Passed, Some(KeyState::Enabled)),
+        Ok(KeyState::Unreachable) => (
+            StepOutcome::Failed(ValidationFailure::Unreachable(
+                "no answer to describe".into(),
+            )),
+            Some(KeyState::Unreachable),
+        ),
+        Ok(state) => (
+            StepOutcome::Failed(ValidationFailure::KeyState(state)),
+            Some(state),
+        ),
+        Err(e) => (StepOutcome::Failed(ValidationFailure::from_error(&e)), None),
+    };
+    KeyValidation {
+        key: root.clone(),
+        encrypt,
+        decrypt,
+        describe,
+        state,
     }
 }
 
