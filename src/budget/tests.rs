@@ -487,3 +487,43 @@ async fn a_validation_goes_at_administration_priority() {
     assert!(validation.await.unwrap().is_valid());
     assert_eq!(*order.lock().unwrap(), ["check", "validation"]);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waits_depth_throttles_and_coalescing_are_recorded() {
+    let recorded = crate::metrics::test_recorder::Recorded::default();
+    let _guard = metrics::set_default_local_recorder(&recorded);
+    let (mock, budget, root) = setup(slow(Duration::ZERO));
+    mock.set_latency(Duration::from_millis(10));
+    let (_, wrapped) = mock.generate_key(&root, &ctx("z")).await.unwrap();
+    budget.describe_key(&root).await.unwrap();
+    // Three identical unwraps queue behind the spent bucket and share a call.
+    let context = ctx("z");
+    let unwraps = (0..3).map(|_| budget.unwrap_key(&root, &wrapped, &context));
+    let depth_seen = async {
+        tokio::task::yield_now().await;
+        recorded.gauge("cmek_budget_queue_depth{provider=mock}")
+    };
+    let (results, depth) = tokio::join!(futures_util::future::join_all(unwraps), depth_seen);
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(depth, 1.0, "one call waits; the other two wait on it");
+    assert_eq!(
+        recorded.gauge("cmek_budget_queue_depth{provider=mock}"),
+        0.0
+    );
+    assert_eq!(
+        recorded.counter("cmek_budget_coalesced_unwraps_total{provider=mock}"),
+        2
+    );
+    assert_eq!(
+        recorded.samples("cmek_budget_wait_seconds{provider=mock,priority=open}"),
+        1
+    );
+    mock.inject_fault(Fault::Throttled, Some(Operation::Describe), Some(2));
+    budget.describe_key(&root).await.unwrap();
+    assert_eq!(
+        recorded.counter("cmek_budget_throttled_retries_total{provider=mock,operation=describe}"),
+        2
+    );
+    // Labels never name a key.
+    assert!(recorded.names().iter().all(|n| !n.contains("root")));
+}

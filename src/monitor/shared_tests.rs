@@ -470,3 +470,46 @@ const KNOWN: &str = concat!(
     "0000018bcfdc4040",
     "1f85cc0c3868f4c673dd12606f3b363370d270a995f9a8b190db0f3568324119",
 );
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn checks_made_verdicts_read_and_gated_zones_are_recorded() {
+    let recorded = crate::metrics::test_recorder::Recorded::default();
+    let _guard = metrics::set_default_local_recorder(&recorded);
+    let kms = Arc::new(MockProvider::new());
+    let keys: Vec<KeyRef> = (0..10).map(|i| kms.add_key(&format!("k{i}"))).collect();
+    let store = InMemoryVerdictStore::new();
+    let config = MonitorConfig::with_interval(INTERVAL);
+    let nodes = cluster(&store, &kms, &keys, 4, &config);
+    let zone = Keyring::new(kms.clone())
+        .create_zone(
+            Arc::new(MemoryManifestStore::new()),
+            ZoneSpec::new("orders", "mock-region-1", keys[3].clone()),
+        )
+        .await
+        .unwrap();
+    nodes[2].watch_zone(&zone);
+    kms.disable_key("k3");
+    next_interval().await;
+    check_all(&nodes).await;
+    let checks: u64 = ["enabled", "disabled"]
+        .iter()
+        .map(|o| recorded.counter(&format!("cmek_monitor_key_checks_total{{outcome={o}}}")))
+        .sum();
+    assert_eq!(checks, 10);
+    assert_eq!(
+        recorded.counter("cmek_monitor_key_checks_total{outcome=disabled}"),
+        1
+    );
+    assert_eq!(
+        recorded.counter("cmek_monitor_verdicts_read_total{outcome=used}"),
+        30
+    );
+    assert_eq!(
+        recorded.counter("cmek_monitor_leases_total{outcome=won}"),
+        10
+    );
+    // The last node to finish sets the gauge; run node 2 alone to read it.
+    nodes[2].check_now().await;
+    assert_eq!(recorded.gauge("cmek_monitor_gated_zones"), 1.0);
+    assert!(recorded.names().iter().all(|n| !n.contains("k3")));
+}

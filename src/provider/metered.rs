@@ -186,75 +186,9 @@ impl KeyProvider for MeteredProvider {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
-
-    use metrics::{
-        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
-        Unit,
-    };
-
     use super::*;
+    use crate::metrics::test_recorder::Recorded;
     use crate::testing::{Fault, MockProvider, Operation};
-
-    /// Counters by name and labels; histograms by the number of samples.
-    #[derive(Default)]
-    struct Recorded {
-        counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
-        histograms: Mutex<BTreeMap<String, Arc<Samples>>>,
-    }
-
-    #[derive(Default)]
-    struct Samples(Mutex<Vec<f64>>);
-
-    impl HistogramFn for Samples {
-        fn record(&self, value: f64) {
-            self.0.lock().unwrap().push(value);
-        }
-    }
-
-    fn name(key: &Key) -> String {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        format!("{}{{{}}}", key.name(), labels.join(","))
-    }
-
-    impl Recorder for Recorded {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            let mut counters = self.counters.lock().unwrap();
-            Counter::from_arc(counters.entry(name(key)).or_default().clone())
-        }
-        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::noop()
-        }
-        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-            let mut histograms = self.histograms.lock().unwrap();
-            Histogram::from_arc(histograms.entry(name(key)).or_default().clone())
-        }
-    }
-
-    impl Recorded {
-        fn counter(&self, name: &str) -> u64 {
-            self.counters
-                .lock()
-                .unwrap()
-                .get(name)
-                .map_or(0, |c| c.load(Ordering::Relaxed))
-        }
-        fn samples(&self, name: &str) -> usize {
-            self.histograms
-                .lock()
-                .unwrap()
-                .get(name)
-                .map_or(0, |h| h.0.lock().unwrap().len())
-        }
-    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn every_call_is_counted_by_operation_and_outcome() {
@@ -287,7 +221,7 @@ mod tests {
             2
         );
         // Labels never name a key.
-        for name in recorded.counters.lock().unwrap().keys() {
+        for name in recorded.names() {
             assert!(!name.contains("root"), "{name}");
         }
     }
