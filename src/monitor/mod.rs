@@ -321,10 +321,16 @@ impl KeyMonitor {
 
         let mut checks = JoinSet::new();
         let slot_start_ms = self.slot_start_ms();
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.config.max_concurrent_checks.max(1),
+        ));
         for (key, provider) in targets {
             let config = self.config.clone();
             let shared = self.shared.clone();
+            let permits = Arc::clone(&permits);
             checks.spawn(async move {
+                // Never closed, so the permit always comes.
+                let _permit = permits.acquire_owned().await.ok();
                 let obtained = match &shared {
                     Some(shared) => {
                         shared::obtain(shared, provider.as_ref(), &key, &config, slot_start_ms)
