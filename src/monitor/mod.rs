@@ -464,18 +464,18 @@ impl KeyMonitor {
             loop {
                 let started = Instant::now();
                 let report = monitor.check_now().await;
-                let wait = if report.retry_soon {
-                    monitor.config.retry_interval.min(monitor.config.interval)
+                let next = if report.retry_soon {
+                    started + monitor.config.retry_interval.min(monitor.config.interval)
                 } else if monitor.shared.is_some() {
                     // Nodes sharing verdicts check at the same moments (the
                     // starts of the interval on the wall clock), so that
                     // the first takes the lease and the others find its
                     // verdict soon after.
-                    monitor.until_next_slot()
+                    Instant::now() + monitor.until_next_slot()
                 } else {
-                    monitor.config.interval
+                    started + monitor.config.interval
                 };
-                tokio::time::sleep_until(started + wait).await;
+                tokio::time::sleep_until(next).await;
             }
         });
         MonitorHandle { task }

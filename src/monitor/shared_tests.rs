@@ -513,3 +513,33 @@ async fn checks_made_verdicts_read_and_gated_zones_are_recorded() {
     assert_eq!(recorded.gauge("cmek_monitor_gated_zones"), 1.0);
     assert!(recorded.names().iter().all(|n| !n.contains("k3")));
 }
+
+#[tokio::test(start_paused = true)]
+async fn running_nodes_check_at_the_start_of_each_interval() {
+    let kms = Arc::new(MockProvider::new());
+    let keys: Vec<KeyRef> = (0..20).map(|i| kms.add_key(&format!("k{i}"))).collect();
+    let store = InMemoryVerdictStore::new();
+    let config = MonitorConfig::with_interval(INTERVAL);
+    let nodes = cluster(&store, &kms, &keys, 3, &config);
+    // Started a third of the way into an interval, at different moments.
+    next_interval().await;
+    tokio::time::sleep(INTERVAL / 3).await;
+    let mut handles = Vec::new();
+    for node in &nodes {
+        handles.push(node.spawn());
+        tokio::time::sleep(Duration::from_secs(7)).await;
+    }
+    // Each loop checked at once: one check per key for this interval.
+    assert_eq!(kms.calls(Operation::Describe), 20);
+    // Then once per key at the start of each of the next three intervals.
+    for round in 2..=4u64 {
+        next_interval().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            kms.calls(Operation::Describe),
+            20 * round,
+            "interval {round}"
+        );
+    }
+    drop(handles);
+}
