@@ -7,30 +7,8 @@
 //! the key was last found usable). Records are replaced only by
 //! compare-and-swap, so of two nodes taking the same lease one wins.
 //!
-//! Records are authenticated with a MAC under a key derived from a secret
-//! every node holds ([`SharedVerdicts::new`]). What someone who can write
-//! the store but does not hold the secret can do:
-//!
-//! * **forge or alter a record** (say "enabled" for a revoked key, or hold
-//!   a lease forever): no — a record that does not authenticate, or names
-//!   another key, is ignored as if absent, and the node checks the key
-//!   itself;
-//! * **replay an older authentic record** of the same key: a verdict of
-//!   an earlier interval counts as no verdict, and a node checks; a
-//!   replayed lease delays the check by at most one lease;
-//! * **delete records, or keep overwriting them** so that no lease can be
-//!   taken: a node that cannot take a lease checks the key itself (the
-//!   calls of a cluster without sharing, never fewer checks);
-//! * **make the store unreachable**: the same.
-//!
-//! So whoever writes the store can at most cost provider calls; it cannot
-//! make a revoked key look usable. Whoever holds the secret is a node, and
-//! trusted as one.
-//!
-//! Times in records are wall-clock milliseconds since the Unix epoch:
-//! nodes' clocks must agree to well within an interval. A verdict more
-//! than [`SharedVerdicts::with_max_skew`] in the future does not
-//! authenticate as fresh and is ignored.
+//! Records are authenticated; see [`SharedVerdicts`] for what whoever can
+//! write the store can and cannot do.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -150,8 +128,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How a [`KeyMonitor`](super::KeyMonitor) shares its verdicts with other
 /// nodes: the store, this node's name, the secret records are
-/// authenticated with, and the lease settings. See the
-/// [module docs](self) for what the store's writers can and cannot do.
+/// authenticated with, and the lease settings.
+///
+/// Records are authenticated with a MAC under a key derived from a secret
+/// every node holds ([`SharedVerdicts::new`]). What someone who can write
+/// the store but does not hold the secret can do:
+///
+/// * **forge or alter a record** (say "enabled" for a revoked key, or hold
+///   a lease forever): no — a record that does not authenticate, or names
+///   another key, is ignored as if absent, and the node checks the key
+///   itself;
+/// * **replay an older authentic record** of the same key: a verdict of
+///   an earlier interval counts as no verdict, and a node checks; a
+///   replayed lease delays the check by at most one lease;
+/// * **delete records, or keep overwriting them** so that no lease can be
+///   taken: a node that cannot take a lease checks the key itself (the
+///   calls of a cluster without sharing, never fewer checks);
+/// * **make the store unreachable**: the same.
+///
+/// So whoever writes the store can at most cost provider calls; it cannot
+/// make a revoked key look usable. Whoever holds the secret is a node, and
+/// trusted as one.
+///
+/// Times in records are wall-clock milliseconds since the Unix epoch:
+/// nodes' clocks must agree to well within an interval. A verdict more
+/// than [`SharedVerdicts::with_max_skew`] in the future does not
+/// authenticate as fresh and is ignored.
 pub struct SharedVerdicts {
     pub(super) store: Arc<dyn VerdictStore>,
     pub(super) node: String,
