@@ -1,17 +1,19 @@
 //! Key monitors of 16 simulated nodes sharing verdicts through
 //! `ObjectVerdictStore`, on one `InMemory` object store and on S3 (the
 //! moto server scripts/test runs): one check per key per interval, a lease
-//! holder killed mid-check, a forged record; and the count of provider
-//! checks for 16 nodes × 10,000 keys.
+//! holder killed mid-check, a forged record, a stale verdict that gates;
+//! and the count of provider checks for 16 nodes × 10,000 keys.
 #![cfg(all(feature = "object-store", feature = "testing"))]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cmek::monitor::{KeyMonitor, MonitorConfig, SharedVerdicts, VerdictStore};
+use cmek::monitor::{KeyMonitor, MonitorConfig, SharedVerdicts, UnreachablePolicy, VerdictStore};
 use cmek::object_store::v014::ObjectVerdictStore;
 use cmek::provider::{KeyRef, KeyState};
+use cmek::testing::Fault;
 use cmek::testing::{MockProvider, Operation};
+use cmek::zone::{Keyring, MemoryManifestStore, ZoneAvailability, ZoneSpec};
 use cmek::SecretKey;
 use object_store_014 as os;
 use os::path::Path;
@@ -56,6 +58,22 @@ fn cluster(
     lease: Duration,
     concurrent: usize,
 ) -> Vec<Arc<KeyMonitor>> {
+    let config = MonitorConfig {
+        check_timeout: Duration::from_secs(5),
+        max_concurrent_checks: concurrent,
+        ..MonitorConfig::with_interval(INTERVAL)
+    };
+    cluster_with(store, prefix, kms, keys, lease, config)
+}
+
+fn cluster_with(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    kms: &Arc<MockProvider>,
+    keys: &[KeyRef],
+    lease: Duration,
+    config: MonitorConfig,
+) -> Vec<Arc<KeyMonitor>> {
     (0..NODES)
         .map(|i| {
             let verdicts: Arc<dyn VerdictStore> =
@@ -64,14 +82,7 @@ fn cluster(
                 .unwrap()
                 .with_lease(lease)
                 .with_poll(Duration::from_millis(50));
-            let monitor = KeyMonitor::with_shared_verdicts(
-                MonitorConfig {
-                    check_timeout: Duration::from_secs(5),
-                    max_concurrent_checks: concurrent,
-                    ..MonitorConfig::with_interval(INTERVAL)
-                },
-                shared,
-            );
+            let monitor = KeyMonitor::with_shared_verdicts(config.clone(), shared);
             for key in keys {
                 monitor.watch_key(key.clone(), kms.clone());
             }
@@ -207,4 +218,102 @@ async fn sixteen_nodes_by_ten_thousand_keys_check_each_key_once() {
     }
     assert!(checks <= 10_500, "{checks} checks");
     assert!(checks >= 10_000, "a key went unchecked: {checks}");
+}
+
+/// Sleeps to just after the start of the next `interval` on the wall clock,
+/// where nodes sharing verdicts check.
+async fn next_interval(interval: Duration) {
+    let interval = interval.as_millis() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(interval - now % interval + 50)).await;
+}
+
+/// The provider goes dark after one good interval: every interval one node
+/// finds the key unreachable and says so in the store; every node's zone
+/// serves within the grace from the last usable verdict, and gates after.
+/// In real time, with short intervals.
+async fn stale_scenario(store: Arc<dyn ObjectStore>, concurrent: usize) {
+    let interval = Duration::from_secs(3);
+    let grace = Duration::from_secs(5);
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let config = MonitorConfig {
+        unreachable: UnreachablePolicy::GracePeriod(grace),
+        retry_interval: interval,
+        check_timeout: Duration::from_secs(2),
+        retries: 0,
+        max_concurrent_checks: concurrent,
+        ..MonitorConfig::with_interval(interval)
+    };
+    let nodes = cluster_with(
+        &store,
+        "stale",
+        &kms,
+        std::slice::from_ref(&root),
+        Duration::from_secs(2),
+        config,
+    );
+    let manifests = Arc::new(MemoryManifestStore::new());
+    let created = Keyring::new(kms.clone())
+        .create_zone(
+            manifests.clone(),
+            ZoneSpec::new("orders", "mock-region-1", root.clone()),
+        )
+        .await
+        .unwrap();
+    let mut zones = Vec::new();
+    for node in &nodes {
+        let zone = Keyring::new(kms.clone())
+            .open_zone(manifests.clone(), &created.anchor())
+            .await
+            .unwrap();
+        node.watch_zone(&zone);
+        zones.push(zone);
+    }
+    next_interval(interval).await;
+    check_all(&nodes).await;
+    let confirmed = Instant::now();
+    assert!(zones.iter().all(|z| z.is_available()));
+
+    kms.inject_fault(Fault::Unreachable, None, None);
+    let mut served_on_old_verdicts = false;
+    loop {
+        next_interval(interval).await;
+        check_all(&nodes).await;
+        let age = confirmed.elapsed();
+        if age + Duration::from_secs(1) < grace {
+            assert!(
+                zones.iter().all(|z| z.is_available()),
+                "gated within the grace ({age:?})"
+            );
+            served_on_old_verdicts = true;
+        } else if age > grace + Duration::from_secs(1) {
+            for zone in &zones {
+                assert_eq!(
+                    zone.availability(),
+                    ZoneAvailability::Unavailable(KeyState::Unreachable),
+                    "serving {age:?} after the last usable verdict"
+                );
+            }
+            break;
+        }
+    }
+    assert!(served_on_old_verdicts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_verdict_gates_sixteen_nodes_on_in_memory() {
+    stale_scenario(Arc::new(os::memory::InMemory::new()), 64).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_verdict_gates_sixteen_nodes_on_s3() {
+    let Some(endpoint) = endpoint() else { return };
+    let store = tokio::task::spawn_blocking(move || s3::s3_store(&endpoint))
+        .await
+        .unwrap();
+    stale_scenario(Arc::new(store), 2).await;
 }
