@@ -47,7 +47,12 @@
 //! is [`Priority::Open`], a describe or an alias resolution
 //! [`Priority::Check`], a wrap or a key generation [`Priority::Admin`]. The
 //! [`KeyMonitor`](crate::monitor::KeyMonitor) runs its checks in a
-//! `Check` scope.
+//! `Check` scope; a check's wait in the queue counts toward its
+//! [`check_timeout`](crate::monitor::MonitorConfig::check_timeout), and a
+//! check that times out, or finds no slot within `max_wait`, finds the key
+//! unreachable (the monitor's
+//! [`UnreachablePolicy`](crate::monitor::UnreachablePolicy) then decides).
+//! During a storm of opens, keep the grace period longer than the storm.
 //!
 //! Calls that make no provider call (`key_ref`, `key_in_region`,
 //! `access_policy`, `is_legacy_wrap`) pass through, and so does

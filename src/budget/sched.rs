@@ -252,6 +252,15 @@ impl Scheduler {
 
     /// Grants tokens as they come while calls wait; ends when none waits.
     async fn drive(self: Arc<Self>) {
+        // If the task is dropped (its runtime shut down), the next waiter
+        // must start another driver rather than count on this one.
+        struct Stopped<'a>(&'a Scheduler);
+        impl Drop for Stopped<'_> {
+            fn drop(&mut self) {
+                self.0.lock().driver_wake = None;
+            }
+        }
+        let _stopped = Stopped(&self);
         loop {
             let wake = {
                 let mut state = self.lock();

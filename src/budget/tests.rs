@@ -527,3 +527,30 @@ async fn waits_depth_throttles_and_coalescing_are_recorded() {
     // Labels never name a key.
     assert!(recorded.names().iter().all(|n| !n.contains("root")));
 }
+
+#[test]
+fn a_budget_outlives_the_runtime_that_drove_it() {
+    let (_mock, budget, root) = setup(BudgetConfig {
+        max_wait: Duration::from_secs(5),
+        ..slow(Duration::ZERO)
+    });
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    // The first runtime leaves a call queued (its driver asleep) and ends.
+    runtime().block_on(async {
+        budget.describe_key(&root).await.unwrap();
+        let (b, r) = (budget.clone(), root.clone());
+        tokio::spawn(async move { b.describe_key(&r).await });
+        tokio::task::yield_now().await;
+    });
+    // The next runtime's calls are still served.
+    runtime().block_on(async {
+        budget.describe_key(&root).await.unwrap();
+        budget.describe_key(&root).await.unwrap();
+    });
+}

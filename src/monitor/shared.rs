@@ -20,7 +20,8 @@ pub(super) struct Obtained {
     /// When a check (this node's or another's) last found the key usable,
     /// in wall-clock milliseconds; `None` if unknown.
     pub(super) last_usable_ms: Option<u64>,
-    /// True if this node made the check itself.
+    /// True if this node made the check itself now (not read a verdict,
+    /// even one of its own).
     pub(super) checked_here: bool,
 }
 
@@ -68,7 +69,7 @@ pub(super) async fn obtain(
                 return Obtained {
                     state: v.state,
                     last_usable_ms: (v.last_usable_ms > 0).then_some(v.last_usable_ms),
-                    checked_here: v.by == shared.node,
+                    checked_here: false,
                 };
             }
             metrics::counter!(MONITOR_VERDICTS_READ, "outcome" => "old").increment(1);
@@ -99,7 +100,7 @@ pub(super) async fn obtain(
             Ok(held) => {
                 metrics::counter!(MONITOR_LEASES, "outcome" => "won").increment(1);
                 let obtained = check_here(provider, key, config, previous_usable).await;
-                publish(shared, key, &taken, held, &obtained).await;
+                publish(shared, key, held, &obtained).await;
                 return obtained;
             }
             Err(Error::Conflict { .. }) => {
@@ -140,7 +141,6 @@ async fn check_here(
 async fn publish(
     shared: &SharedVerdicts,
     key: &KeyRef,
-    held: &Record,
     version: RecordVersion,
     obtained: &Obtained,
 ) {
@@ -153,7 +153,6 @@ async fn publish(
             last_usable_ms: obtained.last_usable_ms.unwrap_or(0),
         }),
     };
-    let _ = held;
     let Ok(sealed) = shared.seal(key, &record) else {
         return;
     };
