@@ -35,6 +35,8 @@ pub(super) async fn obtain(
 ) -> Obtained {
     let retry_ms = config.retry_interval.as_millis() as u64;
     let mut troubles = 0u32;
+    // The lease last seen held by another node, and when it was first seen.
+    let mut seen: Option<(Lease, u64)> = None;
     loop {
         let now = now_ms();
         let (record, version) = match shared.store.load(key).await {
@@ -79,10 +81,25 @@ pub(super) async fn obtain(
             return check_here(provider, key, config, previous_usable).await;
         }
         if let Some(lease) = &record.lease {
-            if lease.holder != shared.node && lease.until_ms > now {
+            // A lease is honoured for at most this node's own lease plus
+            // the clock skew allowed: a node whose clock runs far ahead, or
+            // that was configured with a day-long lease, cannot hold the
+            // others off for longer.
+            let first_seen = match &seen {
+                Some((known, at)) if known == lease => *at,
+                _ => {
+                    seen = Some((lease.clone(), now));
+                    now
+                }
+            };
+            let longest = first_seen
+                .saturating_add(shared.lease.as_millis() as u64)
+                .saturating_add(shared.max_skew.as_millis() as u64);
+            let until = lease.until_ms.min(longest);
+            if lease.holder != shared.node && until > now {
                 // Another node checks it now: wait for its verdict, or for
                 // its lease to run out (then take over).
-                let left = Duration::from_millis(lease.until_ms - now);
+                let left = Duration::from_millis(until - now);
                 tokio::time::sleep(shared.poll.min(left)).await;
                 continue;
             }

@@ -543,3 +543,29 @@ async fn running_nodes_check_at_the_start_of_each_interval() {
     }
     drop(handles);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_far_in_the_future_holds_the_others_off_one_lease_at_most() {
+    let kms = Arc::new(MockProvider::new());
+    let root = kms.add_key("root");
+    let store = InMemoryVerdictStore::new();
+    let monitor = node(&store, 1, MonitorConfig::with_interval(INTERVAL));
+    monitor.watch_key(root.clone(), kms.clone());
+    // An authentic lease of another node (a clock a day ahead, say).
+    let shared = monitor.shared.clone().unwrap();
+    let day_ahead = Record {
+        lease: Some(Lease {
+            holder: "node-2".into(),
+            until_ms: now_ms() + 86_400_000,
+        }),
+        verdict: None,
+    };
+    store.tamper(&root, shared.seal(&root, &day_ahead).unwrap());
+    let start = now_ms();
+    let report = monitor.check_now().await;
+    let waited = now_ms() - start;
+    assert_eq!(report.key_state(&root), Some(KeyState::Enabled));
+    assert_eq!(kms.calls(Operation::Describe), 1);
+    // The default lease (60 s) plus the skew allowed (5 s), not a day.
+    assert!((60_000..=66_000).contains(&waited), "{waited}");
+}

@@ -140,7 +140,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 ///   itself;
 /// * **replay an older authentic record** of the same key: a verdict of
 ///   an earlier interval counts as no verdict, and a node checks; a
-///   replayed lease delays the check by at most one lease;
+///   replayed lease delays the check by at most one lease (a node honours
+///   another's lease for at most its own lease plus the clock skew
+///   allowed, however far its end lies);
 /// * **delete records, or keep overwriting them** so that no lease can be
 ///   taken: a node that cannot take a lease checks the key itself (the
 ///   calls of a cluster without sharing, never fewer checks);
