@@ -21,10 +21,42 @@ pub const PROVIDER_CALLS: &str = "cmek_provider_calls_total";
 /// Provider call latency in seconds, by `provider` and `operation`.
 pub const PROVIDER_CALL_SECONDS: &str = "cmek_provider_call_seconds";
 
+// ---- Provider calls, the call budget and the key monitor ----------------
+// (`cmek::provider::MeteredProvider`, `cmek::budget`, `cmek::monitor`)
+
+/// Time a call waited for its turn in a call budget, in seconds, by
+/// `provider` and `priority` (`open`, `check`, `admin`).
+pub const BUDGET_WAIT_SECONDS: &str = "cmek_budget_wait_seconds";
+/// Calls waiting for their turn in a call budget, by `provider`.
+pub const BUDGET_QUEUE_DEPTH: &str = "cmek_budget_queue_depth";
+/// Calls the provider throttled and the budget paused and tried again, by
+/// `provider` and `operation`.
+pub const BUDGET_THROTTLED_RETRIES: &str = "cmek_budget_throttled_retries_total";
+/// Calls that found no turn within the budget's longest wait
+/// (`Error::BudgetExhausted`), by `provider` and `priority`.
+pub const BUDGET_EXHAUSTED: &str = "cmek_budget_exhausted_total";
+/// Unwraps answered by another caller's identical call in flight (no
+/// provider call of their own), by `provider`.
+pub const BUDGET_COALESCED: &str = "cmek_budget_coalesced_unwraps_total";
+/// Key checks a monitor made itself (provider calls), by `outcome` (the
+/// state found: `enabled`, `disabled`, `unreachable`, …).
+pub const MONITOR_CHECKS: &str = "cmek_monitor_key_checks_total";
+/// Verdicts a monitor took from the shared verdict store instead of
+/// checking, by `outcome`: `used` (fresh, authentic), `stale` (older than
+/// the grace: fails closed), `invalid` (malformed or not authentic:
+/// ignored).
+pub const MONITOR_VERDICTS_READ: &str = "cmek_monitor_verdicts_read_total";
+/// Check leases a monitor took in the verdict store, by `outcome` (`won`,
+/// `lost`, `error`).
+pub const MONITOR_LEASES: &str = "cmek_monitor_leases_total";
+/// Zones a monitor watches that do not serve (gated) after its last check
+/// (a process runs one monitor; several would overwrite each other's).
+pub const MONITOR_GATED_ZONES: &str = "cmek_monitor_gated_zones";
+
 /// Gives the installed recorder the help text of every metric (call
 /// it after installing one; without a recorder it does nothing).
 pub fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         PROVIDER_CALLS,
         Unit::Count,
@@ -35,4 +67,142 @@ pub fn describe() {
         Unit::Seconds,
         "Latency of calls to a key provider, by provider kind and operation."
     );
+    describe_histogram!(
+        BUDGET_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time a provider call waited for its turn in a call budget, by provider and priority."
+    );
+    describe_gauge!(
+        BUDGET_QUEUE_DEPTH,
+        Unit::Count,
+        "Provider calls waiting for their turn in a call budget, by provider."
+    );
+    describe_counter!(
+        BUDGET_THROTTLED_RETRIES,
+        Unit::Count,
+        "Provider calls throttled by the provider and retried after a pause, by provider and operation."
+    );
+    describe_counter!(
+        BUDGET_EXHAUSTED,
+        Unit::Count,
+        "Provider calls that found no turn in their budget in time, by provider and priority."
+    );
+    describe_counter!(
+        BUDGET_COALESCED,
+        Unit::Count,
+        "Unwraps answered by an identical call in flight, by provider."
+    );
+    describe_counter!(
+        MONITOR_CHECKS,
+        Unit::Count,
+        "Key checks a monitor made itself, by the state found."
+    );
+    describe_counter!(
+        MONITOR_VERDICTS_READ,
+        Unit::Count,
+        "Verdicts a monitor read from the shared verdict store instead of checking, by outcome."
+    );
+    describe_counter!(
+        MONITOR_LEASES,
+        Unit::Count,
+        "Check leases a monitor tried to take in the shared verdict store, by outcome."
+    );
+    describe_gauge!(
+        MONITOR_GATED_ZONES,
+        Unit::Count,
+        "Watched zones that do not serve after the monitor's last check."
+    );
+}
+
+/// A recorder for tests: counters and gauges by name and labels
+/// (`name{label=value,...}`), histograms by their number of samples.
+#[cfg(test)]
+pub(crate) mod test_recorder {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+
+    /// What was recorded.
+    #[derive(Default)]
+    pub(crate) struct Recorded {
+        counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+        gauges: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+        histograms: Mutex<BTreeMap<String, Arc<Samples>>>,
+    }
+
+    #[derive(Default)]
+    struct Samples(Mutex<Vec<f64>>);
+
+    impl HistogramFn for Samples {
+        fn record(&self, value: f64) {
+            self.0.lock().unwrap().push(value);
+        }
+    }
+
+    fn name(key: &Key) -> String {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        if labels.is_empty() {
+            key.name().to_owned()
+        } else {
+            format!("{}{{{}}}", key.name(), labels.join(","))
+        }
+    }
+
+    impl Recorder for Recorded {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut counters = self.counters.lock().unwrap();
+            Counter::from_arc(counters.entry(name(key)).or_default().clone())
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            let mut gauges = self.gauges.lock().unwrap();
+            Gauge::from_arc(gauges.entry(name(key)).or_default().clone())
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let mut histograms = self.histograms.lock().unwrap();
+            Histogram::from_arc(histograms.entry(name(key)).or_default().clone())
+        }
+    }
+
+    impl Recorded {
+        pub(crate) fn counter(&self, name: &str) -> u64 {
+            self.counters
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        }
+        pub(crate) fn samples(&self, name: &str) -> usize {
+            self.histograms
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0, |h| h.0.lock().unwrap().len())
+        }
+
+        pub(crate) fn gauge(&self, name: &str) -> f64 {
+            self.gauges
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0.0, |g| f64::from_bits(g.load(Ordering::Relaxed)))
+        }
+
+        pub(crate) fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = self.counters.lock().unwrap().keys().cloned().collect();
+            names.extend(self.gauges.lock().unwrap().keys().cloned());
+            names.extend(self.histograms.lock().unwrap().keys().cloned());
+            names
+        }
+    }
 }
