@@ -34,6 +34,9 @@
 //! * `object_store` (features `object-store`, `object-store-013`) — an
 //!   `object_store::ObjectStore` whose objects are segments of a zone, read
 //!   by authenticated ranges, and zone state kept as objects.
+//! * [`tenancy`] — many zones in one process: a [`ZoneSet`](tenancy::ZoneSet)
+//!   opens zones on demand from the engine's catalog, single-flight,
+//!   bounded by count and bytes, evicting idle zones.
 //! * [`backup`] — backups of encrypted zones and their restore into a new
 //!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
 //! * `testing` (feature `testing`) — an in-memory provider that counts calls and
@@ -115,6 +118,7 @@ pub mod provider;
 pub mod registry;
 pub mod secret;
 pub mod stream;
+pub mod tenancy;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod zone;

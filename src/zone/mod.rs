@@ -118,6 +118,7 @@ mod async_io;
 mod availability;
 mod commit;
 mod data;
+mod footprint;
 mod header;
 mod id;
 mod keyring;
