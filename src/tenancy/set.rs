@@ -252,7 +252,10 @@ impl ZoneSet {
                     Slot::Open(Entry {
                         zone: zone.clone(),
                         bytes,
-                        referenced: AtomicBool::new(true),
+                        // Earns its second chance by a hit, as in
+                        // CLOCK: a zone opened once and never used again
+                        // goes before zones in steady use.
+                        referenced: AtomicBool::new(false),
                         seq,
                     }),
                 );
@@ -336,6 +339,12 @@ impl ZoneSet {
             tracing::debug!(target: "cmek::tenancy", zone = %id, "zone set: evicted an idle zone");
             drop(zone);
         }
+    }
+
+    /// Positions in the eviction clock, stale ones included.
+    #[cfg(test)]
+    pub(super) fn clock_len(&self) -> usize {
+        self.read().clock.len()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
