@@ -70,3 +70,4 @@ fn manifest_heap(m: &ZoneManifest) -> usize {
         }
         + m.ezks.values().map(|r| r.wrapped.as_bytes().len()).sum::<usize>()
 }
+
