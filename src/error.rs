@@ -103,6 +103,24 @@ pub enum Error {
         provider: String,
     },
 
+    /// A provider call waited for its turn in a call budget
+    /// ([`BudgetedProvider`](crate::budget::BudgetedProvider)) longer than
+    /// the budget's `max_wait`, counting the pauses after the provider
+    /// throttled it, and was not made (or its last attempt was throttled).
+    /// Nothing is wrong with the key: the provider is overloaded or the
+    /// budget too small for the load. Retry later.
+    #[error("key provider {provider}: no {priority} call slot within {waited:?} (call budget exhausted{})", if *.throttled > 0 { format!("; throttled {} times", .throttled) } else { String::new() })]
+    BudgetExhausted {
+        /// Which provider.
+        provider: String,
+        /// The priority the call waited at.
+        priority: crate::budget::Priority,
+        /// How long it waited in all.
+        waited: std::time::Duration,
+        /// How many of its attempts the provider throttled.
+        throttled: u32,
+    },
+
     /// A root key was used from a region it cannot serve: only multi-region
     /// keys (with a replica there) work outside their home region.
     #[error(
@@ -378,7 +396,7 @@ impl fmt::Display for StateRejection {
 ///
 /// | kind | errors |
 /// |---|---|
-/// | `Retry` | `ProviderUnreachable`, `Throttled`, `Conflict`; `KeyUnavailable`, `ZoneUnavailable` with [`KeyState::Unreachable`]; `KeyValidationFailed` on an unreachable provider; `Io` of a transient kind (interrupted, would block, timed out, connection reset, aborted or refused, not connected) |
+/// | `Retry` | `ProviderUnreachable`, `Throttled`, `BudgetExhausted`, `Conflict`; `KeyUnavailable`, `ZoneUnavailable` with [`KeyState::Unreachable`]; `KeyValidationFailed` on an unreachable provider; `Io` of a transient kind (interrupted, would block, timed out, connection reset, aborted or refused, not connected) |
 /// | `Stale` | `UnknownEzkVersion` newer than the zone's newest |
 /// | `KeyRevoked` | `KeyUnavailable`, `ZoneUnavailable` with any other state; `AccessDenied`; `KeyValidationFailed` for a denied permission, an unusable key state or a round trip returning other bytes |
 /// | `Corrupt` | `Integrity`, `Malformed`, `BackupSegmentCorrupt`, `StateRejected`; `UnknownEzkVersion` at or below the zone's newest |
@@ -500,6 +518,126 @@ impl Error {
         self
     }
 
+    /// A copy of this error for another waiter on the same outcome (a
+    /// coalesced provider call answers every caller that joined it): the
+    /// same variant and fields, so [`kind`](Self::kind) and the message are
+    /// the same. A foreign cause ([`source`](std::error::Error::source))
+    /// cannot be copied and is kept as text in the copy's message.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Integrity { what, reason } => Error::Integrity {
+                what,
+                reason: reason.clone(),
+            },
+            Error::KeyUnavailable { key, state } => Error::KeyUnavailable {
+                key: key.clone(),
+                state: *state,
+            },
+            Error::ZoneUnavailable { zone, key, state } => Error::ZoneUnavailable {
+                zone: *zone,
+                key: key.clone(),
+                state: *state,
+            },
+            Error::AccessDenied { key, operation } => Error::AccessDenied {
+                key: key.clone(),
+                operation,
+            },
+            Error::ProviderUnreachable {
+                provider,
+                reason,
+                source,
+            } => Error::ProviderUnreachable {
+                provider: provider.clone(),
+                reason: with_causes(reason.clone(), source.as_deref().map(|s| s as _)),
+                source: None,
+            },
+            Error::Throttled { provider } => Error::Throttled {
+                provider: provider.clone(),
+            },
+            Error::BudgetExhausted {
+                provider,
+                priority,
+                waited,
+                throttled,
+            } => Error::BudgetExhausted {
+                provider: provider.clone(),
+                priority: *priority,
+                waited: *waited,
+                throttled: *throttled,
+            },
+            Error::RegionMismatch {
+                key,
+                key_region,
+                region,
+                reason,
+            } => Error::RegionMismatch {
+                key: key.clone(),
+                key_region: key_region.clone(),
+                region: region.clone(),
+                reason,
+            },
+            Error::ProviderRejected {
+                provider,
+                code,
+                message,
+                source,
+            } => Error::ProviderRejected {
+                provider: provider.clone(),
+                code: code.clone(),
+                message: with_causes(message.clone(), source.as_deref().map(|s| s as _)),
+                source: None,
+            },
+            Error::KeyValidationFailed { key, step, failure } => Error::KeyValidationFailed {
+                key: key.clone(),
+                step,
+                failure: failure.clone(),
+            },
+            Error::KeyInUse { key, zones } => Error::KeyInUse {
+                key: key.clone(),
+                zones: zones.clone(),
+            },
+            Error::Malformed { what, reason } => Error::Malformed {
+                what,
+                reason: reason.clone(),
+            },
+            Error::BackupSegmentCorrupt { segment, reason } => Error::BackupSegmentCorrupt {
+                segment: segment.clone(),
+                reason: reason.clone(),
+            },
+            Error::StateRejected { what, reason } => Error::StateRejected {
+                what,
+                reason: reason.clone(),
+            },
+            Error::Conflict { what, reason } => Error::Conflict {
+                what,
+                reason: reason.clone(),
+            },
+            Error::UnknownEzkVersion { version, newest } => Error::UnknownEzkVersion {
+                version: *version,
+                newest: *newest,
+            },
+            Error::LimitExceeded { what, limit } => Error::LimitExceeded {
+                what,
+                limit: *limit,
+            },
+            Error::InvalidArgument(what) => Error::InvalidArgument(what.clone()),
+            Error::NotFound { what, location } => Error::NotFound {
+                what,
+                location: location.clone(),
+            },
+            Error::Misuse { what } => Error::Misuse { what: what.clone() },
+            Error::WorkerPanicked { what } => Error::WorkerPanicked { what: what.clone() },
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: io::Error::new(
+                    source.kind(),
+                    with_causes(source.to_string(), std::error::Error::source(source)),
+                ),
+            },
+            Error::Random => Error::Random,
+        }
+    }
+
     /// What to do about this error; see [`ErrorKind`] for the table.
     ///
     /// ```
@@ -512,6 +650,7 @@ impl Error {
         match self {
             Error::ProviderUnreachable { .. }
             | Error::Throttled { .. }
+            | Error::BudgetExhausted { .. }
             | Error::Conflict { .. } => ErrorKind::Retry,
             Error::KeyUnavailable { state, .. } | Error::ZoneUnavailable { state, .. } => {
                 kind_of_key_state(*state)

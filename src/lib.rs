@@ -29,6 +29,8 @@
 //!   through `&self` and ranged access.
 //! * [`zone`] — encryption zones: EZK versions under a root key, per-segment
 //!   DEKs in self-describing headers, rotation and rewrap.
+//! * [`budget`] — a call budget for a provider: token buckets per provider
+//!   and per root key, priorities, backoff on throttling, coalesced unwraps.
 //! * [`registry`] — the project key registry: key limit, validation, region
 //!   rule, no removal of a key in use.
 //! * `object_store` (features `object-store`, `object-store-013`) — an
@@ -87,6 +89,7 @@
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
 pub mod backup;
+pub mod budget;
 // The primitives are not API: envelopes are. Fuzz targets and the cipher
 // benches reach them through the unstable `fuzzing` feature.
 #[cfg(feature = "fuzzing")]

@@ -21,6 +21,37 @@ pub const PROVIDER_CALLS: &str = "cmek_provider_calls_total";
 /// Provider call latency in seconds, by `provider` and `operation`.
 pub const PROVIDER_CALL_SECONDS: &str = "cmek_provider_call_seconds";
 
+// ---- Provider calls, the call budget and the key monitor ----------------
+// (`cmek::provider::MeteredProvider`, `cmek::budget`, `cmek::monitor`)
+
+/// Time a call waited for its turn in a call budget, in seconds, by
+/// `provider` and `priority` (`open`, `check`, `admin`).
+pub const BUDGET_WAIT_SECONDS: &str = "cmek_budget_wait_seconds";
+/// Calls waiting for their turn in a call budget, by `provider`.
+pub const BUDGET_QUEUE_DEPTH: &str = "cmek_budget_queue_depth";
+/// Calls the provider throttled and the budget paused and tried again, by
+/// `provider` and `operation`.
+pub const BUDGET_THROTTLED_RETRIES: &str = "cmek_budget_throttled_retries_total";
+/// Calls that found no turn within the budget's longest wait
+/// (`Error::BudgetExhausted`), by `provider` and `priority`.
+pub const BUDGET_EXHAUSTED: &str = "cmek_budget_exhausted_total";
+/// Unwraps answered by another caller's identical call in flight (no
+/// provider call of their own), by `provider`.
+pub const BUDGET_COALESCED: &str = "cmek_budget_coalesced_unwraps_total";
+/// Key checks a monitor made itself (provider calls), by `outcome` (the
+/// state found: `enabled`, `disabled`, `unreachable`, …).
+pub const MONITOR_CHECKS: &str = "cmek_monitor_key_checks_total";
+/// Verdicts a monitor took from the shared verdict store instead of
+/// checking, by `outcome`: `used` (fresh, authentic), `stale` (older than
+/// the grace: fails closed), `invalid` (malformed or not authentic:
+/// ignored).
+pub const MONITOR_VERDICTS_READ: &str = "cmek_monitor_verdicts_read_total";
+/// Check leases a monitor took in the verdict store, by `outcome` (`won`,
+/// `lost`, `error`).
+pub const MONITOR_LEASES: &str = "cmek_monitor_leases_total";
+/// Zones a monitor watches that do not serve (gated) after its last check.
+pub const MONITOR_GATED_ZONES: &str = "cmek_monitor_gated_zones";
+
 // --- Zone set (`crate::tenancy::ZoneSet`), each by `set` (the set's
 // configured name). ---
 
@@ -47,7 +78,7 @@ pub const ZONE_SET_OVER_LIMIT: &str = "cmek_zone_set_over_limit_total";
 /// Gives the installed recorder the help text of every metric (call
 /// it after installing one; without a recorder it does nothing).
 pub fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         PROVIDER_CALLS,
         Unit::Count,
@@ -57,6 +88,51 @@ pub fn describe() {
         PROVIDER_CALL_SECONDS,
         Unit::Seconds,
         "Latency of calls to a key provider, by provider kind and operation."
+    );
+    describe_histogram!(
+        BUDGET_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time a provider call waited for its turn in a call budget, by provider and priority."
+    );
+    describe_gauge!(
+        BUDGET_QUEUE_DEPTH,
+        Unit::Count,
+        "Provider calls waiting for their turn in a call budget, by provider."
+    );
+    describe_counter!(
+        BUDGET_THROTTLED_RETRIES,
+        Unit::Count,
+        "Provider calls throttled by the provider and retried after a pause, by provider and operation."
+    );
+    describe_counter!(
+        BUDGET_EXHAUSTED,
+        Unit::Count,
+        "Provider calls that found no turn in their budget in time, by provider and priority."
+    );
+    describe_counter!(
+        BUDGET_COALESCED,
+        Unit::Count,
+        "Unwraps answered by an identical call in flight, by provider."
+    );
+    describe_counter!(
+        MONITOR_CHECKS,
+        Unit::Count,
+        "Key checks a monitor made itself, by the state found."
+    );
+    describe_counter!(
+        MONITOR_VERDICTS_READ,
+        Unit::Count,
+        "Verdicts a monitor read from the shared verdict store instead of checking, by outcome."
+    );
+    describe_counter!(
+        MONITOR_LEASES,
+        Unit::Count,
+        "Check leases a monitor tried to take in the shared verdict store, by outcome."
+    );
+    describe_gauge!(
+        MONITOR_GATED_ZONES,
+        Unit::Count,
+        "Watched zones that do not serve after the monitor's last check."
     );
     describe_zone_set();
 }

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use super::MonitorConfig;
+use crate::budget::{current_priority, with_priority, Priority};
 use crate::provider::{EncryptionContext, KeyProvider, KeyRef, KeyState};
 use crate::secret::SecretKey;
 use crate::zone::unavailable_key_state;
@@ -18,9 +19,10 @@ pub(super) async fn check_key(
     key: &KeyRef,
     config: &MonitorConfig,
 ) -> KeyState {
+    // Through a call budget, a check waits behind opens on the data path.
     tokio::time::timeout(
         config.check_timeout,
-        check_key_untimed(provider, key, config),
+        in_check_scope(check_key_untimed(provider, key, config)),
     )
     .await
     .unwrap_or(KeyState::Unreachable)
@@ -61,7 +63,7 @@ pub(super) async fn resolve_alias(
 ) -> Result<KeyRef> {
     tokio::time::timeout(
         config.check_timeout,
-        with_retries(config, || provider.resolve_key(alias)),
+        in_check_scope(with_retries(config, || provider.resolve_key(alias))),
     )
     .await
     .unwrap_or_else(|_| {
@@ -70,6 +72,15 @@ pub(super) async fn resolve_alias(
             "alias resolution timed out",
         ))
     })
+}
+
+/// Runs `work` at [`Priority::Check`] in a call budget, unless the caller
+/// chose a priority already.
+async fn in_check_scope<F: Future>(work: F) -> F::Output {
+    match current_priority() {
+        Some(_) => work.await,
+        None => with_priority(Priority::Check, work).await,
+    }
 }
 
 /// Describes again after `Unreachable`, up to `config.retries` times.

@@ -62,6 +62,9 @@ impl ValidationFailure {
                 crate::error::with_causes(reason.clone(), source.as_deref().map(|s| s as _)),
             ),
             Error::Throttled { .. } => ValidationFailure::Unreachable("throttled".into()),
+            Error::BudgetExhausted { .. } => {
+                ValidationFailure::Unreachable("no slot in the call budget".into())
+            }
             Error::Integrity { .. } => ValidationFailure::RoundTripMismatch,
             Error::RegionMismatch { .. } => ValidationFailure::WrongRegion(error.to_string()),
             other => ValidationFailure::Other(other.to_string()),

@@ -43,6 +43,17 @@ pub(super) fn copy_error(e: &Error) -> Error {
         Error::Throttled { provider } => Error::Throttled {
             provider: provider.clone(),
         },
+        Error::BudgetExhausted {
+            provider,
+            priority,
+            waited,
+            throttled,
+        } => Error::BudgetExhausted {
+            provider: provider.clone(),
+            priority: *priority,
+            waited: *waited,
+            throttled: *throttled,
+        },
         Error::RegionMismatch {
             key,
             key_region,

@@ -695,7 +695,9 @@ pub(crate) fn unavailable_key_state(error: &Error) -> Option<KeyState> {
     match error {
         Error::KeyUnavailable { state, .. } | Error::ZoneUnavailable { state, .. } => Some(*state),
         Error::AccessDenied { .. } => Some(KeyState::AccessDenied),
-        Error::ProviderUnreachable { .. } | Error::Throttled { .. } => Some(KeyState::Unreachable),
+        Error::ProviderUnreachable { .. }
+        | Error::Throttled { .. }
+        | Error::BudgetExhausted { .. } => Some(KeyState::Unreachable),
         _ => None,
     }
 }
