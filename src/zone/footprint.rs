@@ -37,7 +37,13 @@ impl Zone {
             + size_of::<ZoneState>()
             + manifest_heap(&state.manifest)
             + state.stored.len()
-            + state.manifest.sealed.0.as_ref().map_or(0, |b| b.len())
+            + state
+                .manifest
+                .sealed
+                .0
+                .as_ref()
+                .filter(|b| !Arc::ptr_eq(b, &state.stored))
+                .map_or(0, |b| b.len())
             + if state.ezks.is_empty() {
                 0
             } else {
