@@ -11,7 +11,7 @@
 //! * **open on a miss**: p50 and p99 of `ZoneSet::get` for a zone just
 //!   evicted, 100 concurrent misses at a time, against the baseline
 //!   measured in the same run: one provider round trip (`describe_key`),
-//!   100 at a time;
+//!   100 at a time; then the same one miss at a time;
 //! * **a hit**: criterion, `tenancy/hit` (`ZoneSet::get` of an open zone,
 //!   polled once, over all zones in turn) against `tenancy/zone_clone`
 //!   (cloning and dropping a `Zone` handle: the floor);
@@ -299,6 +299,35 @@ fn main() {
         ms(percentile(&trip, 0.5)),
         ms(trip99),
         ms(miss99.saturating_sub(trip99)),
+    );
+
+    // One miss at a time: the set's own cost over the round trip, without
+    // other opens competing for the CPU.
+    let sequential = 200.min(zones_n.saturating_sub(rounds * batch));
+    let (alone, alone_trip) = rt.block_on(async {
+        let (mut alone, mut trip) = (Vec::new(), Vec::new());
+        for (i, id) in ids[rounds * batch..rounds * batch + sequential].iter().enumerate() {
+            assert!(set.evict(*id));
+            let t = Instant::now();
+            set.get(*id).await.map(drop).unwrap();
+            alone.push(t.elapsed());
+            let t = Instant::now();
+            kms.describe_key(&roots[i % roots_n]).await.unwrap();
+            trip.push(t.elapsed());
+        }
+        alone.sort();
+        trip.sort();
+        (alone, trip)
+    });
+    eprintln!(
+        "open on a miss, one at a time ({} samples): p50 {}, p99 {}; provider round trip: p50 {}, \
+         p99 {}; p99 over one round trip: {}",
+        alone.len(),
+        ms(percentile(&alone, 0.5)),
+        ms(percentile(&alone, 0.99)),
+        ms(percentile(&alone_trip, 0.5)),
+        ms(percentile(&alone_trip, 0.99)),
+        ms(percentile(&alone, 0.99).saturating_sub(percentile(&alone_trip, 0.99))),
     );
 
     // A hit, against the floor of cloning a handle.

@@ -137,8 +137,10 @@ impl ZoneSet {
                     self.meters.hits.increment(1);
                     return Ok(entry.zone.clone());
                 }
-                Some(Slot::Opening(outcome)) => outcome.clone(),
-                None => {
+                // An open under way (its task alive: the sender is there).
+                Some(Slot::Opening(outcome)) if outcome.has_changed().is_ok() => outcome.clone(),
+                // None, or an open whose task died with its runtime.
+                _ => {
                     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
                         Error::misuse("ZoneSet::get must run inside a tokio runtime")
                     })?;
@@ -150,13 +152,28 @@ impl ZoneSet {
             }
         };
         self.meters.misses.increment(1);
-        let done = outcome.wait_for(Option::is_some).await.map_err(|_| {
-            Error::misuse("the zone set's open task ended without an outcome (runtime shut down?)")
-        })?;
-        match done.as_ref() {
-            Some(Ok(zone)) => Ok(zone.clone()),
-            Some(Err(e)) => Err(copy_error(e)),
-            None => Err(Error::misuse("the zone set's open task gave no outcome")),
+        // Cloned out at once: the channel's value stays locked while
+        // borrowed.
+        let done: Outcome = match outcome.wait_for(Option::is_some).await {
+            Ok(done) => done.clone(),
+            Err(_) => None,
+        };
+        match done {
+            Some(Ok(zone)) => Ok(zone),
+            Some(Err(e)) => Err(copy_error(&e)),
+            None => {
+                // The open task died without an outcome (its runtime shut
+                // down): forget the open so that the next call starts one.
+                let mut inner = self.write();
+                if matches!(inner.slots.get(&id),
+                    Some(Slot::Opening(rx)) if rx.same_channel(&outcome))
+                {
+                    inner.slots.remove(&id);
+                }
+                Err(Error::misuse(
+                    "the zone set's open task ended without an outcome (its runtime shut down?)",
+                ))
+            }
         }
     }
 

@@ -347,3 +347,27 @@ async fn with_a_monitor_opened_zones_are_gated_and_evicted_ones_unwatched() {
     monitor.check_now().await;
     assert!(gated.is_available());
 }
+
+#[test]
+fn an_open_cut_short_by_its_runtime_is_forgotten() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let f = first.block_on(fixture(1));
+    let set = set(&f, ZoneSetConfig::default());
+    f.kms.set_latency(Duration::from_secs(3600));
+    first.block_on(async {
+        let get = tokio::time::timeout(Duration::from_millis(20), set.get(f.ids[0])).await;
+        assert!(get.is_err(), "still opening");
+    });
+    // The runtime goes, and the open task with it.
+    drop(first);
+    f.kms.set_latency(Duration::ZERO);
+    let zone = runtime().block_on(set.get(f.ids[0])).unwrap();
+    assert_eq!(zone.id(), f.ids[0]);
+    assert_eq!(set.len(), 1);
+}
