@@ -306,7 +306,10 @@ fn main() {
     let sequential = 200.min(zones_n.saturating_sub(rounds * batch));
     let (alone, alone_trip) = rt.block_on(async {
         let (mut alone, mut trip) = (Vec::new(), Vec::new());
-        for (i, id) in ids[rounds * batch..rounds * batch + sequential].iter().enumerate() {
+        for (i, id) in ids[rounds * batch..rounds * batch + sequential]
+            .iter()
+            .enumerate()
+        {
             assert!(set.evict(*id));
             let t = Instant::now();
             set.get(*id).await.map(drop).unwrap();
@@ -359,7 +362,12 @@ fn main() {
 
 /// Every zone reopened at once, as after a restart, through a budget of
 /// 1,000 calls/s over a KMS that throttles above 1,000 calls/s.
-fn restart_storm(rt: &tokio::runtime::Runtime, kms: &Arc<MockProvider>, zones: &Zones, ids: &[ZoneId]) {
+fn restart_storm(
+    rt: &tokio::runtime::Runtime,
+    kms: &Arc<MockProvider>,
+    zones: &Zones,
+    ids: &[ZoneId],
+) {
     let quota = Arc::new(Quota::new(kms.clone(), STORM_RATE));
     let config = BudgetConfig {
         // The last of N zones waits N / rate seconds for its turn.

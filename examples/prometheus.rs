@@ -25,10 +25,13 @@ use cmek::testing::MockProvider;
 use cmek::zone::{Keyring, ManifestStore, MemoryManifestStore, ZoneAnchor, ZoneId, ZoneSpec};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
+/// Each zone's anchor and manifest store.
+type Entries = HashMap<ZoneId, (ZoneAnchor, Arc<dyn ManifestStore>)>;
+
 /// The engine's catalog of tenant zones; a map here.
 struct Tenants {
     keyring: Arc<Keyring>,
-    zones: Mutex<HashMap<ZoneId, (ZoneAnchor, Arc<dyn ManifestStore>)>>,
+    zones: Mutex<Entries>,
 }
 
 #[async_trait]
@@ -70,7 +73,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let provider = BudgetedProvider::new(kms.clone(), BudgetConfig::with_rate(200.0));
     let keyring = Keyring::new(provider.clone());
 
-    let roots: Vec<_> = (0..4).map(|i| kms.add_key(&format!("project-{i}"))).collect();
+    let roots: Vec<_> = (0..4)
+        .map(|i| kms.add_key(&format!("project-{i}")))
+        .collect();
     let mut zones = HashMap::new();
     let mut ids = Vec::new();
     for i in 0..40 {

@@ -17,9 +17,12 @@ use cmek::zone::{Keyring, ManifestStore, MemoryManifestStore, ZoneAnchor, ZoneId
 mod counting_alloc;
 use counting_alloc::{assert_counting, live};
 
+/// Each zone's anchor and manifest store.
+type Entries = HashMap<ZoneId, (ZoneAnchor, Arc<dyn ManifestStore>)>;
+
 struct Catalog {
     keyring: Arc<Keyring>,
-    zones: Mutex<HashMap<ZoneId, (ZoneAnchor, Arc<dyn ManifestStore>)>>,
+    zones: Mutex<Entries>,
 }
 
 #[async_trait]
@@ -50,7 +53,9 @@ fn an_open_idle_zone_holds_at_most_4_kib_and_the_estimate_is_close() {
         .unwrap();
     rt.block_on(async {
         let kms = Arc::new(MockProvider::new());
-        let roots: Vec<_> = (0..ROOTS).map(|i| kms.add_key(&format!("root-{i}"))).collect();
+        let roots: Vec<_> = (0..ROOTS)
+            .map(|i| kms.add_key(&format!("root-{i}")))
+            .collect();
         let keyring = Keyring::new(kms.clone());
         let mut zones = HashMap::new();
         let mut ids = Vec::new();

@@ -13,7 +13,8 @@ use crate::Error;
 /// A copy of `e` for one more waiter.
 pub(super) fn copy_error(e: &Error) -> Error {
     let source_text = || -> Option<Box<dyn std::error::Error + Send + Sync>> {
-        e.source().map(|s| Box::new(io::Error::other(s.to_string())) as _)
+        e.source()
+            .map(|s| Box::new(io::Error::other(s.to_string())) as _)
     };
     match e {
         Error::Integrity { what, reason } => Error::Integrity {

@@ -14,11 +14,14 @@ use crate::testing::{Fault, MockProvider, Operation};
 use crate::zone::{Keyring, ManifestStore, MemoryManifestStore, ZoneAnchor, ZoneId, ZoneSpec};
 use crate::{Error, ErrorKind, KeyState, StateRejection};
 
+/// Each zone's anchor and manifest store.
+type Entries = HashMap<ZoneId, (ZoneAnchor, Arc<dyn ManifestStore>)>;
+
 /// A catalog over a map, counting its calls and keeping every anchor it
 /// was told of.
 struct TestCatalog {
     keyring: Arc<Keyring>,
-    zones: Mutex<HashMap<ZoneId, (ZoneAnchor, Arc<dyn ManifestStore>)>>,
+    zones: Mutex<Entries>,
     locates: AtomicUsize,
     told: Mutex<Vec<ZoneAnchor>>,
     /// Answer every `locate` with this zone's entry instead (a catalog bug).
@@ -30,16 +33,16 @@ impl ZoneCatalog for TestCatalog {
     async fn locate(&self, id: ZoneId) -> crate::Result<ZoneLocation> {
         self.locates.fetch_add(1, Ordering::SeqCst);
         let id = self.misroute.lock().unwrap().unwrap_or(id);
-        let (anchor, store) =
-            self.zones
-                .lock()
-                .unwrap()
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| Error::NotFound {
-                    what: "tenant zone",
-                    location: id.to_string(),
-                })?;
+        let (anchor, store) = self
+            .zones
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: "tenant zone",
+                location: id.to_string(),
+            })?;
         Ok(ZoneLocation {
             anchor,
             store,
@@ -110,7 +113,10 @@ async fn a_miss_opens_once_and_a_hit_calls_nothing() {
     drop(zone);
     for _ in 0..10 {
         let again = set.get(f.ids[0]).await.unwrap();
-        assert_eq!(&again.decrypt_segment("s", &sealed).unwrap()[..], b"tenant data");
+        assert_eq!(
+            &again.decrypt_segment("s", &sealed).unwrap()[..],
+            b"tenant data"
+        );
     }
     assert_eq!(f.kms.total_calls(), 1, "hits make no provider call");
     assert_eq!(f.catalog.locates.load(Ordering::SeqCst), 1);
@@ -228,7 +234,10 @@ async fn zones_in_use_are_never_evicted() {
     let ezks_a = a.ezk_handles();
     drop(a);
     let b = set.get(f.ids[1]).await.unwrap();
-    assert!(set.get_if_open(f.ids[0]).is_some(), "a reader pins its zone");
+    assert!(
+        set.get_if_open(f.ids[0]).is_some(),
+        "a reader pins its zone"
+    );
     assert_eq!(set.len(), 2, "past the bound while every zone is in use");
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
@@ -316,18 +325,26 @@ async fn anchor_changes_reach_the_catalog() {
 async fn with_a_monitor_opened_zones_are_gated_and_evicted_ones_unwatched() {
     let f = fixture(2).await;
     let monitor = KeyMonitor::new(MonitorConfig::with_interval(Duration::from_secs(600)));
-    let mut config = ZoneSetConfig::default();
-    config.monitor = Some(monitor.clone());
+    let config = ZoneSetConfig {
+        monitor: Some(monitor.clone()),
+        ..ZoneSetConfig::default()
+    };
     let set = set(&f, config);
     let a = set.get(f.ids[0]).await.unwrap();
     drop(set.get(f.ids[1]).await.unwrap());
 
     assert!(f.kms.disable_key("root"));
     let report = monitor.check_now().await;
-    assert_eq!(report.zones.len(), 2, "both zones the set opened are watched");
+    assert_eq!(
+        report.zones.len(),
+        2,
+        "both zones the set opened are watched"
+    );
     assert_eq!(
         report.zone_availability(f.ids[0]),
-        Some(crate::zone::ZoneAvailability::Unavailable(KeyState::Disabled))
+        Some(crate::zone::ZoneAvailability::Unavailable(
+            KeyState::Disabled
+        ))
     );
     assert!(matches!(
         a.encrypt_segment("s", b"x"),
@@ -336,7 +353,11 @@ async fn with_a_monitor_opened_zones_are_gated_and_evicted_ones_unwatched() {
 
     assert!(set.evict(f.ids[1]));
     let report = monitor.check_now().await;
-    assert_eq!(report.zones.len(), 1, "the evicted zone is no longer watched");
+    assert_eq!(
+        report.zones.len(),
+        1,
+        "the evicted zone is no longer watched"
+    );
 
     // A zone whose key is unusable opens gated rather than failing.
     drop(a);

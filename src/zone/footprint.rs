@@ -74,6 +74,8 @@ fn manifest_heap(m: &ZoneManifest) -> usize {
         } else {
             btree_leaf::<u32, EzkRecord>()
         }
-        + m.ezks.values().map(|r| r.wrapped.as_bytes().len()).sum::<usize>()
+        + m.ezks
+            .values()
+            .map(|r| r.wrapped.as_bytes().len())
+            .sum::<usize>()
 }
-
