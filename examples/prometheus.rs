@@ -1,6 +1,6 @@
 //! cmek's metrics for Prometheus: a zone set serving tenants, its provider
-//! behind a call budget, and every metric they record rendered in
-//! Prometheus's text format.
+//! metered and behind a call budget, and every metric they record rendered
+//! in Prometheus's text format.
 //!
 //! cmek records through the `metrics` facade and installs no recorder;
 //! this example installs `metrics-exporter-prometheus`'s, then runs a
@@ -12,7 +12,8 @@
 //!
 //! `cargo run --features testing --example prometheus`
 //!
-//! It fails if a zone-set or budget metric is missing from the output.
+//! It fails if a zone-set, provider-call or budget metric is missing from
+//! the output.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cmek::budget::{BudgetConfig, BudgetedProvider};
+use cmek::provider::MeteredProvider;
 use cmek::tenancy::{ZoneCatalog, ZoneLocation, ZoneSet, ZoneSetConfig};
 use cmek::testing::MockProvider;
 use cmek::zone::{Keyring, ManifestStore, MemoryManifestStore, ZoneAnchor, ZoneId, ZoneSpec};
@@ -67,10 +69,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .install_recorder()?;
     cmek::metrics::describe();
 
-    // A KMS that takes 5 ms a call, behind a budget of 200 calls a second.
+    // A KMS that takes 5 ms a call, its calls counted and timed, behind a
+    // budget of 200 calls a second.
     let kms = Arc::new(MockProvider::new());
     kms.set_latency(Duration::from_millis(5));
-    let provider = BudgetedProvider::new(kms.clone(), BudgetConfig::with_rate(200.0));
+    let metered = MeteredProvider::new(kms.clone());
+    let provider = BudgetedProvider::new(metered, BudgetConfig::with_rate(200.0));
     let keyring = Keyring::new(provider.clone());
 
     let roots: Vec<_> = (0..4)
@@ -126,6 +130,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cmek::metrics::ZONE_SET_OPEN_ZONES,
         cmek::metrics::ZONE_SET_BYTES,
         cmek::metrics::BUDGET_WAIT_SECONDS,
+        cmek::metrics::PROVIDER_CALLS,
+        cmek::metrics::PROVIDER_CALL_SECONDS,
     ];
     let missing: Vec<_> = expected
         .iter()

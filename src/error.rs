@@ -1065,10 +1065,23 @@ mod tests {
             (io_error(io::ErrorKind::NotFound), K::System),
             (io_error(io::ErrorKind::PermissionDenied), K::System),
             (Error::Random, K::System),
+            (
+                Error::BudgetExhausted {
+                    provider: "p".into(),
+                    priority: crate::budget::Priority::Open,
+                    waited: std::time::Duration::from_secs(30),
+                    throttled: 2,
+                },
+                K::Retry,
+            ),
         ];
         for (error, kind) in table {
             assert_eq!(error.kind(), kind, "{error:?}");
             assert_eq!(error.is_transient(), kind == K::Retry, "{error:?}");
+            // A copy for another waiter says the same and asks for the same.
+            let copy = error.duplicate();
+            assert_eq!(copy.kind(), kind, "{error:?}");
+            assert_eq!(copy.report(), error.report(), "{error:?}");
         }
     }
 

@@ -49,7 +49,8 @@ pub const MONITOR_VERDICTS_READ: &str = "cmek_monitor_verdicts_read_total";
 /// Check leases a monitor took in the verdict store, by `outcome` (`won`,
 /// `lost`, `error`).
 pub const MONITOR_LEASES: &str = "cmek_monitor_leases_total";
-/// Zones a monitor watches that do not serve (gated) after its last check.
+/// Zones a monitor watches that do not serve (gated) after its last check
+/// (a process runs one monitor; several would overwrite each other's).
 pub const MONITOR_GATED_ZONES: &str = "cmek_monitor_gated_zones";
 
 // --- Zone set (`crate::tenancy::ZoneSet`), each by `set` (the set's
@@ -180,4 +181,97 @@ fn describe_zone_set() {
         Unit::Count,
         "Opens admitted past the zone set's bounds because every open zone was in use."
     );
+}
+
+/// A recorder for tests: counters and gauges by name and labels
+/// (`name{label=value,...}`), histograms by their number of samples.
+#[cfg(test)]
+pub(crate) mod test_recorder {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+
+    /// What was recorded.
+    #[derive(Default)]
+    pub(crate) struct Recorded {
+        counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+        gauges: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+        histograms: Mutex<BTreeMap<String, Arc<Samples>>>,
+    }
+
+    #[derive(Default)]
+    struct Samples(Mutex<Vec<f64>>);
+
+    impl HistogramFn for Samples {
+        fn record(&self, value: f64) {
+            self.0.lock().unwrap().push(value);
+        }
+    }
+
+    fn name(key: &Key) -> String {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        if labels.is_empty() {
+            key.name().to_owned()
+        } else {
+            format!("{}{{{}}}", key.name(), labels.join(","))
+        }
+    }
+
+    impl Recorder for Recorded {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut counters = self.counters.lock().unwrap();
+            Counter::from_arc(counters.entry(name(key)).or_default().clone())
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            let mut gauges = self.gauges.lock().unwrap();
+            Gauge::from_arc(gauges.entry(name(key)).or_default().clone())
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let mut histograms = self.histograms.lock().unwrap();
+            Histogram::from_arc(histograms.entry(name(key)).or_default().clone())
+        }
+    }
+
+    impl Recorded {
+        pub(crate) fn counter(&self, name: &str) -> u64 {
+            self.counters
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        }
+        pub(crate) fn samples(&self, name: &str) -> usize {
+            self.histograms
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0, |h| h.0.lock().unwrap().len())
+        }
+
+        pub(crate) fn gauge(&self, name: &str) -> f64 {
+            self.gauges
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0.0, |g| f64::from_bits(g.load(Ordering::Relaxed)))
+        }
+
+        pub(crate) fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = self.counters.lock().unwrap().keys().cloned().collect();
+            names.extend(self.gauges.lock().unwrap().keys().cloned());
+            names.extend(self.histograms.lock().unwrap().keys().cloned());
+            names
+        }
+    }
 }

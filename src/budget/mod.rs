@@ -47,7 +47,12 @@
 //! is [`Priority::Open`], a describe or an alias resolution
 //! [`Priority::Check`], a wrap or a key generation [`Priority::Admin`]. The
 //! [`KeyMonitor`](crate::monitor::KeyMonitor) runs its checks in a
-//! `Check` scope.
+//! `Check` scope; a check's wait in the queue counts toward its
+//! [`check_timeout`](crate::monitor::MonitorConfig::check_timeout), and a
+//! check that times out, or finds no slot within `max_wait`, finds the key
+//! unreachable (the monitor's
+//! [`UnreachablePolicy`](crate::monitor::UnreachablePolicy) then decides).
+//! During a storm of opens, keep the grace period longer than the storm.
 //!
 //! Calls that make no provider call (`key_ref`, `key_in_region`,
 //! `access_policy`, `is_legacy_wrap`) pass through, and so does
@@ -495,6 +500,13 @@ impl KeyProvider for BudgetedProvider {
         .await
     }
 
-    // `validate_key` keeps the trait's default: its wrap, unwrap and
-    // describe each go through the budget above.
+    async fn validate_key(&self, root: &KeyRef) -> crate::provider::KeyValidation {
+        // A validation is administration (registering a key): all three of
+        // its calls go at `Admin`, unless the caller chose a priority.
+        let validate = crate::provider::validate_round_trip(self, root);
+        match current_priority() {
+            Some(_) => validate.await,
+            None => with_priority(Priority::Admin, validate).await,
+        }
+    }
 }

@@ -23,7 +23,9 @@ use crate::provider::KeyRef;
 /// counts as one, so that rounding never leaves a waiter a hair short.
 const EPSILON: f64 = 1e-9;
 
-/// Root buckets kept before full, idle ones are forgotten.
+/// Root buckets kept before full, idle ones are first forgotten; after
+/// each sweep the next comes at twice the number left, so that sweeping
+/// costs a constant per call however many keys are busy.
 const ROOT_BUCKETS_KEPT: usize = 4096;
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -116,6 +118,8 @@ struct State {
     next_seq: u64,
     /// When the driver will look next; `None` when it is not running.
     driver_wake: Option<Instant>,
+    /// Root buckets kept before the next sweep of full ones.
+    sweep_at: usize,
 }
 
 /// The shared scheduler of one budget.
@@ -146,6 +150,7 @@ impl Scheduler {
                 parked: HashMap::new(),
                 next_seq: 0,
                 driver_wake: None,
+                sweep_at: ROOT_BUCKETS_KEPT,
             }),
             limits,
             wake_driver: Notify::new(),
@@ -247,6 +252,15 @@ impl Scheduler {
 
     /// Grants tokens as they come while calls wait; ends when none waits.
     async fn drive(self: Arc<Self>) {
+        // If the task is dropped (its runtime shut down), the next waiter
+        // must start another driver rather than count on this one.
+        struct Stopped<'a>(&'a Scheduler);
+        impl Drop for Stopped<'_> {
+            fn drop(&mut self) {
+                self.0.lock().driver_wake = None;
+            }
+        }
+        let _stopped = Stopped(&self);
         loop {
             let wake = {
                 let mut state = self.lock();
@@ -299,12 +313,13 @@ impl State {
         let Some((rate, burst)) = limits.root else {
             return true;
         };
-        if self.roots.len() > ROOT_BUCKETS_KEPT {
+        if self.roots.len() > self.sweep_at {
             // A full bucket is the same as a new one: forget those.
             for bucket in self.roots.values_mut() {
                 bucket.refill(now);
             }
             self.roots.retain(|_, b| !b.is_full());
+            self.sweep_at = (self.roots.len() * 2).max(ROOT_BUCKETS_KEPT);
         }
         let bucket = self
             .roots

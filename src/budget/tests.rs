@@ -426,3 +426,131 @@ fn out_of_range_settings_are_clamped() {
     assert_eq!(limits.burst, 1.0);
     assert_eq!(limits.root, Some((1.0, 1.0)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_storm_is_served_without_errors() {
+    // 20,000 opens over 2,000 keys at 1,000 calls a second, with the
+    // provider throttling now and then: every call succeeds, none sees
+    // `Throttled`, and the whole storm takes about 20 s of (paused) time.
+    let config = BudgetConfig {
+        calls_per_second: 1000.0,
+        burst: 100,
+        per_root: Some((20.0, 20)),
+        max_wait: Duration::from_secs(120),
+        ..BudgetConfig::default()
+    };
+    let mock = Arc::new(MockProvider::new());
+    let keys: Vec<KeyRef> = (0..2000).map(|i| mock.add_key(&format!("k{i}"))).collect();
+    let budget = BudgetedProvider::new(mock.clone(), config);
+    mock.inject_fault(Fault::Throttled, Some(Operation::Describe), Some(50));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..20_000)
+        .map(|i| {
+            let (budget, key) = (budget.clone(), keys[i % keys.len()].clone());
+            tokio::spawn(with_priority(Priority::Open, async move {
+                budget.describe_key(&key).await
+            }))
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_secs(19), "{took:?}");
+    assert!(took <= Duration::from_secs(25), "{took:?}");
+    assert_eq!(mock.calls(Operation::Describe), 20_050);
+    assert_eq!(budget.queue_depth(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_validation_goes_at_administration_priority() {
+    let (_mock, budget, root) = setup(slow(Duration::ZERO));
+    budget.describe_key(&root).await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let validation = {
+        let (budget, root, order) = (budget.clone(), root.clone(), order.clone());
+        tokio::spawn(async move {
+            let report = budget.validate_key(&root).await;
+            order.lock().unwrap().push("validation");
+            report
+        })
+    };
+    tokio::task::yield_now().await;
+    let check = {
+        let (budget, root, order) = (budget.clone(), root.clone(), order.clone());
+        tokio::spawn(async move {
+            budget.describe_key(&root).await.unwrap();
+            order.lock().unwrap().push("check");
+        })
+    };
+    check.await.unwrap();
+    assert!(validation.await.unwrap().is_valid());
+    assert_eq!(*order.lock().unwrap(), ["check", "validation"]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waits_depth_throttles_and_coalescing_are_recorded() {
+    let recorded = crate::metrics::test_recorder::Recorded::default();
+    let _guard = metrics::set_default_local_recorder(&recorded);
+    let (mock, budget, root) = setup(slow(Duration::ZERO));
+    mock.set_latency(Duration::from_millis(10));
+    let (_, wrapped) = mock.generate_key(&root, &ctx("z")).await.unwrap();
+    budget.describe_key(&root).await.unwrap();
+    // Three identical unwraps queue behind the spent bucket and share a call.
+    let context = ctx("z");
+    let unwraps = (0..3).map(|_| budget.unwrap_key(&root, &wrapped, &context));
+    let depth_seen = async {
+        tokio::task::yield_now().await;
+        recorded.gauge("cmek_budget_queue_depth{provider=mock}")
+    };
+    let (results, depth) = tokio::join!(futures_util::future::join_all(unwraps), depth_seen);
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(depth, 1.0, "one call waits; the other two wait on it");
+    assert_eq!(
+        recorded.gauge("cmek_budget_queue_depth{provider=mock}"),
+        0.0
+    );
+    assert_eq!(
+        recorded.counter("cmek_budget_coalesced_unwraps_total{provider=mock}"),
+        2
+    );
+    assert_eq!(
+        recorded.samples("cmek_budget_wait_seconds{provider=mock,priority=open}"),
+        1
+    );
+    mock.inject_fault(Fault::Throttled, Some(Operation::Describe), Some(2));
+    budget.describe_key(&root).await.unwrap();
+    assert_eq!(
+        recorded.counter("cmek_budget_throttled_retries_total{provider=mock,operation=describe}"),
+        2
+    );
+    // Labels never name a key.
+    assert!(recorded.names().iter().all(|n| !n.contains("root")));
+}
+
+#[test]
+fn a_budget_outlives_the_runtime_that_drove_it() {
+    let (_mock, budget, root) = setup(BudgetConfig {
+        max_wait: Duration::from_secs(5),
+        ..slow(Duration::ZERO)
+    });
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    // The first runtime leaves a call queued (its driver asleep) and ends.
+    runtime().block_on(async {
+        budget.describe_key(&root).await.unwrap();
+        let (b, r) = (budget.clone(), root.clone());
+        tokio::spawn(async move { b.describe_key(&r).await });
+        tokio::task::yield_now().await;
+    });
+    // The next runtime's calls are still served.
+    runtime().block_on(async {
+        budget.describe_key(&root).await.unwrap();
+        budget.describe_key(&root).await.unwrap();
+    });
+}

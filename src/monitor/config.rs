@@ -70,6 +70,11 @@ pub struct MonitorConfig {
     /// Events buffered per subscriber before the slowest one starts losing
     /// the oldest. Default 1024.
     pub event_capacity: usize,
+    /// Keys checked (or, with shared verdicts, looked up in the verdict
+    /// store) at the same time. A node watching 10,000 keys sends at most
+    /// this many requests to its provider and its verdict store at once,
+    /// which neither throttles. Default 64; at least 1.
+    pub max_concurrent_checks: usize,
 }
 
 impl Default for MonitorConfig {
@@ -83,6 +88,7 @@ impl Default for MonitorConfig {
             retry_backoff: Duration::from_secs(1),
             unreachable: UnreachablePolicy::default(),
             event_capacity: 1024,
+            max_concurrent_checks: 64,
         }
     }
 }

@@ -40,6 +40,38 @@
 //! Changes are published as [`MonitorEvent`]s to every
 //! [`subscribe`](KeyMonitor::subscribe)r and as `tracing` events.
 //!
+//! **One check per key.** A check asks the provider once per distinct root
+//! key, however many watched zones use it.
+//!
+//! **Shared verdicts.** Nodes that watch the same keys can share one check
+//! per key per interval instead of each making its own
+//! ([`KeyMonitor::with_shared_verdicts`], [`SharedVerdicts`]). Intervals are
+//! counted on the wall clock from the Unix epoch, so every node's loop
+//! checks at the same moments. For each key, the first node to take the
+//! key's lease in the [`VerdictStore`] (a compare-and-swap on the key's
+//! record: [`InMemoryVerdictStore`], or an object with conditional puts,
+//! `object_store::v014::ObjectVerdictStore`) checks it with its provider
+//! and writes its verdict; the others wait for that verdict, reading the
+//! record every [`poll`](SharedVerdicts::with_poll), and gate their zones
+//! on it. A lease runs out after [`SharedVerdicts::with_lease`] (60 s by
+//! default): a holder that dies costs that much, then another node takes
+//! the lease and checks, within the same interval. The revocation bound
+//! above becomes one interval, plus one check, plus one lease if the node
+//! checking dies.
+//!
+//! Verdict records are authenticated under a key derived from a secret the
+//! nodes share, and bound to their key; a record that does not
+//! authenticate, names another key, or predates the current interval is
+//! never a verdict: the node checks the key itself. Whoever can write the
+//! store without the secret can therefore cost provider calls, never make
+//! a revoked key look usable (see [`SharedVerdicts`] for the cases). A
+//! verdict says when the key was last found usable; under
+//! [`UnreachablePolicy::GracePeriod`], zones whose key is unreachable keep
+//! serving only while that is within the grace, counted from the check
+//! that found it usable, whichever node made it: an older verdict gates
+//! them, never the reverse. A store that cannot be read or written makes
+//! each node check every key itself, as without sharing.
+//!
 //! This module decides when zones serve; it must not touch segment data.
 
 use std::collections::HashMap;
@@ -57,12 +89,17 @@ use crate::Result;
 mod check;
 mod config;
 mod event;
+mod shared;
+mod verdict;
 
+#[cfg(test)]
+mod shared_tests;
 #[cfg(test)]
 mod tests;
 
 pub use config::{MonitorConfig, UnreachablePolicy};
 pub use event::MonitorEvent;
+pub use verdict::{InMemoryVerdictStore, RecordVersion, SharedVerdicts, VerdictStore};
 
 /// What the monitor knows of one key.
 struct KeyEntry {
@@ -145,6 +182,8 @@ pub struct KeyMonitor {
     /// One check at a time: two overlapping checks could gate a zone on
     /// stale results.
     pass: tokio::sync::Mutex<()>,
+    /// Verdicts shared with other nodes, if configured.
+    shared: Option<Arc<SharedVerdicts>>,
 }
 
 impl std::fmt::Debug for KeyMonitor {
@@ -161,12 +200,25 @@ impl std::fmt::Debug for KeyMonitor {
 impl KeyMonitor {
     /// A monitor with `config`, watching nothing yet.
     pub fn new(config: MonitorConfig) -> Arc<Self> {
+        Self::build(config, None)
+    }
+
+    /// A monitor with `config` that shares its verdicts with the other
+    /// nodes of a cluster through `shared`: per key and interval, one node
+    /// takes a lease and checks, the others read its verdict. See
+    /// "Shared verdicts" in the [module docs](self).
+    pub fn with_shared_verdicts(config: MonitorConfig, shared: SharedVerdicts) -> Arc<Self> {
+        Self::build(config, Some(Arc::new(shared)))
+    }
+
+    fn build(config: MonitorConfig, shared: Option<Arc<SharedVerdicts>>) -> Arc<Self> {
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         Arc::new(Self {
             config,
             watched: Mutex::new(Watched::default()),
             events,
             pass: tokio::sync::Mutex::new(()),
+            shared,
         })
     }
 
@@ -268,18 +320,47 @@ impl KeyMonitor {
         }
 
         let mut checks = JoinSet::new();
+        let slot_start_ms = self.slot_start_ms();
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.config.max_concurrent_checks.max(1),
+        ));
         for (key, provider) in targets {
             let config = self.config.clone();
+            let shared = self.shared.clone();
+            let permits = Arc::clone(&permits);
             checks.spawn(async move {
-                let state = check::check_key(provider.as_ref(), &key, &config).await;
-                (key, state)
+                // Never closed, so the permit always comes.
+                let _permit = permits.acquire_owned().await.ok();
+                let obtained = match &shared {
+                    Some(shared) => {
+                        shared::obtain(shared, provider.as_ref(), &key, &config, slot_start_ms)
+                            .await
+                    }
+                    None => shared::Obtained {
+                        state: check::check_key(provider.as_ref(), &key, &config).await,
+                        last_usable_ms: None,
+                        checked_here: true,
+                    },
+                };
+                if obtained.checked_here {
+                    metrics::counter!(crate::metrics::MONITOR_CHECKS,
+                        "outcome" => obtained.state.as_str())
+                    .increment(1);
+                }
+                (key, obtained)
             });
         }
         let mut results = HashMap::new();
+        // When another node's check (or this one's) last found each key
+        // usable, for the grace period.
+        let mut confirmed: HashMap<KeyRef, Instant> = HashMap::new();
         while let Some(joined) = checks.join_next().await {
             match joined {
-                Ok((key, state)) => {
-                    results.insert(key, state);
+                Ok((key, obtained)) => {
+                    if let Some(at) = obtained.last_usable_ms.and_then(instant_of_ms) {
+                        confirmed.insert(key.clone(), at);
+                    }
+                    results.insert(key, obtained.state);
                 }
                 // A provider that panics is a bug in it; the keys it did
                 // not report are treated as unchecked (zones unchanged,
@@ -305,7 +386,9 @@ impl KeyMonitor {
                 zone_report.push((zone.id(), zone.availability()));
                 continue;
             };
-            retry_soon |= !self.gate(zone, &root, state).await;
+            retry_soon |= !self
+                .gate(zone, &root, state, confirmed.get(&root).copied())
+                .await;
             zone_report.push((zone.id(), zone.availability()));
         }
 
@@ -351,6 +434,12 @@ impl KeyMonitor {
             }
         }
 
+        let gated = zone_report
+            .iter()
+            .filter(|(_, a)| !a.is_available())
+            .count();
+        metrics::gauge!(crate::metrics::MONITOR_GATED_ZONES).set(gated as f64);
+
         let mut keys: Vec<_> = results.into_iter().collect();
         keys.sort_by_key(|(key, _)| key.to_string());
         CheckReport {
@@ -375,15 +464,38 @@ impl KeyMonitor {
             loop {
                 let started = Instant::now();
                 let report = monitor.check_now().await;
-                let wait = if report.retry_soon {
-                    monitor.config.retry_interval.min(monitor.config.interval)
+                let next = if report.retry_soon {
+                    started + monitor.config.retry_interval.min(monitor.config.interval)
+                } else if monitor.shared.is_some() {
+                    // Nodes sharing verdicts check at the same moments (the
+                    // starts of the interval on the wall clock), so that
+                    // the first takes the lease and the others find its
+                    // verdict soon after.
+                    Instant::now() + monitor.until_next_slot()
                 } else {
-                    monitor.config.interval
+                    started + monitor.config.interval
                 };
-                tokio::time::sleep_until(started + wait).await;
+                tokio::time::sleep_until(next).await;
             }
         });
         MonitorHandle { task }
+    }
+
+    /// The wall-clock start of the current interval, in milliseconds:
+    /// intervals are counted from the Unix epoch, so that every node sharing
+    /// verdicts agrees on them.
+    fn slot_start_ms(&self) -> u64 {
+        let interval = (self.config.interval.as_millis() as u64).max(1);
+        let now = verdict::now_ms();
+        now - now % interval
+    }
+
+    /// Time from now to the start of the next interval (see
+    /// [`slot_start_ms`](Self::slot_start_ms)).
+    fn until_next_slot(&self) -> std::time::Duration {
+        let interval = (self.config.interval.as_millis() as u64).max(1);
+        let now = verdict::now_ms();
+        std::time::Duration::from_millis(interval - now % interval)
     }
 
     /// The keys to check (with their providers) and the live zones;
@@ -476,12 +588,18 @@ impl KeyMonitor {
 
     /// Applies a key check's result to one zone. Returns false if the zone
     /// is left unsettled (kept serving on a grace period, or not recovered).
-    async fn gate(&self, zone: &Zone, root: &KeyRef, state: KeyState) -> bool {
+    async fn gate(
+        &self,
+        zone: &Zone,
+        root: &KeyRef,
+        state: KeyState,
+        confirmed: Option<Instant>,
+    ) -> bool {
         let id = zone.id();
         let before = zone.availability();
         match state {
             KeyState::Enabled => {
-                self.set_last_confirmed(zone);
+                self.set_last_confirmed(zone, confirmed.unwrap_or_else(Instant::now));
                 if before.is_available() {
                     return true;
                 }
@@ -501,8 +619,11 @@ impl KeyMonitor {
             KeyState::Unreachable => {
                 let within_grace = match self.config.unreachable {
                     UnreachablePolicy::FailClosed => false,
+                    // The last confirmation by this node (opening the
+                    // zone, a check) or by the node whose verdict it read.
                     UnreachablePolicy::GracePeriod(grace) => self
                         .last_confirmed(zone)
+                        .max(confirmed)
                         .is_some_and(|t| t.elapsed() <= grace),
                 };
                 if !within_grace {
@@ -553,9 +674,9 @@ impl KeyMonitor {
         let _ = self.events.send(event);
     }
 
-    fn set_last_confirmed(&self, zone: &Zone) {
+    fn set_last_confirmed(&self, zone: &Zone, at: Instant) {
         if let Some(entry) = self.lock().zone_mut(zone) {
-            entry.last_confirmed = Some(Instant::now());
+            entry.last_confirmed = Some(at);
         }
     }
 
@@ -566,6 +687,13 @@ impl KeyMonitor {
     fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The instant a wall-clock time in milliseconds was, on tokio's clock;
+/// `None` if it is too far back to name.
+fn instant_of_ms(ms: u64) -> Option<Instant> {
+    let ago = verdict::now_ms().saturating_sub(ms);
+    Instant::now().checked_sub(std::time::Duration::from_millis(ago))
 }
 
 /// `zone`'s root key and the reference of its root alias, if it has one

@@ -19,9 +19,13 @@ mod adapter;
 #[allow(clippy::duplicate_mod)]
 #[path = "manifest.rs"]
 mod manifest;
+#[allow(clippy::duplicate_mod)]
+#[path = "verdicts.rs"]
+mod verdicts;
 
 pub use adapter::EncryptedStore;
 pub use manifest::ObjectManifestStore;
+pub use verdicts::ObjectVerdictStore;
 
 /// What a `GetResult` carries besides its payload, meta, range and
 /// attributes in this major: nothing.

@@ -20,6 +20,11 @@
 //! * `cmek::testing::MockProvider` (feature `testing`) — in memory, counts
 //!   calls, injects faults and latency.
 //!
+//! Decorators that wrap any of them: [`MeteredProvider`] counts and times
+//! every call through the `metrics` facade;
+//! [`BudgetedProvider`](crate::budget::BudgetedProvider) makes calls
+//! within a call budget.
+//!
 //! # Providers own their vendor's rules
 //!
 //! Everything vendor-specific — how keys are named (ARNs, aliases), which
@@ -85,6 +90,7 @@ pub mod kit;
 #[cfg(feature = "kmip")]
 pub mod kmip;
 pub(crate) mod local;
+mod metered;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 mod region;
@@ -101,6 +107,7 @@ pub use gcp::{GcpCredentials, GcpKmsOptions, GcpKmsProvider, GCP_KMS_PROVIDER};
 #[cfg(feature = "kmip")]
 pub use kmip::{KmipOptions, KmipProvider, KMIP_PROVIDER};
 pub use local::{LocalKeyInfo, LocalKeyProvider, LOCAL_PROVIDER};
+pub use metered::MeteredProvider;
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{
     Pkcs11Options, Pkcs11Pin, Pkcs11Provider, TokenSelector, WrapMechanism, PKCS11_PROVIDER,
@@ -455,51 +462,61 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// compare, describe — and reports each step's outcome. Never fails:
     /// failures are in the report.
     async fn validate_key(&self, root: &KeyRef) -> KeyValidation {
-        let context = EncryptionContext::new().with("cmek:purpose", "key-validation");
-        let (encrypt, decrypt) = match SecretKey::generate() {
+        validate_round_trip(self, root).await
+    }
+}
+
+/// The default [`KeyProvider::validate_key`]: a round trip and a describe
+/// through `provider`'s own calls (so that a decorator such as a budget or
+/// a meter sees each of them).
+pub(crate) async fn validate_round_trip<P: KeyProvider + ?Sized>(
+    provider: &P,
+    root: &KeyRef,
+) -> KeyValidation {
+    let context = EncryptionContext::new().with("cmek:purpose", "key-validation");
+    let (encrypt, decrypt) = match SecretKey::generate() {
+        Err(e) => (
+            StepOutcome::Failed(ValidationFailure::from_error(&e)),
+            StepOutcome::Skipped,
+        ),
+        Ok(probe) => match provider.wrap_key(root, &probe, &context).await {
             Err(e) => (
                 StepOutcome::Failed(ValidationFailure::from_error(&e)),
                 StepOutcome::Skipped,
             ),
-            Ok(probe) => match self.wrap_key(root, &probe, &context).await {
-                Err(e) => (
-                    StepOutcome::Failed(ValidationFailure::from_error(&e)),
-                    StepOutcome::Skipped,
+            Ok(wrapped) => match provider.unwrap_key(root, &wrapped, &context).await {
+                Ok(back) if back == probe => (StepOutcome::Passed, StepOutcome::Passed),
+                Ok(_) => (
+                    StepOutcome::Passed,
+                    StepOutcome::Failed(ValidationFailure::RoundTripMismatch),
                 ),
-                Ok(wrapped) => match self.unwrap_key(root, &wrapped, &context).await {
-                    Ok(back) if back == probe => (StepOutcome::Passed, StepOutcome::Passed),
-                    Ok(_) => (
-                        StepOutcome::Passed,
-                        StepOutcome::Failed(ValidationFailure::RoundTripMismatch),
-                    ),
-                    Err(e) => (
-                        StepOutcome::Passed,
-                        StepOutcome::Failed(ValidationFailure::from_error(&e)),
-                    ),
-                },
+                Err(e) => (
+                    StepOutcome::Passed,
+                    StepOutcome::Failed(ValidationFailure::from_error(&e)),
+                ),
             },
-        };
-        let (describe, state) = match self.describe_key(root).await {
-            Ok(KeyState::Enabled) => (StepOutcome::Passed, Some(KeyState::Enabled)),
-            Ok(KeyState::Unreachable) => (
-                StepOutcome::Failed(ValidationFailure::Unreachable(
-                    "no answer to describe".into(),
-                )),
-                Some(KeyState::Unreachable),
-            ),
-            Ok(state) => (
-                StepOutcome::Failed(ValidationFailure::KeyState(state)),
-                Some(state),
-            ),
-            Err(e) => (StepOutcome::Failed(ValidationFailure::from_error(&e)), None),
-        };
-        KeyValidation {
-            key: root.clone(),
-            encrypt,
-            decrypt,
-            describe,
-            state,
-        }
+        },
+    };
+    let (describe, state) = match provider.describe_key(root).await {
+        Ok(KeyState::Enabled) => (StepOutcome::Passed, Some(KeyState::Enabled)),
+        Ok(KeyState::Unreachable) => (
+            StepOutcome::Failed(ValidationFailure::Unreachable(
+                "no answer to describe".into(),
+            )),
+            Some(KeyState::Unreachable),
+        ),
+        Ok(state) => (
+            StepOutcome::Failed(ValidationFailure::KeyState(state)),
+            Some(state),
+        ),
+        Err(e) => (StepOutcome::Failed(ValidationFailure::from_error(&e)), None),
+    };
+    KeyValidation {
+        key: root.clone(),
+        encrypt,
+        decrypt,
+        describe,
+        state,
     }
 }
 
