@@ -392,3 +392,23 @@ fn an_open_cut_short_by_its_runtime_is_forgotten() {
     assert_eq!(zone.id(), f.ids[0]);
     assert_eq!(set.len(), 1);
 }
+
+#[tokio::test]
+async fn a_change_just_before_eviction_still_reaches_the_catalog() {
+    let f = fixture(1).await;
+    let set = set(&f, ZoneSetConfig::default());
+    let zone = set.get(f.ids[0]).await.unwrap();
+    zone.rotate_ezk().await.unwrap();
+    let want = zone.anchor();
+    drop(zone);
+    // Evicted at once: the zone, and its anchor channel, are gone before
+    // the reporting task may have run.
+    assert!(set.evict(f.ids[0]));
+    for _ in 0..200 {
+        if f.catalog.told.lock().unwrap().contains(&want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(f.catalog.told.lock().unwrap().last(), Some(&want));
+}
