@@ -102,7 +102,6 @@ mod catalog;
 mod config;
 mod meters;
 mod set;
-mod share;
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,6 @@ use tokio::sync::watch;
 use super::catalog::{ZoneCatalog, ZoneLocation};
 use super::config::ZoneSetConfig;
 use super::meters::Meters;
-use super::share::copy_error;
 use crate::zone::{Zone, ZoneId};
 use crate::{Error, Result, StateRejection};
 
@@ -160,7 +159,7 @@ impl ZoneSet {
         };
         match done {
             Some(Ok(zone)) => Ok(zone),
-            Some(Err(e)) => Err(copy_error(&e)),
+            Some(Err(e)) => Err(e.duplicate()),
             None => {
                 // The open task died without an outcome (its runtime shut
                 // down): forget the open so that the next call starts one.
