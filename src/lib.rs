@@ -39,6 +39,9 @@
 //! * `parquet` (feature `parquet`) — Parquet modular encryption under
 //!   master keys of any provider: the key tools' KMS client and key
 //!   material.
+//! * [`tenancy`] — many zones in one process: a [`ZoneSet`](tenancy::ZoneSet)
+//!   opens zones on demand from the engine's catalog, single-flight,
+//!   bounded by count and bytes, evicting idle zones.
 //! * [`backup`] — backups of encrypted zones and their restore into a new
 //!   zone (rewrapped or re-encrypted) or to plaintext, across regions.
 //! * `testing` (feature `testing`) — an in-memory provider that counts calls and
@@ -125,6 +128,7 @@ pub mod provider;
 pub mod registry;
 pub mod secret;
 pub mod stream;
+pub mod tenancy;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod zone;

@@ -53,6 +53,29 @@ pub const MONITOR_LEASES: &str = "cmek_monitor_leases_total";
 /// (a process runs one monitor; several would overwrite each other's).
 pub const MONITOR_GATED_ZONES: &str = "cmek_monitor_gated_zones";
 
+// --- Zone set (`crate::tenancy::ZoneSet`), each by `set` (the set's
+// configured name). ---
+
+/// Gets of a zone the set held open, by `set`.
+pub const ZONE_SET_HITS: &str = "cmek_zone_set_hits_total";
+/// Gets of a zone the set had to open (callers that joined an open already
+/// under way count once each), by `set`.
+pub const ZONE_SET_MISSES: &str = "cmek_zone_set_misses_total";
+/// Opens the set made, by `set` and `outcome` (`ok` or the error kind).
+pub const ZONE_SET_OPENS: &str = "cmek_zone_set_opens_total";
+/// Time to open a zone on a miss (catalog, manifest, provider calls), in
+/// seconds, by `set`.
+pub const ZONE_SET_OPEN_SECONDS: &str = "cmek_zone_set_open_seconds";
+/// Idle zones the set evicted (their EZKs dropped and zeroized), by `set`.
+pub const ZONE_SET_EVICTIONS: &str = "cmek_zone_set_evictions_total";
+/// Zones open in the set now, by `set`.
+pub const ZONE_SET_OPEN_ZONES: &str = "cmek_zone_set_open_zones";
+/// The set's estimate of the memory its open zones hold, by `set`.
+pub const ZONE_SET_BYTES: &str = "cmek_zone_set_bytes";
+/// Opens admitted past the set's bounds because every open zone was in
+/// use, by `set`.
+pub const ZONE_SET_OVER_LIMIT: &str = "cmek_zone_set_over_limit_total";
+
 /// Gives the installed recorder the help text of every metric (call
 /// it after installing one; without a recorder it does nothing).
 pub fn describe() {
@@ -111,6 +134,52 @@ pub fn describe() {
         MONITOR_GATED_ZONES,
         Unit::Count,
         "Watched zones that do not serve after the monitor's last check."
+    );
+    describe_zone_set();
+}
+
+/// The zone set's help texts.
+fn describe_zone_set() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        ZONE_SET_HITS,
+        Unit::Count,
+        "Zone-set gets served by a zone already open."
+    );
+    describe_counter!(
+        ZONE_SET_MISSES,
+        Unit::Count,
+        "Zone-set gets that waited for an open."
+    );
+    describe_counter!(
+        ZONE_SET_OPENS,
+        Unit::Count,
+        "Zones the zone set opened, by outcome."
+    );
+    describe_histogram!(
+        ZONE_SET_OPEN_SECONDS,
+        Unit::Seconds,
+        "Time to open a zone on a zone-set miss."
+    );
+    describe_counter!(
+        ZONE_SET_EVICTIONS,
+        Unit::Count,
+        "Idle zones evicted from the zone set, their keys zeroized."
+    );
+    describe_gauge!(
+        ZONE_SET_OPEN_ZONES,
+        Unit::Count,
+        "Zones open in the zone set."
+    );
+    describe_gauge!(
+        ZONE_SET_BYTES,
+        Unit::Bytes,
+        "Estimated memory held by the zone set's open zones."
+    );
+    describe_counter!(
+        ZONE_SET_OVER_LIMIT,
+        Unit::Count,
+        "Opens admitted past the zone set's bounds because every open zone was in use."
     );
 }
 

@@ -156,12 +156,13 @@ impl Zone {
         bytes: Vec<u8>,
         ezks: BTreeMap<u32, Arc<Ezk>>,
     ) {
-        manifest.sealed = manifest::SealedBytes(Some(bytes.as_slice().into()));
+        let bytes: Arc<[u8]> = bytes.into();
+        manifest.sealed = manifest::SealedBytes(Some(bytes.clone()));
         let mut slot = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
         let availability = slot.availability;
         let state = Arc::new(ZoneState {
             manifest,
-            stored: Arc::new(bytes),
+            stored: bytes,
             unverified: None,
             ezks: if availability.is_available() {
                 ezks

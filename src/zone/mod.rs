@@ -118,6 +118,7 @@ mod async_io;
 mod availability;
 mod commit;
 mod data;
+mod footprint;
 mod header;
 mod id;
 mod keyring;
@@ -203,8 +204,9 @@ impl fmt::Debug for Ezk {
 struct ZoneState {
     manifest: ZoneManifest,
     /// The manifest's bytes as stored: what the next compare-and-swap
-    /// expects to find.
-    stored: Arc<Vec<u8>>,
+    /// expects to find. The manifest's own copy
+    /// ([`ZoneManifest::stored_bytes`]) shares them.
+    stored: Arc<[u8]>,
     /// Set while the manifest is not yet authenticated: a zone opened while
     /// its key was unusable checks it when it recovers, before serving.
     unverified: Option<ManifestSeal>,
@@ -273,13 +275,14 @@ impl Zone {
     ) -> Self {
         debug_assert!(availability.is_available() || ezks.is_empty());
         let mut manifest = manifest;
-        manifest.sealed = manifest::SealedBytes(Some(stored.as_slice().into()));
+        let stored: Arc<[u8]> = stored.into();
+        manifest.sealed = manifest::SealedBytes(Some(stored.clone()));
         Self::with_state(
             keyring,
             store,
             ZoneState {
                 manifest,
-                stored: Arc::new(stored),
+                stored,
                 unverified: None,
                 ezks,
                 availability,
@@ -303,7 +306,7 @@ impl Zone {
             store,
             ZoneState {
                 manifest,
-                stored: Arc::new(stored),
+                stored: stored.into(),
                 unverified: Some(seal),
                 ezks: BTreeMap::new(),
                 availability,

@@ -65,3 +65,9 @@ pub fn assert_counting() {
         "the counting allocator is not installed ({peak})"
     );
 }
+
+/// Live heap bytes now.
+#[allow(dead_code)] // not every test that shares the allocator needs it
+pub fn live() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
