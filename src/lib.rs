@@ -93,6 +93,8 @@
 compile_error!("cmek needs a cipher backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
 pub mod backup;
+#[cfg(any(feature = "object-store-any", feature = "parquet"))]
+mod blocking;
 pub mod budget;
 // The primitives are not API: envelopes are. Fuzz targets and the cipher
 // benches reach them through the unstable `fuzzing` feature.

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 
@@ -44,7 +44,7 @@ const MAX_OBJECT_LEN: u64 = 16 << 20;
 pub struct ObjectManifestStore {
     store: Arc<dyn ObjectStore>,
     path: Path,
-    runtime: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
+    blocker: crate::blocking::Blocker,
 }
 
 impl ObjectManifestStore {
@@ -53,7 +53,7 @@ impl ObjectManifestStore {
         Self {
             store,
             path,
-            runtime: OnceLock::new(),
+            blocker: crate::blocking::Blocker::default(),
         }
     }
 
@@ -64,31 +64,11 @@ impl ObjectManifestStore {
 
     /// Runs `work` to completion from blocking code (see the type's docs).
     fn block_on<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        match Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| handle.block_on(work))
-            }
-            Ok(_) => Err(Error::misuse(
-                "an object-store manifest store cannot block inside a current-thread tokio \
-                 runtime; use a multi-threaded runtime",
-            )),
-            Err(_) => {
-                let runtime = self.runtime.get_or_init(|| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| e.to_string())
-                });
-                match runtime {
-                    Ok(rt) => rt.block_on(work),
-                    Err(e) => Err(Error::Io {
-                        path: None,
-                        source: std::io::Error::other(format!("cannot start a runtime: {e}")),
-                    }),
-                }
-            }
-        }
+        self.blocker.block_on(
+            "an object-store manifest store cannot block inside a current-thread tokio \
+             runtime; use a multi-threaded runtime",
+            work,
+        )
     }
 
     /// The stored bytes with the ETag and version they were read at.

@@ -2,7 +2,7 @@
 //! provider, gated by the registry and the monitor.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::key::DataKey;
 use super::material::{decode_base64, encode_base64};
@@ -84,7 +84,7 @@ pub struct ParquetKms {
     provider: Arc<dyn KeyProvider>,
     registry: Option<Arc<KeyRegistry>>,
     monitor: Option<Arc<KeyMonitor>>,
-    runtime: Arc<OnceLock<std::result::Result<tokio::runtime::Runtime, String>>>,
+    blocker: Arc<crate::blocking::Blocker>,
 }
 
 impl std::fmt::Debug for ParquetKms {
@@ -104,7 +104,7 @@ impl ParquetKms {
             provider,
             registry: None,
             monitor: None,
-            runtime: Arc::new(OnceLock::new()),
+            blocker: Arc::default(),
         }
     }
 
@@ -272,31 +272,11 @@ impl ParquetKms {
 
     /// Runs `work` to completion from blocking code.
     pub(crate) fn block_on<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        match Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| handle.block_on(work))
-            }
-            Ok(_) => Err(Error::misuse(
-                "the Parquet KMS client cannot block inside a current-thread tokio runtime: \
-                 use a multi-threaded runtime, or its async methods",
-            )),
-            Err(_) => {
-                let runtime = self.runtime.get_or_init(|| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| e.to_string())
-                });
-                match runtime {
-                    Ok(rt) => rt.block_on(work),
-                    Err(e) => Err(Error::Io {
-                        path: None,
-                        source: std::io::Error::other(format!("cannot start a runtime: {e}")),
-                    }),
-                }
-            }
-        }
+        self.blocker.block_on(
+            "the Parquet KMS client cannot block inside a current-thread tokio runtime: \
+             use a multi-threaded runtime, or its async methods",
+            work,
+        )
     }
 }
 
