@@ -113,7 +113,6 @@ struct KeyEntry {
 /// What the monitor knows of one open zone (one [`Zone`] and its clones;
 /// the same zone opened twice is two entries, each gated).
 struct ZoneEntry {
-    id: ZoneId,
     zone: WeakZone,
     /// When a check (or the open) last confirmed the zone's key usable:
     /// where a grace period counts from.
@@ -126,7 +125,9 @@ type Target = (KeyRef, Arc<dyn KeyProvider>);
 #[derive(Default)]
 struct Watched {
     keys: HashMap<KeyRef, KeyEntry>,
-    zones: Vec<ZoneEntry>,
+    /// By zone id, so that finding a zone's entry (at every check, for
+    /// every zone) does not scan every watched zone.
+    zones: HashMap<ZoneId, Vec<ZoneEntry>>,
     /// Per zone and root alias, the other key the alias was last seen
     /// pointing to (reported once per new target).
     moved_aliases: HashMap<(ZoneId, KeyRef), KeyRef>,
@@ -134,7 +135,10 @@ struct Watched {
 
 impl Watched {
     fn zone_mut(&mut self, zone: &Zone) -> Option<&mut ZoneEntry> {
-        self.zones.iter_mut().find(|e| e.zone.is(zone))
+        self.zones
+            .get_mut(&zone.id())?
+            .iter_mut()
+            .find(|e| e.zone.is(zone))
     }
 }
 
@@ -192,7 +196,10 @@ impl std::fmt::Debug for KeyMonitor {
         f.debug_struct("KeyMonitor")
             .field("interval", &self.config.interval)
             .field("keys", &watched.keys.len())
-            .field("zones", &watched.zones.len())
+            .field(
+                "zones",
+                &watched.zones.values().map(Vec::len).sum::<usize>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -264,8 +271,7 @@ impl KeyMonitor {
         let mut watched = self.lock();
         match watched.zone_mut(zone) {
             Some(entry) => entry.last_confirmed = last_confirmed,
-            None => watched.zones.push(ZoneEntry {
-                id: zone.id(),
+            None => watched.zones.entry(zone.id()).or_default().push(ZoneEntry {
                 zone: zone.downgrade(),
                 last_confirmed,
             }),
@@ -275,7 +281,7 @@ impl KeyMonitor {
     /// Stops gating zone `id` (every open instance of it). Its availability
     /// stays as it is.
     pub fn unwatch_zone(&self, id: ZoneId) {
-        self.lock().zones.retain(|e| e.id != id);
+        self.lock().zones.remove(&id);
     }
 
     /// Opens the zone in `store`, checked against `anchor`, with
@@ -503,12 +509,15 @@ impl KeyMonitor {
     fn targets(&self) -> (Vec<Target>, Vec<Zone>) {
         let mut watched = self.lock();
         let mut zones = Vec::new();
-        watched.zones.retain(|entry| match entry.zone.upgrade() {
-            Some(zone) => {
-                zones.push(zone);
-                true
-            }
-            None => false,
+        watched.zones.retain(|_, entries| {
+            entries.retain(|entry| match entry.zone.upgrade() {
+                Some(zone) => {
+                    zones.push(zone);
+                    true
+                }
+                None => false,
+            });
+            !entries.is_empty()
         });
         let live: std::collections::HashSet<ZoneId> = zones.iter().map(Zone::id).collect();
         watched
