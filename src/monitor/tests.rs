@@ -643,3 +643,45 @@ async fn an_ezk_past_half_its_wrap_limit_is_rotated_by_the_check() {
     assert_serves(&f.segment, &f.zone);
     assert!(monitor.check_now().await.rotated.is_empty());
 }
+
+/// The same zone opened twice is two entries under one id: a check gates
+/// both, dropping one leaves the other watched, and `unwatch_zone` stops
+/// gating every instance.
+#[tokio::test(start_paused = true)]
+async fn every_instance_of_a_zone_is_gated_and_unwatched_by_id() {
+    let f = fixture().await;
+    let second = f
+        .keyring
+        .open_zone(f.store.clone(), &f.zone.anchor())
+        .await
+        .unwrap();
+    let third = f
+        .keyring
+        .open_zone(f.store.clone(), &f.zone.anchor())
+        .await
+        .unwrap();
+    let monitor = KeyMonitor::new(config());
+    for zone in [&f.zone, &second, &third] {
+        monitor.watch_zone(zone);
+    }
+    // Watching an instance again does not add an entry.
+    monitor.watch_zone(&second);
+    assert_eq!(monitor.lock().zones[&f.zone.id()].len(), 3);
+
+    drop(third);
+    assert!(f.kms.disable_key("root"));
+    let report = monitor.check_now().await;
+    assert_eq!(monitor.lock().zones[&f.zone.id()].len(), 2);
+    assert_eq!(report.zones.len(), 2);
+    assert_refused(&f.zone, &f.segment, KeyState::Disabled);
+    assert_refused(&second, &f.segment, KeyState::Disabled);
+
+    // Unwatched by id: both instances stay as the last check left them,
+    // and the next check changes neither.
+    monitor.unwatch_zone(f.zone.id());
+    assert!(monitor.lock().zones.is_empty());
+    assert!(f.kms.enable_key("root"));
+    monitor.check_now().await;
+    assert_refused(&f.zone, &f.segment, KeyState::Disabled);
+    assert_refused(&second, &f.segment, KeyState::Disabled);
+}
